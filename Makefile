@@ -1,0 +1,31 @@
+# The two commands of the README:
+#   make serve   build, install and serve the embedded demo docroot on http://127.0.0.1:8085
+#   make test    build, install and run every test (Rust and Python), installing what they need
+PY ?= python3
+ARGS ?=
+
+.PHONY: serve test install deps rust-test py-test bench
+
+install:
+	$(PY) -m pip install -q -e '.[test]'
+
+serve: install
+	$(PY) -m vw serve $(ARGS)
+
+# System tools the tests and the benchmark use (Debian packages). Installed only when missing.
+deps:
+	@if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null || ! command -v curl >/dev/null; then \
+		echo "installing wrk, nginx-light, curl"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light curl >/dev/null; \
+	fi
+
+rust-test:
+	cargo test --release
+
+py-test:
+	$(PY) -m pytest
+
+test: deps install rust-test py-test
+
+bench: deps install
+	$(PY) bench/run.py $(ARGS)

@@ -1,0 +1,9 @@
+"""vw: the fastest HTTP server for Python.
+
+One pinned worker process per CPU, each running a small Rust event loop (``vw._core``) that parses
+strict HTTP/1.1 and serves static files without entering Python. Python is the side you touch:
+the ``vw`` command, configuration, process supervision and static indexing.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -1,0 +1,235 @@
+"""The supervisor: one worker process per CPU, pinned, optionally real-time; replaced when it dies;
+stopped gracefully on SIGTERM/SIGINT.
+
+Each worker binds its own SO_REUSEPORT listener (nothing is shared between workers), pins itself,
+reports where it runs (`worker <n> pid <pid> cpu <c>`, checked with getcpu) and hands the socket
+to the Rust loop, which serves until it is told to stop.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+
+from vw import static
+from vw.config import ConfigError, ServeConfig
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+WAITED = (signal.SIGCHLD, *STOP_SIGNALS)
+# A worker that dies this soon after starting, this many times in a row, is not restarted again.
+FAST_DEATH_SECONDS = 1.0
+FAST_DEATH_LIMIT = 5
+EXIT_WORKER_START_FAILED = 3
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _addr(host: str, port: int) -> tuple[int, tuple]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ConfigError(f"cannot resolve host {host!r}: {e.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def _describe_bind_error(host: str, port: int, e: OSError) -> str:
+    if e.errno == errno.EADDRINUSE:
+        return f"cannot listen on {host}:{port}: address already in use"
+    if e.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need root)"
+    if e.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}:{port}: no such local address"
+    return f"cannot listen on {host}:{port}: {e.strerror}"
+
+
+def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
+    """Check that host:port is free and hold it for our workers.
+
+    A plain bind (no SO_REUSEPORT) fails if anything, another vw included, already listens there.
+    Then a bound, non-listening SO_REUSEPORT socket keeps the port ours (it takes no connections)
+    while workers come and go; with port 0 it also fixes the port every worker will use.
+    """
+    family, sockaddr = _addr(host, port)
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(sockaddr)
+        port = probe.getsockname()[1]
+    except OSError as e:
+        raise ConfigError(_describe_bind_error(host, port, e)) from None
+    finally:
+        probe.close()
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        holder.bind(_addr(host, port)[1])
+    except OSError as e:
+        holder.close()
+        raise ConfigError(_describe_bind_error(host, port, e)) from None
+    return holder, port
+
+
+def check_realtime() -> None:
+    """Refuse --realtime up front, with the reason, when the scheduler will not grant it."""
+    try:
+        prio = os.sched_get_priority_max(os.SCHED_RR)
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except PermissionError:
+        raise ConfigError("--realtime needs permission to use SCHED_RR "
+                          "(run as root, or grant CAP_SYS_NICE or an RLIMIT_RTPRIO)") from None
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    family, sockaddr = _addr(host, port)
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(sockaddr)
+    s.listen(4096)
+    return s
+
+
+@dataclass
+class WorkerProc:
+    index: int
+    cpu: int
+    pid: int
+    started: float
+    fast_deaths: int = 0
+
+
+def worker_main(cfg: ServeConfig, index: int, mime: dict, preload: list[str]) -> int:
+    """Runs in the forked child: bind, pin, report, serve."""
+    from vw import _core
+
+    try:
+        if cfg.pin:
+            os.sched_setaffinity(0, {cfg.cpu_for(index)})
+        if cfg.realtime:
+            prio = os.sched_get_priority_max(os.SCHED_RR)
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+        sock = listen_socket(cfg.host, cfg.port)
+        log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
+        _core.run_worker(
+            sock.detach(), str(cfg.docroot), mime, preload,
+            inline_max=cfg.inline_max, cache_max_bytes=cfg.cache_max_bytes,
+            shutdown_timeout=cfg.shutdown_timeout,
+        )
+        return 0
+    except Exception as e:  # one line in the log; the supervisor decides what happens next
+        log(f"vw: worker {index}: {type(e).__name__}: {e}")
+        return EXIT_WORKER_START_FAILED
+
+
+class Supervisor:
+    def __init__(self, cfg: ServeConfig):
+        self.cfg = cfg
+        self.workers: dict[int, WorkerProc] = {}
+        self.holder: socket.socket | None = None
+        self.stopping = False
+        self.exit_code = 0
+        self.mime = static.content_types()
+        self.preload, self.preload_bytes = static.index(cfg.docroot)
+
+    def spawn(self, index: int, fast_deaths: int = 0) -> None:
+        cpu = self.cfg.cpu_for(index)
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                if self.holder is not None:
+                    self.holder.close()
+                code = worker_main(self.cfg, index, self.mime, self.preload)
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        self.workers[pid] = WorkerProc(index, cpu, pid, time.monotonic(), fast_deaths)
+
+    def run(self) -> int:
+        cfg = self.cfg
+        if cfg.realtime:
+            check_realtime()
+        self.holder, cfg.port = reserve_port(cfg.host, cfg.port)
+        # Signals are taken synchronously with sigtimedwait; workers inherit the mask and the
+        # Rust loop reads the stop signals from a signalfd.
+        signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
+        pin = "pinned" if cfg.pin else "not pinned"
+        rt = ", SCHED_RR" if cfg.realtime else ""
+        log(f"vw serving {cfg.docroot} on http://{_fmt_host(cfg.host)}:{cfg.port} "
+            f"({cfg.workers} workers, {pin}{rt}; {len(self.preload)} files indexed)")
+        for i in range(cfg.workers):
+            self.spawn(i)
+        deadline = None
+        while self.workers:
+            timeout = 0.5 if deadline is None else max(0.05, min(0.5, deadline - time.monotonic()))
+            info = signal.sigtimedwait(WAITED, timeout)
+            if info is not None and info.si_signo in STOP_SIGNALS:
+                if self.stopping:
+                    if info.si_signo == signal.SIGINT:
+                        self.kill_all(signal.SIGKILL)  # a second Ctrl-C: stop now
+                else:
+                    self.stopping = True
+                    deadline = time.monotonic() + cfg.shutdown_timeout + 0.8
+                    self.kill_all(signal.SIGTERM)
+            self.reap()
+            if deadline is not None and time.monotonic() > deadline:
+                self.kill_all(signal.SIGKILL)
+                deadline = time.monotonic() + 5
+        self.holder.close()
+        return self.exit_code
+
+    def kill_all(self, sig: int) -> None:
+        for pid in list(self.workers):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def reap(self) -> None:
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.workers.clear()
+                return
+            if pid == 0:
+                return
+            w = self.workers.pop(pid, None)
+            if w is None or self.stopping:
+                continue
+            why = _describe_status(status)
+            fast = time.monotonic() - w.started < FAST_DEATH_SECONDS
+            deaths = w.fast_deaths + 1 if fast else 0
+            if deaths >= FAST_DEATH_LIMIT:
+                log(f"vw: worker {w.index} pid {pid} {why}; it failed {deaths} times at start, giving up")
+                self.exit_code = 1
+                self.stopping = True
+                self.kill_all(signal.SIGTERM)
+                continue
+            log(f"vw: worker {w.index} pid {pid} {why}; starting a new one")
+            self.spawn(w.index, deaths)
+
+
+def _fmt_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"was killed by {name}"
+    return f"exited with status {os.WEXITSTATUS(status)}"

@@ -1,0 +1,354 @@
+//! The connection state machine: the one place that owns what a connection is doing.
+//!
+//! It is fed the bytes read from the socket and queues the responses to write; it never touches
+//! the socket itself, so it is tested (and fuzzed) by feeding it byte streams split anywhere.
+//! Every complete request in the bytes it is given is answered, in order, into one output queue
+//! that the event loop writes with one `writev`.
+
+use crate::body::Chunked;
+use crate::parse::{parse_head, Body, Head, Limits, Method};
+use crate::response::{simple, Clock, OutQueue, CLOSE, KEEP_ALIVE};
+use crate::statics::{Outcome, StaticFiles};
+
+/// Everything a connection needs from its worker while it handles input.
+pub struct Ctx {
+    pub clock: Clock,
+    pub statics: StaticFiles,
+    pub limits: Limits,
+    pub max_body: u64,
+    /// The worker is draining: every response from now on closes its connection.
+    pub stopping: bool,
+}
+
+/// Where the reading side of a connection stands.
+#[derive(Debug)]
+pub enum ReadState {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// Skipping a Content-Length body of which this many bytes remain.
+    BodyLength(u64),
+    /// Skipping a chunked body.
+    BodyChunked(Box<Chunked>),
+    /// Nothing more will be parsed: the last response closes the connection.
+    Done,
+}
+
+pub struct Proto {
+    pub read: ReadState,
+    pub out: OutQueue,
+    /// Close once `out` is written.
+    pub close_after_flush: bool,
+}
+
+const ALLOW: &[u8] = b"Allow: GET, HEAD\r\n";
+
+impl Default for Proto {
+    fn default() -> Self {
+        Proto { read: ReadState::Head, out: OutQueue::default(), close_after_flush: false }
+    }
+}
+
+impl Proto {
+    /// True when no request is partly read and nothing waits to be written.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.read, ReadState::Head) && self.out.is_empty()
+    }
+
+    /// Handle `data` (all unconsumed input). Returns how many bytes were consumed; the caller
+    /// keeps the rest (an incomplete head) and calls again with it and what follows.
+    pub fn feed(&mut self, data: &[u8], ctx: &mut Ctx) -> usize {
+        let mut pos = 0;
+        loop {
+            match &mut self.read {
+                ReadState::Done => return data.len(),
+                ReadState::Head => {
+                    if pos == data.len() {
+                        return pos;
+                    }
+                    match parse_head(&data[pos..], &ctx.limits) {
+                        Ok(None) => return pos,
+                        Ok(Some(head)) => {
+                            let req = &data[pos..pos + head.len];
+                            pos += head.len;
+                            self.request(req, &head, ctx);
+                        }
+                        Err(reject) => {
+                            simple(self.out.owned_tail(), &ctx.clock, reject.status(), b"", Some(CLOSE), false);
+                            self.finish();
+                            return data.len();
+                        }
+                    }
+                }
+                ReadState::BodyLength(rem) => {
+                    let n = (*rem).min((data.len() - pos) as u64);
+                    pos += n as usize;
+                    *rem -= n;
+                    if *rem > 0 {
+                        return pos;
+                    }
+                    self.read = ReadState::Head;
+                }
+                ReadState::BodyChunked(dec) => match dec.feed(&data[pos..], &mut |_| {}) {
+                    Ok(n) => {
+                        pos += n;
+                        if !dec.is_done() {
+                            return pos;
+                        }
+                        self.read = ReadState::Head;
+                    }
+                    Err(_) => {
+                        // The response for this request is already queued; the framing is
+                        // broken, so nothing more is read from this connection.
+                        self.finish();
+                        return data.len();
+                    }
+                },
+            }
+        }
+    }
+
+    /// The peer closed its side: answer what was complete, then close.
+    pub fn eof(&mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        self.read = ReadState::Done;
+        self.close_after_flush = true;
+    }
+
+    fn request(&mut self, req: &[u8], head: &Head, ctx: &mut Ctx) {
+        // A client that waits for 100-continue may never send the body we would skip: do not
+        // keep the connection, or its next request could be read from body bytes.
+        let close = !head.keep_alive || ctx.stopping || (head.expect_continue && head.body != Body::None);
+        let conn_header: Option<&'static [u8]> = if close {
+            Some(CLOSE)
+        } else if head.minor == 0 {
+            Some(KEEP_ALIVE)
+        } else {
+            None
+        };
+        let target = &req[head.target.clone()];
+        match head.method {
+            Method::Get | Method::Head => {
+                let head_only = head.method == Method::Head;
+                let outcome = ctx.statics.serve(target, head_only, conn_header, &ctx.clock, &mut self.out);
+                let (status, extra): (u16, Vec<u8>) = match outcome {
+                    Outcome::Served => (0, Vec::new()),
+                    Outcome::NotFound => (404, Vec::new()),
+                    Outcome::Forbidden => (403, Vec::new()),
+                    Outcome::BadPath => (400, Vec::new()),
+                    Outcome::Unavailable => (503, b"Retry-After: 1\r\n".to_vec()),
+                    Outcome::Redirect(loc) => {
+                        let mut e = b"Location: ".to_vec();
+                        e.extend_from_slice(&loc);
+                        e.extend_from_slice(b"\r\n");
+                        (301, e)
+                    }
+                };
+                if status != 0 {
+                    simple(self.out.owned_tail(), &ctx.clock, status, &extra, conn_header, head_only);
+                }
+            }
+            Method::Other => {
+                simple(self.out.owned_tail(), &ctx.clock, 405, ALLOW, conn_header, false);
+            }
+        }
+        if close {
+            self.finish();
+            return;
+        }
+        self.read = match head.body {
+            Body::None => ReadState::Head,
+            Body::Length(n) => ReadState::BodyLength(n),
+            Body::Chunked => ReadState::BodyChunked(Box::new(Chunked::new(ctx.max_body))),
+        };
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use crate::statics::StaticConfig;
+    use std::path::PathBuf;
+
+    pub fn docroot() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vw-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("1b"), b"x").unwrap();
+        std::fs::write(dir.join("index.html"), b"<h1>vw</h1>\n").unwrap();
+        std::fs::write(dir.join("sub/index.html"), b"sub\n").unwrap();
+        std::fs::write(dir.join("big.bin"), vec![7u8; 300_000]).unwrap();
+        dir
+    }
+
+    pub fn ctx() -> Ctx {
+        let mut cfg = StaticConfig::new(docroot());
+        cfg.mime.insert("html".into(), "text/html; charset=utf-8".into());
+        Ctx {
+            clock: Clock::fixed(1_795_710_713),
+            statics: StaticFiles::open(cfg).unwrap(),
+            limits: Limits::default(),
+            max_body: 1 << 20,
+            stopping: false,
+        }
+    }
+
+    /// Feed `chunks` one after the other, keeping unconsumed bytes as the event loop does.
+    pub fn run(ctx: &mut Ctx, chunks: &[&[u8]]) -> (Vec<u8>, bool) {
+        let mut p = Proto::default();
+        let mut pending: Vec<u8> = Vec::new();
+        for c in chunks {
+            pending.extend_from_slice(c);
+            let n = p.feed(&pending, ctx);
+            pending.drain(..n);
+        }
+        (p.out.to_bytes(), p.close_after_flush)
+    }
+
+    fn statuses(out: &[u8]) -> Vec<u16> {
+        let s = String::from_utf8_lossy(out);
+        s.match_indices("HTTP/1.1 ")
+            .filter_map(|(i, _)| s.get(i + 9..i + 12).and_then(|c| c.parse().ok()))
+            .collect()
+    }
+
+    #[test]
+    fn serves_and_keeps_alive() {
+        let mut c = ctx();
+        let (out, close) = run(&mut c, &[b"GET /1b HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("HTTP/1.1 200 OK\r\nServer: vw\r\nDate: Thu, 26 Nov 2026 16:31:53 GMT\r\n"), "{s}");
+        assert!(s.contains("Content-Length: 1\r\n"));
+        assert!(s.contains("ETag: \""));
+        assert!(s.contains("Last-Modified: "));
+        assert!(s.ends_with("\r\n\r\nx"));
+        assert!(!s.contains("Connection:"));
+        assert!(!close);
+    }
+
+    #[test]
+    fn pipelined_requests_answered_in_order() {
+        let mut c = ctx();
+        let mut req = Vec::new();
+        for p in ["/1b", "/nope", "/", "/sub", "/sub/"] {
+            req.extend_from_slice(format!("GET {p} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        }
+        let (out, close) = run(&mut c, &[&req]);
+        assert_eq!(statuses(&out), vec![200, 404, 200, 301, 200]);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("Location: /sub/\r\n"));
+        assert!(s.contains("<h1>vw</h1>"));
+        assert!(s.ends_with("sub\n"));
+        assert!(!close);
+    }
+
+    #[test]
+    fn every_split_gives_the_same_output() {
+        let stream: &[u8] = b"GET /1b HTTP/1.1\r\nHost: a\r\n\r\n\
+POST /1b HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello\
+POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: v\r\n\r\n\
+HEAD /sub/ HTTP/1.1\r\nHost: a\r\n\r\n\
+GET /1b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+GET /1b?q=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n\
+GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut c = ctx();
+        let (whole, close) = run(&mut c, &[stream]);
+        assert_eq!(statuses(&whole), vec![200, 405, 405, 200, 200, 200], "the request after close is not answered");
+        assert!(close);
+        for cut in 0..stream.len() {
+            let (out, cl) = run(&mut c, &[&stream[..cut], &stream[cut..]]);
+            assert_eq!(out, whole, "split at {cut}");
+            assert_eq!(cl, close);
+        }
+        // And byte by byte.
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(run(&mut c, &bytes).0, whole);
+    }
+
+    #[test]
+    fn head_has_no_body_and_same_headers() {
+        let mut c = ctx();
+        let (get, _) = run(&mut c, &[b"GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        let (head, _) = run(&mut c, &[b"HEAD /index.html HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert_eq!(&get[..head.len()], &head[..]);
+        assert!(head.ends_with(b"\r\n\r\n"));
+        assert!(String::from_utf8_lossy(&head).contains("Content-Type: text/html; charset=utf-8\r\n"));
+    }
+
+    #[test]
+    fn http10_and_close_variants() {
+        let mut c = ctx();
+        let (out, close) = run(&mut c, &[b"GET /1b HTTP/1.0\r\n\r\n"]);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("Connection: close\r\n\r\nx"), "{s}");
+        assert!(close);
+        let (out, close) = run(&mut c, &[b"GET /nope HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"]);
+        assert!(String::from_utf8(out).unwrap().contains("Connection: keep-alive\r\n\r\nNot Found"));
+        assert!(!close);
+    }
+
+    #[test]
+    fn method_not_allowed_reads_past_body() {
+        let mut c = ctx();
+        // The body looks like a request; it must never be parsed as one.
+        let smuggled = b"GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut req = format!("POST /1b HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", smuggled.len()).into_bytes();
+        req.extend_from_slice(smuggled);
+        req.extend_from_slice(b"DELETE / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let (out, _) = run(&mut c, &[&req]);
+        assert_eq!(statuses(&out), vec![405, 405]);
+        assert!(String::from_utf8(out).unwrap().contains("Allow: GET, HEAD\r\n"));
+    }
+
+    #[test]
+    fn framing_errors_answer_400_and_stop() {
+        let mut c = ctx();
+        let cases: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /1b HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxGET /1b HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\nGET /1b HTTP/1.1\r\nHost: a\r\n\r\n",
+        ];
+        for case in cases {
+            let (out, close) = run(&mut c, &[case]);
+            assert_eq!(statuses(&out), vec![400], "{}", String::from_utf8_lossy(case));
+            assert!(String::from_utf8(out).unwrap().contains("Connection: close\r\n"));
+            assert!(close);
+        }
+        // A bad chunk after a queued response: no further request is parsed.
+        let (out, close) = run(
+            &mut c,
+            &[b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET /1b HTTP/1.1\r\nHost: a\r\n\r\n"],
+        );
+        assert_eq!(statuses(&out), vec![405]);
+        assert!(close);
+    }
+
+    #[test]
+    fn traversal_never_leaves_root() {
+        let mut c = ctx();
+        for t in ["/../etc/passwd", "/%2e%2e/etc/passwd", "/sub/../../etc/passwd", "/%2e%2e%2fetc%2fpasswd", "/.hidden", "/1b%00"] {
+            let (out, _) = run(&mut c, &[format!("GET {t} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes()]);
+            let st = statuses(&out)[0];
+            assert!(st == 400 || st == 404, "{t} -> {st}");
+        }
+        // A symlink that points out of the root is not followed; one inside it is.
+        let root = docroot();
+        let mut c = ctx();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("out")).unwrap();
+        std::os::unix::fs::symlink("1b", root.join("in")).unwrap();
+        let (out, _) = run(&mut c, &[b"GET /out HTTP/1.1\r\nHost: a\r\n\r\nGET /in HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert_eq!(statuses(&out), vec![404, 200]);
+    }
+
+    #[test]
+    fn large_files_go_out_as_file_segments() {
+        let mut c = ctx();
+        let (out, _) = run(&mut c, &[b"GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert!(String::from_utf8_lossy(&out).contains("Content-Length: 300000\r\n"));
+        assert!(out.ends_with(&[7u8; 1000]));
+        let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(out.len() - head_end, 300_000);
+    }
+}

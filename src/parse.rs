@@ -1,0 +1,504 @@
+//! Request head parsing: httparse for the grammar of the request line and fields, then our own
+//! RFC 9112 rules for everything that decides framing (where this request ends and the next begins).
+//!
+//! The parser is stateless: it is given the bytes buffered so far and either finds one complete,
+//! valid head, asks for more bytes, or rejects. Every rejection closes the connection, because once
+//! the framing is in doubt nothing after it can be trusted to be a request.
+
+use std::ops::Range;
+
+/// Limits on the request head. Exceeding them is answered with 414 or 431 and a close.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_request_line: usize,
+    pub max_head: usize,
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_request_line: 8 * 1024, max_head: 16 * 1024, max_headers: 100 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Other,
+}
+
+/// How the request body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed, validated request head. Ranges index the buffer that was parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub method: Method,
+    pub method_range: Range<usize>,
+    /// The request target as sent (origin-form, absolute-form, authority-form or `*`).
+    pub target: Range<usize>,
+    /// HTTP/1.x minor version: 0 or 1.
+    pub minor: u8,
+    pub keep_alive: bool,
+    pub body: Body,
+    pub expect_continue: bool,
+    /// Length of the head in bytes, through the blank line.
+    pub len: usize,
+}
+
+/// Why a head was rejected; each maps to a status code, and all of them close the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// Malformed syntax or ambiguous framing: 400.
+    BadRequest(&'static str),
+    /// Request line longer than the limit: 414.
+    UriTooLong,
+    /// Head larger than the limit or too many fields: 431.
+    HeadTooLarge,
+    /// A transfer coding we do not implement (anything before the final `chunked`): 501.
+    NotImplemented,
+    /// Not HTTP/1.0 or HTTP/1.1: 505.
+    Version,
+}
+
+impl Reject {
+    pub fn status(self) -> u16 {
+        match self {
+            Reject::BadRequest(_) => 400,
+            Reject::UriTooLong => 414,
+            Reject::HeadTooLarge => 431,
+            Reject::NotImplemented => 501,
+            Reject::Version => 505,
+        }
+    }
+}
+
+pub type ParseResult = Result<Option<Head>, Reject>;
+
+/// Parse one request head from the start of `buf`.
+/// `Ok(None)`: incomplete, read more. `Ok(Some(head))`: complete, `head.len` bytes consumed.
+pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
+    // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line.
+    // We ignore exactly CRLF pairs; they are counted in `head.len`.
+    let mut skip = 0;
+    while buf.len() >= skip + 2 && buf[skip] == b'\r' && buf[skip + 1] == b'\n' && skip < 8 {
+        skip += 2;
+    }
+    let rest = &buf[skip..];
+    if rest.is_empty() || (rest.len() == 1 && rest[0] == b'\r') {
+        return Ok(None);
+    }
+    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; 128];
+    let max = limits.max_headers.min(storage.len());
+    let mut req = httparse::Request::new(&mut []);
+    let status = req.parse_with_uninit_headers(rest, &mut storage[..max + 1]);
+    let n = match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if !rest[..rest.len().min(limits.max_request_line + 2)].contains(&b'\n')
+                && rest.len() > limits.max_request_line
+            {
+                return Err(Reject::UriTooLong);
+            }
+            if rest.len() > limits.max_head {
+                return Err(Reject::HeadTooLarge);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(Reject::HeadTooLarge),
+        Err(httparse::Error::Version) => {
+            // httparse says Version both for "HTTP/2.0" and for garbage where a version should be.
+            return Err(if looks_like_http_version(rest) { Reject::Version } else { Reject::BadRequest("bad request line") });
+        }
+        Err(httparse::Error::HeaderName) => return Err(Reject::BadRequest("invalid field name")),
+        Err(httparse::Error::HeaderValue) => return Err(Reject::BadRequest("invalid field value")),
+        Err(httparse::Error::NewLine) => return Err(Reject::BadRequest("bad line ending")),
+        Err(httparse::Error::Token) => return Err(Reject::BadRequest("invalid method or target")),
+        Err(httparse::Error::Status) => return Err(Reject::BadRequest("bad request line")),
+    };
+    if req.headers.len() > limits.max_headers {
+        return Err(Reject::HeadTooLarge);
+    }
+    if n > limits.max_head {
+        return Err(Reject::HeadTooLarge);
+    }
+    let head_bytes = &rest[..n];
+    // httparse accepts a bare LF as a line ending; we do not (request smuggling through
+    // parsers that disagree on line endings). Every LF must follow a CR.
+    let line_end = head_bytes.iter().position(|&b| b == b'\n').unwrap_or(n);
+    if line_end > limits.max_request_line + 1 {
+        return Err(Reject::UriTooLong);
+    }
+    if has_bare_lf(head_bytes) {
+        return Err(Reject::BadRequest("bare LF"));
+    }
+    let base = skip;
+    let offset = |s: &[u8]| s.as_ptr() as usize - buf.as_ptr() as usize;
+
+    let method_str = req.method.unwrap_or("");
+    let method = match method_str {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        _ => Method::Other,
+    };
+    let method_range = offset(method_str.as_bytes())..offset(method_str.as_bytes()) + method_str.len();
+    let path = req.path.unwrap_or("");
+    let target = offset(path.as_bytes())..offset(path.as_bytes()) + path.len();
+    let minor = req.version.unwrap_or(1);
+
+    let mut hosts = 0u32;
+    let mut content_length: Option<u64> = None;
+    let mut te_seen = false;
+    let mut te_final_chunked = false;
+    let mut te_chunked_not_last = false;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expect_continue = false;
+
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = h.value;
+        if value.iter().any(|&b| is_forbidden_value_byte(b)) {
+            return Err(Reject::BadRequest("control byte in field value"));
+        }
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                hosts += 1;
+                if hosts > 1 {
+                    return Err(Reject::BadRequest("repeated Host"));
+                }
+                if !valid_host(value) {
+                    return Err(Reject::BadRequest("invalid Host"));
+                }
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                if content_length.is_some() {
+                    return Err(Reject::BadRequest("repeated Content-Length"));
+                }
+                content_length = Some(parse_content_length(value)?);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                for coding in split_list(value) {
+                    if coding.is_empty() {
+                        continue;
+                    }
+                    if te_final_chunked {
+                        // `chunked` followed by another coding: chunked is not final.
+                        te_chunked_not_last = true;
+                    }
+                    te_seen = true;
+                    te_final_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                }
+                if !te_seen && value.iter().all(|b| *b == b' ' || *b == b'\t' || *b == b',') {
+                    return Err(Reject::BadRequest("empty Transfer-Encoding"));
+                }
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for opt in split_list(value) {
+                    if opt.eq_ignore_ascii_case(b"close") {
+                        conn_close = true;
+                    } else if opt.eq_ignore_ascii_case(b"keep-alive") {
+                        conn_keep_alive = true;
+                    }
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                if value.eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    if minor == 1 && hosts == 0 {
+        return Err(Reject::BadRequest("missing Host"));
+    }
+    let body = if te_seen {
+        if content_length.is_some() {
+            return Err(Reject::BadRequest("Content-Length with Transfer-Encoding"));
+        }
+        if minor == 0 {
+            return Err(Reject::BadRequest("Transfer-Encoding in HTTP/1.0"));
+        }
+        if !te_final_chunked || te_chunked_not_last {
+            return Err(Reject::BadRequest("final transfer coding is not chunked"));
+        }
+        // The list ends in chunked; anything before it (gzip, chunked) we cannot decode.
+        let mut codings = 0;
+        for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                codings += split_list(h.value).filter(|c| !c.is_empty()).count();
+            }
+        }
+        if codings != 1 {
+            return Err(Reject::NotImplemented);
+        }
+        Body::Chunked
+    } else {
+        match content_length {
+            Some(0) | None => Body::None,
+            Some(n) => Body::Length(n),
+        }
+    };
+    let keep_alive = if minor == 1 { !conn_close } else { conn_keep_alive && !conn_close };
+
+    Ok(Some(Head {
+        method,
+        method_range,
+        target: target.start..target.end,
+        minor,
+        keep_alive,
+        body,
+        expect_continue: expect_continue && minor == 1,
+        len: base + n,
+    }))
+}
+
+/// True where `buf` (a request head) holds an LF not preceded by CR.
+fn has_bare_lf(buf: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for &b in buf {
+        if b == b'\n' && prev != b'\r' {
+            return true;
+        }
+        prev = b;
+    }
+    false
+}
+
+/// CTL bytes other than HTAB, and DEL, are never valid in a field value (RFC 9110 §5.5).
+#[inline]
+fn is_forbidden_value_byte(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// `Content-Length = 1*DIGIT`, nothing else: no sign, no `0x`, no list, no overflow.
+pub fn parse_content_length(v: &[u8]) -> Result<u64, Reject> {
+    if v.is_empty() || v.len() > 19 {
+        return Err(Reject::BadRequest("invalid Content-Length"));
+    }
+    let mut n: u64 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return Err(Reject::BadRequest("invalid Content-Length"));
+        }
+        n = n * 10 + (b - b'0') as u64; // 19 digits cannot overflow u64
+    }
+    Ok(n)
+}
+
+/// Host = uri-host [ ":" port ]; we only refuse bytes that can never appear in one.
+fn valid_host(v: &[u8]) -> bool {
+    v.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+}
+
+/// Split a comma-separated field value into trimmed elements.
+fn split_list(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(|s| {
+        let start = s.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(s.len());
+        let end = s.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |e| e + 1);
+        &s[start..end]
+    })
+}
+
+fn looks_like_http_version(rest: &[u8]) -> bool {
+    let line_end = rest.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rest.len());
+    let line = &rest[..line_end];
+    match line.iter().rposition(|&b| b == b' ') {
+        Some(sp) => {
+            let v = &line[sp + 1..];
+            v.len() == 8 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.' && v[7].is_ascii_digit()
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &[u8]) -> ParseResult {
+        parse_head(s, &Limits::default())
+    }
+
+    fn ok(s: &[u8]) -> Head {
+        match parse(s) {
+            Ok(Some(h)) => h,
+            other => panic!("expected a head for {:?}, got {:?}", String::from_utf8_lossy(s), other),
+        }
+    }
+
+    fn rejects(s: &[u8]) -> Reject {
+        match parse(s) {
+            Err(r) => r,
+            other => panic!("expected a rejection for {:?}, got {:?}", String::from_utf8_lossy(s), other),
+        }
+    }
+
+    const VALID: &[&[u8]] = &[
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /1b HTTP/1.1\r\nHost: localhost:8085\r\nUser-Agent: x\r\nAccept: */*\r\n\r\n",
+        b"HEAD /x?y=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+        b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET http://example.com/a HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Tab:\tv\t\r\nX-Empty:\r\n\r\n",
+    ];
+
+    #[test]
+    fn valid_requests_parse() {
+        for v in VALID {
+            let h = ok(v);
+            assert_eq!(h.len, v.len());
+        }
+    }
+
+    #[test]
+    fn every_valid_request_is_incomplete_at_every_split() {
+        for v in VALID {
+            for cut in 0..v.len() {
+                assert_eq!(parse(&v[..cut]), Ok(None), "prefix {cut} of {:?}", String::from_utf8_lossy(v));
+            }
+            // And complete heads followed by more bytes parse identically.
+            let mut more = v.to_vec();
+            more.extend_from_slice(b"GET / HTTP/1.1\r\n");
+            assert_eq!(ok(&more), ok(v));
+        }
+    }
+
+    #[test]
+    fn fields_are_read() {
+        let h = ok(b"GET /a?b HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(h.minor, 1);
+        assert!(h.keep_alive);
+        assert_eq!(h.body, Body::None);
+        let buf = b"GET /a?b HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(&buf[h.target.clone()], b"/a?b");
+        assert!(!ok(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Close\r\n\r\n").keep_alive);
+        assert!(!ok(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        assert_eq!(ok(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").method, Method::Head);
+        assert_eq!(ok(b"DELETE / HTTP/1.1\r\nHost: a\r\n\r\n").method, Method::Other);
+        assert_eq!(ok(b"get / HTTP/1.1\r\nHost: a\r\n\r\n").method, Method::Other, "methods are case-sensitive");
+        assert_eq!(ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n").body, Body::Length(12));
+        assert_eq!(ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").body, Body::None);
+        assert_eq!(ok(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n").body, Body::Chunked);
+        assert!(ok(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").expect_continue);
+    }
+
+    #[test]
+    fn framing_rejections() {
+        let bad: &[&[u8]] = &[
+            // CL together with TE
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            // duplicate / differing / malformed CL
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1.0\r\n\r\n",
+            // TE whose final coding is not chunked
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n",
+            // TE in HTTP/1.0
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            // Host missing or repeated in HTTP/1.1
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            // whitespace before the colon
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding\t: chunked\r\n\r\n",
+            // obs-fold
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n",
+            // bare CR, bare LF, NUL and other control bytes
+            b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n",
+            b"GET /\0 HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n",
+            // invalid field names
+            b"GET / HTTP/1.1\r\nHost: a\r\nX(y): b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX\x80: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX y: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n",
+            // malformed request lines
+            b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1x\r\nHost: a\r\n\r\n",
+            b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b" GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /\r\n\r\n",
+        ];
+        for b in bad {
+            let r = rejects(b);
+            assert!(matches!(r.status(), 400 | 501), "{:?} -> {:?}", String::from_utf8_lossy(b), r);
+        }
+    }
+
+    #[test]
+    fn version_and_size_rejections() {
+        assert_eq!(rejects(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), Reject::Version);
+        assert_eq!(rejects(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Reject::Version);
+        assert_eq!(rejects(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), Reject::NotImplemented);
+        let limits = Limits::default();
+        let mut long = b"GET /".to_vec();
+        long.resize(limits.max_request_line + 10, b'a');
+        assert_eq!(rejects(&long), Reject::UriTooLong, "no line end yet");
+        long.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(rejects(&long), Reject::UriTooLong);
+        let mut big = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        while big.len() <= limits.max_head {
+            big.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
+        }
+        assert_eq!(rejects(&big), Reject::HeadTooLarge, "incomplete but over the limit");
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..limits.max_headers {
+            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(rejects(&many), Reject::HeadTooLarge);
+    }
+
+    #[test]
+    fn content_length_grammar() {
+        assert_eq!(parse_content_length(b"0"), Ok(0));
+        assert_eq!(parse_content_length(b"0012"), Ok(12));
+        assert_eq!(parse_content_length(b"9999999999999999999"), Ok(9_999_999_999_999_999_999));
+        for bad in [&b""[..], b"+1", b"-1", b"0x1", b"1e3", b" 1", b"1,1", b"99999999999999999999"] {
+            assert!(parse_content_length(bad).is_err(), "{:?}", bad);
+        }
+    }
+}

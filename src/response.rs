@@ -1,0 +1,342 @@
+//! Response side: the per-second Date cache, small generated responses, and the output queue that
+//! collects every response of one read and hands them to the kernel in one `writev` (plus `sendfile`
+//! for large files).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+
+/// An IMF-fixdate, e.g. `Thu, 26 Nov 2026 16:31:53 GMT` (RFC 9110 §5.6.7).
+pub const DATE_LEN: usize = 29;
+
+pub fn http_date(unix: i64) -> [u8; DATE_LEN] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let mut out = [0u8; DATE_LEN];
+    out[..3].copy_from_slice(DAYS[days.rem_euclid(7) as usize]);
+    out[3] = b',';
+    out[4] = b' ';
+    two(&mut out[5..7], d as u32);
+    out[7] = b' ';
+    out[8..11].copy_from_slice(MONTHS[(m - 1) as usize]);
+    out[11] = b' ';
+    let y = y.clamp(0, 9999) as u32;
+    two(&mut out[12..14], y / 100);
+    two(&mut out[14..16], y % 100);
+    out[16] = b' ';
+    two(&mut out[17..19], (secs / 3600) as u32);
+    out[19] = b':';
+    two(&mut out[20..22], ((secs / 60) % 60) as u32);
+    out[22] = b':';
+    two(&mut out[23..25], (secs % 60) as u32);
+    out[25..].copy_from_slice(b" GMT");
+    out
+}
+
+fn two(dst: &mut [u8], v: u32) {
+    dst[0] = b'0' + (v / 10) as u8;
+    dst[1] = b'0' + (v % 10) as u8;
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
+}
+
+/// The clock of one worker: the current second and its formatted Date, refreshed once per loop.
+pub struct Clock {
+    pub sec: i64,
+    pub date: [u8; DATE_LEN],
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let sec = now_coarse();
+        Clock { sec, date: http_date(sec) }
+    }
+
+    /// Re-read the coarse clock (a vDSO call, no syscall); reformat only when the second changes.
+    #[inline]
+    pub fn tick(&mut self) {
+        let sec = now_coarse();
+        if sec != self.sec {
+            self.sec = sec;
+            self.date = http_date(sec);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn fixed(sec: i64) -> Self {
+        Clock { sec, date: http_date(sec) }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+fn now_coarse() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    ts.tv_sec as i64
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        416 => "Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Append a short plain-text response (errors, redirects). These are rare, so they are formatted.
+/// `extra` is a block of complete header lines (each ending in CRLF).
+/// `conn` is the Connection line to add, if any.
+pub fn simple(out: &mut Vec<u8>, clock: &Clock, status: u16, extra: &[u8], conn: Option<&[u8]>, head_only: bool) {
+    let reason = reason(status);
+    let body_len = reason.len() + 1;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\nServer: vw\r\nDate: ");
+    out.extend_from_slice(&clock.date);
+    out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    out.extend_from_slice(body_len.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra);
+    if let Some(line) = conn {
+        out.extend_from_slice(line);
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(reason.as_bytes());
+        out.push(b'\n');
+    }
+}
+
+pub const CLOSE: &[u8] = b"Connection: close\r\n";
+pub const KEEP_ALIVE: &[u8] = b"Connection: keep-alive\r\n";
+
+/// One piece of output.
+pub enum Seg {
+    /// A slice of a shared, prepared buffer (a cached static response).
+    Shared { buf: Rc<[u8]>, start: usize, end: usize },
+    /// Bytes made for this connection (errors, or a header variant).
+    Owned { buf: Vec<u8>, start: usize },
+    /// `len` bytes of a file from `off`, sent with sendfile.
+    File { fd: Rc<OwnedFd>, off: u64, len: u64 },
+}
+
+impl Seg {
+    fn remaining(&self) -> usize {
+        match self {
+            Seg::Shared { start, end, .. } => end - start,
+            Seg::Owned { buf, start } => buf.len() - start,
+            Seg::File { len, .. } => *len as usize,
+        }
+    }
+}
+
+pub enum Flush {
+    /// Everything written.
+    Done,
+    /// The socket is full; wait for EPOLLOUT.
+    Blocked,
+    /// The peer is gone, or a file shrank under sendfile: close the connection.
+    Error,
+}
+
+/// The responses queued on one connection, written in order.
+#[derive(Default)]
+pub struct OutQueue {
+    segs: std::collections::VecDeque<Seg>,
+}
+
+const MAX_IOV: usize = 64;
+
+impl OutQueue {
+    pub fn is_empty(&self) -> bool {
+        self.segs.is_empty()
+    }
+
+    pub fn push(&mut self, seg: Seg) {
+        self.segs.push_back(seg);
+    }
+
+    pub fn push_shared(&mut self, buf: &Rc<[u8]>, start: usize, end: usize) {
+        if start < end {
+            self.segs.push_back(Seg::Shared { buf: buf.clone(), start, end });
+        }
+    }
+
+    /// Append bytes, extending the last owned segment when there is one.
+    pub fn owned_tail(&mut self) -> &mut Vec<u8> {
+        if !matches!(self.segs.back(), Some(Seg::Owned { .. })) {
+            self.segs.push_back(Seg::Owned { buf: Vec::with_capacity(256), start: 0 });
+        }
+        match self.segs.back_mut() {
+            Some(Seg::Owned { buf, .. }) => buf,
+            _ => unreachable!(),
+        }
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.segs.iter().map(Seg::remaining).sum()
+    }
+
+    /// Write as much as the socket takes: memory segments with one writev, files with sendfile.
+    pub fn flush(&mut self, fd: i32) -> Flush {
+        loop {
+            let Some(front) = self.segs.front_mut() else { return Flush::Done };
+            if let Seg::File { fd: file, off, len } = front {
+                let mut o = *off as libc::off_t;
+                let want = (*len).min(1 << 30) as usize;
+                let n = unsafe { libc::sendfile(fd, file.as_raw_fd(), &mut o, want) };
+                if n < 0 {
+                    return match errno() {
+                        libc::EAGAIN => Flush::Blocked,
+                        libc::EINTR => continue,
+                        _ => Flush::Error,
+                    };
+                }
+                if n == 0 {
+                    return Flush::Error; // the file is shorter than we said: framing is broken
+                }
+                *off += n as u64;
+                *len -= n as u64;
+                if *len == 0 {
+                    self.segs.pop_front();
+                }
+                continue;
+            }
+            let mut iov: [libc::iovec; MAX_IOV] =
+                [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+            let mut cnt = 0;
+            for seg in self.segs.iter() {
+                if cnt == MAX_IOV {
+                    break;
+                }
+                let s: &[u8] = match seg {
+                    Seg::Shared { buf, start, end } => &buf[*start..*end],
+                    Seg::Owned { buf, start } => &buf[*start..],
+                    Seg::File { .. } => break,
+                };
+                iov[cnt] = libc::iovec { iov_base: s.as_ptr() as *mut _, iov_len: s.len() };
+                cnt += 1;
+            }
+            let n = unsafe { libc::writev(fd, iov.as_ptr(), cnt as i32) };
+            if n < 0 {
+                return match errno() {
+                    libc::EAGAIN => Flush::Blocked,
+                    libc::EINTR => continue,
+                    _ => Flush::Error,
+                };
+            }
+            self.advance(n as usize);
+        }
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let front = self.segs.front_mut().expect("wrote more than queued");
+            let r = front.remaining();
+            if n >= r {
+                n -= r;
+                self.segs.pop_front();
+            } else {
+                match front {
+                    Seg::Shared { start, .. } | Seg::Owned { start, .. } => *start += n,
+                    Seg::File { .. } => unreachable!("writev never covers a file segment"),
+                }
+                n = 0;
+            }
+        }
+    }
+
+    /// Everything queued, as bytes (files read through): for tests.
+    #[cfg(test)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let mut v = Vec::new();
+        for seg in &self.segs {
+            match seg {
+                Seg::Shared { buf, start, end } => v.extend_from_slice(&buf[*start..*end]),
+                Seg::Owned { buf, start } => v.extend_from_slice(&buf[*start..]),
+                Seg::File { fd, off, len } => {
+                    let f = std::fs::File::from(fd.try_clone().unwrap());
+                    let mut b = vec![0; *len as usize];
+                    f.read_exact_at(&mut b, *off).unwrap();
+                    v.extend_from_slice(&b);
+                }
+            }
+        }
+        v
+    }
+
+    #[cfg(test)]
+    pub fn clear(&mut self) {
+        self.segs.clear();
+    }
+}
+
+#[inline]
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(&http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&http_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&http_date(1_795_710_713), b"Thu, 26 Nov 2026 16:31:53 GMT");
+        assert_eq!(&http_date(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn simple_response_is_well_formed() {
+        let mut v = Vec::new();
+        simple(&mut v, &Clock::fixed(0), 404, b"", None, false);
+        let s = String::from_utf8(v).unwrap();
+        assert!(s.starts_with("HTTP/1.1 404 Not Found\r\nServer: vw\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"));
+        assert!(s.ends_with("Content-Length: 10\r\n\r\nNot Found\n"));
+        let mut v = Vec::new();
+        simple(&mut v, &Clock::fixed(0), 405, b"Allow: GET, HEAD\r\n", Some(CLOSE), true);
+        let s = String::from_utf8(v).unwrap();
+        assert!(s.ends_with("Allow: GET, HEAD\r\nConnection: close\r\n\r\n"));
+    }
+}

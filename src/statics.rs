@@ -1,0 +1,443 @@
+//! Static files: a cache of prepared responses keyed by the request path as sent.
+//!
+//! A hit is one shared buffer holding status line, headers and body together, queued by reference:
+//! no formatting and no copying per request. The Date inside it is patched at most once a second.
+//! Files above `inline_max` keep only their header in memory and their body goes out with sendfile.
+//! Each entry is re-checked against the file system at most once a second, so a changed, new or
+//! deleted file is served fresh without a restart. Misses resolve the path with `openat2`
+//! (RESOLVE_BENEATH): nothing outside the docroot is ever opened, symlinks included.
+
+use crate::response::{http_date, Clock, OutQueue, Seg, DATE_LEN};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+#[derive(Clone, Debug)]
+pub struct StaticConfig {
+    pub root: PathBuf,
+    /// Lower-case extension without the dot → Content-Type value.
+    pub mime: HashMap<String, String>,
+    pub default_type: String,
+    pub index: String,
+    /// Files up to this size are held in memory with their header; larger ones use sendfile.
+    pub inline_max: u64,
+    /// Bound on the bytes held by the cache; when a new entry would pass it, the cache is emptied.
+    pub cache_max_bytes: usize,
+    pub cache_max_entries: usize,
+}
+
+impl StaticConfig {
+    pub fn new(root: PathBuf) -> Self {
+        StaticConfig {
+            root,
+            mime: HashMap::new(),
+            default_type: "application/octet-stream".into(),
+            index: "index.html".into(),
+            inline_max: 256 * 1024,
+            cache_max_bytes: 64 << 20,
+            cache_max_entries: 10_000,
+        }
+    }
+}
+
+struct Entry {
+    /// The resolved path below the root (what was opened).
+    rel: CString,
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    /// The second this entry was last compared with the file system.
+    checked: i64,
+    /// Head, then the body when it is held in memory.
+    buf: Rc<[u8]>,
+    head_len: usize,
+    date_off: usize,
+    date_sec: i64,
+    file: Option<Rc<OwnedFd>>,
+}
+
+/// What a request for a path comes to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Served,
+    NotFound,
+    Forbidden,
+    BadPath,
+    /// A directory asked for without its trailing slash: 301 to this location.
+    Redirect(Vec<u8>),
+    /// Out of descriptors or memory: 503, try again.
+    Unavailable,
+}
+
+pub struct StaticFiles {
+    cfg: StaticConfig,
+    root: OwnedFd,
+    map: HashMap<Box<[u8]>, Entry>,
+    bytes: usize,
+}
+
+impl StaticFiles {
+    pub fn open(cfg: StaticConfig) -> std::io::Result<Self> {
+        let c = CString::new(cfg.root.as_os_str().as_bytes())?;
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(StaticFiles { cfg, root: unsafe { OwnedFd::from_raw_fd(fd) }, map: HashMap::new(), bytes: 0 })
+    }
+
+    pub fn cached_entries(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Queue the response for GET (or HEAD, `head_only`) of `target`.
+    /// `conn_header`: `None` for the common HTTP/1.1 keep-alive case, else the Connection line to add.
+    pub fn serve(
+        &mut self,
+        target: &[u8],
+        head_only: bool,
+        conn_header: Option<&'static [u8]>,
+        clock: &Clock,
+        out: &mut OutQueue,
+    ) -> Outcome {
+        let path = request_path(target);
+        if path.first() != Some(&b'/') {
+            return Outcome::BadPath;
+        }
+        let fresh = match self.map.get(path) {
+            Some(e) => e.checked == clock.sec || self.still_valid(e, clock.sec),
+            None => false,
+        };
+        if !fresh {
+            if let Some(old) = self.map.remove(path) {
+                self.bytes -= old.buf.len();
+            }
+            match self.load(path, clock) {
+                Ok(entry) => self.insert(path, entry),
+                Err(outcome) => return outcome,
+            }
+        }
+        let e = self.map.get_mut(path).expect("inserted above");
+        e.checked = clock.sec;
+        if e.date_sec != clock.sec {
+            let mut b = e.buf.to_vec();
+            b[e.date_off..e.date_off + DATE_LEN].copy_from_slice(&clock.date);
+            e.buf = b.into();
+            e.date_sec = clock.sec;
+        }
+        match conn_header {
+            None => out.push_shared(&e.buf, 0, if head_only { e.head_len } else { e.buf.len() }),
+            Some(line) => {
+                let t = out.owned_tail();
+                t.extend_from_slice(&e.buf[..e.head_len - 2]);
+                t.extend_from_slice(line);
+                t.extend_from_slice(b"\r\n");
+                if !head_only {
+                    out.push_shared(&e.buf, e.head_len, e.buf.len());
+                }
+            }
+        }
+        if !head_only {
+            if let Some(fd) = &e.file {
+                out.push(Seg::File { fd: fd.clone(), off: 0, len: e.size });
+            }
+        }
+        Outcome::Served
+    }
+
+    /// Warm the cache with the paths the indexer found (best effort).
+    pub fn preload(&mut self, paths: &[String], clock: &Clock) -> usize {
+        let mut n = 0;
+        for p in paths {
+            if self.map.len() >= self.cfg.cache_max_entries {
+                break;
+            }
+            if let Ok(e) = self.load(p.as_bytes(), clock) {
+                self.insert(p.as_bytes(), e);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn insert(&mut self, key: &[u8], e: Entry) {
+        let size = e.buf.len();
+        if self.map.len() >= self.cfg.cache_max_entries || self.bytes + size > self.cfg.cache_max_bytes {
+            self.map.clear();
+            self.bytes = 0;
+        }
+        self.bytes += size;
+        self.map.insert(key.into(), e);
+    }
+
+    fn still_valid(&self, e: &Entry, _now: i64) -> bool {
+        match fstatat(&self.root, &e.rel) {
+            Some(st) => {
+                st.st_dev == e.dev
+                    && st.st_ino == e.ino
+                    && st.st_size as u64 == e.size
+                    && mtime_ns(&st) == e.mtime_ns
+                    && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+            }
+            None => false,
+        }
+    }
+
+    fn load(&self, path: &[u8], clock: &Clock) -> Result<Entry, Outcome> {
+        let (rel, trailing_slash) = normalize(path)?;
+        let (fd, st) = self.open_beneath(&rel)?;
+        let (fd, st, rel) = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => (fd, st, rel),
+            libc::S_IFDIR => {
+                if !trailing_slash {
+                    let mut loc = path.to_vec();
+                    loc.push(b'/');
+                    return Err(Outcome::Redirect(loc));
+                }
+                let mut idx = if rel == b"." { Vec::new() } else { let mut r = rel.clone(); r.push(b'/'); r };
+                idx.extend_from_slice(self.cfg.index.as_bytes());
+                let (fd, st) = self.open_beneath(&idx)?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                    return Err(Outcome::NotFound);
+                }
+                (fd, st, idx)
+            }
+            _ => return Err(Outcome::NotFound),
+        };
+        if trailing_slash && rel.ends_with(self.cfg.index.as_bytes()) == false {
+            return Err(Outcome::NotFound); // "/file.txt/" is not a directory
+        }
+        let size = st.st_size as u64;
+        let ctype = self.content_type(&rel);
+        let mtime = mtime_ns(&st);
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: vw\r\nDate: ");
+        let date_off = head.len();
+        head.extend_from_slice(&clock.date);
+        head.extend_from_slice(b"\r\nContent-Type: ");
+        head.extend_from_slice(ctype.as_bytes());
+        head.extend_from_slice(b"\r\nContent-Length: ");
+        let mut body = Vec::new();
+        let inline = size <= self.cfg.inline_max;
+        let size = if inline {
+            body = read_all(&fd, size).map_err(|_| Outcome::NotFound)?;
+            body.len() as u64
+        } else {
+            size
+        };
+        head.extend_from_slice(size.to_string().as_bytes());
+        head.extend_from_slice(b"\r\nLast-Modified: ");
+        head.extend_from_slice(&http_date(st.st_mtime as i64));
+        head.extend_from_slice(format!("\r\nETag: \"{:x}-{:x}\"\r\n\r\n", mtime, size).as_bytes());
+        let head_len = head.len();
+        head.extend_from_slice(&body);
+        Ok(Entry {
+            rel: CString::new(rel).map_err(|_| Outcome::BadPath)?,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size,
+            mtime_ns: mtime,
+            checked: clock.sec,
+            buf: head.into(),
+            head_len,
+            date_off,
+            date_sec: clock.sec,
+            file: if inline { None } else { Some(Rc::new(fd)) },
+        })
+    }
+
+    fn content_type(&self, rel: &[u8]) -> &str {
+        let name = rel.rsplit(|&b| b == b'/').next().unwrap_or(rel);
+        if let Some(dot) = name.iter().rposition(|&b| b == b'.') {
+            if let Ok(ext) = std::str::from_utf8(&name[dot + 1..]) {
+                if let Some(t) = self.cfg.mime.get(&ext.to_ascii_lowercase()) {
+                    return t;
+                }
+            }
+        }
+        &self.cfg.default_type
+    }
+
+    /// Open `rel` below the root; symlinks are followed only while they stay below it.
+    fn open_beneath(&self, rel: &[u8]) -> Result<(OwnedFd, libc::stat), Outcome> {
+        let c = CString::new(rel).map_err(|_| Outcome::BadPath)?;
+        let fd = openat2_beneath(self.root.as_raw_fd(), &c).map_err(|e| match e {
+            libc::EACCES | libc::EPERM => Outcome::Forbidden,
+            libc::EMFILE | libc::ENFILE | libc::ENOMEM => Outcome::Unavailable,
+            _ => Outcome::NotFound, // ENOENT, ENOTDIR, and EXDEV/ELOOP for escapes: never say more
+        })?;
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(Outcome::NotFound);
+        }
+        Ok((fd, st))
+    }
+}
+
+/// The path part of a request target: origin-form as is, absolute-form without scheme and
+/// authority; the query (and a stray fragment) dropped.
+pub fn request_path(target: &[u8]) -> &[u8] {
+    let mut t = target;
+    if t.first() != Some(&b'/') {
+        let ci = |p: &[u8]| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p);
+        let skip = if ci(b"http://") {
+            7
+        } else if ci(b"https://") {
+            8
+        } else {
+            return t;
+        };
+        let rest = &t[skip..];
+        t = match rest.iter().position(|&b| b == b'/') {
+            Some(i) => &rest[i..],
+            None => b"/",
+        };
+    }
+    let end = t.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(t.len());
+    &t[..end]
+}
+
+/// Percent-decode and resolve dot segments. Returns the path relative to the root (`.` for the
+/// root itself) and whether the request named a directory (trailing slash).
+/// Any segment that would climb above the root, a NUL, or a bad escape is refused; a segment
+/// starting with a dot (a hidden file, `.git`, `.env`) is never served.
+pub fn normalize(path: &[u8]) -> Result<(Vec<u8>, bool), Outcome> {
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        let b = path[i];
+        if b == b'%' {
+            let h = |c: u8| (c as char).to_digit(16);
+            match (path.get(i + 1).and_then(|&c| h(c)), path.get(i + 2).and_then(|&c| h(c))) {
+                (Some(a), Some(b)) => decoded.push((a * 16 + b) as u8),
+                _ => return Err(Outcome::BadPath),
+            }
+            i += 3;
+        } else {
+            decoded.push(b);
+            i += 1;
+        }
+    }
+    if decoded.contains(&0) {
+        return Err(Outcome::BadPath);
+    }
+    let trailing = decoded.last() == Some(&b'/');
+    let mut segs: Vec<&[u8]> = Vec::new();
+    for seg in decoded.split(|&b| b == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                if segs.pop().is_none() {
+                    return Err(Outcome::BadPath);
+                }
+            }
+            s if s[0] == b'.' => return Err(Outcome::NotFound),
+            s => segs.push(s),
+        }
+    }
+    if segs.is_empty() {
+        return Ok((b".".to_vec(), true));
+    }
+    Ok((segs.join(&b'/'), trailing))
+}
+
+fn openat2_beneath(dirfd: i32, path: &CString) -> Result<i32, i32> {
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_BENEATH: u64 = 0x08;
+    let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let how = OpenHow { flags: flags as u64, mode: 0, resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat2, dirfd, path.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+    };
+    if fd >= 0 {
+        return Ok(fd as i32);
+    }
+    let err = crate::response::errno();
+    if err != libc::ENOSYS {
+        return Err(err);
+    }
+    // Kernels before 5.6: open, then check that the real path is still below the root.
+    let fd = unsafe { libc::openat(dirfd, path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(crate::response::errno());
+    }
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let real = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(|_| libc::ENOENT)?;
+    let root = std::fs::read_link(format!("/proc/self/fd/{dirfd}")).map_err(|_| libc::ENOENT)?;
+    if !real.starts_with(&root) {
+        return Err(libc::EXDEV);
+    }
+    use std::os::fd::IntoRawFd;
+    Ok(owned.into_raw_fd())
+}
+
+fn fstatat(root: &OwnedFd, rel: &CString) -> Option<libc::stat> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::fstatat(root.as_raw_fd(), rel.as_ptr(), &mut st, 0) };
+    (r == 0).then_some(st)
+}
+
+fn mtime_ns(st: &libc::stat) -> i128 {
+    st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128
+}
+
+fn read_all(fd: &OwnedFd, size: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; size as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        let n = unsafe {
+            libc::pread(fd.as_raw_fd(), buf[got..].as_mut_ptr() as *mut _, buf.len() - got, got as libc::off_t)
+        };
+        if n < 0 {
+            if crate::response::errno() == libc::EINTR {
+                continue;
+            }
+            return Err(std::io::Error::last_os_error());
+        }
+        if n == 0 {
+            break; // truncated while we read: serve what is there, consistently framed
+        }
+        got += n as usize;
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(request_path(b"/a/b?x=1"), b"/a/b");
+        assert_eq!(request_path(b"/a#f"), b"/a");
+        assert_eq!(request_path(b"http://h:1/x?y"), b"/x");
+        assert_eq!(request_path(b"HTTPS://h"), b"/");
+        assert_eq!(request_path(b"*"), b"*");
+        assert_eq!(normalize(b"/").unwrap(), (b".".to_vec(), true));
+        assert_eq!(normalize(b"/a/b").unwrap(), (b"a/b".to_vec(), false));
+        assert_eq!(normalize(b"/a//./b/").unwrap(), (b"a/b".to_vec(), true));
+        assert_eq!(normalize(b"/a/../b").unwrap(), (b"b".to_vec(), false));
+        assert_eq!(normalize(b"/%61%2Fb").unwrap(), (b"a/b".to_vec(), false));
+        assert_eq!(normalize(b"/.."), Err(Outcome::BadPath));
+        assert_eq!(normalize(b"/a/../.."), Err(Outcome::BadPath));
+        assert_eq!(normalize(b"/%2e%2e/etc/passwd"), Err(Outcome::BadPath));
+        assert_eq!(normalize(b"/%2E%2E%2fetc"), Err(Outcome::BadPath));
+        assert_eq!(normalize(b"/a%00b"), Err(Outcome::BadPath));
+        assert_eq!(normalize(b"/a%zz"), Err(Outcome::BadPath));
+        assert_eq!(normalize(b"/a%2"), Err(Outcome::BadPath));
+        assert_eq!(normalize(b"/.git/config"), Err(Outcome::NotFound));
+        assert_eq!(normalize(b"/a/.env"), Err(Outcome::NotFound));
+    }
+}

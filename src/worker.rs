@@ -1,0 +1,363 @@
+//! One worker's event loop: epoll over its own SO_REUSEPORT listener, its connections and a
+//! signalfd. Level-triggered; a connection waits either for input (EPOLLIN) or for room to write
+//! (EPOLLOUT), and its interest set changes only when that direction changes, not per request.
+//! Each readable event is one read, every request in it answered with one writev.
+
+use crate::conn::{Ctx, Proto, ReadState};
+use crate::parse::Limits;
+use crate::response::{errno, Clock, Flush};
+use crate::statics::{StaticConfig, StaticFiles};
+use std::io;
+
+pub struct WorkerConfig {
+    pub listen_fd: i32,
+    pub statics: StaticConfig,
+    pub preload: Vec<String>,
+    pub limits: Limits,
+    pub max_body: u64,
+    /// Seconds a graceful stop waits for responses in flight.
+    pub shutdown_timeout: i64,
+}
+
+const LISTENER: u64 = u64::MAX;
+const SIGNALS: u64 = u64::MAX - 1;
+const READ_SIZE: usize = 64 * 1024;
+/// After a close response: how long to read and discard what the client still sends, so that our
+/// close does not turn into a reset that destroys the response before the client reads it.
+const LINGER_SECS: i64 = 2;
+
+struct Conn {
+    inbuf: Vec<u8>,
+    proto: Proto,
+    /// Registered for EPOLLOUT (waiting to write) instead of EPOLLIN.
+    writing: bool,
+    /// Our side is shut down; discard input until EOF or `linger_until`.
+    linger_until: Option<i64>,
+}
+
+pub struct Worker {
+    ep: i32,
+    sfd: i32,
+    listen_fd: i32,
+    accepting: bool,
+    accept_paused_until: i64,
+    conns: Vec<Option<Box<Conn>>>,
+    open: usize,
+    lingering: Vec<i32>,
+    ctx: Ctx,
+    scratch: Vec<u8>,
+    stop_deadline: Option<i64>,
+    shutdown_timeout: i64,
+}
+
+fn check(r: i32) -> io::Result<i32> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn ctl(ep: i32, op: i32, fd: i32, events: u32, data: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    check(unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) }).map(|_| ())
+}
+
+/// Block the stop signals and return a signalfd that reports them.
+fn signal_fd() -> io::Result<i32> {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        check(libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
+        check(libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))
+    }
+}
+
+impl Worker {
+    pub fn new(cfg: WorkerConfig) -> io::Result<Self> {
+        let clock = Clock::new();
+        let mut statics = StaticFiles::open(cfg.statics)?;
+        statics.preload(&cfg.preload, &clock);
+        let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        let sfd = signal_fd()?;
+        unsafe {
+            let fl = libc::fcntl(cfg.listen_fd, libc::F_GETFL);
+            check(libc::fcntl(cfg.listen_fd, libc::F_SETFL, fl | libc::O_NONBLOCK))?;
+        }
+        ctl(ep, libc::EPOLL_CTL_ADD, cfg.listen_fd, libc::EPOLLIN as u32, LISTENER)?;
+        ctl(ep, libc::EPOLL_CTL_ADD, sfd, libc::EPOLLIN as u32, SIGNALS)?;
+        Ok(Worker {
+            ep,
+            sfd,
+            listen_fd: cfg.listen_fd,
+            accepting: true,
+            accept_paused_until: 0,
+            conns: Vec::new(),
+            open: 0,
+            lingering: Vec::new(),
+            ctx: Ctx { clock, statics, limits: cfg.limits, max_body: cfg.max_body, stopping: false },
+            scratch: vec![0u8; READ_SIZE],
+            stop_deadline: None,
+            shutdown_timeout: cfg.shutdown_timeout,
+        })
+    }
+
+    /// Serve until a stop signal, then drain: stop accepting, finish what is in flight, return.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 512];
+        let mut last_sec = self.ctx.clock.sec;
+        loop {
+            let timeout = if self.stop_deadline.is_some() { 100 } else { 1000 };
+            let n = unsafe { libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout) };
+            if n < 0 {
+                if errno() == libc::EINTR {
+                    continue;
+                }
+                return Err(io::Error::last_os_error());
+            }
+            self.ctx.clock.tick();
+            for ev in &events[..n as usize] {
+                let (flags, data) = (ev.events, ev.u64);
+                match data {
+                    LISTENER => self.accept(),
+                    SIGNALS => self.on_signal(),
+                    fd => self.on_conn(fd as i32, flags),
+                }
+            }
+            if self.ctx.clock.sec != last_sec {
+                last_sec = self.ctx.clock.sec;
+                self.on_second();
+            }
+            if let Some(deadline) = self.stop_deadline {
+                self.close_idle();
+                if self.open == 0 || self.ctx.clock.sec >= deadline {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn on_signal(&mut self) {
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let sz = std::mem::size_of::<libc::signalfd_siginfo>();
+        while unsafe { libc::read(self.sfd, &mut info as *mut _ as *mut libc::c_void, sz) } == sz as isize {
+            if self.stop_deadline.is_none() {
+                self.stop_deadline = Some(self.ctx.clock.sec + self.shutdown_timeout);
+                self.ctx.stopping = true;
+                if self.accepting {
+                    let _ = ctl(self.ep, libc::EPOLL_CTL_DEL, self.listen_fd, 0, 0);
+                }
+                self.accepting = false;
+                unsafe { libc::close(self.listen_fd) };
+            }
+        }
+    }
+
+    /// Once a second: end lingering closes that ran out of time, resume accepting after EMFILE.
+    fn on_second(&mut self) {
+        let now = self.ctx.clock.sec;
+        let mut expired = Vec::new();
+        self.lingering.retain(|&fd| {
+            let keep = match self.conns.get(fd as usize) {
+                Some(Some(c)) => c.linger_until.is_some_and(|t| t > now),
+                _ => return false,
+            };
+            if !keep {
+                expired.push(fd);
+            }
+            keep
+        });
+        for fd in expired {
+            self.close(fd);
+        }
+        if !self.accepting && self.stop_deadline.is_none() && now >= self.accept_paused_until {
+            if ctl(self.ep, libc::EPOLL_CTL_ADD, self.listen_fd, libc::EPOLLIN as u32, LISTENER).is_ok() {
+                self.accepting = true;
+            }
+        }
+    }
+
+    fn close_idle(&mut self) {
+        let idle: Vec<i32> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(fd, c)| match c {
+                Some(c) if c.linger_until.is_none() && c.inbuf.is_empty() && c.proto.is_idle() => Some(fd as i32),
+                _ => None,
+            })
+            .collect();
+        for fd in idle {
+            self.close(fd);
+        }
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..128 {
+            let fd = unsafe {
+                libc::accept4(self.listen_fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            };
+            if fd < 0 {
+                match errno() {
+                    libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                        // Out of descriptors: stop polling the listener for a second instead of
+                        // spinning on an event we cannot consume.
+                        let _ = ctl(self.ep, libc::EPOLL_CTL_DEL, self.listen_fd, 0, 0);
+                        self.accepting = false;
+                        self.accept_paused_until = self.ctx.clock.sec + 1;
+                    }
+                    _ => {}
+                }
+                return;
+            }
+            let one: libc::c_int = 1;
+            unsafe {
+                libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one as *const _ as *const libc::c_void, 4);
+            }
+            if ctl(self.ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32, fd as u64).is_err() {
+                unsafe { libc::close(fd) };
+                continue;
+            }
+            let i = fd as usize;
+            if self.conns.len() <= i {
+                self.conns.resize_with(i + 1, || None);
+            }
+            self.conns[i] =
+                Some(Box::new(Conn { inbuf: Vec::new(), proto: Proto::default(), writing: false, linger_until: None }));
+            self.open += 1;
+        }
+    }
+
+    fn close(&mut self, fd: i32) {
+        if let Some(slot) = self.conns.get_mut(fd as usize) {
+            if slot.take().is_some() {
+                self.open -= 1;
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+
+    fn on_conn(&mut self, fd: i32, flags: u32) {
+        let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
+        if flags & libc::EPOLLERR as u32 != 0 {
+            self.close(fd);
+            return;
+        }
+        if conn.linger_until.is_some() {
+            let n = unsafe { libc::read(fd, self.scratch.as_mut_ptr() as *mut _, self.scratch.len()) };
+            if n == 0 || (n < 0 && errno() != libc::EAGAIN) {
+                self.close(fd);
+            }
+            return;
+        }
+        if conn.writing {
+            if flags & (libc::EPOLLOUT as u32 | libc::EPOLLHUP as u32) != 0 {
+                self.write(fd);
+            }
+            return;
+        }
+        if flags & (libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32 | libc::EPOLLHUP as u32) == 0 {
+            return;
+        }
+        // Read straight into the shared scratch buffer unless a partial request is waiting.
+        let eof;
+        if conn.inbuf.is_empty() {
+            let n = unsafe { libc::read(fd, self.scratch.as_mut_ptr() as *mut _, self.scratch.len()) };
+            if n < 0 {
+                if errno() != libc::EAGAIN && errno() != libc::EINTR {
+                    self.close(fd);
+                }
+                return;
+            }
+            eof = n == 0;
+            let data = &self.scratch[..n as usize];
+            let used = conn.proto.feed(data, &mut self.ctx);
+            if used < data.len() {
+                conn.inbuf.extend_from_slice(&data[used..]);
+            }
+        } else {
+            let have = conn.inbuf.len();
+            conn.inbuf.reserve(READ_SIZE);
+            let spare = conn.inbuf.capacity() - have;
+            let n = unsafe { libc::read(fd, conn.inbuf.as_mut_ptr().add(have) as *mut _, spare) };
+            if n < 0 {
+                if errno() != libc::EAGAIN && errno() != libc::EINTR {
+                    self.close(fd);
+                }
+                return;
+            }
+            unsafe { conn.inbuf.set_len(have + n as usize) };
+            eof = n == 0;
+            let used = conn.proto.feed(&conn.inbuf, &mut self.ctx);
+            conn.inbuf.drain(..used);
+        }
+        if matches!(conn.proto.read, ReadState::Done) {
+            conn.inbuf = Vec::new();
+        }
+        if eof {
+            if conn.proto.out.is_empty() {
+                self.close(fd);
+                return;
+            }
+            conn.proto.eof();
+        }
+        self.write(fd);
+    }
+
+    /// Flush the queue; switch interest between EPOLLIN and EPOLLOUT only when it must change.
+    fn write(&mut self, fd: i32) {
+        let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
+        let result = if conn.proto.out.is_empty() { Flush::Done } else { conn.proto.out.flush(fd) };
+        match result {
+            Flush::Done => {
+                if conn.proto.close_after_flush {
+                    self.start_close(fd);
+                    return;
+                }
+                if conn.writing {
+                    conn.writing = false;
+                    let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32, fd as u64);
+                }
+            }
+            Flush::Blocked => {
+                if !conn.writing {
+                    conn.writing = true;
+                    let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, libc::EPOLLOUT as u32, fd as u64);
+                }
+            }
+            Flush::Error => self.close(fd),
+        }
+    }
+
+    /// Everything is written and the connection ends: shut our side and read until the peer
+    /// closes (or LINGER_SECS pass), so unread input does not make the kernel reset the stream.
+    fn start_close(&mut self, fd: i32) {
+        let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
+        unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+        conn.linger_until = Some(self.ctx.clock.sec + LINGER_SECS);
+        conn.inbuf = Vec::new();
+        if conn.writing {
+            conn.writing = false;
+            let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32, fd as u64);
+        }
+        self.lingering.push(fd);
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        for fd in 0..self.conns.len() {
+            self.close(fd as i32);
+        }
+        unsafe {
+            libc::close(self.ep);
+            libc::close(self.sfd);
+            if self.stop_deadline.is_none() {
+                libc::close(self.listen_fd); // not yet closed by a stop signal
+            }
+        }
+    }
+}
