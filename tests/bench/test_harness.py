@@ -1,0 +1,383 @@
+"""Tests for the benchmark harness bench/run.py and the floor server bench/floor.c.
+
+The wrk texts below are real wrk 4.1.0 output captured on the dev machine
+(floor, nginx, and two throwaway misbehaving servers for the error lines).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_PY = REPO / "bench" / "run.py"
+
+
+def _load_harness():
+    spec = importlib.util.spec_from_file_location("vw_bench_run", RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+run = _load_harness()
+
+WRK_PLAIN = """\
+Running 1s test @ http://127.0.0.1:18081/1b
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   173.92us   81.63us   2.28ms   87.33%
+    Req/Sec   164.83k     4.51k  168.07k    90.91%
+  Latency Distribution
+     50%  152.00us
+     75%  174.00us
+     90%  274.00us
+     99%  459.00us
+  180325 requests in 1.10s, 22.53MB read
+Requests/sec: 163886.97
+Transfer/sec:     20.47MB
+"""
+
+WRK_PIPELINED_FLOOR = """\
+Running 1s test @ http://127.0.0.1:18081/1b
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   125.61us   97.30us   1.94ms   52.62%
+    Req/Sec     1.77M    32.60k    1.82M    80.00%
+  Latency Distribution
+     50%  217.00us
+     75%    0.00us
+     90%    0.00us
+     99%    0.00us
+  1756352 requests in 1.00s, 219.42MB read
+Requests/sec: 1753994.63
+Transfer/sec:    219.13MB
+"""
+
+WRK_PIPELINED_NGINX = """\
+Running 1s test @ http://127.0.0.1:18090/1b
+  1 threads and 300 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    26.11ms   13.69ms  92.79ms   59.87%
+    Req/Sec   103.41k     7.55k  110.38k    90.00%
+  Latency Distribution
+     50%   25.89ms
+     75%   37.64ms
+     90%   43.92ms
+     99%   58.12ms
+  103111 requests in 1.02s, 23.96MB read
+Requests/sec: 100627.81
+Transfer/sec:     23.38MB
+"""
+
+WRK_ERRORS = """\
+Running 2s test @ http://127.0.0.1:18095/x
+  1 threads and 30 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   114.71us  251.32us  10.33ms   98.94%
+    Req/Sec    97.77k     9.86k  120.93k    80.00%
+  Latency Distribution
+     50%   90.00us
+     75%  122.00us
+     90%  151.00us
+     99%  418.00us
+  194099 requests in 2.00s, 8.51MB read
+  Socket errors: connect 0, read 14, write 0, timeout 0
+  Non-2xx or 3xx responses: 194099
+Requests/sec:  97027.52
+Transfer/sec:      4.26MB
+"""
+
+WRK_SECONDS = """\
+Running 5s test @ http://127.0.0.1:18096/
+  1 threads and 10 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.50s   566.16us   1.50s    80.00%
+    Req/Sec     3.00      0.00     3.00    100.00%
+  Latency Distribution
+     50%    1.50s 
+     75%    1.50s 
+     90%    1.50s 
+     99%    1.50s 
+  15 requests in 5.01s, 585.00B read
+Requests/sec:      2.99
+Transfer/sec:     116.77B
+"""
+
+
+# --------------------------------------------------------------------------
+# wrk output
+
+
+def test_parse_plain():
+    r = run.parse_wrk(WRK_PLAIN)
+    assert r.requests == 180325
+    assert r.duration_s == pytest.approx(1.10)
+    assert r.requests_per_s == pytest.approx(163886.97)
+    assert r.p99_ms == pytest.approx(0.459)
+    assert r.socket_errors == {"connect": 0, "read": 0, "write": 0, "timeout": 0}
+    assert r.non_2xx_3xx == 0
+    assert r.errors == 0
+
+
+def test_parse_pipelined_with_millisecond_p99():
+    r = run.parse_wrk(WRK_PIPELINED_NGINX)
+    assert r.requests == 103111
+    assert r.duration_s == pytest.approx(1.02)
+    assert r.requests_per_s == pytest.approx(100627.81)
+    assert r.p99_ms == pytest.approx(58.12)
+    assert r.errors == 0
+
+
+def test_parse_pipelined_zero_percentile_is_unknown():
+    # wrk prints 0.00us for upper percentiles at times (mostly pipelined):
+    # that is no latency, so the parser reports none rather than zero.
+    r = run.parse_wrk(WRK_PIPELINED_FLOOR)
+    assert r.requests == 1756352
+    assert r.requests_per_s == pytest.approx(1753994.63)
+    assert r.p99_ms is None
+
+
+def test_parse_socket_errors_and_non_2xx():
+    r = run.parse_wrk(WRK_ERRORS)
+    assert r.requests == 194099
+    assert r.socket_errors == {"connect": 0, "read": 14, "write": 0, "timeout": 0}
+    assert r.non_2xx_3xx == 194099
+    assert r.errors == 14 + 194099
+    assert r.p99_ms == pytest.approx(0.418)
+
+
+def test_parse_seconds_units():
+    r = run.parse_wrk(WRK_SECONDS)
+    assert r.requests == 15
+    assert r.duration_s == pytest.approx(5.01)
+    assert r.requests_per_s == pytest.approx(2.99)
+    assert r.p99_ms == pytest.approx(1500.0)
+
+
+@pytest.mark.parametrize("value, unit, ms", [
+    ("459.00", "us", 0.459),
+    ("58.12", "ms", 58.12),
+    ("1.50", "s", 1500.0),
+    ("2.00", "m", 120_000.0),
+    ("1.00", "h", 3_600_000.0),
+])
+def test_time_units(value, unit, ms):
+    assert run.time_to_ms(value, unit) == pytest.approx(ms)
+
+
+def test_time_unit_unknown():
+    with pytest.raises(ValueError):
+        run.time_to_ms("1", "ns")
+
+
+def test_parse_rejects_non_wrk_text():
+    with pytest.raises(ValueError):
+        run.parse_wrk("unable to connect to 127.0.0.1:18082 Connection refused\n")
+
+
+def test_parse_without_latency_distribution():
+    text = "\n".join(l for l in WRK_PLAIN.splitlines() if "%  " not in l)
+    assert run.parse_wrk(text).p99_ms is None
+
+
+# --------------------------------------------------------------------------
+# /proc CPU accounting
+
+
+def test_parse_proc_stat_odd_command_name():
+    line = ("4242 (a) (b c) S 17 4242 4242 0 -1 4194560 100 0 0 0 "
+            "250 50 7 3 20 0 3 0 1000 1000000 100 18446744073709551615\n")
+    st = run.parse_proc_stat(line)
+    assert (st.pid, st.ppid, st.cpu_ticks, st.children_ticks) == (4242, 17, 300, 10)
+
+
+def test_read_proc_stat_of_this_process():
+    st = run.read_proc_stat(os.getpid())
+    assert st.pid == os.getpid()
+    assert st.ppid == os.getppid()
+    assert run.read_proc_stat(2**22 + 12345) is None  # above pid_max: no such pid
+
+
+def test_tree_cpu_counts_this_process_and_children():
+    before = run.tree_cpu_seconds(os.getpid())
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        tree = run.tree_stats(os.getpid(), run.all_proc_stats())
+        assert child.pid in {st.pid for st in tree}
+    finally:
+        child.kill()
+        child.wait()
+    assert run.tree_cpu_seconds(os.getpid()) - before >= 0.2
+
+
+# --------------------------------------------------------------------------
+# summary
+
+
+def _run(server, mode, rnd, rps, cpu_us, p99, errors=0):
+    return run.RunResult(server=server, mode=mode, round=rnd, requests=1000,
+                         requests_per_s=rps, cpu_s=cpu_us * 1000 / 1e6,
+                         cpu_us_per_request=cpu_us, p99_ms=p99,
+                         socket_errors=errors, non_2xx_3xx=0)
+
+
+def test_summary_medians_and_floor_ratios():
+    runs = [_run("floor", "plain", 1, 100, 2.0, 1.0),
+            _run("floor", "plain", 2, 120, 4.0, 3.0),
+            _run("floor", "plain", 3, 110, 3.0, 2.0),
+            _run("vw", "plain", 1, 50, 6.0, 4.0, errors=1),
+            _run("vw", "plain", 2, 55, 9.0, None),
+            _run("vw", "plain", 3, 60, 7.5, 6.0, errors=2)]
+    rows = {r.server: r for r in run.summarize(runs)}
+    floor, vw = rows["floor"], rows["vw"]
+    assert (floor.requests_per_s, floor.cpu_us_per_request, floor.p99_ms) == (110, 3.0, 2.0)
+    assert floor.cpu_ratio == 1.0
+    assert vw.cpu_us_per_request == 7.5 and vw.cpu_ratio == pytest.approx(2.5)
+    assert vw.rps_ratio == pytest.approx(55 / 110)
+    assert vw.p99_ms == 5.0 and vw.p99_ratio == pytest.approx(2.5)
+    assert vw.errors == 3
+    assert "| plain | vw |" in run.summary_table(list(rows.values()))
+
+
+def test_rotation_interleaves_servers():
+    servers = ["floor", "vw", "nginx"]
+    firsts = [run.rotated(servers, n)[0] for n in range(3)]
+    assert firsts == servers
+
+
+# --------------------------------------------------------------------------
+# the floor server, over raw sockets
+
+
+@pytest.fixture(scope="module")
+def floor_port(tmp_path_factory):
+    binary = run.build_floor(tmp_path_factory.mktemp("build"))
+    port = run.free_port()
+    proc = subprocess.Popen([str(binary), str(port)])
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.02)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+REQUEST = b"GET /1b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+REPLY = (b"HTTP/1.1 200 OK\r\nServer: floor\r\nDate: Thu, 26 Nov 2026 16:31:53 GMT\r\n"
+         b"Content-Type: application/octet-stream\r\nContent-Length: 1\r\n\r\nx")
+
+
+def _read_exactly(sock, size):
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _assert_no_more(sock):
+    sock.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        sock.recv(1)
+
+
+def test_floor_answers_100_pipelined_requests_in_one_write(floor_port):
+    with socket.create_connection(("127.0.0.1", floor_port), timeout=5) as s:
+        s.sendall(REQUEST * 100)
+        data = _read_exactly(s, 100 * len(REPLY))
+        assert data == REPLY * 100
+        _assert_no_more(s)
+
+
+def test_floor_finds_terminators_split_across_reads(floor_port):
+    with socket.create_connection(("127.0.0.1", floor_port), timeout=5) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stream = REQUEST * 3
+        cuts = [0, len(REQUEST) - 3, len(REQUEST) - 1, 2 * len(REQUEST) - 2, len(stream)]
+        for a, b in zip(cuts, cuts[1:]):
+            s.sendall(stream[a:b])
+            time.sleep(0.05)  # let each piece be read on its own
+        assert _read_exactly(s, 3 * len(REPLY)) == REPLY * 3
+        _assert_no_more(s)
+
+
+def test_floor_survives_replies_larger_than_the_socket_buffer(floor_port):
+    count = 20000  # ~2.8 MB of replies: partial writes, then EPOLLOUT
+    with socket.create_connection(("127.0.0.1", floor_port), timeout=10) as s:
+        sender = threading.Thread(target=s.sendall, args=(REQUEST * count,))
+        sender.start()
+        data = _read_exactly(s, count * len(REPLY))
+        sender.join()
+        assert len(data) == count * len(REPLY)
+        assert data == REPLY * count
+
+
+# --------------------------------------------------------------------------
+# the harness end to end
+
+
+def _require_wrk():
+    if shutil.which("wrk") is None:
+        pytest.fail("wrk is not installed: apt-get install wrk (the benchmark "
+                    "smoke test needs it; CI installs it)")
+
+
+def _nginx_installed():
+    return shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)
+
+
+def test_harness_smoke(tmp_path):
+    _require_wrk()
+    servers = "floor,nginx" if _nginx_installed() else "floor"
+    out = tmp_path / "results"
+    res = subprocess.run(
+        [sys.executable, str(RUN_PY), "--servers", servers, "--rounds", "1",
+         "--duration", "1", "--modes", "plain,pipelined",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "| plain | floor |" in res.stdout
+    data = json.loads((out / "results.json").read_text())
+    assert (out / "results.md").read_text().startswith("# vw benchmark")
+    runs = data["runs"]
+    assert {(r["server"], r["mode"]) for r in runs} == {
+        (s, m) for s in servers.split(",") for m in ("plain", "pipelined")}
+    for r in runs:
+        assert r["requests"] > 0, r
+        assert r["socket_errors"] == 0 and r["non_2xx_3xx"] == 0, r
+        assert r["cpu_us_per_request"] > 0, r
+    assert data["machine"]["nproc"] == os.cpu_count()
+
+
+def test_harness_without_wrk_says_how_to_install(tmp_path):
+    res = subprocess.run([sys.executable, str(RUN_PY), "--servers", "floor",
+                          "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": str(tmp_path)})
+    assert res.returncode == 1
+    assert res.stderr.strip() == ("bench: error: wrk not found on PATH: "
+                                  "apt-get install wrk")

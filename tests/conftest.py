@@ -1,0 +1,190 @@
+"""Shared fixtures: a real `vw serve` process on a free port, and a tiny HTTP/1.1 client over raw
+sockets (so tests see exactly the bytes on the wire)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+LISTEN_RE = re.compile(r"on http://[^ ]*:(\d+) ")
+WORKER_RE = re.compile(r"^worker (\d+) pid (\d+) cpu (\d+)$")
+
+
+class Server:
+    """`python -m vw serve ...` in a child process; its stderr is collected line by line."""
+
+    def __init__(self, args: list[str], workers: int = 1, prefix: list[str] | None = None, timeout: float = 20):
+        cmd = [*(prefix or []), sys.executable, "-m", "vw", "serve", *args, "--port", "0", "--workers", str(workers)]
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._eof = False
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.port = int(self.wait_for(LISTEN_RE, timeout).group(1))
+        self.workers: dict[int, tuple[int, int]] = {}  # index -> (pid, cpu)
+        for _ in range(workers):
+            self.wait_worker_lines(workers, timeout)
+
+    def _pump(self) -> None:
+        for line in self.proc.stderr:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def wait_for(self, pattern: re.Pattern, timeout: float = 10, start: int = 0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines[start:]:
+                    m = pattern.search(line)
+                    if m:
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    raise AssertionError(f"no line matching {pattern.pattern!r}; log: {self.lines}")
+                self._cond.wait(min(left, 0.2))
+
+    def wait_worker_lines(self, count: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._cond:
+                for line in self.lines:
+                    m = WORKER_RE.match(line)
+                    if m:
+                        self.workers[int(m.group(1))] = (int(m.group(2)), int(m.group(3)))
+                if len(self.workers) >= count:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"workers did not start; log: {self.lines}")
+                self._cond.wait(0.2)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+def connect(port: int, timeout: float = 5) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+class Response:
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes, raw_head: bytes):
+        self.status, self.headers, self.body, self.raw_head = status, headers, body, raw_head
+
+    def header(self, name: str) -> str | None:
+        vals = [v for k, v in self.headers if k.lower() == name.lower()]
+        return vals[0] if vals else None
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+class Reader:
+    """Reads HTTP/1.1 responses, one after the other, from a socket."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock, self.buf = sock, bytearray()
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def response(self, head_request: bool = False) -> Response:
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                raise EOFError(f"connection closed; have {self.buf[:200]!r}")
+        end = self.buf.index(b"\r\n\r\n")
+        head = bytes(self.buf[:end])
+        del self.buf[:end + 4]
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        assert lines[0].startswith("HTTP/1.1 "), lines[0]
+        headers = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+        n = 0 if head_request else int(dict((k.lower(), v) for k, v in headers).get("content-length", "0"))
+        while len(self.buf) < n:
+            if not self._fill():
+                raise EOFError("connection closed inside a body")
+        body = bytes(self.buf[:n])
+        del self.buf[:n]
+        return Response(status, headers, body, head)
+
+    def closed(self, timeout: float = 3) -> bool:
+        """True when the server closes the connection (EOF) without sending anything more."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return not self.buf
+                self.buf += data
+        except ConnectionResetError:
+            return not self.buf
+        except socket.timeout:
+            return False
+
+
+def get(port: int, path: str, method: str = "GET", headers: str = "Host: t\r\n") -> Response:
+    with connect(port) as s:
+        s.sendall(f"{method} {path} HTTP/1.1\r\n{headers}\r\n".encode())
+        return Reader(s).response(head_request=(method == "HEAD"))
+
+
+@pytest.fixture
+def docroot(tmp_path: Path) -> Path:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "1b").write_bytes(b"x")
+    (root / "100.html").write_bytes(b"<p>" + b"a" * 92 + b"</p>\n")
+    (root / "index.html").write_text("<h1>home</h1>\n")
+    (root / "style.css").write_text("body{}\n")
+    (root / "sub").mkdir()
+    (root / "sub" / "index.html").write_text("sub index\n")
+    (root / "sub" / "a b.txt").write_text("space\n")
+    (root / ".secret").write_text("hidden\n")
+    (tmp_path / "outside.txt").write_text("TOP SECRET\n")
+    return root
+
+
+@pytest.fixture
+def server(docroot: Path):
+    srv = Server([str(docroot)])
+    yield srv
+    srv.stop()
+
+
+def vw_cmd(*args: str, env: dict | None = None, prefix: list[str] | None = None, timeout: float = 20):
+    return subprocess.run([*(prefix or []), sys.executable, "-m", "vw", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))

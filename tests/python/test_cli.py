@@ -1,0 +1,107 @@
+"""The `vw` command: version, help, and one clear line for every kind of bad input."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import Server, free_port, get, vw_cmd
+
+
+def test_version_and_help():
+    import vw
+
+    for cmd in (["vw"], [sys.executable, "-m", "vw"]):
+        if cmd == ["vw"] and shutil.which("vw") is None:
+            pytest.fail("the `vw` console script is not installed")
+        out = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=20)
+        assert out.returncode == 0 and out.stdout.strip() == f"vw {vw.__version__}"
+        out = subprocess.run([*cmd, "serve", "--help"], capture_output=True, text=True, timeout=20)
+        assert out.returncode == 0
+        for opt in ("--host", "--port", "--workers", "--no-pin", "--realtime", "DOCROOT"):
+            assert opt in out.stdout
+
+
+def _one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("vw: error: ")
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_missing_docroot(tmp_path):
+    _one_line_error(vw_cmd("serve", str(tmp_path / "nope")), "does not exist")
+    f = tmp_path / "file"
+    f.write_text("x")
+    _one_line_error(vw_cmd("serve", str(f)), "not a directory")
+
+
+def test_bad_options():
+    _one_line_error(vw_cmd("serve", "--bogus"), "--bogus")
+    _one_line_error(vw_cmd("serve", "--workers", "0"), "--workers")
+    _one_line_error(vw_cmd("serve", "--workers", "two"), "--workers")
+    _one_line_error(vw_cmd("serve", "--port", "70000"), "--port")
+    _one_line_error(vw_cmd("frobnicate"), "frobnicate")
+
+
+def test_port_in_use():
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        _one_line_error(vw_cmd("serve", "--port", str(port)), "already in use")
+
+
+def test_port_in_use_by_another_vw(docroot):
+    srv = Server([str(docroot)])
+    try:
+        _one_line_error(vw_cmd("serve", str(docroot), "--port", str(srv.port)), "already in use")
+    finally:
+        srv.stop()
+
+
+def test_realtime_refused_without_permission():
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed for this test"
+    # Drop CAP_SYS_NICE from the bounding set: even root then cannot use SCHED_RR.
+    prefix = [setpriv, "--bounding-set=-sys_nice", "--inh-caps=-sys_nice"]
+    r = subprocess.run([*prefix, sys.executable, "-c",
+                        "import resource; resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0)); "
+                        "import sys; from vw.cli import main; sys.exit(main(['serve', '--realtime', '--port', '0']))"],
+                       capture_output=True, text=True, timeout=20)
+    _one_line_error(r, "--realtime")
+
+
+def test_realtime_granted_when_permitted(docroot):
+    import os
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except PermissionError:
+        pytest.fail("this test runs as root (CI does); SCHED_RR was refused")
+    srv = Server([str(docroot), "--realtime"])
+    try:
+        pid = srv.workers[0][0]
+        assert os.sched_getscheduler(pid) == os.SCHED_RR
+        assert os.sched_getparam(pid).sched_priority == os.sched_get_priority_max(os.SCHED_RR)
+        assert get(srv.port, "/1b").body == b"x"
+    finally:
+        srv.stop()
+
+
+def test_default_docroot_is_the_demo():
+    srv = Server([])
+    try:
+        r = get(srv.port, "/")
+        assert r.status == 200 and b"vw" in r.body
+        assert len(get(srv.port, "/1b").body) == 1
+        assert len(get(srv.port, "/100.html").body) == 100
+    finally:
+        srv.stop()

@@ -1,0 +1,92 @@
+"""Workers: one per CPU, pinned, replaced when killed, stopped gracefully."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from conftest import WORKER_RE, Reader, Server, connect, cpu_count, get
+
+
+def test_workers_on_distinct_cpus(docroot):
+    n = cpu_count()
+    srv = Server([str(docroot)], workers=n)
+    try:
+        cpus = sorted(cpu for _, cpu in srv.workers.values())
+        assert cpus == sorted(os.sched_getaffinity(0))
+        for pid, cpu in srv.workers.values():
+            assert os.sched_getaffinity(pid) == {cpu}
+    finally:
+        assert srv.stop() == 0
+
+
+def test_taskset_puts_the_worker_on_that_cpu(docroot):
+    last = max(os.sched_getaffinity(0))
+    srv = Server([str(docroot)], workers=1, prefix=["taskset", "-c", str(last)])
+    try:
+        pid, cpu = srv.workers[0]
+        assert cpu == last
+        assert os.sched_getaffinity(pid) == {last}
+    finally:
+        srv.stop()
+
+
+def test_no_pin_leaves_the_mask_alone(docroot):
+    srv = Server([str(docroot), "--no-pin"], workers=1)
+    try:
+        assert os.sched_getaffinity(srv.workers[0][0]) == os.sched_getaffinity(0)
+    finally:
+        srv.stop()
+
+
+def test_killed_worker_is_replaced(docroot):
+    srv = Server([str(docroot)], workers=2)
+    try:
+        old_pid, cpu = srv.workers[0]
+        seen = len(srv.lines)
+        t0 = time.monotonic()
+        os.kill(old_pid, signal.SIGKILL)
+        m = srv.wait_for(WORKER_RE, timeout=5, start=seen)
+        took = time.monotonic() - t0
+        assert int(m.group(2)) != old_pid and int(m.group(1)) == 0 and int(m.group(3)) == cpu
+        assert took < 1.0, f"replacement took {took:.2f}s"
+        assert any("was killed by SIGKILL" in line for line in srv.lines)
+        for _ in range(20):  # both workers serve again
+            assert get(srv.port, "/1b").body == b"x"
+    finally:
+        assert srv.stop() == 0
+
+
+def test_sigterm_finishes_responses_in_flight_and_exits_0(docroot):
+    data = os.urandom(64 * 1024 * 1024)
+    (docroot / "large.bin").write_bytes(data)
+    srv = Server([str(docroot)], workers=1)
+    with connect(srv.port, timeout=10) as s:
+        s.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 65536)
+        s.sendall(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        first = s.recv(65536)  # the response has started and cannot fit in the socket buffers
+        assert first.startswith(b"HTTP/1.1 200")
+        idle = connect(srv.port)
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        rd = Reader(s)
+        rd.buf = bytearray(first)
+        r = rd.response()
+        assert len(r.body) == len(data) and r.body == data
+        assert Reader(idle).closed(), "idle keep-alive connections are closed on stop"
+    assert srv.proc.wait(6) == 0
+    assert time.monotonic() - t0 < 5.5
+    # The listener is gone: nobody accepts on the port any more.
+    try:
+        connect(srv.port, timeout=1).close()
+        assert False, "still accepting after stop"
+    except OSError:
+        pass
+
+
+def test_sigint_stops_too(docroot):
+    srv = Server([str(docroot)], workers=2)
+    assert get(srv.port, "/1b").status == 200
+    assert srv.stop(signal.SIGINT) == 0
