@@ -128,15 +128,24 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
     if n > limits.max_head {
         return Err(Reject::HeadTooLarge);
     }
-    let head_bytes = &rest[..n];
-    // httparse accepts a bare LF as a line ending; we do not (request smuggling through
-    // parsers that disagree on line endings). Every LF must follow a CR.
-    let line_end = head_bytes.iter().position(|&b| b == b'\n').unwrap_or(n);
-    if line_end > limits.max_request_line + 1 {
-        return Err(Reject::UriTooLong);
-    }
-    if has_bare_lf(head_bytes) {
+    // httparse accepts a bare LF as a line ending; we do not (request smuggling through parsers
+    // that disagree on line endings). Every line ends just before a field name or at the blank
+    // line, so checking those places is enough: no scan over the bytes.
+    if !rest[..n].ends_with(b"\r\n\r\n") {
         return Err(Reject::BadRequest("bare LF"));
+    }
+    for h in req.headers.iter() {
+        let at = h.name.as_ptr() as usize - rest.as_ptr() as usize;
+        if at < 2 || &rest[at - 2..at] != b"\r\n" {
+            return Err(Reject::BadRequest("bare LF"));
+        }
+    }
+    let line_end = match req.headers.first() {
+        Some(h) => h.name.as_ptr() as usize - rest.as_ptr() as usize,
+        None => n - 2,
+    };
+    if line_end > limits.max_request_line + 2 {
+        return Err(Reject::UriTooLong);
     }
     let base = skip;
     let offset = |s: &[u8]| s.as_ptr() as usize - buf.as_ptr() as usize;
@@ -161,12 +170,10 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
 
+    // httparse has already refused CTL bytes (other than HTAB) and DEL in names and values.
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
-        if value.iter().any(|&b| is_forbidden_value_byte(b)) {
-            return Err(Reject::BadRequest("control byte in field value"));
-        }
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
                 hosts += 1;
@@ -261,24 +268,6 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
     }))
 }
 
-/// True where `buf` (a request head) holds an LF not preceded by CR.
-fn has_bare_lf(buf: &[u8]) -> bool {
-    let mut prev = 0u8;
-    for &b in buf {
-        if b == b'\n' && prev != b'\r' {
-            return true;
-        }
-        prev = b;
-    }
-    false
-}
-
-/// CTL bytes other than HTAB, and DEL, are never valid in a field value (RFC 9110 §5.5).
-#[inline]
-fn is_forbidden_value_byte(b: u8) -> bool {
-    (b < 0x20 && b != b'\t') || b == 0x7f
-}
-
 /// `Content-Length = 1*DIGIT`, nothing else: no sign, no `0x`, no list, no overflow.
 pub fn parse_content_length(v: &[u8]) -> Result<u64, Reject> {
     if v.is_empty() || v.len() > 19 {
@@ -296,8 +285,25 @@ pub fn parse_content_length(v: &[u8]) -> Result<u64, Reject> {
 
 /// Host = uri-host [ ":" port ]; we only refuse bytes that can never appear in one.
 fn valid_host(v: &[u8]) -> bool {
-    v.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+    v.iter().all(|&b| HOST_CHARS[b as usize])
 }
+
+const HOST_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let extra = b"-._~%!$&'()*+,;=:[]";
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric();
+        i += 1;
+    }
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+};
 
 /// Split a comma-separated field value into trimmed elements.
 fn split_list(v: &[u8]) -> impl Iterator<Item = &[u8]> {

@@ -9,6 +9,7 @@
 
 use crate::response::{http_date, Clock, OutQueue, Seg, DATE_LEN};
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -76,7 +77,7 @@ pub enum Outcome {
 pub struct StaticFiles {
     cfg: StaticConfig,
     root: OwnedFd,
-    map: HashMap<Box<[u8]>, Entry>,
+    map: HashMap<Box<[u8]>, Entry, PathHash>,
     bytes: usize,
 }
 
@@ -87,7 +88,8 @@ impl StaticFiles {
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(StaticFiles { cfg, root: unsafe { OwnedFd::from_raw_fd(fd) }, map: HashMap::new(), bytes: 0 })
+        let map = HashMap::with_hasher(PathHash::new());
+        Ok(StaticFiles { cfg, root: unsafe { OwnedFd::from_raw_fd(fd) }, map, bytes: 0 })
     }
 
     pub fn cached_entries(&self) -> usize {
@@ -276,6 +278,49 @@ impl StaticFiles {
             return Err(Outcome::NotFound);
         }
         Ok((fd, st))
+    }
+}
+
+/// A fast keyed hash for request paths (SipHash costs more than the rest of a cache hit). The
+/// key is random per worker, so colliding paths cannot be precomputed by a client.
+#[derive(Clone, Copy)]
+pub struct PathHash(u64);
+
+impl PathHash {
+    fn new() -> Self {
+        let mut seed = [0u8; 8];
+        unsafe { libc::getrandom(seed.as_mut_ptr() as *mut _, 8, 0) };
+        PathHash(u64::from_ne_bytes(seed) | 1)
+    }
+}
+
+pub struct PathHasher(u64);
+
+impl BuildHasher for PathHash {
+    type Hasher = PathHasher;
+    fn build_hasher(&self) -> PathHasher {
+        PathHasher(self.0)
+    }
+}
+
+impl Hasher for PathHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().unwrap());
+            h = (h.rotate_left(23) ^ w).wrapping_mul(K);
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(tail) ^ (bytes.len() as u64) << 56).wrapping_mul(K);
+        self.0 = h;
+    }
+    fn finish(&self) -> u64 {
+        let h = self.0;
+        (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
     }
 }
 
