@@ -128,6 +128,13 @@ impl Proto {
         } else {
             None
         };
+        if let Body::Length(n) = head.body {
+            if n > ctx.max_body {
+                simple(self.out.owned_tail(), &ctx.clock, 413, b"", Some(CLOSE), false);
+                self.finish();
+                return;
+            }
+        }
         let target = &req[head.target.clone()];
         match head.method {
             Method::Get | Method::Head => {
@@ -323,6 +330,34 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
         );
         assert_eq!(statuses(&out), vec![405]);
         assert!(close);
+    }
+
+    #[test]
+    fn body_over_the_limit_is_413_and_close() {
+        let mut c = ctx();
+        let (out, close) = run(&mut c, &[b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9999999999999999999\r\n\r\nGET /1b HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert_eq!(statuses(&out), vec![413]);
+        assert!(close);
+        let (out, close) = run(&mut c, &[b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n200000\r\n"]);
+        assert_eq!(statuses(&out), vec![405]);
+        assert!(close, "a chunked body over the limit ends the connection");
+    }
+
+    #[test]
+    fn aliases_are_served_but_not_cached_and_redirects_stay_local() {
+        let mut c = ctx();
+        for alias in ["//1b", "/./1b", "/%31b", "/sub/../1b"] {
+            let (out, _) = run(&mut c, &[format!("GET {alias} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes()]);
+            assert!(out.ends_with(b"\r\n\r\nx"), "{alias}");
+        }
+        assert_eq!(c.statics.cached_entries(), 0, "aliases are not cached");
+        run(&mut c, &[b"GET /1b HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert_eq!(c.statics.cached_entries(), 1, "the canonical path is");
+        let (out, _) = run(&mut c, &[b"GET //evil.example/..%2fsub HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("Location: /sub/\r\n"), "{s}");
+        let (out, _) = run(&mut c, &[b"GET /1b/ HTTP/1.1\r\nHost: a\r\n\r\nGET /index.html/ HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert_eq!(statuses(&out), vec![404, 404]);
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
         return Ok(None);
     }
     let mut storage = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; 128];
-    let max = limits.max_headers.min(storage.len());
+    let max = limits.max_headers.min(storage.len() - 1);
     let mut req = httparse::Request::new(&mut []);
     let status = req.parse_with_uninit_headers(rest, &mut storage[..max + 1]);
     let n = match status {

@@ -240,9 +240,9 @@ impl OutQueue {
                 }
                 continue;
             }
-            let mut iov: [libc::iovec; MAX_IOV] =
-                [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+            let mut iov = [std::mem::MaybeUninit::<libc::iovec>::uninit(); MAX_IOV];
             let mut cnt = 0;
+            let mut want = 0;
             for seg in self.segs.iter() {
                 if cnt == MAX_IOV {
                     break;
@@ -252,10 +252,11 @@ impl OutQueue {
                     Seg::Owned { buf, start } => &buf[*start..],
                     Seg::File { .. } => break,
                 };
-                iov[cnt] = libc::iovec { iov_base: s.as_ptr() as *mut _, iov_len: s.len() };
+                iov[cnt].write(libc::iovec { iov_base: s.as_ptr() as *mut _, iov_len: s.len() });
                 cnt += 1;
+                want += s.len();
             }
-            let n = unsafe { libc::writev(fd, iov.as_ptr(), cnt as i32) };
+            let n = unsafe { libc::writev(fd, iov.as_ptr() as *const libc::iovec, cnt as i32) };
             if n < 0 {
                 return match errno() {
                     libc::EAGAIN => Flush::Blocked,
@@ -264,6 +265,9 @@ impl OutQueue {
                 };
             }
             self.advance(n as usize);
+            if (n as usize) < want {
+                return Flush::Blocked; // the socket buffer is full: no point asking again now
+            }
         }
     }
 

@@ -58,7 +58,18 @@ struct Entry {
     head_len: usize,
     date_off: usize,
     date_sec: i64,
-    file: Option<Rc<OwnedFd>>,
+    /// The body is not in `buf`: it is sent from the file with sendfile.
+    large: bool,
+}
+
+impl Entry {
+    fn same_file(&self, st: &libc::stat) -> bool {
+        st.st_dev == self.dev
+            && st.st_ino == self.ino
+            && st.st_size as u64 == self.size
+            && mtime_ns(st) == self.mtime_ns
+            && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+    }
 }
 
 /// What a request for a path comes to.
@@ -110,43 +121,30 @@ impl StaticFiles {
         if path.first() != Some(&b'/') {
             return Outcome::BadPath;
         }
-        let fresh = match self.map.get(path) {
-            Some(e) => e.checked == clock.sec || self.still_valid(e, clock.sec),
-            None => false,
-        };
-        if !fresh {
-            if let Some(old) = self.map.remove(path) {
-                self.bytes -= old.buf.len();
-            }
-            match self.load(path, clock) {
-                Ok(entry) => self.insert(path, entry),
-                Err(outcome) => return outcome,
-            }
-        }
-        let e = self.map.get_mut(path).expect("inserted above");
-        e.checked = clock.sec;
-        if e.date_sec != clock.sec {
-            let mut b = e.buf.to_vec();
-            b[e.date_off..e.date_off + DATE_LEN].copy_from_slice(&clock.date);
-            e.buf = b.into();
-            e.date_sec = clock.sec;
-        }
-        match conn_header {
-            None => out.push_shared(&e.buf, 0, if head_only { e.head_len } else { e.buf.len() }),
-            Some(line) => {
-                let t = out.owned_tail();
-                t.extend_from_slice(&e.buf[..e.head_len - 2]);
-                t.extend_from_slice(line);
-                t.extend_from_slice(b"\r\n");
-                if !head_only {
-                    out.push_shared(&e.buf, e.head_len, e.buf.len());
+        // The hit: one lookup, and at most once a second one fstatat to see the file unchanged.
+        if let Some(e) = self.map.get_mut(path) {
+            if e.checked == clock.sec || fstatat(&self.root, &e.rel).is_some_and(|st| e.same_file(&st)) {
+                e.checked = clock.sec;
+                let file = if e.large && !head_only { open_same(&self.root, e) } else { Ok(None) };
+                if let Ok(file) = file {
+                    emit(e, file, head_only, conn_header, clock, out);
+                    return Outcome::Served;
                 }
             }
         }
-        if !head_only {
-            if let Some(fd) = &e.file {
-                out.push(Seg::File { fd: fd.clone(), off: 0, len: e.size });
-            }
+        if let Some(old) = self.map.remove(path) {
+            self.bytes -= old.buf.len();
+        }
+        let (mut entry, fd, canonical) = match self.load(path, clock) {
+            Ok(loaded) => loaded,
+            Err(outcome) => return outcome,
+        };
+        let file = if entry.large && !head_only { Some(fd) } else { None };
+        emit(&mut entry, file, head_only, conn_header, clock, out);
+        // Only the canonical spelling of a path is cached: `//a`, `/./a` or `/%61` are served but
+        // not kept, so the cache holds at most one entry per file whatever clients send.
+        if canonical {
+            self.insert(path, entry);
         }
         Outcome::Served
     }
@@ -158,7 +156,7 @@ impl StaticFiles {
             if self.map.len() >= self.cfg.cache_max_entries {
                 break;
             }
-            if let Ok(e) = self.load(p.as_bytes(), clock) {
+            if let Ok((e, _, true)) = self.load(p.as_bytes(), clock) {
                 self.insert(p.as_bytes(), e);
                 n += 1;
             }
@@ -176,31 +174,20 @@ impl StaticFiles {
         self.map.insert(key.into(), e);
     }
 
-    fn still_valid(&self, e: &Entry, _now: i64) -> bool {
-        match fstatat(&self.root, &e.rel) {
-            Some(st) => {
-                st.st_dev == e.dev
-                    && st.st_ino == e.ino
-                    && st.st_size as u64 == e.size
-                    && mtime_ns(&st) == e.mtime_ns
-                    && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
-            }
-            None => false,
-        }
-    }
-
-    fn load(&self, path: &[u8], clock: &Clock) -> Result<Entry, Outcome> {
+    /// Resolve `path`, open what it names and prepare its response. Returns the entry, the open
+    /// file, and whether `path` is the canonical spelling (the one worth caching).
+    fn load(&self, path: &[u8], clock: &Clock) -> Result<(Entry, OwnedFd, bool), Outcome> {
         let (rel, trailing_slash) = normalize(path)?;
+        let canonical = canonical_path(&rel, trailing_slash) == path;
         let (fd, st) = self.open_beneath(&rel)?;
         let (fd, st, rel) = match st.st_mode & libc::S_IFMT {
-            libc::S_IFREG => (fd, st, rel),
+            libc::S_IFREG if !trailing_slash => (fd, st, rel),
+            libc::S_IFREG => return Err(Outcome::NotFound), // "/file.txt/" names no directory
             libc::S_IFDIR => {
                 if !trailing_slash {
-                    let mut loc = path.to_vec();
-                    loc.push(b'/');
-                    return Err(Outcome::Redirect(loc));
+                    return Err(Outcome::Redirect(canonical_path(&rel, true)));
                 }
-                let mut idx = if rel == b"." { Vec::new() } else { let mut r = rel.clone(); r.push(b'/'); r };
+                let mut idx = if rel == b"." { Vec::new() } else { [&rel[..], b"/"].concat() };
                 idx.extend_from_slice(self.cfg.index.as_bytes());
                 let (fd, st) = self.open_beneath(&idx)?;
                 if st.st_mode & libc::S_IFMT != libc::S_IFREG {
@@ -210,34 +197,25 @@ impl StaticFiles {
             }
             _ => return Err(Outcome::NotFound),
         };
-        if trailing_slash && rel.ends_with(self.cfg.index.as_bytes()) == false {
-            return Err(Outcome::NotFound); // "/file.txt/" is not a directory
-        }
-        let size = st.st_size as u64;
         let ctype = self.content_type(&rel);
         let mtime = mtime_ns(&st);
-        let mut head = Vec::with_capacity(256);
+        let large = st.st_size as u64 > self.cfg.inline_max;
+        let body = if large { Vec::new() } else { read_all(&fd, st.st_size as u64).map_err(|_| Outcome::NotFound)? };
+        let size = if large { st.st_size as u64 } else { body.len() as u64 };
+        let mut head = Vec::with_capacity(256 + body.len());
         head.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: vw\r\nDate: ");
         let date_off = head.len();
         head.extend_from_slice(&clock.date);
         head.extend_from_slice(b"\r\nContent-Type: ");
         head.extend_from_slice(ctype.as_bytes());
         head.extend_from_slice(b"\r\nContent-Length: ");
-        let mut body = Vec::new();
-        let inline = size <= self.cfg.inline_max;
-        let size = if inline {
-            body = read_all(&fd, size).map_err(|_| Outcome::NotFound)?;
-            body.len() as u64
-        } else {
-            size
-        };
         head.extend_from_slice(size.to_string().as_bytes());
         head.extend_from_slice(b"\r\nLast-Modified: ");
         head.extend_from_slice(&http_date(st.st_mtime as i64));
         head.extend_from_slice(format!("\r\nETag: \"{:x}-{:x}\"\r\n\r\n", mtime, size).as_bytes());
         let head_len = head.len();
         head.extend_from_slice(&body);
-        Ok(Entry {
+        let entry = Entry {
             rel: CString::new(rel).map_err(|_| Outcome::BadPath)?,
             dev: st.st_dev,
             ino: st.st_ino,
@@ -248,8 +226,9 @@ impl StaticFiles {
             head_len,
             date_off,
             date_sec: clock.sec,
-            file: if inline { None } else { Some(Rc::new(fd)) },
-        })
+            large,
+        };
+        Ok((entry, fd, canonical))
     }
 
     fn content_type(&self, rel: &[u8]) -> &str {
@@ -264,21 +243,86 @@ impl StaticFiles {
         &self.cfg.default_type
     }
 
-    /// Open `rel` below the root; symlinks are followed only while they stay below it.
     fn open_beneath(&self, rel: &[u8]) -> Result<(OwnedFd, libc::stat), Outcome> {
         let c = CString::new(rel).map_err(|_| Outcome::BadPath)?;
-        let fd = openat2_beneath(self.root.as_raw_fd(), &c).map_err(|e| match e {
-            libc::EACCES | libc::EPERM => Outcome::Forbidden,
-            libc::EMFILE | libc::ENFILE | libc::ENOMEM => Outcome::Unavailable,
-            _ => Outcome::NotFound, // ENOENT, ENOTDIR, and EXDEV/ELOOP for escapes: never say more
-        })?;
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(Outcome::NotFound);
-        }
-        Ok((fd, st))
+        open_beneath(&self.root, &c)
     }
+}
+
+/// Queue an entry's response. `file` is the open file for a large entry's body.
+fn emit(e: &mut Entry, file: Option<OwnedFd>, head_only: bool, conn: Option<&'static [u8]>, clock: &Clock, out: &mut OutQueue) {
+    if e.date_sec != clock.sec {
+        // Patch the Date in place when no queued response still points at the buffer.
+        match Rc::get_mut(&mut e.buf) {
+            Some(b) => b[e.date_off..e.date_off + DATE_LEN].copy_from_slice(&clock.date),
+            None => {
+                let mut b = e.buf.to_vec();
+                b[e.date_off..e.date_off + DATE_LEN].copy_from_slice(&clock.date);
+                e.buf = b.into();
+            }
+        }
+        e.date_sec = clock.sec;
+    }
+    match conn {
+        None => out.push_shared(&e.buf, 0, if head_only { e.head_len } else { e.buf.len() }),
+        Some(line) => {
+            let t = out.owned_tail();
+            t.extend_from_slice(&e.buf[..e.head_len - 2]);
+            t.extend_from_slice(line);
+            t.extend_from_slice(b"\r\n");
+            if !head_only {
+                out.push_shared(&e.buf, e.head_len, e.buf.len());
+            }
+        }
+    }
+    if let Some(fd) = file {
+        out.push(Seg::File { fd: Rc::new(fd), off: 0, len: e.size });
+    }
+}
+
+/// Open a large entry's file for one response, making sure it is still the file the prepared
+/// header describes (an `Err` sends the request down the slow path, which rebuilds the entry).
+fn open_same(root: &OwnedFd, e: &Entry) -> Result<Option<OwnedFd>, Outcome> {
+    let (fd, st) = open_beneath(root, &e.rel)?;
+    if e.same_file(&st) {
+        Ok(Some(fd))
+    } else {
+        Err(Outcome::NotFound)
+    }
+}
+
+/// `/` + the resolved path (+ `/` for a directory), percent-encoded: the canonical spelling of a
+/// request path, and the only one ever put in a Location header.
+fn canonical_path(rel: &[u8], dir: bool) -> Vec<u8> {
+    let mut out = vec![b'/'];
+    if rel != b"." {
+        for &b in rel {
+            if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+                out.push(b);
+            } else {
+                out.extend_from_slice(format!("%{:02X}", b).as_bytes());
+            }
+        }
+        if dir {
+            out.push(b'/');
+        }
+    }
+    out
+}
+
+/// Open `rel` below the root; symlinks are followed only while they stay below it.
+fn open_beneath(root: &OwnedFd, c: &CString) -> Result<(OwnedFd, libc::stat), Outcome> {
+    let fd = openat2_beneath(root.as_raw_fd(), c).map_err(|e| match e {
+        libc::EACCES | libc::EPERM => Outcome::Forbidden,
+        libc::EMFILE | libc::ENFILE | libc::ENOMEM => Outcome::Unavailable,
+        _ => Outcome::NotFound, // ENOENT, ENOTDIR, and EXDEV/ELOOP for escapes: never say more
+    })?;
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(Outcome::NotFound);
+    }
+    Ok((fd, st))
 }
 
 /// A fast keyed hash for request paths (SipHash costs more than the rest of a cache hit). The
@@ -409,7 +453,8 @@ fn openat2_beneath(dirfd: i32, path: &CString) -> Result<i32, i32> {
         return Ok(fd as i32);
     }
     let err = crate::response::errno();
-    if err != libc::ENOSYS {
+    // ENOSYS: a kernel before 5.6; EPERM: a seccomp filter that refuses openat2.
+    if err != libc::ENOSYS && err != libc::EPERM {
         return Err(err);
     }
     // Kernels before 5.6: open, then check that the real path is still below the root.

@@ -147,6 +147,11 @@ impl Worker {
             if self.stop_deadline.is_none() {
                 self.stop_deadline = Some(self.ctx.clock.sec + self.shutdown_timeout);
                 self.ctx.stopping = true;
+                // Take the connections already queued on our listener (closing it would reset
+                // them); they are served, and closed after their first response.
+                if self.accepting {
+                    self.accept();
+                }
                 if self.accepting {
                     let _ = ctl(self.ep, libc::EPOLL_CTL_DEL, self.listen_fd, 0, 0);
                 }
@@ -160,15 +165,19 @@ impl Worker {
     fn on_second(&mut self) {
         let now = self.ctx.clock.sec;
         let mut expired = Vec::new();
-        self.lingering.retain(|&fd| {
-            let keep = match self.conns.get(fd as usize) {
-                Some(Some(c)) => c.linger_until.is_some_and(|t| t > now),
-                _ => return false,
-            };
-            if !keep {
-                expired.push(fd);
-            }
-            keep
+        let conns = &self.conns;
+        self.lingering.retain(|&fd| match conns.get(fd as usize) {
+            // The fd may have been closed and reused by a new connection: only a connection
+            // that is still lingering belongs on this list.
+            Some(Some(c)) => match c.linger_until {
+                Some(t) if t <= now => {
+                    expired.push(fd);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            },
+            _ => false,
         });
         for fd in expired {
             self.close(fd);
@@ -180,6 +189,9 @@ impl Worker {
         }
     }
 
+    /// While stopping: end every connection with no request in progress. Our side is shut
+    /// down with a lingering close, so a request already on its way sees a clean end of stream
+    /// (which clients retry) rather than a reset.
     fn close_idle(&mut self) {
         let idle: Vec<i32> = self
             .conns
@@ -191,7 +203,7 @@ impl Worker {
             })
             .collect();
         for fd in idle {
-            self.close(fd);
+            self.start_close(fd);
         }
     }
 

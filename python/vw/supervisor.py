@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import signal
 import socket
 import sys
@@ -89,6 +90,16 @@ def check_realtime() -> None:
                           "(run as root, or grant CAP_SYS_NICE or an RLIMIT_RTPRIO)") from None
 
 
+def raise_fd_limit() -> None:
+    """Each connection is a descriptor: lift the soft limit to the hard one (workers inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def listen_socket(host: str, port: int) -> socket.socket:
     family, sockaddr = _addr(host, port)
     s = socket.socket(family, socket.SOCK_STREAM)
@@ -137,6 +148,7 @@ class Supervisor:
         self.workers: dict[int, WorkerProc] = {}
         self.holder: socket.socket | None = None
         self.stopping = False
+        self.deadline: float | None = None  # when stopping: SIGKILL what is left after this
         self.exit_code = 0
         self.mime = static.content_types()
         self.preload, self.preload_bytes = static.index(cfg.docroot)
@@ -160,6 +172,7 @@ class Supervisor:
         if cfg.realtime:
             check_realtime()
         self.holder, cfg.port = reserve_port(cfg.host, cfg.port)
+        raise_fd_limit()
         # Signals are taken synchronously with sigtimedwait; workers inherit the mask and the
         # Rust loop reads the stop signals from a signalfd.
         signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
@@ -169,24 +182,26 @@ class Supervisor:
             f"({cfg.workers} workers, {pin}{rt}; {len(self.preload)} files indexed)")
         for i in range(cfg.workers):
             self.spawn(i)
-        deadline = None
         while self.workers:
-            timeout = 0.5 if deadline is None else max(0.05, min(0.5, deadline - time.monotonic()))
+            timeout = 0.5 if self.deadline is None else max(0.05, min(0.5, self.deadline - time.monotonic()))
             info = signal.sigtimedwait(WAITED, timeout)
             if info is not None and info.si_signo in STOP_SIGNALS:
                 if self.stopping:
-                    if info.si_signo == signal.SIGINT:
-                        self.kill_all(signal.SIGKILL)  # a second Ctrl-C: stop now
+                    self.kill_all(signal.SIGKILL)  # asked twice: stop now
                 else:
-                    self.stopping = True
-                    deadline = time.monotonic() + cfg.shutdown_timeout + 0.8
-                    self.kill_all(signal.SIGTERM)
+                    self.stop()
             self.reap()
-            if deadline is not None and time.monotonic() > deadline:
+            if self.deadline is not None and time.monotonic() > self.deadline:
                 self.kill_all(signal.SIGKILL)
-                deadline = time.monotonic() + 5
+                self.deadline = time.monotonic() + 5
         self.holder.close()
         return self.exit_code
+
+    def stop(self) -> None:
+        """Ask every worker to drain; whatever is left after the drain time is killed."""
+        self.stopping = True
+        self.deadline = time.monotonic() + self.cfg.shutdown_timeout + 0.8
+        self.kill_all(signal.SIGTERM)
 
     def kill_all(self, sig: int) -> None:
         for pid in list(self.workers):
@@ -213,8 +228,7 @@ class Supervisor:
             if deaths >= FAST_DEATH_LIMIT:
                 log(f"vw: worker {w.index} pid {pid} {why}; it failed {deaths} times at start, giving up")
                 self.exit_code = 1
-                self.stopping = True
-                self.kill_all(signal.SIGTERM)
+                self.stop()
                 continue
             log(f"vw: worker {w.index} pid {pid} {why}; starting a new one")
             self.spawn(w.index, deaths)

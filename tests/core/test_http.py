@@ -173,3 +173,27 @@ def test_absolute_form_and_query(server):
     assert (r.status, r.body) == (200, b"x")
     assert get(server.port, "/1b?a=1&b=2").body == b"x"
     assert get(server.port, "/sub/a%20b.txt").body == b"space\n"
+
+
+def test_closed_connections_do_not_take_new_ones_with_them(server):
+    # Connection-per-request clients leave lingering closes behind; a later connection that gets
+    # the same descriptor number must not be closed by their timers (they expire after ~2 s).
+    for _ in range(30):
+        with connect(server.port) as s:
+            s.sendall(b"GET /1b HTTP/1.0\r\n\r\n")
+            rd = Reader(s)
+            assert rd.response().body == b"x"
+            assert rd.closed()
+    keep = [connect(server.port) for _ in range(5)]
+    try:
+        for s in keep:
+            s.sendall(b"GET /1b HTTP/1.1\r\nHost: t\r\n\r\n")
+        readers = [Reader(s) for s in keep]
+        assert all(r.response().body == b"x" for r in readers)
+        time.sleep(3.2)
+        for s, r in zip(keep, readers):
+            s.sendall(b"GET /1b HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert r.response().body == b"x"
+    finally:
+        for s in keep:
+            s.close()

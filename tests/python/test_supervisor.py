@@ -90,3 +90,14 @@ def test_sigint_stops_too(docroot):
     srv = Server([str(docroot)], workers=2)
     assert get(srv.port, "/1b").status == 200
     assert srv.stop(signal.SIGINT) == 0
+
+
+def test_gives_up_on_a_worker_that_cannot_start(docroot):
+    import shutil
+
+    srv = Server([str(docroot)], workers=1)
+    shutil.rmtree(docroot)  # a new worker can no longer open its docroot
+    os.kill(srv.workers[0][0], signal.SIGKILL)
+    assert srv.proc.wait(15) == 1
+    assert any("giving up" in line for line in srv.lines)
+    assert any("No such file or directory" in line for line in srv.lines)
