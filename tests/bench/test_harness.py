@@ -285,8 +285,9 @@ def floor_port(tmp_path_factory):
 
 
 REQUEST = b"GET /1b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-REPLY = (b"HTTP/1.1 200 OK\r\nServer: floor\r\nDate: Thu, 26 Nov 2026 16:31:53 GMT\r\n"
-         b"Content-Type: application/octet-stream\r\nContent-Length: 1\r\n\r\nx")
+REPLY = (b"HTTP/1.1 200 OK\r\nServer: fl\r\nDate: Thu, 26 Nov 2026 16:31:53 GMT\r\n"
+         b"Content-Type: application/octet-stream\r\nContent-Length: 1\r\n"
+         b"Last-Modified: Thu, 26 Nov 2026 16:31:53 GMT\r\nETag: \"18eba5c1dd0c42a9-1\"\r\n\r\nx")
 
 
 def _read_exactly(sock, size):
