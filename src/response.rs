@@ -256,7 +256,16 @@ impl OutQueue {
                 cnt += 1;
                 want += s.len();
             }
-            let n = unsafe { libc::writev(fd, iov.as_ptr() as *const libc::iovec, cnt as i32) };
+            // One buffer (the common keep-alive case) goes out with write(2), which costs the
+            // kernel a little less than writev(2) with a single iovec.
+            let n = unsafe {
+                if cnt == 1 {
+                    let v = iov[0].assume_init_ref();
+                    libc::write(fd, v.iov_base, v.iov_len)
+                } else {
+                    libc::writev(fd, iov.as_ptr() as *const libc::iovec, cnt as i32)
+                }
+            };
             if n < 0 {
                 return match errno() {
                     libc::EAGAIN => Flush::Blocked,

@@ -229,7 +229,7 @@ impl Worker {
             unsafe {
                 libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one as *const _ as *const libc::c_void, 4);
             }
-            if ctl(self.ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32, fd as u64).is_err() {
+            if ctl(self.ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, fd as u64).is_err() {
                 unsafe { libc::close(fd) };
                 continue;
             }
@@ -271,7 +271,7 @@ impl Worker {
             }
             return;
         }
-        if flags & (libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32 | libc::EPOLLHUP as u32) == 0 {
+        if flags & (libc::EPOLLIN as u32 | libc::EPOLLHUP as u32) == 0 {
             return;
         }
         // Read straight into the shared scratch buffer unless a partial request is waiting.
@@ -331,7 +331,7 @@ impl Worker {
                 }
                 if conn.writing {
                     conn.writing = false;
-                    let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32, fd as u64);
+                    let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN as u32, fd as u64);
                 }
             }
             Flush::Blocked => {
@@ -353,7 +353,7 @@ impl Worker {
         conn.inbuf = Vec::new();
         if conn.writing {
             conn.writing = false;
-            let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32, fd as u64);
+            let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN as u32, fd as u64);
         }
         self.lingering.push(fd);
     }
