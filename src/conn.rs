@@ -5,23 +5,74 @@
 //! Every complete request in the bytes it is given is answered, in order, into one output queue
 //! that the event loop writes with one `writev`.
 
+use crate::app::{App, AppRequest, BodySink};
 use crate::body::Chunked;
 use crate::parse::{parse_head, Body, Head, Limits, Method};
 use crate::response::{simple, Clock, OutQueue, CLOSE, KEEP_ALIVE};
-use crate::statics::{Outcome, StaticFiles};
+use crate::statics::{request_path, Outcome, StaticFiles};
+use std::net::SocketAddr;
+
+/// A docroot served under a path prefix (`""` for the whole site).
+pub struct Mount {
+    /// No trailing slash: `/static` serves `/static/...`.
+    pub prefix: Vec<u8>,
+    pub files: StaticFiles,
+}
 
 /// Everything a connection needs from its worker while it handles input.
 pub struct Ctx {
     pub clock: Clock,
-    pub statics: StaticFiles,
+    /// Static mounts, longest prefix first.
+    pub mounts: Vec<Mount>,
+    /// The application, for every request no mount takes.
+    pub app: Option<Box<dyn App>>,
     pub limits: Limits,
     pub max_body: u64,
+    /// Request bodies for the application above this size are spooled to a temporary file.
+    pub spool_over: usize,
+    pub local_port: u16,
     /// The worker is draining: every response from now on closes its connection.
     pub stopping: bool,
 }
 
+impl Ctx {
+    pub fn new(clock: Clock, mounts: Vec<Mount>, app: Option<Box<dyn App>>) -> Self {
+        let mut mounts = mounts;
+        mounts.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        Ctx { clock, mounts, app, limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, local_port: 0, stopping: false }
+    }
+}
+
+/// Where a request goes.
+enum Route<'a> {
+    /// A static mount, with the path below its prefix.
+    Static(usize, &'a [u8]),
+    /// `/prefix` exactly: redirect to `/prefix/`.
+    MountRoot(usize),
+    App,
+    Nowhere,
+}
+
+fn route<'a>(ctx: &Ctx, path: &'a [u8]) -> Route<'a> {
+    for (i, m) in ctx.mounts.iter().enumerate() {
+        if path.starts_with(&m.prefix) {
+            let rest = &path[m.prefix.len()..];
+            if rest.first() == Some(&b'/') {
+                return Route::Static(i, rest);
+            }
+            if rest.is_empty() && !m.prefix.is_empty() {
+                return Route::MountRoot(i);
+            }
+        }
+    }
+    if ctx.app.is_some() {
+        Route::App
+    } else {
+        Route::Nowhere
+    }
+}
+
 /// Where the reading side of a connection stands.
-#[derive(Debug)]
 pub enum ReadState {
     /// Waiting for (the rest of) a request head.
     Head,
@@ -29,8 +80,20 @@ pub enum ReadState {
     BodyLength(u64),
     /// Skipping a chunked body.
     BodyChunked(Box<Chunked>),
+    /// Reading a body for the application; it is called when the body is complete.
+    AppBody(Box<Pending>),
     /// Nothing more will be parsed: the last response closes the connection.
     Done,
+}
+
+/// An application request waiting for its body.
+pub struct Pending {
+    head: Vec<u8>,
+    parsed: Head,
+    close: bool,
+    remaining: u64,
+    chunked: Option<Chunked>,
+    sink: BodySink,
 }
 
 pub struct Proto {
@@ -38,13 +101,14 @@ pub struct Proto {
     pub out: OutQueue,
     /// Close once `out` is written.
     pub close_after_flush: bool,
+    pub peer: Option<SocketAddr>,
 }
 
 const ALLOW: &[u8] = b"Allow: GET, HEAD\r\n";
 
 impl Default for Proto {
     fn default() -> Self {
-        Proto { read: ReadState::Head, out: OutQueue::default(), close_after_flush: false }
+        Proto { read: ReadState::Head, out: OutQueue::default(), close_after_flush: false, peer: None }
     }
 }
 
@@ -70,7 +134,7 @@ impl Proto {
                         Ok(Some(head)) => {
                             let req = &data[pos..pos + head.len];
                             pos += head.len;
-                            self.request(req, &head, ctx);
+                            self.request(req, head, ctx);
                         }
                         Err(reject) => {
                             simple(self.out.owned_tail(), &ctx.clock, reject.status(), b"", Some(CLOSE), false);
@@ -103,6 +167,44 @@ impl Proto {
                         return data.len();
                     }
                 },
+                ReadState::AppBody(p) => {
+                    let done = if let Some(dec) = &mut p.chunked {
+                        let sink = &mut p.sink;
+                        match dec.feed(&data[pos..], &mut |d| sink.push(d)) {
+                            Ok(n) => {
+                                pos += n;
+                                dec.is_done()
+                            }
+                            Err(e) => {
+                                let status = if e == crate::body::BodyError::TooLarge { 413 } else { 400 };
+                                simple(self.out.owned_tail(), &ctx.clock, status, b"", Some(CLOSE), false);
+                                self.finish();
+                                return data.len();
+                            }
+                        }
+                    } else {
+                        let n = p.remaining.min((data.len() - pos) as u64) as usize;
+                        p.sink.push(&data[pos..pos + n]);
+                        pos += n;
+                        p.remaining -= n as u64;
+                        p.remaining == 0
+                    };
+                    if !done {
+                        return pos;
+                    }
+                    let ReadState::AppBody(p) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
+                    let p = *p;
+                    if p.sink.failed {
+                        simple(self.out.owned_tail(), &ctx.clock, 500, b"", Some(CLOSE), false);
+                        self.finish();
+                        return data.len();
+                    }
+                    self.call_app(&p.head, &p.parsed, p.sink, p.close, ctx);
+                    if p.close {
+                        self.finish();
+                        return data.len();
+                    }
+                }
             }
         }
     }
@@ -117,17 +219,7 @@ impl Proto {
         self.close_after_flush = true;
     }
 
-    fn request(&mut self, req: &[u8], head: &Head, ctx: &mut Ctx) {
-        // A client that waits for 100-continue may never send the body we would skip: do not
-        // keep the connection, or its next request could be read from body bytes.
-        let close = !head.keep_alive || ctx.stopping || (head.expect_continue && head.body != Body::None);
-        let conn_header: Option<&'static [u8]> = if close {
-            Some(CLOSE)
-        } else if head.minor == 0 {
-            Some(KEEP_ALIVE)
-        } else {
-            None
-        };
+    fn request(&mut self, req: &[u8], head: Head, ctx: &mut Ctx) {
         if let Body::Length(n) = head.body {
             if n > ctx.max_body {
                 simple(self.out.owned_tail(), &ctx.clock, 413, b"", Some(CLOSE), false);
@@ -135,31 +227,72 @@ impl Proto {
                 return;
             }
         }
-        let target = &req[head.target.clone()];
-        match head.method {
-            Method::Get | Method::Head => {
+        let path = request_path(&req[head.target.clone()]);
+        if path.first() != Some(&b'/') && !(path == b"*" && ctx.app.is_some()) {
+            simple(self.out.owned_tail(), &ctx.clock, 400, b"", Some(CLOSE), false);
+            self.finish();
+            return;
+        }
+        match route(ctx, path) {
+            Route::App => self.app_request(req, head, ctx),
+            Route::Static(i, sub) => self.static_request(Some((i, sub)), &head, ctx),
+            Route::MountRoot(i) => {
+                let mut loc = ctx.mounts[i].prefix.clone();
+                loc.push(b'/');
+                self.static_request_outcome(Outcome::Redirect(loc), &head, ctx)
+            }
+            Route::Nowhere => self.static_request(None, &head, ctx),
+        }
+    }
+
+    /// How this response ends: whether the connection closes after it, and the Connection line.
+    fn connection(head: &Head, ctx: &Ctx, reads_body: bool) -> (bool, Option<&'static [u8]>) {
+        // A client that waits for 100-continue may never send a body we do not ask for: then
+        // the connection cannot be kept, or its next request could be read from body bytes.
+        let close = !head.keep_alive || ctx.stopping || (head.expect_continue && head.body != Body::None && !reads_body);
+        let line = if close {
+            Some(CLOSE)
+        } else if head.minor == 0 {
+            Some(KEEP_ALIVE)
+        } else {
+            None
+        };
+        (close, line)
+    }
+
+    fn static_request(&mut self, mount: Option<(usize, &[u8])>, head: &Head, ctx: &mut Ctx) {
+        let outcome = match (head.method, mount) {
+            (Method::Other, _) => {
+                let (_, conn) = Self::connection(head, ctx, false);
+                simple(self.out.owned_tail(), &ctx.clock, 405, ALLOW, conn, false);
+                Outcome::Served
+            }
+            (_, None) => Outcome::NotFound,
+            (_, Some((i, sub))) => {
+                let (_, conn) = Self::connection(head, ctx, false);
                 let head_only = head.method == Method::Head;
-                let outcome = ctx.statics.serve(target, head_only, conn_header, &ctx.clock, &mut self.out);
-                let (status, extra): (u16, Vec<u8>) = match outcome {
-                    Outcome::Served => (0, Vec::new()),
-                    Outcome::NotFound => (404, Vec::new()),
-                    Outcome::Forbidden => (403, Vec::new()),
-                    Outcome::BadPath => (400, Vec::new()),
-                    Outcome::Unavailable => (503, b"Retry-After: 1\r\n".to_vec()),
-                    Outcome::Redirect(loc) => {
-                        let mut e = b"Location: ".to_vec();
-                        e.extend_from_slice(&loc);
-                        e.extend_from_slice(b"\r\n");
-                        (301, e)
-                    }
-                };
-                if status != 0 {
-                    simple(self.out.owned_tail(), &ctx.clock, status, &extra, conn_header, head_only);
+                match ctx.mounts[i].files.serve(sub, head_only, conn, &ctx.clock, &mut self.out) {
+                    Outcome::Redirect(loc) => Outcome::Redirect([&ctx.mounts[i].prefix[..], &loc].concat()),
+                    other => other,
                 }
             }
-            Method::Other => {
-                simple(self.out.owned_tail(), &ctx.clock, 405, ALLOW, conn_header, false);
-            }
+        };
+        self.static_request_outcome(outcome, head, ctx);
+    }
+
+    /// Queue the error or redirect for `outcome` (nothing for `Served`), then skip the body.
+    fn static_request_outcome(&mut self, outcome: Outcome, head: &Head, ctx: &mut Ctx) {
+        let (close, conn) = Self::connection(head, ctx, false);
+        let (status, extra): (u16, Vec<u8>) = match outcome {
+            Outcome::Served => (0, Vec::new()),
+            Outcome::NotFound => (404, Vec::new()),
+            Outcome::Forbidden => (403, Vec::new()),
+            Outcome::BadPath => (400, Vec::new()),
+            Outcome::Unavailable => (503, b"Retry-After: 1\r\n".to_vec()),
+            Outcome::Redirect(loc) => (301, [&b"Location: "[..], &loc[..], b"\r\n"].concat()),
+        };
+        if status != 0 {
+            simple(self.out.owned_tail(), &ctx.clock, status, &extra, conn, head.method == Method::Head);
         }
         if close {
             self.finish();
@@ -170,6 +303,49 @@ impl Proto {
             Body::Length(n) => ReadState::BodyLength(n),
             Body::Chunked => ReadState::BodyChunked(Box::new(Chunked::new(ctx.max_body))),
         };
+    }
+
+    fn app_request(&mut self, req: &[u8], head: Head, ctx: &mut Ctx) {
+        let (close, _) = Self::connection(&head, ctx, true);
+        if head.body == Body::None {
+            self.call_app(req, &head, BodySink::new(0), close, ctx);
+            if close {
+                self.finish();
+            }
+            return;
+        }
+        if head.expect_continue {
+            self.out.owned_tail().extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let (remaining, chunked) = match head.body {
+            Body::Length(n) => (n, None),
+            _ => (0, Some(Chunked::new(ctx.max_body))),
+        };
+        self.read = ReadState::AppBody(Box::new(Pending {
+            head: req.to_vec(),
+            parsed: head,
+            close,
+            remaining,
+            chunked,
+            sink: BodySink::new(ctx.spool_over),
+        }));
+    }
+
+    fn call_app(&mut self, req: &[u8], head: &Head, body: BodySink, close: bool, ctx: &mut Ctx) {
+        let conn = if close { Some(CLOSE) } else if head.minor == 0 { Some(KEEP_ALIVE) } else { None };
+        let areq = AppRequest {
+            head: req,
+            method: &req[head.method_range.clone()],
+            target: &req[head.target.clone()],
+            minor: head.minor,
+            peer: self.peer,
+            local_port: ctx.local_port,
+        };
+        let app = ctx.app.as_mut().expect("routed to the app");
+        let ok = app.call(&areq, body.finish(), conn, head.method == Method::Head, &ctx.clock, &mut self.out);
+        if !ok {
+            self.finish();
+        }
     }
 }
 
@@ -193,13 +369,10 @@ pub mod tests {
     pub fn ctx() -> Ctx {
         let mut cfg = StaticConfig::new(docroot());
         cfg.mime.insert("html".into(), "text/html; charset=utf-8".into());
-        Ctx {
-            clock: Clock::fixed(1_795_710_713),
-            statics: StaticFiles::open(cfg).unwrap(),
-            limits: Limits::default(),
-            max_body: 1 << 20,
-            stopping: false,
-        }
+        let mount = Mount { prefix: Vec::new(), files: StaticFiles::open(cfg).unwrap() };
+        let mut c = Ctx::new(Clock::fixed(1_795_710_713), vec![mount], None);
+        c.max_body = 1 << 20;
+        c
     }
 
     /// Feed `chunks` one after the other, keeping unconsumed bytes as the event loop does.
@@ -350,9 +523,9 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
             let (out, _) = run(&mut c, &[format!("GET {alias} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes()]);
             assert!(out.ends_with(b"\r\n\r\nx"), "{alias}");
         }
-        assert_eq!(c.statics.cached_entries(), 0, "aliases are not cached");
+        assert_eq!(c.mounts[0].files.cached_entries(), 0, "aliases are not cached");
         run(&mut c, &[b"GET /1b HTTP/1.1\r\nHost: a\r\n\r\n"]);
-        assert_eq!(c.statics.cached_entries(), 1, "the canonical path is");
+        assert_eq!(c.mounts[0].files.cached_entries(), 1, "the canonical path is");
         let (out, _) = run(&mut c, &[b"GET //evil.example/..%2fsub HTTP/1.1\r\nHost: a\r\n\r\n"]);
         let s = String::from_utf8(out).unwrap();
         assert!(s.contains("Location: /sub/\r\n"), "{s}");

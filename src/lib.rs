@@ -1,29 +1,37 @@
 //! vw._core: the per-request loop of vw. Python starts, pins and supervises workers; each worker
 //! calls `run_worker`, which serves until a stop signal without entering Python per request.
 
+pub mod app;
 pub mod body;
+pub mod bridge;
 pub mod conn;
 pub mod parse;
 pub mod response;
 pub mod statics;
 pub mod worker;
 
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::types::PyDict;
 use pyo3::prelude::*;
 use std::collections::HashMap;
 
 /// Serve on `listen_fd` (bound and listening) until SIGTERM/SIGINT/SIGQUIT/SIGHUP, then drain.
+///
+/// `mounts`: (URL prefix, docroot, paths to prepare) for static files. At most one of `wsgi`
+/// (application, base environ, SCRIPT_NAME) and `native` (routes, coroutine runner) is given; with
+/// one, the loop holds the GIL (released while it waits) and calls the application inline.
 #[pyfunction]
-#[pyo3(signature = (listen_fd, root, mime, preload, *, default_type="application/octet-stream".to_string(),
-    index="index.html".to_string(), inline_max=256*1024, cache_max_bytes=64<<20, max_body=1<<30,
-    shutdown_timeout=4))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (listen_fd, mounts, mime, *, wsgi=None, native=None,
+    default_type="application/octet-stream".to_string(), index="index.html".to_string(),
+    inline_max=256*1024, cache_max_bytes=64<<20, max_body=1<<30, shutdown_timeout=4))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn run_worker(
     py: Python<'_>,
     listen_fd: i32,
-    root: String,
+    mounts: Vec<(String, String, Vec<String>)>,
     mime: HashMap<String, String>,
-    preload: Vec<String>,
+    wsgi: Option<(Py<PyAny>, Py<PyDict>, String)>,
+    native: Option<(Vec<(String, String, Py<PyAny>, bool)>, Option<Py<PyAny>>)>,
     default_type: String,
     index: String,
     inline_max: u64,
@@ -31,25 +39,40 @@ fn run_worker(
     max_body: u64,
     shutdown_timeout: i64,
 ) -> PyResult<()> {
-    let mut statics = statics::StaticConfig::new(root.into());
-    statics.mime = mime;
-    statics.default_type = default_type;
-    statics.index = index;
-    statics.inline_max = inline_max;
-    statics.cache_max_bytes = cache_max_bytes;
-    let cfg = worker::WorkerConfig {
+    let mounts: Vec<(Vec<u8>, statics::StaticConfig, Vec<String>)> = mounts
+        .into_iter()
+        .map(|(prefix, root, preload)| {
+            let mut c = statics::StaticConfig::new(root.into());
+            c.mime = mime.clone();
+            c.default_type = default_type.clone();
+            c.index = index.clone();
+            c.inline_max = inline_max;
+            c.cache_max_bytes = cache_max_bytes;
+            (prefix.trim_end_matches('/').as_bytes().to_vec(), c, preload)
+        })
+        .collect();
+    let app: Option<Box<dyn app::App>> = match (wsgi, native) {
+        (Some((app, environ, script_name)), None) => Some(Box::new(bridge::Wsgi::new(py, app, environ, &script_name)?)),
+        (None, Some((routes, run_async))) => Some(Box::new(bridge::Native::new(py, routes, run_async)?)),
+        (None, None) => None,
+        _ => return Err(PyValueError::new_err("give one application interface, not two")),
+    };
+    let config = move |app: Option<Box<dyn app::App>>, holds_gil: bool| worker::WorkerConfig {
         listen_fd,
-        statics,
-        preload,
+        mounts,
+        app,
         limits: parse::Limits::default(),
         max_body,
         shutdown_timeout,
+        holds_gil,
     };
-    py.detach(|| {
-        let mut w = worker::Worker::new(cfg)?;
-        w.run()
-    })
-    .map_err(|e: std::io::Error| PyOSError::new_err(e.to_string()))
+    let result = match app {
+        // An application runs on this thread: keep the GIL (the loop lets go of it to wait).
+        Some(app) => worker::Worker::new(config(Some(app), true)).and_then(|mut w| w.run()),
+        // Static files only: Python is never needed again.
+        None => py.detach(move || worker::Worker::new(config(None, false)).and_then(|mut w| w.run())),
+    };
+    result.map_err(|e: std::io::Error| PyOSError::new_err(e.to_string()))
 }
 
 /// The CPU this thread runs on now (getcpu(2)).
@@ -62,5 +85,6 @@ fn current_cpu() -> i32 {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_worker, m)?)?;
     m.add_function(wrap_pyfunction!(current_cpu, m)?)?;
+    bridge::register(m)?;
     Ok(())
 }

@@ -107,17 +107,16 @@ impl StaticFiles {
         self.map.len()
     }
 
-    /// Queue the response for GET (or HEAD, `head_only`) of `target`.
+    /// Queue the response for GET (or HEAD, `head_only`) of `path` (see [`request_path`]).
     /// `conn_header`: `None` for the common HTTP/1.1 keep-alive case, else the Connection line to add.
     pub fn serve(
         &mut self,
-        target: &[u8],
+        path: &[u8],
         head_only: bool,
         conn_header: Option<&'static [u8]>,
         clock: &Clock,
         out: &mut OutQueue,
     ) -> Outcome {
-        let path = request_path(target);
         if path.first() != Some(&b'/') {
             return Outcome::BadPath;
         }
@@ -331,7 +330,7 @@ fn open_beneath(root: &OwnedFd, c: &CString) -> Result<(OwnedFd, libc::stat), Ou
 pub struct PathHash(u64);
 
 impl PathHash {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let mut seed = [0u8; 8];
         unsafe { libc::getrandom(seed.as_mut_ptr() as *mut _, 8, 0) };
         PathHash(u64::from_ne_bytes(seed) | 1)
@@ -391,27 +390,29 @@ pub fn request_path(target: &[u8]) -> &[u8] {
     &t[..end]
 }
 
+/// Percent-decode `path`; `None` for a malformed escape.
+pub fn normalize_percent(path: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        if path[i] == b'%' {
+            let h = |c: Option<&u8>| c.and_then(|&c| (c as char).to_digit(16));
+            out.push((h(path.get(i + 1))? * 16 + h(path.get(i + 2))?) as u8);
+            i += 3;
+        } else {
+            out.push(path[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
 /// Percent-decode and resolve dot segments. Returns the path relative to the root (`.` for the
 /// root itself) and whether the request named a directory (trailing slash).
 /// Any segment that would climb above the root, a NUL, or a bad escape is refused; a segment
 /// starting with a dot (a hidden file, `.git`, `.env`) is never served.
 pub fn normalize(path: &[u8]) -> Result<(Vec<u8>, bool), Outcome> {
-    let mut decoded = Vec::with_capacity(path.len());
-    let mut i = 0;
-    while i < path.len() {
-        let b = path[i];
-        if b == b'%' {
-            let h = |c: u8| (c as char).to_digit(16);
-            match (path.get(i + 1).and_then(|&c| h(c)), path.get(i + 2).and_then(|&c| h(c))) {
-                (Some(a), Some(b)) => decoded.push((a * 16 + b) as u8),
-                _ => return Err(Outcome::BadPath),
-            }
-            i += 3;
-        } else {
-            decoded.push(b);
-            i += 1;
-        }
-    }
+    let decoded = normalize_percent(path).ok_or(Outcome::BadPath)?;
     if decoded.contains(&0) {
         return Err(Outcome::BadPath);
     }

@@ -3,20 +3,25 @@
 //! (EPOLLOUT), and its interest set changes only when that direction changes, not per request.
 //! Each readable event is one read, every request in it answered with one writev.
 
-use crate::conn::{Ctx, Proto, ReadState};
+use crate::app::App;
+use crate::conn::{Ctx, Mount, Proto, ReadState};
 use crate::parse::Limits;
 use crate::response::{errno, Clock, Flush};
 use crate::statics::{StaticConfig, StaticFiles};
 use std::io;
+use std::net::SocketAddr;
 
 pub struct WorkerConfig {
     pub listen_fd: i32,
-    pub statics: StaticConfig,
-    pub preload: Vec<String>,
+    /// (URL prefix without trailing slash, docroot, paths to prepare ahead).
+    pub mounts: Vec<(Vec<u8>, StaticConfig, Vec<String>)>,
+    pub app: Option<Box<dyn App>>,
     pub limits: Limits,
     pub max_body: u64,
     /// Seconds a graceful stop waits for responses in flight.
     pub shutdown_timeout: i64,
+    /// The loop runs holding the GIL (an application is served): release it while waiting.
+    pub holds_gil: bool,
 }
 
 const LISTENER: u64 = u64::MAX;
@@ -48,6 +53,34 @@ pub struct Worker {
     scratch: Vec<u8>,
     stop_deadline: Option<i64>,
     shutdown_timeout: i64,
+    /// Record each client's address (applications see it).
+    with_peer: bool,
+    holds_gil: bool,
+}
+
+fn local_port(fd: i32) -> u16 {
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    if unsafe { libc::getsockname(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) } != 0 {
+        return 0;
+    }
+    sockaddr_to(&ss).map_or(0, |a| a.port())
+}
+
+fn sockaddr_to(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as i32 {
+        libc::AF_INET => {
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::new(ip.into(), u16::from_be(a.sin_port)))
+        }
+        libc::AF_INET6 => {
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::new(ip.into(), u16::from_be(a.sin6_port)))
+        }
+        _ => None,
+    }
 }
 
 fn check(r: i32) -> io::Result<i32> {
@@ -79,8 +112,17 @@ fn signal_fd() -> io::Result<i32> {
 impl Worker {
     pub fn new(cfg: WorkerConfig) -> io::Result<Self> {
         let clock = Clock::new();
-        let mut statics = StaticFiles::open(cfg.statics)?;
-        statics.preload(&cfg.preload, &clock);
+        let mut mounts = Vec::new();
+        for (prefix, scfg, preload) in cfg.mounts {
+            let mut files = StaticFiles::open(scfg)?;
+            files.preload(&preload, &clock);
+            mounts.push(Mount { prefix, files });
+        }
+        let with_peer = cfg.app.is_some();
+        let mut ctx = Ctx::new(clock, mounts, cfg.app);
+        ctx.limits = cfg.limits;
+        ctx.max_body = cfg.max_body;
+        ctx.local_port = local_port(cfg.listen_fd);
         let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         let sfd = signal_fd()?;
         unsafe {
@@ -98,7 +140,9 @@ impl Worker {
             conns: Vec::new(),
             open: 0,
             lingering: Vec::new(),
-            ctx: Ctx { clock, statics, limits: cfg.limits, max_body: cfg.max_body, stopping: false },
+            ctx,
+            with_peer,
+            holds_gil: cfg.holds_gil,
             scratch: vec![0u8; READ_SIZE],
             stop_deadline: None,
             shutdown_timeout: cfg.shutdown_timeout,
@@ -111,7 +155,24 @@ impl Worker {
         let mut last_sec = self.ctx.clock.sec;
         loop {
             let timeout = if self.stop_deadline.is_some() { 100 } else { 1000 };
-            let n = unsafe { libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout) };
+            let n = if self.holds_gil {
+                // Under load the next events are already there: take them without letting go of
+                // the GIL (releasing and retaking it costs more than the wait). Only a wait that
+                // would block releases it, so the application's other threads can run.
+                let ready = unsafe { libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, 0) };
+                if ready != 0 {
+                    ready
+                } else {
+                    unsafe {
+                        let ts = pyo3::ffi::PyEval_SaveThread();
+                        let n = libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout);
+                        pyo3::ffi::PyEval_RestoreThread(ts);
+                        n
+                    }
+                }
+            } else {
+                unsafe { libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout) }
+            };
             if n < 0 {
                 if errno() == libc::EINTR {
                     continue;
@@ -209,8 +270,15 @@ impl Worker {
 
     fn accept(&mut self) {
         for _ in 0..128 {
+            let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             let fd = unsafe {
-                libc::accept4(self.listen_fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                libc::accept4(
+                    self.listen_fd,
+                    &mut ss as *mut _ as *mut libc::sockaddr,
+                    &mut len,
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
             };
             if fd < 0 {
                 match errno() {
@@ -237,8 +305,11 @@ impl Worker {
             if self.conns.len() <= i {
                 self.conns.resize_with(i + 1, || None);
             }
-            self.conns[i] =
-                Some(Box::new(Conn { inbuf: Vec::new(), proto: Proto::default(), writing: false, linger_until: None }));
+            let mut proto = Proto::default();
+            if self.with_peer {
+                proto.peer = sockaddr_to(&ss);
+            }
+            self.conns[i] = Some(Box::new(Conn { inbuf: Vec::new(), proto, writing: false, linger_until: None }));
             self.open += 1;
         }
     }

@@ -6,4 +6,7 @@ the ``vw`` command, configuration, process supervision and static indexing.
 """
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+
+from vw.app import App, Request, Response  # noqa: E402
+
+__all__ = ["App", "Request", "Response", "__version__"]

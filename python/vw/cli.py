@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from vw import __version__
-from vw.config import ConfigError, ServeConfig, default_docroot
+from vw.config import ConfigError, ServeConfig, default_docroot, parse_mount
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,6 +25,17 @@ def _int(name: str):
     return parse
 
 
+def _common(p: argparse.ArgumentParser) -> None:
+    """Options shared by `serve` and `run`: where to listen and how to run the workers."""
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_int("--port"), default=8085, help="port (default 8085; 0 picks a free one)")
+    p.add_argument("--workers", type=_int("--workers"), default=None,
+                   help="worker processes (default: one per CPU in the affinity mask)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin each worker to its CPU")
+    p.add_argument("--realtime", action="store_true",
+                   help="run workers with SCHED_RR at top priority (needs root or CAP_SYS_NICE)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="vw", description="vw: the fastest HTTP server for Python.")
     p.add_argument("--version", action="version", version=f"vw {__version__}")
@@ -34,45 +45,50 @@ def build_parser() -> argparse.ArgumentParser:
                                    "one pinned worker per CPU.")
     s.add_argument("docroot", nargs="?", default=None, metavar="DOCROOT",
                    help="folder to serve (default: the embedded demo docroot)")
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=_int("--port"), default=8085, help="port (default 8085; 0 picks a free one)")
-    s.add_argument("--workers", type=_int("--workers"), default=None,
-                   help="worker processes (default: one per CPU in the affinity mask)")
-    s.add_argument("--no-pin", action="store_true", help="do not pin each worker to its CPU")
-    s.add_argument("--realtime", action="store_true",
-                   help="run workers with SCHED_RR at top priority (needs root or CAP_SYS_NICE)")
+    _common(s)
+    r = sub.add_parser("run", help="serve a Python application (vw.App, WSGI)",
+                       description="Serve the application MODULE:APP (a vw.App or a WSGI callable; "
+                                   "Flask and Django work unmodified) with one pinned worker per CPU.")
+    r.add_argument("app", metavar="MODULE:APP", help="where the application is, e.g. app:app or mysite.wsgi:application")
+    r.add_argument("--interface", default="auto", choices=("auto", "native", "wsgi", "asgi"),
+                   help="how to call the application (default: detect)")
+    r.add_argument("--static", action="append", default=[], metavar="/PREFIX=DIR",
+                   help="also serve DIR's files under /PREFIX, straight from the Rust core (repeatable)")
+    r.add_argument("--reload", action="store_true",
+                   help="restart the workers gracefully when the application's code changes (development)")
+    r.add_argument("--max-body", type=_int("--max-body"), default=1 << 30,
+                   help="largest request body in bytes (default 1 GiB; larger: 413)")
+    _common(r)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw)
     if args.command is None:
         parser.print_help()
         return 0
     try:
-        if args.command == "serve":
-            return _serve(args)
+        return _start(args, raw)
     except ConfigError as e:
         print(f"vw: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _start(args: argparse.Namespace, raw: list[str]) -> int:
     from vw.supervisor import Supervisor
 
-    cfg = ServeConfig(
-        docroot=args.docroot if args.docroot is not None else default_docroot(),
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        pin=not args.no_pin,
-        realtime=args.realtime,
-    ).validate()
-    return Supervisor(cfg).run()
+    common = dict(host=args.host, port=args.port, workers=args.workers, pin=not args.no_pin, realtime=args.realtime)
+    if args.command == "serve":
+        cfg = ServeConfig(docroot=args.docroot if args.docroot is not None else default_docroot(), **common)
+    else:
+        cfg = ServeConfig(docroot=None, app=args.app, interface=args.interface,
+                          mounts=[parse_mount(m) for m in args.static], reload=args.reload,
+                          max_body=args.max_body, **common)
+    return Supervisor(cfg.validate(), argv=raw).run()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,13 @@ def available_cpus() -> list[int]:
 
 @dataclass
 class ServeConfig:
-    docroot: Path = field(default_factory=default_docroot)
+    # `vw serve`: a docroot. `vw run`: an application (MODULE:ATTR) and static mounts.
+    docroot: Path | None = field(default_factory=default_docroot)
+    app: str | None = None
+    interface: str = "auto"
+    mounts: list[tuple[str, Path]] = field(default_factory=list)
+    reload: bool = False
+    max_body: int = 1 << 30
     host: str = "127.0.0.1"
     port: int = 8085
     workers: int | None = None  # None: one per CPU in the affinity mask
@@ -35,14 +41,16 @@ class ServeConfig:
     cpus: list[int] = field(default_factory=available_cpus)
 
     def validate(self) -> "ServeConfig":
-        root = Path(self.docroot)
-        if not root.exists():
-            raise ConfigError(f"docroot {str(root)!r} does not exist")
-        if not root.is_dir():
-            raise ConfigError(f"docroot {str(root)!r} is not a directory")
-        if not os.access(root, os.R_OK | os.X_OK):
-            raise ConfigError(f"docroot {str(root)!r} is not readable")
-        self.docroot = root.resolve()
+        if self.docroot is not None:
+            self.docroot = _folder(self.docroot, "docroot")
+        mounts = []
+        for prefix, folder in self.mounts:
+            if not prefix.startswith("/") or "//" in prefix or any(seg in (".", "..") for seg in prefix.split("/")):
+                raise ConfigError(f"--static prefix {prefix!r} must be a path like /static")
+            mounts.append((prefix.rstrip("/"), _folder(folder, f"--static {prefix}")))
+        self.mounts = mounts
+        if self.max_body < 0:
+            raise ConfigError(f"--max-body must be 0 or more, not {self.max_body}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, not {self.port}")
         if self.workers is None:
@@ -55,6 +63,29 @@ class ServeConfig:
             raise ConfigError("no CPU in this process's affinity mask")
         return self
 
+    def static_mounts(self) -> list[tuple[str, Path]]:
+        """Every docroot served, with its URL prefix ("" for the whole site)."""
+        return ([("", self.docroot)] if self.docroot is not None else []) + self.mounts
+
     def cpu_for(self, worker: int) -> int:
         """Worker n runs on the n-th CPU of the mask (wrapping when there are more workers)."""
         return self.cpus[worker % len(self.cpus)]
+
+
+def _folder(path, what: str) -> Path:
+    root = Path(path)
+    if not root.exists():
+        raise ConfigError(f"{what} {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise ConfigError(f"{what} {str(root)!r} is not a directory")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise ConfigError(f"{what} {str(root)!r} is not readable")
+    return root.resolve()
+
+
+def parse_mount(text: str) -> tuple[str, Path]:
+    """`/prefix=DIR` from --static."""
+    prefix, sep, folder = text.partition("=")
+    if not sep or not prefix or not folder:
+        raise ConfigError(f"--static takes /PREFIX=DIR, not {text!r}")
+    return prefix, Path(folder)

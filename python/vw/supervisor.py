@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from vw import static
+from vw import reload, static
 from vw.config import ConfigError, ServeConfig
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
@@ -29,7 +29,11 @@ EXIT_WORKER_START_FAILED = 3
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """One line to stderr in one write(2), so lines from several workers never interleave."""
+    sys.stderr.flush()
+    data = (msg + "\n").encode("utf-8", "replace")
+    while data:
+        data = data[os.write(2, data):]
 
 
 def _addr(host: str, port: int) -> tuple[int, tuple]:
@@ -119,7 +123,7 @@ class WorkerProc:
     fast_deaths: int = 0
 
 
-def worker_main(cfg: ServeConfig, index: int, mime: dict, preload: list[str]) -> int:
+def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, app=None, interface: str | None = None) -> int:
     """Runs in the forked child: bind, pin, report, serve."""
     from vw import _core
 
@@ -130,11 +134,16 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, preload: list[str]) ->
             prio = os.sched_get_priority_max(os.SCHED_RR)
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
         sock = listen_socket(cfg.host, cfg.port)
+        kwargs = {}
+        if interface == "wsgi":
+            kwargs["wsgi"] = (app, wsgi_environ(cfg), "")
+        elif interface == "native":
+            kwargs["native"] = (app.routes(), _async_runner())
         log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
         _core.run_worker(
-            sock.detach(), str(cfg.docroot), mime, preload,
+            sock.detach(), mounts, mime, **kwargs,
             inline_max=cfg.inline_max, cache_max_bytes=cfg.cache_max_bytes,
-            shutdown_timeout=cfg.shutdown_timeout,
+            max_body=cfg.max_body, shutdown_timeout=cfg.shutdown_timeout,
         )
         return 0
     except Exception as e:  # one line in the log; the supervisor decides what happens next
@@ -142,16 +151,64 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, preload: list[str]) ->
         return EXIT_WORKER_START_FAILED
 
 
+def wsgi_environ(cfg: ServeConfig) -> dict:
+    """The part of every WSGI environ that does not change between requests."""
+    return {
+        "SERVER_NAME": cfg.host,
+        "SERVER_PORT": str(cfg.port),
+        "SCRIPT_NAME": "",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": (cfg.workers or 1) > 1,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+    }
+
+
+def _async_runner():
+    """The worker's event loop (uvloop when installed), for `async def` handlers."""
+    import asyncio
+
+    try:
+        import uvloop  # type: ignore
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop.run_until_complete
+
+
 class Supervisor:
-    def __init__(self, cfg: ServeConfig):
+    def __init__(self, cfg: ServeConfig, argv: list[str] | None = None):
         self.cfg = cfg
+        self.argv = argv
         self.workers: dict[int, WorkerProc] = {}
         self.holder: socket.socket | None = None
         self.stopping = False
         self.deadline: float | None = None  # when stopping: SIGKILL what is left after this
         self.exit_code = 0
+        self.restart_requested = False
         self.mime = static.content_types()
-        self.preload, self.preload_bytes = static.index(cfg.docroot)
+        self.mounts = []
+        self.indexed = 0
+        for prefix, root in cfg.static_mounts():
+            paths, _ = static.index(root)
+            self.mounts.append((prefix, str(root), paths))
+            self.indexed += len(paths)
+        self.app = None
+        self.interface: str | None = None
+        if cfg.app is not None:
+            from vw import loader
+
+            self.app = loader.load(cfg.app)
+            self.interface = loader.detect(self.app, cfg.interface)
+            if self.interface == "asgi":
+                raise ConfigError("ASGI applications are not served yet (WSGI and vw.App are); "
+                                  "see the README's known gaps")
+        self.watcher = reload.Watcher() if cfg.reload else None
 
     def spawn(self, index: int, fast_deaths: int = 0) -> None:
         cpu = self.cfg.cpu_for(index)
@@ -161,7 +218,7 @@ class Supervisor:
             try:
                 if self.holder is not None:
                     self.holder.close()
-                code = worker_main(self.cfg, index, self.mime, self.preload)
+                code = worker_main(self.cfg, index, self.mime, self.mounts, self.app, self.interface)
             finally:
                 sys.stderr.flush()
                 os._exit(code)
@@ -178,8 +235,9 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
         pin = "pinned" if cfg.pin else "not pinned"
         rt = ", SCHED_RR" if cfg.realtime else ""
-        log(f"vw serving {cfg.docroot} on http://{_fmt_host(cfg.host)}:{cfg.port} "
-            f"({cfg.workers} workers, {pin}{rt}; {len(self.preload)} files indexed)")
+        what = f"{cfg.app} ({self.interface})" if cfg.app else str(cfg.docroot)
+        log(f"vw serving {what} on http://{_fmt_host(cfg.host)}:{cfg.port} "
+            f"({cfg.workers} workers, {pin}{rt}; {self.indexed} files indexed)")
         for i in range(cfg.workers):
             self.spawn(i)
         while self.workers:
@@ -191,10 +249,16 @@ class Supervisor:
                 else:
                     self.stop()
             self.reap()
+            if self.watcher is not None and not self.stopping and self.watcher.changed():
+                if self.watcher.app_imports(cfg.app):
+                    self.restart_requested = True
+                    self.stop()
             if self.deadline is not None and time.monotonic() > self.deadline:
                 self.kill_all(signal.SIGKILL)
                 self.deadline = time.monotonic() + 5
         self.holder.close()
+        if self.restart_requested:
+            reload.reexec(self.argv)
         return self.exit_code
 
     def stop(self) -> None:

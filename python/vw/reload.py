@@ -1,0 +1,74 @@
+"""`--reload`: watch the application's source files; on a change, check that the new code
+imports, then stop the workers gracefully and start vw again in the same process (exec)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def _watched() -> dict[str, float]:
+    """Source files of loaded modules outside the standard library and site-packages."""
+    skip = tuple(p for p in {sys.prefix, sys.base_prefix, os.path.dirname(os.__file__)} if p)
+    here = os.path.dirname(os.path.abspath(__file__))
+    files: dict[str, float] = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path or not path.endswith(".py"):
+            continue
+        path = os.path.abspath(path)
+        if path.startswith(skip) or path.startswith(here) or "site-packages" in path:
+            continue
+        try:
+            files[path] = os.stat(path).st_mtime
+        except OSError:
+            pass
+    return files
+
+
+class Watcher:
+    def __init__(self, interval: float = 0.5):
+        self.interval = interval
+        self.files = _watched()
+        self.next_check = time.monotonic() + interval
+        self.last_change: str | None = None
+
+    def changed(self) -> bool:
+        if time.monotonic() < self.next_check:
+            return False
+        self.next_check = time.monotonic() + self.interval
+        for path, mtime in self.files.items():
+            try:
+                now = os.stat(path).st_mtime
+            except OSError:
+                now = -1
+            if now != mtime:
+                self.files[path] = now
+                self.last_change = path
+                return True
+        return False
+
+    def app_imports(self, spec: str | None) -> bool:
+        """Import the application in a fresh interpreter; keep the old workers if it fails."""
+        print(f"vw: {os.path.relpath(self.last_change or '?')} changed; checking the new code",
+              file=sys.stderr, flush=True)
+        if spec is None:
+            return True
+        r = subprocess.run([sys.executable, "-c", "import sys; from vw.loader import load; load(sys.argv[1])", spec],
+                           capture_output=True, text=True, cwd=os.getcwd())
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or ["it does not import"])[-1]
+            print(f"vw: not reloading: {last}", file=sys.stderr, flush=True)
+            return False
+        print("vw: reloading", file=sys.stderr, flush=True)
+        return True
+
+
+def reexec(argv: list[str] | None) -> None:
+    """Start vw again with the same arguments, in this process (so the PID stays the same)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    args = [sys.executable, "-m", "vw", *(argv if argv is not None else sys.argv[1:])]
+    os.execv(sys.executable, args)

@@ -1,0 +1,165 @@
+//! What the connection state machine needs to hand a request to an application, independent of
+//! Python: the request as parsed, its body (in memory, or spooled to an unnamed file when large),
+//! and the `App` trait the Python bridge implements (tests implement it too).
+
+use crate::response::{Clock, OutQueue};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::fd::FromRawFd;
+
+/// A request for the application. `head` holds the whole request head as received.
+pub struct AppRequest<'a> {
+    pub head: &'a [u8],
+    pub method: &'a [u8],
+    pub target: &'a [u8],
+    pub minor: u8,
+    pub peer: Option<SocketAddr>,
+    pub local_port: u16,
+}
+
+impl AppRequest<'_> {
+    /// The fields of the head, in order. The head was validated when it was parsed.
+    pub fn headers(&self) -> Vec<(&[u8], &[u8])> {
+        let mut storage = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut storage);
+        let start = self.head.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(0);
+        let _ = req.parse(&self.head[start..]);
+        req.headers
+            .iter()
+            .take_while(|h| !h.name.is_empty())
+            .map(|h| {
+                // Re-borrow the slices from `self.head` (httparse ties them to `storage`).
+                let name = subslice(self.head, h.name.as_bytes());
+                let value = subslice(self.head, h.value);
+                (name, value)
+            })
+            .collect()
+    }
+}
+
+fn subslice<'a>(whole: &'a [u8], part: &[u8]) -> &'a [u8] {
+    let off = part.as_ptr() as usize - whole.as_ptr() as usize;
+    &whole[off..off + part.len()]
+}
+
+/// A request body, complete.
+pub enum ReqBody {
+    Empty,
+    Mem(Vec<u8>),
+    /// Spooled to an unlinked temporary file, rewound; the length is known.
+    File(std::fs::File, u64),
+}
+
+/// Collects a body as it arrives: in memory up to `spool_over` bytes, then in a temporary file,
+/// so a large upload never sits in the worker's memory.
+pub struct BodySink {
+    mem: Vec<u8>,
+    file: Option<std::fs::File>,
+    len: u64,
+    spool_over: usize,
+    pub failed: bool,
+}
+
+impl BodySink {
+    pub fn new(spool_over: usize) -> Self {
+        BodySink { mem: Vec::new(), file: None, len: 0, spool_over, failed: false }
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        if data.is_empty() || self.failed {
+            return;
+        }
+        self.len += data.len() as u64;
+        if self.file.is_none() && self.mem.len() + data.len() <= self.spool_over {
+            self.mem.extend_from_slice(data);
+            return;
+        }
+        if self.file.is_none() {
+            match temp_file() {
+                Ok(mut f) => {
+                    if f.write_all(&self.mem).is_err() {
+                        self.failed = true;
+                        return;
+                    }
+                    self.mem = Vec::new();
+                    self.file = Some(f);
+                }
+                Err(_) => {
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        if let Some(f) = &mut self.file {
+            if f.write_all(data).is_err() {
+                self.failed = true;
+            }
+        }
+    }
+
+    pub fn finish(self) -> ReqBody {
+        use std::io::Seek;
+        match self.file {
+            Some(mut f) => {
+                let _ = f.rewind();
+                ReqBody::File(f, self.len)
+            }
+            None if self.mem.is_empty() => ReqBody::Empty,
+            None => ReqBody::Mem(self.mem),
+        }
+    }
+}
+
+/// An unnamed file in the temporary directory (O_TMPFILE): it disappears with its descriptor.
+fn temp_file() -> std::io::Result<std::fs::File> {
+    let dir = std::env::var_os("TMPDIR").unwrap_or_else(|| "/tmp".into());
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()))?;
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// An application: answers one complete request by appending one complete response to `out`.
+pub trait App {
+    /// `conn` is the Connection header line to add, if any. Returns false when the response could
+    /// not be framed correctly and the connection must close after it.
+    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn sink_spools_past_the_threshold() {
+        let mut s = BodySink::new(10);
+        s.push(b"hello");
+        s.push(b"world");
+        assert!(matches!(s.finish(), ReqBody::Mem(ref v) if v == b"helloworld"));
+        let mut s = BodySink::new(10);
+        s.push(b"hello");
+        s.push(b"world!");
+        s.push(b"more");
+        match s.finish() {
+            ReqBody::File(mut f, n) => {
+                let mut v = Vec::new();
+                f.read_to_end(&mut v).unwrap();
+                assert_eq!(v, b"helloworld!more");
+                assert_eq!(n, 15);
+            }
+            _ => panic!("expected a file"),
+        }
+        assert!(matches!(BodySink::new(10).finish(), ReqBody::Empty));
+    }
+
+    #[test]
+    fn headers_are_listed() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-A: 2\r\n\r\n";
+        let r = AppRequest { head, method: b"GET", target: b"/", minor: 1, peer: None, local_port: 80 };
+        let h = r.headers();
+        assert_eq!(h, vec![(&b"Host"[..], &b"a"[..]), (b"X-A", b"1"), (b"X-A", b"2")]);
+    }
+}
