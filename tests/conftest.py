@@ -22,9 +22,10 @@ WORKER_RE = re.compile(r"^worker (\d+) pid (\d+) cpu (\d+)$")
 class Server:
     """`python -m vw serve ...` in a child process; its stderr is collected line by line."""
 
-    def __init__(self, args: list[str], workers: int = 1, prefix: list[str] | None = None, timeout: float = 20):
-        cmd = [*(prefix or []), sys.executable, "-m", "vw", "serve", *args, "--port", "0", "--workers", str(workers)]
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    def __init__(self, args: list[str], workers: int = 1, prefix: list[str] | None = None, timeout: float = 20,
+                 command: str = "serve", cwd: str | None = None):
+        cmd = [*(prefix or []), sys.executable, "-m", "vw", command, *args, "--port", "0", "--workers", str(workers)]
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=cwd)
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._eof = False
@@ -146,10 +147,20 @@ class Reader:
             return False
 
 
-def get(port: int, path: str, method: str = "GET", headers: str = "Host: t\r\n") -> Response:
+def get(port: int, path: str, method: str = "GET", headers: str = "Host: t\r\n", body: bytes = b"") -> Response:
     with connect(port) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\n{headers}\r\n".encode())
+        if body:
+            headers += f"Content-Length: {len(body)}\r\n"
+        s.sendall(f"{method} {path} HTTP/1.1\r\n{headers}\r\n".encode() + body)
         return Reader(s).response(head_request=(method == "HEAD"))
+
+
+APPS = str(Path(__file__).resolve().parent / "apps")
+
+
+def run_app(spec: str, *args: str, workers: int = 1) -> Server:
+    """`vw run SPEC` with tests/apps as the working directory."""
+    return Server([spec, *args], workers=workers, command="run", cwd=APPS)
 
 
 @pytest.fixture

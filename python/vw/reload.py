@@ -67,8 +67,8 @@ class Watcher:
         return True
 
 
-def reexec(argv: list[str] | None) -> None:
-    """Start vw again with the same arguments, in this process (so the PID stays the same)."""
+def reexec(argv: list[str]) -> None:
+    """Start vw again with these arguments, in this process (so the PID stays the same)."""
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    args = [sys.executable, "-m", "vw", *(argv if argv is not None else sys.argv[1:])]
+    args = [sys.executable, "-m", "vw", *argv]
     os.execv(sys.executable, args)

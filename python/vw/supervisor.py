@@ -258,7 +258,8 @@ class Supervisor:
                 self.deadline = time.monotonic() + 5
         self.holder.close()
         if self.restart_requested:
-            reload.reexec(self.argv)
+            # The same arguments, but the port actually used (it may have been 0: pick one).
+            reload.reexec([*(self.argv or []), "--port", str(cfg.port)])
         return self.exit_code
 
     def stop(self) -> None:

@@ -1,0 +1,33 @@
+"""An unmodified single-file Django application (settings, urls and views in one module)."""
+
+import django
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.urls import path
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="vw-test-only",
+    ALLOWED_HOSTS=["*"],
+    ROOT_URLCONF=__name__,
+    MIDDLEWARE=["django.middleware.common.CommonMiddleware"],
+    INSTALLED_APPS=[],
+    USE_TZ=True,
+)
+django.setup()
+
+
+def index(request):
+    return HttpResponse("Hello from Django", content_type="text/plain")
+
+
+def echo(request, name):
+    return JsonResponse({"name": name, "method": request.method, "q": request.GET.get("q"),
+                         "body": request.body.decode(), "host": request.get_host()})
+
+
+urlpatterns = [path("", index), path("echo/<str:name>/", echo)]
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+application = get_wsgi_application()

@@ -1,0 +1,76 @@
+"""A vw.App exercising the handler API (used by tests/apps/test_native.py)."""
+
+import asyncio
+import os
+
+import vw
+
+app = vw.App()
+
+
+@app.get("/")
+def index(req):
+    return "Hello, world!"
+
+
+@app.get("/bytes")
+def raw(req):
+    return b"\x00\x01binary"
+
+
+@app.get("/json")
+def js(req):
+    return {"message": "Hello, world!", "list": [1, 2.5, None, True, False], "text": "é\"\n", "nested": {"a": []}}
+
+
+@app.get("/items/{kind}/{id}")
+def item(req):
+    return {"params": req.params, "query": req.query, "path": req.path, "method": req.method}
+
+
+@app.route("/echo", methods=["POST", "PUT"])
+def echo(req):
+    return vw.Response(req.body, status=201, headers={"X-Length": str(len(req.body))},
+                       content_type="application/octet-stream")
+
+
+@app.post("/json-in")
+def json_in(req):
+    data = req.json()
+    return {"got": data, "type": req.headers.get("content-type")}
+
+
+@app.get("/headers")
+def headers(req):
+    return req.headers
+
+
+@app.get("/none")
+def nothing(req):
+    return None
+
+
+@app.get("/boom")
+def boom(req):
+    raise RuntimeError("kaboom")
+
+
+@app.get("/bad-type")
+def bad_type(req):
+    return 42
+
+
+@app.get("/inject")
+def inject(req):
+    return vw.Response("x", headers={"X-Evil": "a\r\nSet-Cookie: pwned=1"})
+
+
+@app.get("/async")
+async def slow(req):
+    await asyncio.sleep(0.01)
+    return {"async": True, "pid": os.getpid()}
+
+
+@app.get("/status/{code}")
+def status(req):
+    return vw.Response("", status=int(req.params["code"]))

@@ -1,0 +1,6 @@
+def helper():
+    raise ValueError("configuration missing")
+
+
+helper()
+app = None

@@ -1,0 +1,82 @@
+"""vw.App handlers over real sockets: routing, conversions, errors, header safety."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import Reader, connect, get, run_app
+
+
+@pytest.fixture(scope="module")
+def native():
+    srv = run_app("native_app:app")
+    yield srv
+    srv.stop()
+
+
+def test_text_bytes_json(native):
+    r = get(native.port, "/")
+    assert (r.status, r.body) == (200, b"Hello, world!")
+    assert r.header("Content-Type") == "text/plain; charset=utf-8"
+    assert r.header("Server") == "vw" and r.header("Date")
+    r = get(native.port, "/bytes")
+    assert r.body == b"\x00\x01binary" and r.header("Content-Type") == "application/octet-stream"
+    r = get(native.port, "/json")
+    assert r.header("Content-Type") == "application/json"
+    assert json.loads(r.body) == {"message": "Hello, world!", "list": [1, 2.5, None, True, False],
+                                  "text": "é\"\n", "nested": {"a": []}}
+
+
+def test_path_params_query_and_decoding(native):
+    r = get(native.port, "/items/book/4%202?x=1&y=%20")
+    assert json.loads(r.body) == {"params": {"kind": "book", "id": "4 2"}, "query": "x=1&y=%20",
+                                  "path": "/items/book/4 2", "method": "GET"}
+    assert get(native.port, "/items/book").status == 404
+    assert get(native.port, "/items/book/1/extra").status == 404
+
+
+def test_methods_body_and_response_object(native):
+    r = get(native.port, "/echo", method="POST", body=b"payload")
+    assert (r.status, r.body, r.header("X-Length")) == (201, b"payload", "7")
+    r = get(native.port, "/echo", method="DELETE")
+    assert r.status == 405 and r.header("Allow") == "POST, PUT"
+    r = get(native.port, "/json-in", method="POST", body=b'{"a": [1]}',
+            headers="Host: t\r\nContent-Type: application/json\r\n")
+    assert json.loads(r.body) == {"got": {"a": [1]}, "type": "application/json"}
+    r = get(native.port, "/", method="HEAD")
+    assert r.status == 200 and r.body == b"" and r.header("Content-Length") == "13"
+
+
+def test_headers_none_and_status(native):
+    r = get(native.port, "/headers", headers="Host: t\r\nX-A: 1\r\nX-A: 2\r\nUser-Agent: probe\r\n")
+    h = json.loads(r.body)
+    assert h["x-a"] == "1, 2" and h["user-agent"] == "probe" and h["host"] == "t"
+    r = get(native.port, "/none")
+    assert r.status == 204 and r.header("Content-Length") is None
+    assert get(native.port, "/status/418").status == 418
+
+
+def test_exceptions_give_500_and_the_worker_keeps_serving(native):
+    for path in ("/boom", "/bad-type", "/inject"):
+        r = get(native.port, path)
+        assert r.status == 500, path
+        assert "pwned" not in r.raw_head.decode("latin-1")
+    assert any("RuntimeError: kaboom" in line for line in native.lines), "traceback logged"
+    assert get(native.port, "/").status == 200
+
+
+def test_async_handler(native):
+    r = get(native.port, "/async")
+    assert json.loads(r.body)["async"] is True
+
+
+def test_pipelined_app_requests_answered_in_order(native):
+    paths = ["/", "/json", "/items/a/1", "/nope"]
+    with connect(native.port) as s:
+        s.sendall(b"".join(f"GET {paths[i % 4]} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for i in range(60)))
+        rd = Reader(s)
+        got = [rd.response() for _ in range(60)]
+    assert [r.status for r in got] == [200, 200, 200, 404] * 15
+    assert all(got[i].body == b"Hello, world!" for i in range(0, 60, 4))
