@@ -559,4 +559,107 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
         let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         assert_eq!(out.len() - head_end, 300_000);
     }
+
+    /// A small deterministic generator (xorshift), so these property tests need no crate.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn random_request(r: &mut Rng) -> Vec<u8> {
+        let paths = ["/1b", "/", "/sub/", "/nope", "/index.html?x=1", "/big.bin", "/%31b"];
+        let method = ["GET", "HEAD", "POST", "DELETE"][r.below(4)];
+        let mut req = format!("{method} {} HTTP/1.{}\r\n", paths[r.below(paths.len())], r.below(2)).into_bytes();
+        if r.below(4) > 0 || req.ends_with(b"1\r\n") {
+            req.extend_from_slice(b"Host: example\r\n");
+        }
+        for i in 0..r.below(4) {
+            req.extend_from_slice(format!("X-Field-{i}: value {}\r\n", r.next() % 1000).as_bytes());
+        }
+        if r.below(3) == 0 {
+            req.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        match (method, r.below(3)) {
+            ("POST", 0) => {
+                let body: Vec<u8> = (0..r.below(40)).map(|_| b'a' + r.below(26) as u8).collect();
+                req.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+                req.extend_from_slice(&body);
+            }
+            ("POST", 1) if req.starts_with(b"POST /") && !req.windows(8).any(|w| w == b"HTTP/1.0") => {
+                req.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+                for _ in 0..r.below(3) {
+                    let n = 1 + r.below(20);
+                    req.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                    req.extend(std::iter::repeat(b'z').take(n));
+                    req.extend_from_slice(b"\r\n");
+                }
+                req.extend_from_slice(b"0\r\n\r\n");
+            }
+            _ => req.extend_from_slice(b"\r\n"),
+        }
+        req
+    }
+
+    #[test]
+    fn property_random_pipelines_split_anywhere_answer_the_same() {
+        let mut r = Rng(0x9e3779b97f4a7c15);
+        let mut c = ctx();
+        for _ in 0..300 {
+            let mut stream = Vec::new();
+            for _ in 0..1 + r.below(6) {
+                stream.extend_from_slice(&random_request(&mut r));
+            }
+            let (whole, close) = run(&mut c, &[&stream]);
+            assert!(!whole.is_empty());
+            for _ in 0..5 {
+                let mut cuts: Vec<usize> = (0..r.below(4)).map(|_| r.below(stream.len() + 1)).collect();
+                cuts.sort();
+                let mut parts: Vec<&[u8]> = Vec::new();
+                let mut last = 0;
+                for cut in cuts {
+                    parts.push(&stream[last..cut]);
+                    last = cut;
+                }
+                parts.push(&stream[last..]);
+                let (out, cl) = run(&mut c, &parts);
+                assert_eq!(out, whole, "stream {:?}", String::from_utf8_lossy(&stream));
+                assert_eq!(cl, close);
+            }
+        }
+    }
+
+    #[test]
+    fn property_garbage_never_panics_and_never_answers_from_body_bytes() {
+        let mut r = Rng(12345);
+        let mut c = ctx();
+        let alphabet: &[u8] = b"GET /1b HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n0\x00\x7f :;\t";
+        for _ in 0..3000 {
+            let n = r.below(200);
+            let bytes: Vec<u8> = (0..n).map(|_| if r.below(10) == 0 { r.next() as u8 } else { alphabet[r.below(alphabet.len())] }).collect();
+            let chunks: Vec<&[u8]> = bytes.chunks(1 + r.below(16)).collect();
+            let (out, _) = run(&mut c, &chunks);
+            // Whatever was sent, the output is a sequence of well-formed responses.
+            let mut rest = &out[..];
+            while !rest.is_empty() {
+                assert!(rest.starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&out));
+                let end = rest.windows(4).position(|w| w == b"\r\n\r\n").expect("head end") + 4;
+                let head = String::from_utf8_lossy(&rest[..end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                let body = if head.starts_with("HTTP/1.1 100") { 0 } else { len };
+                rest = &rest[(end + body).min(rest.len())..];
+            }
+        }
+    }
 }
