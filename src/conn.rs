@@ -214,6 +214,12 @@ impl Proto {
         self.finish();
     }
 
+    /// The client took too long with a request: 408, then close.
+    pub fn timed_out(&mut self, clock: &Clock) {
+        simple(self.out.owned_tail(), clock, 408, b"", Some(CLOSE), false);
+        self.finish();
+    }
+
     fn finish(&mut self) {
         self.read = ReadState::Done;
         self.close_after_flush = true;

@@ -23,7 +23,8 @@ use std::collections::HashMap;
 #[pyfunction]
 #[pyo3(signature = (listen_fd, mounts, mime, *, wsgi=None, native=None,
     default_type="application/octet-stream".to_string(), index="index.html".to_string(),
-    inline_max=256*1024, cache_max_bytes=64<<20, max_body=1<<30, shutdown_timeout=4))]
+    inline_max=256*1024, cache_max_bytes=64<<20, max_body=1<<30, shutdown_timeout=4,
+    header_timeout=10, body_timeout=30, keepalive_timeout=30, write_timeout=30))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn run_worker(
     py: Python<'_>,
@@ -38,7 +39,12 @@ fn run_worker(
     cache_max_bytes: usize,
     max_body: u64,
     shutdown_timeout: i64,
+    header_timeout: i64,
+    body_timeout: i64,
+    keepalive_timeout: i64,
+    write_timeout: i64,
 ) -> PyResult<()> {
+    let timeouts = worker::Timeouts { header: header_timeout, body: body_timeout, keepalive: keepalive_timeout, write: write_timeout };
     let mounts: Vec<(Vec<u8>, statics::StaticConfig, Vec<String>)> = mounts
         .into_iter()
         .map(|(prefix, root, preload)| {
@@ -65,6 +71,7 @@ fn run_worker(
         max_body,
         shutdown_timeout,
         holds_gil,
+        timeouts,
     };
     let result = match app {
         // An application runs on this thread: keep the GIL (the loop lets go of it to wait).

@@ -89,6 +89,13 @@ impl Default for Clock {
     }
 }
 
+/// Milliseconds until the coarse clock turns to the next second (at least 1).
+pub fn ms_to_next_second() -> i32 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    (1000 - (ts.tv_nsec / 1_000_000) as i32).clamp(1, 1000) + 1
+}
+
 fn now_coarse() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };

@@ -22,6 +22,27 @@ pub struct WorkerConfig {
     pub shutdown_timeout: i64,
     /// The loop runs holding the GIL (an application is served): release it while waiting.
     pub holds_gil: bool,
+    pub timeouts: Timeouts,
+}
+
+/// Seconds a connection may spend in each phase before it is closed (slow or absent clients).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// From the first byte of a request head (or from accept) to its end: not reset by each byte,
+    /// so a client trickling a header (slowloris) is cut off. Answered with 408.
+    pub header: i64,
+    /// Without progress while a request body is read. Answered with 408.
+    pub body: i64,
+    /// Idle between requests on a keep-alive connection.
+    pub keepalive: i64,
+    /// Without progress while a response waits for the client to read it.
+    pub write: i64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { header: 10, body: 30, keepalive: 30, write: 30 }
+    }
 }
 
 const LISTENER: u64 = u64::MAX;
@@ -36,8 +57,14 @@ struct Conn {
     proto: Proto,
     /// Registered for EPOLLOUT (waiting to write) instead of EPOLLIN.
     writing: bool,
-    /// Our side is shut down; discard input until EOF or `linger_until`.
-    linger_until: Option<i64>,
+    /// Our side is shut down; input is discarded until EOF or the deadline.
+    lingering: bool,
+    /// No request has been answered yet: waiting for the first is the header phase, not idle.
+    fresh: bool,
+    /// When the request head now being read began (its first byte, or the accept).
+    head_started: Option<i64>,
+    /// The second at which this connection has waited too long in its current phase.
+    deadline: i64,
 }
 
 pub struct Worker {
@@ -48,8 +75,8 @@ pub struct Worker {
     accept_paused_until: i64,
     conns: Vec<Option<Box<Conn>>>,
     open: usize,
-    lingering: Vec<i32>,
     ctx: Ctx,
+    timeouts: Timeouts,
     scratch: Vec<u8>,
     stop_deadline: Option<i64>,
     shutdown_timeout: i64,
@@ -139,8 +166,8 @@ impl Worker {
             accept_paused_until: 0,
             conns: Vec::new(),
             open: 0,
-            lingering: Vec::new(),
             ctx,
+            timeouts: cfg.timeouts,
             with_peer,
             holds_gil: cfg.holds_gil,
             scratch: vec![0u8; READ_SIZE],
@@ -154,7 +181,8 @@ impl Worker {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 512];
         let mut last_sec = self.ctx.clock.sec;
         loop {
-            let timeout = if self.stop_deadline.is_some() { 100 } else { 1000 };
+            // Wake at the next second at the latest, so deadlines are checked on time.
+            let timeout = if self.stop_deadline.is_some() { 100 } else { crate::response::ms_to_next_second() };
             let n = if self.holds_gil {
                 // Under load the next events are already there: take them without letting go of
                 // the GIL (releasing and retaking it costs more than the wait). Only a wait that
@@ -222,32 +250,63 @@ impl Worker {
         }
     }
 
-    /// Once a second: end lingering closes that ran out of time, resume accepting after EMFILE.
+    /// Once a second: end the connections that waited too long, resume accepting after EMFILE.
     fn on_second(&mut self) {
         let now = self.ctx.clock.sec;
-        let mut expired = Vec::new();
-        let conns = &self.conns;
-        self.lingering.retain(|&fd| match conns.get(fd as usize) {
-            // The fd may have been closed and reused by a new connection: only a connection
-            // that is still lingering belongs on this list.
-            Some(Some(c)) => match c.linger_until {
-                Some(t) if t <= now => {
-                    expired.push(fd);
-                    false
-                }
-                Some(_) => true,
-                None => false,
-            },
-            _ => false,
-        });
+        let expired: Vec<i32> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(fd, c)| c.as_ref().filter(|c| c.deadline < now).map(|_| fd as i32))
+            .collect();
         for fd in expired {
-            self.close(fd);
+            self.expire(fd);
         }
         if !self.accepting && self.stop_deadline.is_none() && now >= self.accept_paused_until {
             if ctl(self.ep, libc::EPOLL_CTL_ADD, self.listen_fd, libc::EPOLLIN as u32, LISTENER).is_ok() {
                 self.accepting = true;
             }
         }
+    }
+
+    /// A connection's deadline passed: a request in progress gets 408; otherwise it just ends.
+    fn expire(&mut self, fd: i32) {
+        let Some(Some(c)) = self.conns.get_mut(fd as usize) else { return };
+        let idle = matches!(c.proto.read, ReadState::Head) && c.inbuf.is_empty();
+        if c.writing {
+            self.abort(fd); // the client stopped reading: drop what the kernel still holds for it
+        } else if c.lingering || matches!(c.proto.read, ReadState::Done) {
+            self.close(fd);
+        } else if idle {
+            self.start_close(fd); // idle keep-alive, or a client that never sent a byte
+        } else {
+            c.inbuf = Vec::new();
+            c.proto.timed_out(&self.ctx.clock);
+            self.write(fd);
+        }
+    }
+
+    /// Set the deadline for the phase the connection is in now.
+    fn arm(&mut self, fd: i32) {
+        let now = self.ctx.clock.sec;
+        let t = self.timeouts;
+        let Some(Some(c)) = self.conns.get_mut(fd as usize) else { return };
+        if c.lingering {
+            return;
+        }
+        c.deadline = if c.writing {
+            now + t.write
+        } else {
+            match c.proto.read {
+                ReadState::Head if c.inbuf.is_empty() && !c.fresh => {
+                    c.head_started = None;
+                    now + t.keepalive
+                }
+                ReadState::Head => c.head_started.get_or_insert(now).saturating_add(t.header),
+                ReadState::Done => now + t.write,
+                _ => now + t.body,
+            }
+        };
     }
 
     /// While stopping: end every connection with no request in progress. Our side is shut
@@ -259,7 +318,7 @@ impl Worker {
             .iter()
             .enumerate()
             .filter_map(|(fd, c)| match c {
-                Some(c) if c.linger_until.is_none() && c.inbuf.is_empty() && c.proto.is_idle() => Some(fd as i32),
+                Some(c) if !c.lingering && c.inbuf.is_empty() && c.proto.is_idle() => Some(fd as i32),
                 _ => None,
             })
             .collect();
@@ -309,7 +368,16 @@ impl Worker {
             if self.with_peer {
                 proto.peer = sockaddr_to(&ss);
             }
-            self.conns[i] = Some(Box::new(Conn { inbuf: Vec::new(), proto, writing: false, linger_until: None }));
+            let now = self.ctx.clock.sec;
+            self.conns[i] = Some(Box::new(Conn {
+                inbuf: Vec::new(),
+                proto,
+                writing: false,
+                lingering: false,
+                fresh: true,
+                head_started: Some(now),
+                deadline: now + self.timeouts.header,
+            }));
             self.open += 1;
         }
     }
@@ -323,13 +391,23 @@ impl Worker {
         }
     }
 
+    /// Close with a reset (SO_LINGER 0), discarding unsent data instead of trickling it out.
+    fn abort(&mut self, fd: i32) {
+        let lg = libc::linger { l_onoff: 1, l_linger: 0 };
+        unsafe {
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &lg as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::linger>() as libc::socklen_t);
+        }
+        self.close(fd);
+    }
+
     fn on_conn(&mut self, fd: i32, flags: u32) {
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
         if flags & libc::EPOLLERR as u32 != 0 {
             self.close(fd);
             return;
         }
-        if conn.linger_until.is_some() {
+        if conn.lingering {
             let n = unsafe { libc::read(fd, self.scratch.as_mut_ptr() as *mut _, self.scratch.len()) };
             if n == 0 || (n < 0 && errno() != libc::EAGAIN) {
                 self.close(fd);
@@ -339,6 +417,7 @@ impl Worker {
         if conn.writing {
             if flags & (libc::EPOLLOUT as u32 | libc::EPOLLHUP as u32) != 0 {
                 self.write(fd);
+                self.arm(fd);
             }
             return;
         }
@@ -358,6 +437,10 @@ impl Worker {
             eof = n == 0;
             let data = &self.scratch[..n as usize];
             let used = conn.proto.feed(data, &mut self.ctx);
+            if used > 0 {
+                conn.fresh = false;
+                conn.head_started = None; // a request ended: the next head's clock starts anew
+            }
             if used < data.len() {
                 conn.inbuf.extend_from_slice(&data[used..]);
             }
@@ -375,6 +458,10 @@ impl Worker {
             unsafe { conn.inbuf.set_len(have + n as usize) };
             eof = n == 0;
             let used = conn.proto.feed(&conn.inbuf, &mut self.ctx);
+            if used > 0 {
+                conn.fresh = false;
+                conn.head_started = None;
+            }
             conn.inbuf.drain(..used);
         }
         if matches!(conn.proto.read, ReadState::Done) {
@@ -388,6 +475,7 @@ impl Worker {
             conn.proto.eof();
         }
         self.write(fd);
+        self.arm(fd);
     }
 
     /// Flush the queue; switch interest between EPOLLIN and EPOLLOUT only when it must change.
@@ -420,13 +508,13 @@ impl Worker {
     fn start_close(&mut self, fd: i32) {
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
         unsafe { libc::shutdown(fd, libc::SHUT_WR) };
-        conn.linger_until = Some(self.ctx.clock.sec + LINGER_SECS);
+        conn.lingering = true;
+        conn.deadline = self.ctx.clock.sec + LINGER_SECS;
         conn.inbuf = Vec::new();
         if conn.writing {
             conn.writing = false;
             let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN as u32, fd as u64);
         }
-        self.lingering.push(fd);
     }
 }
 

@@ -34,6 +34,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pin", action="store_true", help="do not pin each worker to its CPU")
     p.add_argument("--realtime", action="store_true",
                    help="run workers with SCHED_RR at top priority (needs root or CAP_SYS_NICE)")
+    t = p.add_argument_group("timeouts (seconds)")
+    t.add_argument("--header-timeout", type=_int("--header-timeout"), default=10,
+                   help="to receive a whole request head, from its first byte (default 10); then 408")
+    t.add_argument("--body-timeout", type=_int("--body-timeout"), default=30,
+                   help="without progress while reading a request body (default 30); then 408")
+    t.add_argument("--keepalive-timeout", type=_int("--keepalive-timeout"), default=30,
+                   help="idle between requests on a connection (default 30)")
+    t.add_argument("--write-timeout", type=_int("--write-timeout"), default=30,
+                   help="without progress while the client does not read its response (default 30)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 def _start(args: argparse.Namespace, raw: list[str]) -> int:
     from vw.supervisor import Supervisor
 
-    common = dict(host=args.host, port=args.port, workers=args.workers, pin=not args.no_pin, realtime=args.realtime)
+    common = dict(host=args.host, port=args.port, workers=args.workers, pin=not args.no_pin, realtime=args.realtime,
+                  header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                  keepalive_timeout=args.keepalive_timeout, write_timeout=args.write_timeout)
     if args.command == "serve":
         cfg = ServeConfig(docroot=args.docroot if args.docroot is not None else default_docroot(), **common)
     else:

@@ -30,6 +30,10 @@ class ServeConfig:
     mounts: list[tuple[str, Path]] = field(default_factory=list)
     reload: bool = False
     max_body: int = 1 << 30
+    header_timeout: int = 10
+    body_timeout: int = 30
+    keepalive_timeout: int = 30
+    write_timeout: int = 30
     host: str = "127.0.0.1"
     port: int = 8085
     workers: int | None = None  # None: one per CPU in the affinity mask
@@ -51,6 +55,10 @@ class ServeConfig:
         self.mounts = mounts
         if self.max_body < 0:
             raise ConfigError(f"--max-body must be 0 or more, not {self.max_body}")
+        for name in ("header_timeout", "body_timeout", "keepalive_timeout", "write_timeout"):
+            value = getattr(self, name)
+            if not 1 <= value <= 86400:
+                raise ConfigError(f"--{name.replace('_', '-')} must be between 1 and 86400 seconds, not {value}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, not {self.port}")
         if self.workers is None:

@@ -144,6 +144,8 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, app=None
             sock.detach(), mounts, mime, **kwargs,
             inline_max=cfg.inline_max, cache_max_bytes=cfg.cache_max_bytes,
             max_body=cfg.max_body, shutdown_timeout=cfg.shutdown_timeout,
+            header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout,
+            keepalive_timeout=cfg.keepalive_timeout, write_timeout=cfg.write_timeout,
         )
         return 0
     except Exception as e:  # one line in the log; the supervisor decides what happens next
