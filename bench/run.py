@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark harness: vw against the "kernel floor" (floor.c) and nginx.
+"""Benchmark harness: vw against the "kernel floor" (floor.c), nginx and Python app servers.
 
 Each server runs pinned to one CPU, wrk to another. Per run we measure the
 CPU time the server's whole process tree spent (from /proc) and divide it by
@@ -8,7 +8,8 @@ medians over rounds, and ratios to the floor.
 
     python bench/run.py [--servers floor,vw,nginx] [--rounds 3] [--duration 10]
                         [--connections 300] [--modes plain,pipelined]
-                        [--path /1b] [--out DIR] [--docroot DIR]
+                        [--paths /1b] [--out DIR] [--docroot DIR]
+    python bench/run.py --servers apps --paths /,/json    # app benchmarks
 
 Python 3.11 standard library only. See bench/README.md.
 """
@@ -40,8 +41,43 @@ BUILD_DIR = HERE / "build"
 PIPELINE_LUA = HERE / "pipeline.lua"
 NGINX_TEMPLATE = HERE / "nginx.conf.tmpl"
 DEFAULT_OUT = HERE / "results"
+APPS_DIR = HERE / "apps"          # the app servers run here (module:app specs)
+PEERS_VENV = HERE / ".peers-venv"  # made by install-peers.sh
 
-ALL_SERVERS = ("floor", "vw", "nginx")
+STATIC_SERVERS = ("floor", "vw", "nginx")
+VW_APP_SERVERS = ("vw-native", "vw-wsgi")
+GRANIAN_FLAGS = ("--workers", "1", "--runtime-mode", "st", "--runtime-threads", "1",
+                 "--runtime-blocking-threads", "1", "--blocking-threads", "1",
+                 "--http", "1", "--no-ws", "--no-access-log", "--log-level", "warning")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """An app server from PyPI: the modules it needs, and its arguments after
+    `python`. PORT in args is replaced by the port."""
+    modules: tuple[str, ...]
+    args: tuple[str, ...]
+
+
+PEERS = {
+    **{f"granian-{i}": Peer(("granian",), (
+        "-m", "granian", "--interface", i, f"{i}:app", "--host", "127.0.0.1",
+        "--port", "PORT", *GRANIAN_FLAGS)) for i in ("rsgi", "asgi", "wsgi")},
+    "uvicorn": Peer(("uvicorn", "httptools", "uvloop"), (
+        "-m", "uvicorn", "asgi:app", "--host", "127.0.0.1", "--port", "PORT",
+        "--workers", "1", "--http", "httptools", "--loop", "uvloop",
+        "--no-access-log", "--log-level", "warning")),
+    "bjoern": Peer(("bjoern",), ("bjoern_run.py", "PORT")),
+    **{name: Peer(("socketify",), (
+        "-m", "socketify", f"{i}:app", "--host", "127.0.0.1", "--port", "PORT",
+        "--workers", "1", "--interface", i, "--disable-listen-log", "true"))
+       for name, i in (("socketify", "wsgi"), ("socketify-asgi", "asgi"))},
+}
+APP_SERVERS = VW_APP_SERVERS + tuple(PEERS)
+ALL_SERVERS = STATIC_SERVERS + APP_SERVERS
+SERVER_GROUPS = {"static": STATIC_SERVERS, "apps": ("floor", *APP_SERVERS)}
+STATIC_PATHS = ("/1b",)
+APP_PATHS = ("/", "/json")
 ALL_MODES = ("plain", "pipelined")
 START_TIMEOUT_S = 10.0
 STOP_GRACE_S = 5.0
@@ -244,6 +280,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def peer_pythons() -> list[str]:
+    """Interpreters that may hold the peers: the peers' venv first, then PATH."""
+    found = [str(PEERS_VENV / "bin" / "python"), shutil.which("python3"),
+             shutil.which("python"), sys.executable]
+    return [p for p in dict.fromkeys(found) if p and os.access(p, os.X_OK)]
+
+
+_IMPORT_CHECK = """\
+import importlib, importlib.metadata as md, sys
+for m in sys.argv[1:]:
+    importlib.import_module(m)
+try:
+    print(md.version(sys.argv[1]))
+except md.PackageNotFoundError:
+    print("?")
+"""
+
+
+def find_python(modules: tuple[str, ...],
+                candidates: list[str] | None = None) -> tuple[str, str] | None:
+    """(interpreter, version of modules[0]) for the first candidate that imports
+    all of modules, or None. Importing (not just finding) catches a package
+    whose native library does not load (socketify without libuv1)."""
+    for python in peer_pythons() if candidates is None else candidates:
+        try:
+            res = subprocess.run([python, "-c", _IMPORT_CHECK, *modules],
+                                 capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if res.returncode == 0:
+            return python, res.stdout.strip()
+    return None
+
+
 def vw_command() -> list[str] | None:
     """How to start vw, or None if it is not installed."""
     exe = shutil.which("vw")
@@ -270,6 +340,12 @@ class Context:
     floor_bin: Path | None = None
     vw_cmd: list[str] | None = None
     nginx_bin: str | None = None
+    peer_python: dict[str, str] = dataclasses.field(default_factory=dict)
+    versions: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def server_cwd(name: str, ctx: Context) -> Path:
+    return APPS_DIR if name in APP_SERVERS else ctx.workdir
 
 
 def server_command(name: str, port: int, ctx: Context) -> list[str]:
@@ -283,6 +359,13 @@ def server_command(name: str, port: int, ctx: Context) -> list[str]:
         conf = write_nginx_conf(prefix, port, ctx.docroot)
         return [ctx.nginx_bin, "-c", str(conf), "-p", str(prefix),
                 "-e", str(prefix / "error.log")]
+    if name in VW_APP_SERVERS:
+        interface = name.removeprefix("vw-")
+        return [*ctx.vw_cmd, "run", f"{interface}:app", "--interface", interface,
+                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    if name in PEERS:
+        return [ctx.peer_python[name],
+                *(str(port) if a == "PORT" else a for a in PEERS[name].args)]
     raise ValueError(name)
 
 
@@ -314,7 +397,7 @@ def start_server(name: str, cpu: int, ctx: Context, log: Path) -> tuple[subproce
     cmd = ["taskset", "-c", str(cpu), *server_command(name, port, ctx)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=ctx.workdir,
+                                stdin=subprocess.DEVNULL, cwd=server_cwd(name, ctx),
                                 start_new_session=True)
     try:
         wait_until_accepting(proc, port, log, name)
@@ -395,6 +478,7 @@ def run_wrk(cmd: list[str], duration: float) -> tuple[WrkResult, str]:
 @dataclass
 class RunResult:
     server: str
+    path: str
     mode: str
     round: int
     requests: int
@@ -415,6 +499,7 @@ class RunResult:
 @dataclass
 class Summary:
     server: str
+    path: str
     mode: str
     rounds: int
     requests_per_s: float
@@ -426,20 +511,21 @@ class Summary:
     p99_ratio: float | None = None   # p99 divided by the floor's
 
 
-def measure(name: str, mode: str, rnd: int, args: argparse.Namespace,
+def measure(name: str, path: str, mode: str, rnd: int, args: argparse.Namespace,
             ctx: Context) -> RunResult:
-    log = ctx.workdir / f"{name}-{mode}-r{rnd}.log"
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "root"
+    log = ctx.workdir / f"{name}-{slug}-{mode}-r{rnd}.log"
     proc, port = start_server(name, args.server_cpu, ctx, log)
     try:
-        status = probe_status(port, args.path)
+        status = probe_status(port, path)
         if not re.match(r"HTTP/1\.[01] 2\d\d", status):
-            print(f"warning: {name} answers {status!r} for {args.path}", file=sys.stderr)
+            print(f"warning: {name} answers {status!r} for {path}", file=sys.stderr)
         warm = min(1.0, args.duration)
-        run_wrk(wrk_command(port, args.path, mode, warm, args.connections, args.wrk_cpu), warm)
+        run_wrk(wrk_command(port, path, mode, warm, args.connections, args.wrk_cpu), warm)
         time.sleep(SETTLE_S)
         cpu0 = tree_cpu_seconds(proc.pid)
         cores0 = read_core_times(args.server_cpu), read_core_times(args.wrk_cpu)
-        wrk, _ = run_wrk(wrk_command(port, args.path, mode, args.duration,
+        wrk, _ = run_wrk(wrk_command(port, path, mode, args.duration,
                                      args.connections, args.wrk_cpu), args.duration)
         cores1 = read_core_times(args.server_cpu), read_core_times(args.wrk_cpu)
         time.sleep(SETTLE_S)
@@ -447,9 +533,9 @@ def measure(name: str, mode: str, rnd: int, args: argparse.Namespace,
     finally:
         stop_server(proc)
     if wrk.requests == 0:
-        raise BenchError(f"{name} ({mode}) completed no requests; see {log}")
+        raise BenchError(f"{name} ({path}, {mode}) completed no requests; see {log}")
     return RunResult(
-        server=name, mode=mode, round=rnd, requests=wrk.requests,
+        server=name, path=path, mode=mode, round=rnd, requests=wrk.requests,
         requests_per_s=wrk.requests_per_s, cpu_s=cpu,
         cpu_us_per_request=cpu * 1e6 / wrk.requests, p99_ms=wrk.p99_ms,
         socket_errors=sum(wrk.socket_errors.values()), non_2xx_3xx=wrk.non_2xx_3xx,
@@ -472,19 +558,21 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def summarize(runs: list[RunResult]) -> list[Summary]:
-    groups: dict[tuple[str, str], list[RunResult]] = {}
+    """Medians per (path, mode, server); ratios to the floor's run of the same
+    path and mode."""
+    groups: dict[tuple[str, str, str], list[RunResult]] = {}
     for r in runs:
-        groups.setdefault((r.mode, r.server), []).append(r)
+        groups.setdefault((r.path, r.mode, r.server), []).append(r)
     rows = {}
-    for (mode, server), rs in groups.items():
-        rows[mode, server] = Summary(
-            server=server, mode=mode, rounds=len(rs),
+    for (path, mode, server), rs in groups.items():
+        rows[path, mode, server] = Summary(
+            server=server, path=path, mode=mode, rounds=len(rs),
             requests_per_s=statistics.median(r.requests_per_s for r in rs),
             cpu_us_per_request=statistics.median(r.cpu_us_per_request for r in rs),
             p99_ms=median_or_none([r.p99_ms for r in rs]),
             errors=sum(r.errors for r in rs))
-    for (mode, _), row in rows.items():
-        floor = rows.get((mode, "floor"))
+    for (path, mode, _), row in rows.items():
+        floor = rows.get((path, mode, "floor"))
         if floor:
             row.cpu_ratio = ratio(row.cpu_us_per_request, floor.cpu_us_per_request)
             row.rps_ratio = ratio(row.requests_per_s, floor.requests_per_s)
@@ -497,25 +585,25 @@ def fmt(value: float | None, digits: int) -> str:
 
 
 def summary_table(rows: list[Summary]) -> str:
-    lines = ["| mode | server | req/s | CPU µs/req | p99 ms | errors "
+    lines = ["| path | mode | server | req/s | CPU µs/req | p99 ms | errors "
              "| CPU/req ÷ floor | req/s ÷ floor | p99 ÷ floor |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+             "|---|---|---|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows:
         lines.append(
-            f"| {r.mode} | {r.server} | {fmt(r.requests_per_s, 0)} "
+            f"| {r.path} | {r.mode} | {r.server} | {fmt(r.requests_per_s, 0)} "
             f"| {fmt(r.cpu_us_per_request, 2)} | {fmt(r.p99_ms, 2)} | {r.errors} "
             f"| {fmt(r.cpu_ratio, 2)} | {fmt(r.rps_ratio, 2)} | {fmt(r.p99_ratio, 2)} |")
     return "\n".join(lines)
 
 
 def runs_table(runs: list[RunResult]) -> str:
-    lines = ["| round | mode | server | requests | req/s | CPU s | CPU µs/req "
+    lines = ["| round | path | mode | server | requests | req/s | CPU s | CPU µs/req "
              "| p99 ms | socket errors | non-2xx/3xx | server core busy % "
              "| wrk core busy % |",
-             "|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in runs:
         lines.append(
-            f"| {r.round} | {r.mode} | {r.server} | {r.requests:,} "
+            f"| {r.round} | {r.path} | {r.mode} | {r.server} | {r.requests:,} "
             f"| {fmt(r.requests_per_s, 0)} | {r.cpu_s:.2f} "
             f"| {fmt(r.cpu_us_per_request, 2)} | {fmt(r.p99_ms, 2)} "
             f"| {r.socket_errors} | {r.non_2xx_3xx} "
@@ -561,9 +649,11 @@ def render_markdown(meta: dict, runs: list[RunResult], rows: list[Summary]) -> s
         f"- command: `{meta['command']}`",
         f"- machine: {m['nproc']} CPUs ({m['cpu']}), kernel {m['kernel']}, "
         f"Python {m['python']}, {m['wrk']}" + (f", {m['nginx']}" if m["nginx"] else ""),
+        *(["- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())]
+          if meta.get("versions") else []),
         f"- method: server pinned to CPU {cfg['server_cpu']}, wrk (1 thread, "
         f"{cfg['connections']} connections, {cfg['duration']:g} s) to CPU "
-        f"{cfg['wrk_cpu']}; URL path {cfg['path']}; CPU = user+system time of the "
+        f"{cfg['wrk_cpu']}; URL paths {', '.join(cfg['paths'])}; CPU = user+system time of the "
         f"server's process tree from /proc; medians over {cfg['rounds']} "
         "interleaved round(s); errors = socket errors + non-2xx/3xx, summed.",
         "",
@@ -602,15 +692,45 @@ def csv_choice(allowed: tuple[str, ...]):
     return parse
 
 
+def parse_paths(text: str) -> list[str]:
+    paths = [s.strip() for s in text.split(",") if s.strip()]
+    if not paths or any(not s.startswith("/") for s in paths):
+        raise argparse.ArgumentTypeError(f"paths must start with / (got {text!r})")
+    return list(dict.fromkeys(paths))
+
+
+def expand_servers(items: list[str] | None) -> tuple[list[str], set[str]]:
+    """The servers to run and those named one by one (explicit: an error if
+    missing). Groups (static, apps) and the default only skip what is missing."""
+    if items is None:
+        return list(STATIC_SERVERS), set()
+    servers = [s for item in items for s in SERVER_GROUPS.get(item, (item,))]
+    return list(dict.fromkeys(servers)), {s for s in items if s not in SERVER_GROUPS}
+
+
+def default_paths(servers: list[str]) -> list[str]:
+    """/ and /json when only app servers (and the floor) run, else /1b."""
+    if any(s in APP_SERVERS for s in servers) and all(
+            s in APP_SERVERS or s == "floor" for s in servers):
+        return list(APP_PATHS)
+    return list(STATIC_PATHS)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--servers", type=csv_choice(ALL_SERVERS), default=None,
-                   help="comma list of floor,vw,nginx (default: all that are installed)")
+    p.add_argument("--servers", type=csv_choice(ALL_SERVERS + tuple(SERVER_GROUPS)),
+                   default=None,
+                   help="comma list of " + ",".join(ALL_SERVERS) + ", or the groups "
+                   "static (floor,vw,nginx) and apps (floor and every app server); "
+                   "default: static. Servers named one by one must be installed, "
+                   "groups skip what is missing")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     p.add_argument("--connections", type=int, default=300)
     p.add_argument("--modes", type=csv_choice(ALL_MODES), default=list(ALL_MODES))
-    p.add_argument("--path", default="/1b", help="URL path to request")
+    p.add_argument("--paths", "--path", dest="paths", type=parse_paths, default=None,
+                   help="comma list of URL paths, each run in turn (default: /,/json "
+                   "for app servers only, else /1b)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--docroot", type=Path, default=None,
                    help="serve this directory instead of a generated one")
@@ -619,8 +739,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0 or args.connections < 1:
         p.error("--rounds, --duration and --connections must be positive")
-    if not args.path.startswith("/"):
-        p.error("--path must start with /")
+    args.servers, args.explicit = expand_servers(args.servers)
+    if args.paths is None:
+        args.paths = default_paths(args.servers)
     return args
 
 
@@ -635,8 +756,7 @@ def prepare(args: argparse.Namespace, workdir: Path) -> tuple[list[str], Context
     if args.server_cpu == args.wrk_cpu:
         raise BenchError("--server-cpu and --wrk-cpu must differ")
 
-    explicit = args.servers is not None
-    servers = args.servers or list(ALL_SERVERS)
+    servers = args.servers
     if args.docroot is not None:
         if not args.docroot.is_dir():
             raise BenchError(f"--docroot {args.docroot} is not a directory")
@@ -645,27 +765,37 @@ def prepare(args: argparse.Namespace, workdir: Path) -> tuple[list[str], Context
         docroot = make_docroot(workdir)
     ctx = Context(workdir=workdir, docroot=docroot)
     chosen = []
+    found: dict[tuple[str, ...], tuple[str, str] | None] = {}
     for name in servers:
+        msg = None
         if name == "floor":
             ctx.floor_bin = build_floor()
-        elif name == "vw":
-            ctx.vw_cmd = vw_command()
+        elif name == "vw" or name in VW_APP_SERVERS:
+            ctx.vw_cmd = ctx.vw_cmd or vw_command()
             if ctx.vw_cmd is None:
                 msg = "vw is not installed (no `vw` on PATH, `import vw` fails)"
-                if explicit:
-                    raise BenchError(msg)
-                print(f"skipping vw: {msg}", file=sys.stderr)
-                continue
         elif name == "nginx":
             ctx.nginx_bin = shutil.which("nginx") or (
                 "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
             if ctx.nginx_bin is None:
                 msg = "nginx not found: apt-get install nginx-light"
-                if explicit:
-                    raise BenchError(msg)
-                print(f"skipping nginx: {msg}", file=sys.stderr)
-                continue
+        elif name in PEERS:
+            modules = PEERS[name].modules
+            if modules not in found:
+                found[modules] = find_python(modules)
+            if found[modules] is None:
+                msg = (f"no Python here imports {', '.join(modules)} "
+                       f"(tried {', '.join(peer_pythons())}): bash bench/install-peers.sh")
+            else:
+                ctx.peer_python[name], ctx.versions[modules[0]] = found[modules]
+        if msg is not None:
+            if name in args.explicit:
+                raise BenchError(f"{name}: {msg}")
+            print(f"skipping {name}: {msg}", file=sys.stderr)
+            continue
         chosen.append(name)
+    if not chosen:
+        raise BenchError("none of the servers asked for is installed")
     return chosen, ctx
 
 
@@ -691,21 +821,25 @@ def run(argv: list[str]) -> list[Summary]:
     with tempfile.TemporaryDirectory(prefix="vw-bench-") as tmp:
         servers, ctx = prepare(args, Path(tmp))
         runs = []
+        width = max(len(s) for s in servers)
         for rnd in range(1, args.rounds + 1):
-            for mode in args.modes:
-                for name in rotated(servers, rnd - 1):
-                    r = measure(name, mode, rnd, args, ctx)
-                    print(f"round {rnd}/{args.rounds} {mode:9} {name:5}: {describe(r)}",
-                          file=sys.stderr, flush=True)
-                    runs.append(r)
+            for path in args.paths:
+                for mode in args.modes:
+                    for name in rotated(servers, rnd - 1):
+                        r = measure(name, path, mode, rnd, args, ctx)
+                        print(f"round {rnd}/{args.rounds} {path} {mode:9} "
+                              f"{name:{width}}: {describe(r)}",
+                              file=sys.stderr, flush=True)
+                        runs.append(r)
     rows = summarize(runs)
     meta = {
         "date": started.isoformat(timespec="seconds"),
         "command": command_line(argv),
         "machine": machine_info(),
+        "versions": ctx.versions,
         "config": {"servers": servers, "modes": args.modes, "rounds": args.rounds,
                    "duration": args.duration, "connections": args.connections,
-                   "path": args.path, "server_cpu": args.server_cpu,
+                   "paths": args.paths, "server_cpu": args.server_cpu,
                    "wrk_cpu": args.wrk_cpu,
                    "docroot": str(args.docroot) if args.docroot else None},
     }

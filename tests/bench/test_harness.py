@@ -228,8 +228,8 @@ def test_tree_cpu_counts_this_process_and_children():
 # summary
 
 
-def _run(server, mode, rnd, rps, cpu_us, p99, errors=0):
-    return run.RunResult(server=server, mode=mode, round=rnd, requests=1000,
+def _run(server, mode, rnd, rps, cpu_us, p99, errors=0, path="/1b"):
+    return run.RunResult(server=server, path=path, mode=mode, round=rnd, requests=1000,
                          requests_per_s=rps, cpu_s=cpu_us * 1000 / 1e6,
                          cpu_us_per_request=cpu_us, p99_ms=p99,
                          socket_errors=errors, non_2xx_3xx=0)
@@ -250,7 +250,19 @@ def test_summary_medians_and_floor_ratios():
     assert vw.rps_ratio == pytest.approx(55 / 110)
     assert vw.p99_ms == 5.0 and vw.p99_ratio == pytest.approx(2.5)
     assert vw.errors == 3
-    assert "| plain | vw |" in run.summary_table(list(rows.values()))
+    assert "| /1b | plain | vw |" in run.summary_table(list(rows.values()))
+
+
+def test_summary_ratios_are_per_path():
+    runs = [_run("floor", "plain", 1, 100, 2.0, 1.0, path="/"),
+            _run("floor", "plain", 1, 100, 4.0, 1.0, path="/json"),
+            _run("vw-native", "plain", 1, 50, 6.0, 2.0, path="/"),
+            _run("vw-native", "plain", 1, 50, 6.0, 2.0, path="/json")]
+    rows = {(r.path, r.server): r for r in run.summarize(runs)}
+    assert rows["/", "vw-native"].cpu_ratio == pytest.approx(3.0)
+    assert rows["/json", "vw-native"].cpu_ratio == pytest.approx(1.5)
+    table = run.summary_table(list(rows.values()))
+    assert "| /json | plain | vw-native |" in table
 
 
 def test_rotation_interleaves_servers():
@@ -361,7 +373,7 @@ def test_harness_smoke(tmp_path):
          "--out", str(out)],
         capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "| plain | floor |" in res.stdout
+    assert "| /1b | plain | floor |" in res.stdout
     data = json.loads((out / "results.json").read_text())
     assert (out / "results.md").read_text().startswith("# vw benchmark")
     runs = data["runs"]
@@ -382,3 +394,168 @@ def test_harness_without_wrk_says_how_to_install(tmp_path):
     assert res.returncode == 1
     assert res.stderr.strip() == ("bench: error: wrk not found on PATH: "
                                   "apt-get install wrk")
+
+
+# --------------------------------------------------------------------------
+# application servers: commands, choice of interpreter, groups and paths
+
+
+GRANIAN = ["--host", "127.0.0.1", "--port", "8123", "--workers", "1",
+           "--runtime-mode", "st", "--runtime-threads", "1",
+           "--runtime-blocking-threads", "1", "--blocking-threads", "1",
+           "--http", "1", "--no-ws", "--no-access-log", "--log-level", "warning"]
+
+APP_COMMANDS = {
+    "vw-native": ["vw", "run", "native:app", "--interface", "native",
+                  "--host", "127.0.0.1", "--port", "8123", "--workers", "1"],
+    "vw-wsgi": ["vw", "run", "wsgi:app", "--interface", "wsgi",
+                "--host", "127.0.0.1", "--port", "8123", "--workers", "1"],
+    "granian-rsgi": ["/py", "-m", "granian", "--interface", "rsgi", "rsgi:app", *GRANIAN],
+    "granian-asgi": ["/py", "-m", "granian", "--interface", "asgi", "asgi:app", *GRANIAN],
+    "granian-wsgi": ["/py", "-m", "granian", "--interface", "wsgi", "wsgi:app", *GRANIAN],
+    "uvicorn": ["/py", "-m", "uvicorn", "asgi:app", "--host", "127.0.0.1",
+                "--port", "8123", "--workers", "1", "--http", "httptools",
+                "--loop", "uvloop", "--no-access-log", "--log-level", "warning"],
+    "bjoern": ["/py", "bjoern_run.py", "8123"],
+    "socketify": ["/py", "-m", "socketify", "wsgi:app", "--host", "127.0.0.1",
+                  "--port", "8123", "--workers", "1", "--interface", "wsgi",
+                  "--disable-listen-log", "true"],
+    "socketify-asgi": ["/py", "-m", "socketify", "asgi:app", "--host", "127.0.0.1",
+                       "--port", "8123", "--workers", "1", "--interface", "asgi",
+                       "--disable-listen-log", "true"],
+}
+
+
+def test_every_app_server_has_a_command_test():
+    assert set(APP_COMMANDS) == set(run.APP_SERVERS)
+
+
+@pytest.mark.parametrize("name", sorted(APP_COMMANDS))
+def test_app_server_command(name, tmp_path):
+    ctx = run.Context(workdir=tmp_path, docroot=tmp_path, vw_cmd=["vw"],
+                      peer_python={p: "/py" for p in run.PEERS})
+    assert run.server_command(name, 8123, ctx) == APP_COMMANDS[name]
+    assert run.server_cwd(name, ctx) == REPO / "bench" / "apps"
+    spec = next(a for a in APP_COMMANDS[name] if a.endswith(":app") or a.endswith(".py"))
+    module = spec.split(":")[0].removesuffix(".py")
+    assert (REPO / "bench" / "apps" / f"{module}.py").is_file()
+
+
+def test_static_servers_run_in_the_workdir(tmp_path):
+    ctx = run.Context(workdir=tmp_path, docroot=tmp_path, floor_bin=Path("/f"))
+    assert run.server_command("floor", 8123, ctx) == ["/f", "8123"]
+    assert run.server_cwd("floor", ctx) == tmp_path
+
+
+def test_find_python_takes_the_first_that_imports(tmp_path):
+    missing = str(tmp_path / "no-python")
+    assert run.find_python(("json",), [missing, sys.executable]) == (sys.executable, "?")
+    assert run.find_python(("pytest",), [sys.executable]) == (sys.executable, pytest.__version__)
+    assert run.find_python(("json", "no_such_module_for_vw"), [sys.executable]) is None
+
+
+def test_peer_pythons_start_with_the_peers_venv():
+    venv_python = REPO / "bench" / ".peers-venv" / "bin" / "python"
+    pythons = run.peer_pythons()
+    assert sys.executable in pythons
+    if os.access(venv_python, os.X_OK):
+        assert pythons[0] == str(venv_python)
+
+
+def test_server_groups_and_default_paths():
+    args = run.parse_args(["--servers", "apps"])
+    assert args.servers == ["floor", *run.APP_SERVERS] and args.explicit == set()
+    assert args.paths == ["/", "/json"]
+    args = run.parse_args(["--servers", "floor,vw-wsgi,uvicorn", "--paths", "/json"])
+    assert args.explicit == {"floor", "vw-wsgi", "uvicorn"}
+    assert args.paths == ["/json"]
+    args = run.parse_args([])
+    assert (args.servers, args.explicit, args.paths) == (["floor", "vw", "nginx"], set(), ["/1b"])
+    assert run.parse_args(["--path", "/1b,/100.html"]).paths == ["/1b", "/100.html"]
+    with pytest.raises(SystemExit):
+        run.parse_args(["--paths", "json"])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--servers", "gunicorn"])
+
+
+def test_missing_peer_is_skipped_in_a_group_and_an_error_by_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run, "require_tool", lambda name, package: name)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(run, "build_floor", lambda: Path("/f"))
+    monkeypatch.setattr(run, "vw_command", lambda: ["vw"])
+    monkeypatch.setattr(run, "peer_pythons", lambda: [str(tmp_path / "no-python")])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    chosen, _ = run.prepare(run.parse_args(["--servers", "apps"]), tmp_path / "a")
+    assert chosen == ["floor", "vw-native", "vw-wsgi"]
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == len(run.PEERS)
+    assert err[0].startswith("skipping granian-rsgi: no Python here imports granian")
+    with pytest.raises(run.BenchError, match="^uvicorn: no Python here imports uvicorn, "
+                                             "httptools, uvloop"):
+        run.prepare(run.parse_args(["--servers", "floor,uvicorn"]), tmp_path / "b")
+
+
+# --------------------------------------------------------------------------
+# the apps answer alike in every interface (called in-process, no server)
+
+
+def _load_app(name):
+    spec = importlib.util.spec_from_file_location(
+        f"vw_bench_app_{name}", REPO / "bench" / "apps" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app
+
+
+EXPECTED = {"/": (200, b"Hello, world!"),
+            "/json": (200, b'{"message": "Hello, world!"}'),
+            "/nope": (404, b"Not Found")}
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED))
+def test_wsgi_app(path):
+    app, seen = _load_app("wsgi"), {}
+    def start_response(status, headers):
+        seen["status"], seen["headers"] = int(status.split()[0]), dict(headers)
+    body = b"".join(app({"PATH_INFO": path, "REQUEST_METHOD": "GET"}, start_response))
+    assert (seen["status"], body) == EXPECTED[path]
+    assert seen["headers"]["Content-Length"] == str(len(body))
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED))
+def test_asgi_app(path):
+    import asyncio
+    app, sent = _load_app("asgi"), []
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(message):
+        sent.append(message)
+    asyncio.run(app({"type": "http", "path": path, "method": "GET"}, receive, send))
+    start, body = sent
+    assert (start["status"], body["body"]) == EXPECTED[path]
+    assert dict(start["headers"])[b"content-length"] == str(len(body["body"])).encode()
+
+
+def test_asgi_app_lifespan():
+    import asyncio
+    app, sent = _load_app("asgi"), []
+    events = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    async def receive():
+        return next(events)
+    async def send(message):
+        sent.append(message["type"])
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED))
+def test_rsgi_app(path):
+    import asyncio
+    import types
+    app, sent = _load_app("rsgi"), []
+    class Proto:
+        def response_bytes(self, status, headers, body):
+            sent.append((status, body))
+    asyncio.run(app(types.SimpleNamespace(path=path, method="GET"), Proto()))
+    assert sent == [EXPECTED[path]]

@@ -1,0 +1,25 @@
+"""The app benchmark as a raw ASGI 3 app (granian, uvicorn, socketify)."""
+import json
+
+HELLO = b"Hello, world!"
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":  # nothing to set up, but say so
+        while True:
+            event = (await receive())["type"]
+            await send({"type": event + ".complete"})
+            if event == "lifespan.shutdown":
+                return
+    path = scope["path"]
+    if path == "/":
+        status, body, ctype = 200, HELLO, b"text/plain; charset=utf-8"
+    elif path == "/json":
+        body = json.dumps({"message": "Hello, world!"}).encode()
+        status, ctype = 200, b"application/json"
+    else:
+        status, body, ctype = 404, b"Not Found", b"text/plain"
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", ctype),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
