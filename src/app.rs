@@ -15,6 +15,8 @@ pub struct AppRequest<'a> {
     pub minor: u8,
     pub peer: Option<SocketAddr>,
     pub local_port: u16,
+    /// The connection: (descriptor, generation), to report output for it later.
+    pub conn_id: (i32, u64),
 }
 
 impl AppRequest<'_> {
@@ -121,11 +123,51 @@ fn temp_file() -> std::io::Result<std::fs::File> {
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
-/// An application: answers one complete request by appending one complete response to `out`.
+/// A response an application produces later (ASGI): framed bytes arrive in `out` as the
+/// application sends them; the worker moves them to the connection when it is told to.
+#[derive(Default)]
+pub struct Exchange {
+    /// Framed response bytes not yet handed to the connection.
+    pub out: Vec<u8>,
+    /// The whole response is in (or has passed through) `out`.
+    pub finished: bool,
+    /// The connection must close after this response (its framing could not be completed).
+    pub close: bool,
+    /// The connection went away: set by the worker.
+    pub gone: bool,
+    /// Bytes of this connection's output the socket has not taken yet: set by the worker.
+    pub unflushed: usize,
+    /// Called by the worker after it moved output or saw the connection go (wakes waiters).
+    pub on_progress: Option<Box<dyn Fn()>>,
+}
+
+pub type SharedExchange = std::rc::Rc<std::cell::RefCell<Exchange>>;
+
+/// What an application made of a request.
+pub enum AppCall {
+    /// The whole response is in `out`.
+    Done,
+    /// The response is in `out`, and the connection must close after it.
+    Close,
+    /// The response comes later through the exchange; nothing more is read from the
+    /// connection until it is finished.
+    Pending(SharedExchange),
+}
+
+/// An application: answers one complete request by appending a response to `out`, now or later.
 pub trait App {
-    /// `conn` is the Connection header line to add, if any. Returns false when the response could
-    /// not be framed correctly and the connection must close after it.
-    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> bool;
+    /// `conn` is the Connection header line to add, if any.
+    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall;
+
+    /// For applications that answer later: where to report "connection `id` has new output".
+    fn bind(&mut self, _wakeups: Wakeups) {}
+}
+
+/// Connections (fd, generation) whose exchange has new output, and the hook that makes the
+/// worker look at them soon.
+#[derive(Clone)]
+pub struct Wakeups {
+    pub list: std::rc::Rc<std::cell::RefCell<Vec<(i32, u64)>>>,
 }
 
 #[cfg(test)]
@@ -158,7 +200,7 @@ mod tests {
     #[test]
     fn headers_are_listed() {
         let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-A: 2\r\n\r\n";
-        let r = AppRequest { head, method: b"GET", target: b"/", minor: 1, peer: None, local_port: 80 };
+        let r = AppRequest { head, method: b"GET", target: b"/", minor: 1, peer: None, local_port: 80, conn_id: (0, 0) };
         let h = r.headers();
         assert_eq!(h, vec![(&b"Host"[..], &b"a"[..]), (b"X-A", b"1"), (b"X-A", b"2")]);
     }

@@ -2,7 +2,7 @@
 //! in the worker loop, on the thread that owns the connection: one Python call per request, with
 //! the request turned into Python objects and the response assembled here, in Rust.
 
-use crate::app::{App, AppRequest, ReqBody};
+use crate::app::{App, AppCall, AppRequest, ReqBody};
 use crate::response::{reason, Clock, OutQueue, Seg};
 use crate::statics::normalize_percent;
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
@@ -428,12 +428,12 @@ fn sendfile_source(py: Python<'_>, filelike: &Bound<'_, PyAny>) -> PyResult<Opti
 }
 
 impl App for Wsgi {
-    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> bool {
+    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
         Python::attach(|py| match self.run(py, req, body) {
             Ok(reply) => reply.write(clock, conn, head_only, out),
             Err(e) => internal_error(py, e, "the WSGI application", clock, conn, head_only, out),
         });
-        true
+        AppCall::Done
     }
 }
 
@@ -495,7 +495,7 @@ impl Request {
             return Ok(h.bind(py).clone());
         }
         let d = PyDict::new(py);
-        let areq = AppRequest { head: &self.head, method: b"", target: b"", minor: 1, peer: None, local_port: 0 };
+        let areq = AppRequest { head: &self.head, method: b"", target: b"", minor: 1, peer: None, local_port: 0, conn_id: (0, 0) };
         for (name, value) in areq.headers() {
             let key = PyString::new(py, &String::from_utf8_lossy(name).to_ascii_lowercase());
             let value = latin1(py, value);
@@ -831,7 +831,7 @@ fn json_str(s: &str, out: &mut Vec<u8>) {
 }
 
 impl App for Native {
-    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> bool {
+    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
         let (raw_path, _) = split_target(req.target);
         let path: Cow<[u8]> = if raw_path.contains(&b'%') {
             Cow::Owned(normalize_percent(raw_path).unwrap_or_else(|| raw_path.to_vec()))
@@ -853,7 +853,7 @@ impl App for Native {
                 r.write(clock, conn, head_only, out);
             }
         }
-        true
+        AppCall::Done
     }
 }
 

@@ -5,7 +5,7 @@
 //! Every complete request in the bytes it is given is answered, in order, into one output queue
 //! that the event loop writes with one `writev`.
 
-use crate::app::{App, AppRequest, BodySink};
+use crate::app::{App, AppCall, AppRequest, BodySink, SharedExchange};
 use crate::body::Chunked;
 use crate::parse::{parse_head, Body, Head, Limits, Method};
 use crate::response::{simple, Clock, OutQueue, CLOSE, KEEP_ALIVE};
@@ -87,6 +87,9 @@ pub enum ReadState {
     BodyChunked(Box<Chunked>),
     /// Reading a body for the application; it is called when the body is complete.
     AppBody(Box<Pending>),
+    /// The application answers later; nothing is parsed until it has (pipelined requests wait
+    /// in the connection's input, so responses stay in order).
+    Waiting(SharedExchange, bool),
     /// Nothing more will be parsed: the last response closes the connection.
     Done,
 }
@@ -107,13 +110,15 @@ pub struct Proto {
     /// Close once `out` is written.
     pub close_after_flush: bool,
     pub peer: Option<SocketAddr>,
+    /// (descriptor, generation): how an application answering later names this connection.
+    pub id: (i32, u64),
 }
 
 const ALLOW: &[u8] = b"Allow: GET, HEAD\r\n";
 
 impl Default for Proto {
     fn default() -> Self {
-        Proto { read: ReadState::Head, out: OutQueue::default(), close_after_flush: false, peer: None }
+        Proto { read: ReadState::Head, out: OutQueue::default(), close_after_flush: false, peer: None, id: (0, 0) }
     }
 }
 
@@ -130,6 +135,7 @@ impl Proto {
         loop {
             match &mut self.read {
                 ReadState::Done => return data.len(),
+                ReadState::Waiting(..) => return pos,
                 ReadState::Head => {
                     if pos == data.len() {
                         return pos;
@@ -205,7 +211,7 @@ impl Proto {
                         return data.len();
                     }
                     self.call_app(&p.head, &p.parsed, p.sink, p.close, ctx);
-                    if p.close {
+                    if p.close && !matches!(self.read, ReadState::Waiting(..)) {
                         self.finish();
                         return data.len();
                     }
@@ -320,7 +326,7 @@ impl Proto {
         let (close, _) = Self::connection(&head, ctx, true);
         if head.body == Body::None {
             self.call_app(req, &head, BodySink::new(0), close, ctx);
-            if close {
+            if close && !matches!(self.read, ReadState::Waiting(..)) {
                 self.finish();
             }
             return;
@@ -351,11 +357,47 @@ impl Proto {
             minor: head.minor,
             peer: self.peer,
             local_port: ctx.local_port,
+            conn_id: self.id,
         };
         let app = ctx.app.as_mut().expect("routed to the app");
-        let ok = app.call(&areq, body.finish(), conn, head.method == Method::Head, &ctx.clock, &mut self.out);
-        if !ok {
-            self.finish();
+        match app.call(&areq, body.finish(), conn, head.method == Method::Head, &ctx.clock, &mut self.out) {
+            AppCall::Done => {}
+            AppCall::Close => self.finish(),
+            AppCall::Pending(ex) => {
+                self.read = ReadState::Waiting(ex, close);
+                self.take_app_output();
+            }
+        }
+    }
+
+    /// Move what a later-answering application has produced into the output queue. When its
+    /// response is finished, parsing resumes (the caller feeds the buffered input again).
+    /// Returns true when the response finished.
+    pub fn take_app_output(&mut self) -> bool {
+        let ReadState::Waiting(ex, close) = &self.read else { return false };
+        let (finished, must_close) = {
+            let mut e = ex.borrow_mut();
+            if !e.out.is_empty() {
+                let bytes = std::mem::take(&mut e.out);
+                self.out.owned_tail().extend_from_slice(&bytes);
+            }
+            (e.finished, e.close || *close)
+        };
+        if finished {
+            if must_close {
+                self.finish();
+            } else {
+                self.read = ReadState::Head;
+            }
+        }
+        finished
+    }
+
+    /// The exchange of a later-answering application, if one is running.
+    pub fn exchange(&self) -> Option<&SharedExchange> {
+        match &self.read {
+            ReadState::Waiting(ex, _) => Some(ex),
+            _ => None,
         }
     }
 }

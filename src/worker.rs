@@ -3,7 +3,7 @@
 //! (EPOLLOUT), and its interest set changes only when that direction changes, not per request.
 //! Each readable event is one read, every request in it answered with one writev.
 
-use crate::app::App;
+use crate::app::{App, Wakeups};
 use crate::conn::{Ctx, Mount, Proto, ReadState};
 use crate::parse::Limits;
 use crate::response::{errno, Clock, Flush};
@@ -65,6 +65,10 @@ struct Conn {
     head_started: Option<i64>,
     /// The second at which this connection has waited too long in its current phase.
     deadline: i64,
+    /// The epoll events registered now.
+    interest: u32,
+    /// Tells this connection from an earlier one that had the same descriptor.
+    gen: u64,
 }
 
 pub struct Worker {
@@ -83,6 +87,11 @@ pub struct Worker {
     /// Record each client's address (applications see it).
     with_peer: bool,
     holds_gil: bool,
+    generation: u64,
+    /// Connections an application that answers later has output for.
+    wakeups: Option<Wakeups>,
+    events: Vec<libc::epoll_event>,
+    last_sec: i64,
 }
 
 fn local_port(fd: i32) -> u16 {
@@ -146,7 +155,13 @@ impl Worker {
             mounts.push(Mount { prefix, files });
         }
         let with_peer = cfg.app.is_some();
-        let mut ctx = Ctx::new(clock, mounts, cfg.app);
+        let mut app = cfg.app;
+        let wakeups = app.as_mut().map(|a| {
+            let w = Wakeups { list: Default::default() };
+            a.bind(w.clone());
+            w
+        });
+        let mut ctx = Ctx::new(clock, mounts, app);
         ctx.limits = cfg.limits;
         ctx.max_body = cfg.max_body;
         ctx.local_port = local_port(cfg.listen_fd);
@@ -170,6 +185,10 @@ impl Worker {
             timeouts: cfg.timeouts,
             with_peer,
             holds_gil: cfg.holds_gil,
+            generation: 0,
+            wakeups,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; 512],
+            last_sec: 0,
             scratch: vec![0u8; READ_SIZE],
             stop_deadline: None,
             shutdown_timeout: cfg.shutdown_timeout,
@@ -178,55 +197,75 @@ impl Worker {
 
     /// Serve until a stop signal, then drain: stop accepting, finish what is in flight, return.
     pub fn run(&mut self) -> io::Result<()> {
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 512];
-        let mut last_sec = self.ctx.clock.sec;
-        loop {
-            // Wake at the next second at the latest, so deadlines are checked on time.
-            let timeout = if self.stop_deadline.is_some() { 100 } else { crate::response::ms_to_next_second() };
-            let n = if self.holds_gil {
-                // Under load the next events are already there: take them without letting go of
-                // the GIL (releasing and retaking it costs more than the wait). Only a wait that
-                // would block releases it, so the application's other threads can run.
-                let ready = unsafe { libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, 0) };
-                if ready != 0 {
-                    ready
-                } else {
-                    unsafe {
-                        let ts = pyo3::ffi::PyEval_SaveThread();
-                        let n = libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout);
-                        pyo3::ffi::PyEval_RestoreThread(ts);
-                        n
-                    }
-                }
+        while self.run_once(None)? {}
+        Ok(())
+    }
+
+    /// One turn of the loop: wait for events (at most `wait_ms`; by default until the next
+    /// second, so deadlines are checked on time), handle them. False once stopped and drained.
+    pub fn run_once(&mut self, wait_ms: Option<i32>) -> io::Result<bool> {
+        let timeout = match wait_ms {
+            Some(ms) => ms,
+            None if self.stop_deadline.is_some() => 100,
+            None => crate::response::ms_to_next_second(),
+        };
+        let events = &mut self.events;
+        let n = if self.holds_gil && timeout != 0 {
+            // Under load the next events are already there: take them without letting go of
+            // the GIL (releasing and retaking it costs more than the wait). Only a wait that
+            // would block releases it, so the application's other threads can run.
+            let ready = unsafe { libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, 0) };
+            if ready != 0 {
+                ready
             } else {
-                unsafe { libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout) }
-            };
-            if n < 0 {
-                if errno() == libc::EINTR {
-                    continue;
-                }
-                return Err(io::Error::last_os_error());
-            }
-            self.ctx.clock.tick();
-            for ev in &events[..n as usize] {
-                let (flags, data) = (ev.events, ev.u64);
-                match data {
-                    LISTENER => self.accept(),
-                    SIGNALS => self.on_signal(),
-                    fd => self.on_conn(fd as i32, flags),
+                unsafe {
+                    let ts = pyo3::ffi::PyEval_SaveThread();
+                    let n = libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout);
+                    pyo3::ffi::PyEval_RestoreThread(ts);
+                    n
                 }
             }
-            if self.ctx.clock.sec != last_sec {
-                last_sec = self.ctx.clock.sec;
-                self.on_second();
+        } else {
+            unsafe { libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout) }
+        };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                return Ok(true);
             }
-            if let Some(deadline) = self.stop_deadline {
-                self.close_idle();
-                if self.open == 0 || self.ctx.clock.sec >= deadline {
-                    return Ok(());
-                }
+            return Err(io::Error::last_os_error());
+        }
+        self.ctx.clock.tick();
+        for i in 0..n as usize {
+            let (flags, data) = (self.events[i].events, self.events[i].u64);
+            match data {
+                LISTENER => self.accept(),
+                SIGNALS => self.on_signal(),
+                fd => self.on_conn(fd as i32, flags),
             }
         }
+        self.process_wakeups();
+        if self.ctx.clock.sec != self.last_sec {
+            self.last_sec = self.ctx.clock.sec;
+            self.on_second();
+        }
+        if let Some(deadline) = self.stop_deadline {
+            self.close_idle();
+            if self.open == 0 || self.ctx.clock.sec >= deadline {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The epoll descriptor: readable when `run_once(Some(0))` has something to do.
+    pub fn fileno(&self) -> i32 {
+        self.ep
+    }
+
+    /// Handle the output applications produced since the last turn (no waiting).
+    pub fn wake(&mut self) {
+        self.ctx.clock.tick();
+        self.process_wakeups();
     }
 
     fn on_signal(&mut self) {
@@ -304,6 +343,7 @@ impl Worker {
                 }
                 ReadState::Head => c.head_started.get_or_insert(now).saturating_add(t.header),
                 ReadState::Done => now + t.write,
+                ReadState::Waiting(..) => i64::MAX, // the application takes the time it takes
                 _ => now + t.body,
             }
         };
@@ -368,6 +408,8 @@ impl Worker {
             if self.with_peer {
                 proto.peer = sockaddr_to(&ss);
             }
+            self.generation += 1;
+            proto.id = (fd, self.generation);
             let now = self.ctx.clock.sec;
             self.conns[i] = Some(Box::new(Conn {
                 inbuf: Vec::new(),
@@ -377,6 +419,8 @@ impl Worker {
                 fresh: true,
                 head_started: Some(now),
                 deadline: now + self.timeouts.header,
+                interest: libc::EPOLLIN as u32,
+                gen: self.generation,
             }));
             self.open += 1;
         }
@@ -384,9 +428,16 @@ impl Worker {
 
     fn close(&mut self, fd: i32) {
         if let Some(slot) = self.conns.get_mut(fd as usize) {
-            if slot.take().is_some() {
+            if let Some(conn) = slot.take() {
                 self.open -= 1;
                 unsafe { libc::close(fd) };
+                if let Some(ex) = conn.proto.exchange() {
+                    ex.borrow_mut().gone = true;
+                    let notify = ex.borrow_mut().on_progress.take();
+                    if let Some(notify) = notify {
+                        notify();
+                    }
+                }
             }
         }
     }
@@ -418,6 +469,14 @@ impl Worker {
             if flags & (libc::EPOLLOUT as u32 | libc::EPOLLHUP as u32) != 0 {
                 self.write(fd);
                 self.arm(fd);
+            }
+            return;
+        }
+        if conn.proto.exchange().is_some() {
+            // Waiting for the application: input stays in the socket (we are not polling for
+            // it); only a hang-up is news.
+            if flags & libc::EPOLLHUP as u32 != 0 {
+                self.close(fd);
             }
             return;
         }
@@ -457,50 +516,98 @@ impl Worker {
             }
             unsafe { conn.inbuf.set_len(have + n as usize) };
             eof = n == 0;
-            let used = conn.proto.feed(&conn.inbuf, &mut self.ctx);
-            if used > 0 {
-                conn.fresh = false;
-                conn.head_started = None;
-            }
-            conn.inbuf.drain(..used);
+            Self::feed_inbuf(conn, &mut self.ctx);
         }
         if matches!(conn.proto.read, ReadState::Done) {
             conn.inbuf = Vec::new();
         }
         if eof {
-            if conn.proto.out.is_empty() {
+            if conn.proto.out.is_empty() && conn.proto.exchange().is_none() {
                 self.close(fd);
                 return;
             }
-            conn.proto.eof();
+            if conn.proto.exchange().is_none() {
+                conn.proto.eof();
+            }
         }
         self.write(fd);
         self.arm(fd);
     }
 
-    /// Flush the queue; switch interest between EPOLLIN and EPOLLOUT only when it must change.
+    /// Parse what is buffered on the connection.
+    fn feed_inbuf(conn: &mut Conn, ctx: &mut Ctx) {
+        let used = conn.proto.feed(&conn.inbuf, ctx);
+        if used > 0 {
+            conn.fresh = false;
+            conn.head_started = None;
+        }
+        conn.inbuf.drain(..used);
+    }
+
+    /// Applications that answer later have output for these connections: write it, and when a
+    /// response is finished, go on with the requests that waited behind it.
+    fn process_wakeups(&mut self) {
+        let Some(list) = self.wakeups.as_ref().map(|w| std::mem::take(&mut *w.list.borrow_mut())) else { return };
+        for (fd, gen) in list {
+            let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { continue };
+            if conn.gen != gen || conn.proto.exchange().is_none() {
+                continue;
+            }
+            if conn.proto.take_app_output() && !conn.inbuf.is_empty() {
+                Self::feed_inbuf(conn, &mut self.ctx);
+            }
+            self.write(fd);
+            self.arm(fd);
+        }
+    }
+
+    /// What the connection waits for now: the one place that decides its epoll interest.
+    fn sync_interest(&mut self, fd: i32) {
+        let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
+        let want = if conn.lingering {
+            libc::EPOLLIN as u32
+        } else if conn.writing {
+            libc::EPOLLOUT as u32
+        } else if conn.proto.exchange().is_some() {
+            0 // the application has the request; more input waits in the socket
+        } else {
+            libc::EPOLLIN as u32
+        };
+        if want != conn.interest {
+            conn.interest = want;
+            let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, want, fd as u64);
+        }
+    }
+
+    /// Flush the queue; the interest set changes only when the direction of waiting does.
     fn write(&mut self, fd: i32) {
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
         let result = if conn.proto.out.is_empty() { Flush::Done } else { conn.proto.out.flush(fd) };
         match result {
             Flush::Done => {
+                conn.writing = false;
                 if conn.proto.close_after_flush {
                     self.start_close(fd);
                     return;
                 }
-                if conn.writing {
-                    conn.writing = false;
-                    let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN as u32, fd as u64);
-                }
             }
-            Flush::Blocked => {
-                if !conn.writing {
-                    conn.writing = true;
-                    let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, libc::EPOLLOUT as u32, fd as u64);
-                }
+            Flush::Blocked => conn.writing = true,
+            Flush::Error => {
+                self.close(fd);
+                return;
             }
-            Flush::Error => self.close(fd),
         }
+        if let Some(ex) = conn.proto.exchange() {
+            let pending = conn.proto.out.pending_bytes();
+            let mut e = ex.borrow_mut();
+            e.unflushed = pending;
+            if let Some(notify) = e.on_progress.take() {
+                drop(e);
+                notify();
+                ex.borrow_mut().on_progress = Some(notify);
+            }
+        }
+        self.sync_interest(fd);
     }
 
     /// Everything is written and the connection ends: shut our side and read until the peer
@@ -509,12 +616,10 @@ impl Worker {
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
         unsafe { libc::shutdown(fd, libc::SHUT_WR) };
         conn.lingering = true;
+        conn.writing = false;
         conn.deadline = self.ctx.clock.sec + LINGER_SECS;
         conn.inbuf = Vec::new();
-        if conn.writing {
-            conn.writing = false;
-            let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN as u32, fd as u64);
-        }
+        self.sync_interest(fd);
     }
 }
 

@@ -135,18 +135,22 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, app=None
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
         sock = listen_socket(cfg.host, cfg.port)
         kwargs = {}
+        options = dict(inline_max=cfg.inline_max, cache_max_bytes=cfg.cache_max_bytes,
+                       max_body=cfg.max_body, shutdown_timeout=cfg.shutdown_timeout,
+                       header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout,
+                       keepalive_timeout=cfg.keepalive_timeout, write_timeout=cfg.write_timeout)
+        if interface == "asgi":
+            from vw import asgi
+
+            log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
+            asgi.serve(sock.detach(), mounts, mime, app, (cfg.host, cfg.port), **options)
+            return 0
         if interface == "wsgi":
             kwargs["wsgi"] = (app, wsgi_environ(cfg), "")
         elif interface == "native":
             kwargs["native"] = (app.routes(), _async_runner())
         log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
-        _core.run_worker(
-            sock.detach(), mounts, mime, **kwargs,
-            inline_max=cfg.inline_max, cache_max_bytes=cfg.cache_max_bytes,
-            max_body=cfg.max_body, shutdown_timeout=cfg.shutdown_timeout,
-            header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout,
-            keepalive_timeout=cfg.keepalive_timeout, write_timeout=cfg.write_timeout,
-        )
+        _core.run_worker(sock.detach(), mounts, mime, **kwargs, **options)
         return 0
     except Exception as e:  # one line in the log; the supervisor decides what happens next
         log(f"vw: worker {index}: {type(e).__name__}: {e}")
@@ -207,9 +211,6 @@ class Supervisor:
 
             self.app = loader.load(cfg.app)
             self.interface = loader.detect(self.app, cfg.interface)
-            if self.interface == "asgi":
-                raise ConfigError("ASGI applications are not served yet (WSGI and vw.App are); "
-                                  "see the README's known gaps")
         self.watcher = reload.Watcher() if cfg.reload else None
 
     def spawn(self, index: int, fast_deaths: int = 0) -> None:

@@ -1,0 +1,115 @@
+"""ASGI 3 in a worker: an asyncio event loop (uvloop when installed) that drives the Rust core.
+
+The core's epoll descriptor is a reader on the loop; each time it is readable, one call into Rust
+handles every ready event (static hits never come back to Python) and starts a task per
+application request. Lifespan startup runs before the first request, shutdown after the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from vw import _core
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop  # type: ignore
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
+class LifespanError(Exception):
+    """The application reported lifespan.startup.failed (or failed during startup)."""
+
+
+class Lifespan:
+    """Runs the lifespan protocol; an application that does not support it is served anyway."""
+
+    def __init__(self, app, state: dict):
+        self.app = app
+        self.state = state
+        self.incoming: asyncio.Queue = asyncio.Queue()
+        self.started = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self.failure: str | None = None
+        self.supported = True
+        self.task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.3"}, "state": self.state}
+        try:
+            await self.app(scope, self.incoming.get, self._send)
+        except BaseException as e:  # an app without lifespan support raises on the unknown scope
+            if not self.started.is_set():
+                self.supported = False
+                self.failure = None if isinstance(e, (ValueError, KeyError, TypeError, AssertionError, NotImplementedError)) else repr(e)
+        finally:
+            self.started.set()
+            self.stopped.set()
+
+    async def _send(self, message: dict) -> None:
+        kind = message.get("type")
+        if kind == "lifespan.startup.complete":
+            self.started.set()
+        elif kind == "lifespan.startup.failed":
+            self.failure = message.get("message", "") or "lifespan.startup.failed"
+            self.started.set()
+        elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            self.stopped.set()
+
+    async def startup(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        await self.incoming.put({"type": "lifespan.startup"})
+        await self.started.wait()
+        if self.failure:
+            raise LifespanError(self.failure)
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        if not self.supported or self.task is None or self.task.done():
+            return
+        await self.incoming.put({"type": "lifespan.shutdown"})
+        try:
+            await asyncio.wait_for(self.stopped.wait(), timeout)
+        except asyncio.TimeoutError:
+            print("vw: lifespan shutdown did not finish in time", file=sys.stderr, flush=True)
+
+
+def serve(listen_fd: int, mounts: list, mime: dict, app, server: tuple, **options) -> None:
+    """Serve until the core stops (it reads the stop signals itself), then run lifespan shutdown."""
+    loop = new_event_loop()
+    state: dict = {}
+    lifespan = Lifespan(app, state)
+    loop.run_until_complete(lifespan.startup())
+    holder: dict = {}
+
+    def wake() -> None:
+        holder["core"].wake()
+
+    core = _core.asgi_worker(listen_fd, mounts, mime, app=app, event_loop=loop, wake=wake, state=state,
+                             server=server, **options)
+    holder["core"] = core
+    done = loop.create_future()
+
+    def ready() -> None:
+        if not done.done() and not core.poll():
+            loop.remove_reader(core.fileno())
+            done.set_result(None)
+
+    def tick() -> None:  # deadlines and the stop drain are checked even when nothing is readable
+        ready()
+        if not done.done():
+            loop.call_later(0.25, tick)
+
+    loop.add_reader(core.fileno(), ready)
+    loop.call_later(0.25, tick)
+    try:
+        loop.run_until_complete(done)
+        loop.run_until_complete(lifespan.shutdown())
+    finally:
+        loop.close()

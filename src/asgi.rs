@@ -1,0 +1,591 @@
+//! ASGI 3 (HTTP) on the worker's asyncio event loop.
+//!
+//! The Rust loop becomes a reader on the asyncio loop: its epoll descriptor is registered with
+//! `loop.add_reader`, and one call (`AsgiWorker.poll`) drains every ready event, answers static
+//! hits itself and starts one task per application request. The application's `send()` frames
+//! the response here and hands it to the connection through an `Exchange`; the worker is asked to
+//! write it with one `call_soon` per loop turn, however many responses are ready.
+
+use crate::app::{App, AppCall, AppRequest, Exchange, ReqBody, SharedExchange, Wakeups};
+use crate::response::{reason, Clock, OutQueue};
+use crate::worker::{Worker, WorkerConfig};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use std::cell::{Cell, RefCell};
+use std::io::Read;
+use std::rc::Rc;
+
+/// Output past this many unwritten bytes makes `send()` wait until the client has read some.
+const HIGH_WATER: usize = 256 * 1024;
+const LOW_WATER: usize = 64 * 1024;
+const BODY_CHUNK: usize = 1 << 20;
+
+/// Asks the worker, once per loop turn, to write what applications have sent.
+#[derive(Clone)]
+struct Waker {
+    wakeups: Wakeups,
+    scheduled: Rc<Cell<bool>>,
+    call_soon: Rc<Py<PyAny>>,
+    wake: Rc<Py<PyAny>>,
+}
+
+impl Waker {
+    fn kick(&self, py: Python<'_>, id: (i32, u64)) {
+        self.wakeups.list.borrow_mut().push(id);
+        if !self.scheduled.replace(true) {
+            if let Err(e) = self.call_soon.bind(py).call1((self.wake.bind(py),)) {
+                e.print(py);
+            }
+        }
+    }
+}
+
+/// An awaitable that is already complete: `await` gives `value` without a trip through the loop.
+#[pyclass(module = "vw._core")]
+pub struct Ready {
+    value: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<()> {
+        let v = self.value.take().unwrap_or_else(|| py.None());
+        Err(PyStopIteration::new_err((v,)))
+    }
+
+    fn send(&mut self, py: Python<'_>, _arg: Py<PyAny>) -> PyResult<()> {
+        self.__next__(py)
+    }
+
+    #[pyo3(signature = (exc, *_rest))]
+    fn throw(&mut self, exc: Bound<'_, PyAny>, _rest: Bound<'_, PyTuple>) -> PyResult<()> {
+        Err(PyErr::from_value(exc))
+    }
+
+    fn close(&mut self) {}
+}
+
+/// Futures waiting on a connection: for room to write, for the end of the exchange.
+#[derive(Default)]
+struct Waiters {
+    drain: Vec<Py<PyAny>>,
+    disconnect: Vec<Py<PyAny>>,
+}
+
+fn disconnect_message(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
+    Ok(d)
+}
+
+/// Resolve what can be resolved after the worker wrote output or saw the connection go.
+fn settle(py: Python<'_>, ex: &SharedExchange, waiters: &RefCell<Waiters>) {
+    let (gone, finished, backlog) = {
+        let e = ex.borrow();
+        (e.gone, e.finished, e.out.len() + e.unflushed)
+    };
+    let mut w = waiters.borrow_mut();
+    if gone || backlog <= LOW_WATER {
+        for fut in w.drain.drain(..) {
+            set_result(py, &fut, py.None().into_bound(py));
+        }
+    }
+    if gone || finished {
+        for fut in w.disconnect.drain(..) {
+            if let Ok(msg) = disconnect_message(py) {
+                set_result(py, &fut, msg.into_any());
+            }
+        }
+    }
+}
+
+fn set_result(py: Python<'_>, fut: &Py<PyAny>, value: Bound<'_, PyAny>) {
+    let f = fut.bind(py);
+    if let Ok(false) = f.call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()) {
+        let _ = f.call_method1(intern!(py, "set_result"), (value,));
+    }
+}
+
+/// The response being framed: what `http.response.start` said, and how the body is delimited.
+struct Framing {
+    status: u16,
+    /// Content-Length given by the application, or computed from a single body message.
+    length: Option<u64>,
+    chunked: bool,
+    sent: u64,
+}
+
+/// `receive` and `send` of one request.
+#[pyclass(module = "vw._core", unsendable)]
+pub struct Channel {
+    ex: SharedExchange,
+    waiters: Rc<RefCell<Waiters>>,
+    id: (i32, u64),
+    waker: Waker,
+    create_future: Py<PyAny>,
+    body: Option<ReqBody>,
+    head_only: bool,
+    minor: u8,
+    conn: Option<&'static [u8]>,
+    date: Vec<u8>,
+    framing: Option<Framing>,
+    pending_start: Option<(u16, Vec<(Vec<u8>, Vec<u8>)>)>,
+}
+
+impl Channel {
+    fn finish(&mut self, py: Python<'_>, close: bool) {
+        {
+            let mut e = self.ex.borrow_mut();
+            e.finished = true;
+            e.close |= close;
+        }
+        self.waker.kick(py, self.id);
+        settle(py, &self.ex, &self.waiters);
+    }
+
+    fn emit(&mut self, py: Python<'_>, bytes: &[u8]) {
+        self.ex.borrow_mut().out.extend_from_slice(bytes);
+        self.waker.kick(py, self.id);
+    }
+
+    /// Write the head once the first body message tells how the body is delimited.
+    fn start(&mut self, py: Python<'_>, first_body: &[u8], more: bool) -> PyResult<()> {
+        let (status, headers) = self.pending_start.take().ok_or_else(|| PyRuntimeError::new_err("http.response.body before http.response.start"))?;
+        let no_body = status < 200 || status == 204 || status == 304;
+        let mut length = None;
+        let (mut server, mut date) = (false, false);
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(b"HTTP/1.1 ");
+        head.extend_from_slice(status.to_string().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(reason(status).as_bytes());
+        head.extend_from_slice(b"\r\n");
+        for (name, value) in &headers {
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let v = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse::<u64>().ok());
+                length = Some(v.ok_or_else(|| PyValueError::new_err("invalid content-length from the application"))?);
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"transfer-encoding") || name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive") {
+                continue;
+            }
+            server |= name.eq_ignore_ascii_case(b"server");
+            date |= name.eq_ignore_ascii_case(b"date");
+            head.extend_from_slice(name);
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n");
+        }
+        if !server {
+            head.extend_from_slice(b"Server: vw\r\n");
+        }
+        if !date {
+            head.extend_from_slice(b"Date: ");
+            head.extend_from_slice(&self.date);
+            head.extend_from_slice(b"\r\n");
+        }
+        let mut chunked = false;
+        let mut close_after = false;
+        if !no_body {
+            if length.is_none() && !more {
+                length = Some(first_body.len() as u64);
+            }
+            match length {
+                Some(n) => {
+                    head.extend_from_slice(b"Content-Length: ");
+                    head.extend_from_slice(n.to_string().as_bytes());
+                    head.extend_from_slice(b"\r\n");
+                }
+                None if self.minor == 1 => {
+                    head.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                    chunked = !self.head_only;
+                }
+                None => close_after = true, // HTTP/1.0: the body ends with the connection
+            }
+        }
+        let conn = if close_after { Some(crate::response::CLOSE) } else { self.conn };
+        if let Some(line) = conn {
+            head.extend_from_slice(line);
+        }
+        head.extend_from_slice(b"\r\n");
+        if close_after {
+            self.ex.borrow_mut().close = true;
+        }
+        self.framing = Some(Framing { status, length, chunked, sent: 0 });
+        self.emit(py, &head);
+        Ok(())
+    }
+
+    fn body(&mut self, py: Python<'_>, data: &[u8], more: bool) -> PyResult<()> {
+        if self.framing.is_none() {
+            self.start(py, data, more)?;
+        }
+        let head_only = self.head_only;
+        let f = self.framing.as_mut().expect("started");
+        let no_body = f.status < 200 || f.status == 204 || f.status == 304;
+        if !head_only && !no_body && !data.is_empty() {
+            let mut data = data;
+            if let Some(n) = f.length {
+                let room = n.saturating_sub(f.sent) as usize;
+                if data.len() > room {
+                    data = &data[..room]; // more than it announced: never past the framing
+                    self.ex.borrow_mut().close = true;
+                }
+            }
+            let f = self.framing.as_mut().expect("started");
+            f.sent += data.len() as u64;
+            if f.chunked {
+                let mut buf = format!("{:x}\r\n", data.len()).into_bytes();
+                buf.extend_from_slice(data);
+                buf.extend_from_slice(b"\r\n");
+                self.emit(py, &buf);
+            } else {
+                self.emit(py, data);
+            }
+        }
+        if !more {
+            let f = self.framing.as_ref().expect("started");
+            let short = !head_only && !no_body && f.length.is_some_and(|n| f.sent < n);
+            if f.chunked {
+                self.emit(py, b"0\r\n\r\n");
+            }
+            self.finish(py, short);
+        }
+        Ok(())
+    }
+
+    /// The task ended: if it did not complete its response, complete or cut it.
+    fn ended(&mut self, py: Python<'_>, error: Option<PyErr>) {
+        if self.ex.borrow().finished {
+            if let Some(e) = error {
+                e.print(py);
+            }
+            return;
+        }
+        if let Some(e) = &error {
+            eprintln!("vw: the ASGI application raised an exception; answering 500");
+            e.print(py);
+        } else {
+            eprintln!("vw: the ASGI application returned without completing its response");
+        }
+        if self.framing.is_none() {
+            let mut out = Vec::new();
+            let body = b"Internal Server Error\n";
+            out.extend_from_slice(b"HTTP/1.1 500 Internal Server Error\r\nServer: vw\r\nDate: ");
+            out.extend_from_slice(&self.date);
+            out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+            out.extend_from_slice(body.len().to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+            if let Some(line) = self.conn {
+                out.extend_from_slice(line);
+            }
+            out.extend_from_slice(b"\r\n");
+            if !self.head_only {
+                out.extend_from_slice(body);
+            }
+            self.emit(py, &out);
+            self.finish(py, false);
+        } else {
+            self.finish(py, true); // the response started: only closing can end it now
+        }
+    }
+}
+
+fn headers_from(v: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for item in v.try_iter()? {
+        let item = item?;
+        let name = item.get_item(0)?;
+        let value = item.get_item(1)?;
+        let name = name.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("ASGI header names must be bytes"))?.as_bytes().to_vec();
+        let value = value.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("ASGI header values must be bytes"))?.as_bytes().to_vec();
+        if name.is_empty() || !name.iter().all(|&c| crate::body::is_tchar(c)) || !value.iter().all(|&c| c == b'\t' || (c >= 0x20 && c != 0x7f)) {
+            return Err(PyValueError::new_err(format!("invalid header {:?}", String::from_utf8_lossy(&name))));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+#[pymethods]
+impl Channel {
+    fn receive<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(body) = self.body.take() {
+            let msg = PyDict::new(py);
+            msg.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
+            let (data, more) = match body {
+                ReqBody::Empty => (Vec::new(), false),
+                ReqBody::Mem(v) => (v, false),
+                ReqBody::File(mut f, n) => {
+                    let mut buf = vec![0u8; BODY_CHUNK.min(n as usize)];
+                    let mut got = 0;
+                    while got < buf.len() {
+                        match f.read(&mut buf[got..]) {
+                            Ok(0) => break,
+                            Ok(k) => got += k,
+                            Err(e) => return Err(PyOSError::new_err(e.to_string())),
+                        }
+                    }
+                    buf.truncate(got);
+                    let left = n - got as u64;
+                    if left > 0 {
+                        self.body = Some(ReqBody::File(f, left));
+                    }
+                    (buf, left > 0)
+                }
+            };
+            msg.set_item(intern!(py, "body"), PyBytes::new(py, &data))?;
+            msg.set_item(intern!(py, "more_body"), more)?;
+            return Ok(Bound::new(py, Ready { value: Some(msg.into_any().unbind()) })?.into_any());
+        }
+        let (gone, finished) = {
+            let e = self.ex.borrow();
+            (e.gone, e.finished)
+        };
+        if gone || finished {
+            return Ok(Bound::new(py, Ready { value: Some(disconnect_message(py)?.into_any().unbind()) })?.into_any());
+        }
+        let fut = self.create_future.bind(py).call0()?;
+        self.waiters.borrow_mut().disconnect.push(fut.clone().unbind());
+        Ok(fut)
+    }
+
+    fn send<'py>(&mut self, py: Python<'py>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let kind = message.get_item(intern!(py, "type"))?;
+        let kind = kind.cast::<PyString>().map_err(|_| PyTypeError::new_err("message type must be str"))?.to_str()?;
+        if self.ex.borrow().gone {
+            return Err(PyOSError::new_err("the client has gone"));
+        }
+        match kind {
+            "http.response.start" => {
+                if self.pending_start.is_some() || self.framing.is_some() {
+                    return Err(PyRuntimeError::new_err("http.response.start sent twice"));
+                }
+                let status: u16 = message.get_item(intern!(py, "status"))?.extract()?;
+                if !(100..=999).contains(&status) {
+                    return Err(PyValueError::new_err(format!("invalid status {status}")));
+                }
+                let headers = match message.get_item(intern!(py, "headers")) {
+                    Ok(h) => headers_from(&h)?,
+                    Err(_) => Vec::new(),
+                };
+                self.pending_start = Some((status, headers));
+            }
+            "http.response.body" => {
+                if self.ex.borrow().finished {
+                    return Err(PyRuntimeError::new_err("the response is already complete"));
+                }
+                let body = match message.get_item(intern!(py, "body")) {
+                    Ok(b) => b.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("body must be bytes"))?.as_bytes().to_vec(),
+                    Err(_) => Vec::new(),
+                };
+                let more = match message.get_item(intern!(py, "more_body")) {
+                    Ok(m) => m.is_truthy()?,
+                    Err(_) => false,
+                };
+                self.body(py, &body, more)?;
+            }
+            _ => {} // trailers, pathsend, ...: not offered in the scope's extensions
+        }
+        let backlog = {
+            let e = self.ex.borrow();
+            e.out.len() + e.unflushed
+        };
+        if backlog > HIGH_WATER && !self.ex.borrow().finished {
+            // Backpressure: wait until the client has read enough of what is queued.
+            let fut = self.create_future.bind(py).call0()?;
+            self.waiters.borrow_mut().drain.push(fut.clone().unbind());
+            return Ok(fut);
+        }
+        Ok(Bound::new(py, Ready { value: None })?.into_any())
+    }
+
+    /// Done-callback of the application's task.
+    fn done(&mut self, py: Python<'_>, task: &Bound<'_, PyAny>) {
+        let error = if task.call_method0(intern!(py, "cancelled")).and_then(|c| c.is_truthy()).unwrap_or(false) {
+            Some(PyRuntimeError::new_err("the application's task was cancelled"))
+        } else {
+            match task.call_method0(intern!(py, "exception")) {
+                Ok(e) if !e.is_none() => Some(PyErr::from_value(e)),
+                Ok(_) => None,
+                Err(e) => Some(e),
+            }
+        };
+        self.ended(py, error);
+    }
+}
+
+pub struct Asgi {
+    app: Py<PyAny>,
+    create_task: Py<PyAny>,
+    create_future: Py<PyAny>,
+    call_soon: Py<PyAny>,
+    wake: Py<PyAny>,
+    state: Py<PyDict>,
+    server: Py<PyAny>,
+    waker: Option<Waker>,
+    scheduled: Rc<Cell<bool>>,
+}
+
+impl Asgi {
+    pub fn new(app: Py<PyAny>, event_loop: &Bound<'_, PyAny>, wake: Py<PyAny>, state: Py<PyDict>, server: Py<PyAny>) -> PyResult<Self> {
+        Ok(Asgi {
+            app,
+            create_task: event_loop.getattr("create_task")?.unbind(),
+            create_future: event_loop.getattr("create_future")?.unbind(),
+            call_soon: event_loop.getattr("call_soon")?.unbind(),
+            wake,
+            state,
+            server,
+            waker: None,
+            scheduled: Rc::new(Cell::new(false)),
+        })
+    }
+
+    fn scope<'py>(&self, py: Python<'py>, req: &AppRequest) -> PyResult<Bound<'py, PyDict>> {
+        let scope = PyDict::new(py);
+        scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
+        let asgi = PyDict::new(py);
+        asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
+        asgi.set_item(intern!(py, "spec_version"), intern!(py, "2.3"))?;
+        scope.set_item(intern!(py, "asgi"), asgi)?;
+        scope.set_item(intern!(py, "http_version"), if req.minor == 1 { intern!(py, "1.1") } else { intern!(py, "1.0") })?;
+        scope.set_item(intern!(py, "method"), PyString::intern(py, std::str::from_utf8(req.method).unwrap_or("GET")))?;
+        scope.set_item(intern!(py, "scheme"), intern!(py, "http"))?;
+        let raw_path = crate::statics::request_path(req.target);
+        let decoded = crate::statics::normalize_percent(raw_path).unwrap_or_else(|| raw_path.to_vec());
+        scope.set_item(intern!(py, "path"), PyString::new(py, &String::from_utf8_lossy(&decoded)))?;
+        scope.set_item(intern!(py, "raw_path"), PyBytes::new(py, raw_path))?;
+        let query = match req.target.iter().position(|&b| b == b'?') {
+            Some(i) => &req.target[i + 1..],
+            None => b"",
+        };
+        scope.set_item(intern!(py, "query_string"), PyBytes::new(py, query))?;
+        scope.set_item(intern!(py, "root_path"), intern!(py, ""))?;
+        let headers = PyList::empty(py);
+        for (name, value) in req.headers() {
+            let lower: Vec<u8> = name.to_ascii_lowercase();
+            headers.append(PyTuple::new(py, [PyBytes::new(py, &lower), PyBytes::new(py, value)])?)?;
+        }
+        scope.set_item(intern!(py, "headers"), headers)?;
+        match req.peer {
+            Some(p) => scope.set_item(intern!(py, "client"), (p.ip().to_string(), p.port()))?,
+            None => scope.set_item(intern!(py, "client"), py.None())?,
+        }
+        scope.set_item(intern!(py, "server"), self.server.bind(py))?;
+        scope.set_item(intern!(py, "state"), self.state.bind(py).copy()?)?;
+        Ok(scope)
+    }
+}
+
+impl App for Asgi {
+    fn bind(&mut self, wakeups: Wakeups) {
+        Python::attach(|py| {
+            self.waker = Some(Waker {
+                wakeups,
+                scheduled: self.scheduled.clone(),
+                call_soon: Rc::new(self.call_soon.clone_ref(py)),
+                wake: Rc::new(self.wake.clone_ref(py)),
+            });
+        });
+    }
+
+    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, _out: &mut OutQueue) -> AppCall {
+        let ex: SharedExchange = Rc::new(RefCell::new(Exchange::default()));
+        let waiters: Rc<RefCell<Waiters>> = Rc::default();
+        {
+            let (ex2, w2) = (ex.clone(), waiters.clone());
+            ex.borrow_mut().on_progress = Some(Box::new(move || Python::attach(|py| settle(py, &ex2, &w2))));
+        }
+        let result = Python::attach(|py| -> PyResult<()> {
+            let waker = self.waker.clone().ok_or_else(|| PyRuntimeError::new_err("ASGI app not bound to a worker"))?;
+            let chan = Bound::new(
+                py,
+                Channel {
+                    ex: ex.clone(),
+                    waiters,
+                    id: req.conn_id,
+                    waker,
+                    create_future: self.create_future.clone_ref(py),
+                    body: Some(body),
+                    head_only,
+                    minor: req.minor,
+                    conn,
+                    date: clock.date.to_vec(),
+                    framing: None,
+                    pending_start: None,
+                },
+            )?;
+            let scope = self.scope(py, req)?;
+            let coro = self.app.bind(py).call1((scope, chan.getattr(intern!(py, "receive"))?, chan.getattr(intern!(py, "send"))?))?;
+            let task = self.create_task.bind(py).call1((coro,))?;
+            task.call_method1(intern!(py, "add_done_callback"), (chan.getattr(intern!(py, "done"))?,))?;
+            Ok(())
+        });
+        if let Err(e) = result {
+            Python::attach(|py| {
+                eprintln!("vw: calling the ASGI application failed; answering 500");
+                e.print(py);
+            });
+            let mut x = ex.borrow_mut();
+            x.out.extend_from_slice(b"HTTP/1.1 500 Internal Server Error\r\nServer: vw\r\nContent-Length: 0\r\n");
+            x.out.extend_from_slice(conn.unwrap_or(b""));
+            x.out.extend_from_slice(b"\r\n");
+            x.finished = true;
+        }
+        AppCall::Pending(ex)
+    }
+}
+
+/// A worker whose loop is driven by asyncio: `poll()` from `loop.add_reader(fileno(), ...)`.
+#[pyclass(module = "vw._core", unsendable)]
+pub struct AsgiWorker {
+    worker: Worker,
+    scheduled: Rc<Cell<bool>>,
+}
+
+impl AsgiWorker {
+    pub fn create(cfg: WorkerConfig, scheduled: Rc<Cell<bool>>) -> PyResult<Self> {
+        let worker = Worker::new(cfg).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(AsgiWorker { worker, scheduled })
+    }
+}
+
+#[pymethods]
+impl AsgiWorker {
+    fn fileno(&self) -> i32 {
+        self.worker.fileno()
+    }
+
+    /// Handle every ready event without blocking. False once stopped and drained.
+    fn poll(&mut self) -> PyResult<bool> {
+        self.worker.run_once(Some(0)).map_err(|e| PyOSError::new_err(e.to_string()))
+    }
+
+    /// Write what applications sent since the last turn.
+    fn wake(&mut self) {
+        self.scheduled.set(false);
+        self.worker.wake();
+    }
+}
+
+pub fn scheduled_flag(app: &Asgi) -> Rc<Cell<bool>> {
+    app.scheduled.clone()
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Ready>()?;
+    m.add_class::<Channel>()?;
+    m.add_class::<AsgiWorker>()?;
+    Ok(())
+}

@@ -1,0 +1,81 @@
+"""A raw ASGI 3 application exercising the protocol (used by tests/apps/test_asgi.py)."""
+
+import asyncio
+import hashlib
+import json
+
+events = []
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                scope["state"]["greeting"] = "hello from lifespan"
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path = scope["path"]
+    if path == "/":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"Hello, world!"})
+    elif path == "/scope":
+        body = b""
+        while True:
+            m = await receive()
+            body += m.get("body", b"")
+            if not m.get("more_body"):
+                break
+        out = {k: scope[k] for k in ("http_version", "method", "scheme", "path", "root_path")}
+        out.update(raw_path=scope["raw_path"].decode(), query_string=scope["query_string"].decode(),
+                   headers=[[k.decode(), v.decode()] for k, v in scope["headers"]],
+                   client_host=scope["client"][0], server=list(scope["server"]), state=scope["state"].get("greeting"),
+                   body=body.decode())
+        data = json.dumps(out).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+    elif path == "/upload":
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            m = await receive()
+            h.update(m.get("body", b""))
+            n += len(m.get("body", b""))
+            if not m.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": f"{n} {h.hexdigest()}".encode()})
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for i in range(5):
+            await asyncio.sleep(0.01)
+            await send({"type": "http.response.body", "body": f"part {i}\n".encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    elif path == "/big":
+        size = int(scope["query_string"] or 0)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(size).encode())]})
+        block = b"x" * 65536
+        left = size
+        while left > 0:
+            piece = block[:min(left, len(block))]
+            left -= len(piece)
+            await send({"type": "http.response.body", "body": piece, "more_body": left > 0})
+    elif path == "/slow":
+        await asyncio.sleep(0.2)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"slow"})
+    elif path == "/boom":
+        raise RuntimeError("kaboom")
+    elif path == "/boom-late":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("late kaboom")
+    elif path == "/inject":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-evil", b"a\r\nset-cookie: pwned=1")]})
+        await send({"type": "http.response.body", "body": b"x"})
+    else:
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b"not found"})

@@ -1,0 +1,150 @@
+"""ASGI 3 over real sockets: the protocol, lifespan, streaming both ways, backpressure, errors,
+and FastAPI unmodified."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import json
+import os
+import time
+import uuid
+
+import pytest
+
+from conftest import Reader, connect, get, run_app
+
+
+@pytest.fixture(scope="module")
+def asgi():
+    srv = run_app("asgi_app:app")
+    yield srv
+    assert srv.stop() == 0
+
+
+def test_hello_and_detection(asgi):
+    assert any("(asgi)" in line for line in asgi.lines)
+    r = get(asgi.port, "/")
+    assert (r.status, r.body) == (200, b"Hello, world!")
+    assert r.header("Content-Length") == "13" and r.header("Server") == "vw" and r.header("Date")
+
+
+def test_scope_and_lifespan_state(asgi):
+    r = get(asgi.port, "/scope?x=%20y", method="POST", body=b"payload",
+            headers="Host: example\r\nX-Multi: 1\r\nX-Multi: 2\r\n")
+    s = json.loads(r.body)
+    assert s["http_version"] == "1.1" and s["method"] == "POST" and s["scheme"] == "http"
+    assert s["path"] == "/scope" and s["raw_path"] == "/scope" and s["query_string"] == "x=%20y"
+    assert ["host", "example"] in s["headers"] and ["x-multi", "1"] in s["headers"] and ["x-multi", "2"] in s["headers"]
+    assert s["client_host"] == "127.0.0.1" and s["server"][1] == asgi.port
+    assert s["state"] == "hello from lifespan" and s["body"] == "payload" and s["root_path"] == ""
+
+
+def test_chunked_upload_streamed_to_the_app(asgi):
+    data = os.urandom(5 * 1024 * 1024 + 3)
+    with connect(asgi.port, timeout=30) as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(data), 1 << 20):
+            piece = data[i:i + (1 << 20)]
+            s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        r = Reader(s).response()
+    assert r.body.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}"
+
+
+def test_streaming_response_is_chunked(asgi):
+    with connect(asgi.port) as s:
+        s.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        raw = b""
+        while not raw.endswith(b"0\r\n\r\n"):
+            chunk = s.recv(65536)
+            assert chunk, raw
+            raw += chunk
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding: chunked" in head
+    assert body == b"".join(b"7\r\npart %d\n\r\n" % i for i in range(5)) + b"0\r\n\r\n"
+    with connect(asgi.port) as s:  # HTTP/1.0 has no chunked coding: the body ends with the connection
+        s.sendall(b"GET /stream HTTP/1.0\r\n\r\n")
+        data, _ = b"", None
+        s.settimeout(5)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.endswith(b"part 4\n") and b"chunked" not in data
+
+
+def test_large_response_with_backpressure(asgi):
+    size = 48 * 1024 * 1024
+    with connect(asgi.port, timeout=30) as s:
+        s.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 65536)
+        s.sendall(b"GET /big?%d HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n" % size)
+        time.sleep(0.5)  # read nothing for a while: the app must wait, not buffer 48 MiB
+        rd = Reader(s)
+        r = rd.response()
+        assert len(r.body) == size
+        assert rd.response().body == b"Hello, world!", "the pipelined request waited its turn"
+
+
+def test_pipelined_requests_keep_their_order(asgi):
+    with connect(asgi.port) as s:
+        s.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n" * 3)
+        rd = Reader(s)
+        assert [rd.response().body for _ in range(6)] == [b"slow", b"Hello, world!"] * 3
+
+
+def test_errors(asgi):
+    r = get(asgi.port, "/boom")
+    assert r.status == 500
+    assert get(asgi.port, "/inject").status == 500
+    with connect(asgi.port) as s:
+        s.sendall(b"GET /boom-late HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        s.settimeout(5)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and b"0\r\n\r\n" not in data, "cut, never completed"
+    asgi.wait_for(re.compile("late kaboom"), timeout=5)  # logged (stderr is read by a thread)
+    assert get(asgi.port, "/").status == 200
+
+
+def test_head(asgi):
+    r = get(asgi.port, "/", method="HEAD")
+    assert r.status == 200 and r.header("Content-Length") == "13" and r.body == b""
+
+
+def test_fastapi():
+    srv = run_app("fastapi_app:app")
+    try:
+        assert json.loads(get(srv.port, "/").body) == {"hello": "fastapi"}
+        assert json.loads(get(srv.port, "/items/5?q=x").body) == {"item_id": 5, "q": "x"}
+        assert get(srv.port, "/items/nope").status == 422
+        r = get(srv.port, "/items", method="POST", body=b'{"name": "pen", "price": 10}',
+                headers="Host: t\r\nContent-Type: application/json\r\n")
+        assert json.loads(r.body) == {"name": "pen", "price_with_tax": 12.0}
+        boundary = uuid.uuid4().hex
+        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nvw\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"f.bin\"\r\n"
+                f"Content-Type: application/octet-stream\r\n\r\n").encode() + b"\x01" * 70000 + f"\r\n--{boundary}--\r\n".encode()
+        r = get(srv.port, "/form", method="POST", body=form,
+                headers=f"Host: t\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n")
+        assert json.loads(r.body) == {"name": "vw", "filename": "f.bin", "size": 70000}
+        r = get(srv.port, "/stream")
+        assert r.status == 200  # chunked: the reader below checks the framing
+        with connect(srv.port) as s:
+            s.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            raw = b""
+            while not raw.endswith(b"0\r\n\r\n"):
+                raw += s.recv(65536)
+        assert b"chunk 0\n" in raw and b"chunk 2\n" in raw
+        assert json.loads(get(srv.port, "/background", method="POST").body) == {"scheduled": True}
+        deadline = time.monotonic() + 5
+        while json.loads(get(srv.port, "/background").body) != {"done": ["ran"]}:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        assert srv.stop() == 0
