@@ -48,6 +48,8 @@ impl Default for Timeouts {
 const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
 const READ_SIZE: usize = 64 * 1024;
+/// Input kept while an application answers (pipelined requests); past it, reading pauses.
+const WAITING_INPUT_MAX: usize = 64 * 1024;
 /// After a close response: how long to read and discard what the client still sends, so that our
 /// close does not turn into a reset that destroys the response before the client reads it.
 const LINGER_SECS: i64 = 2;
@@ -67,6 +69,8 @@ struct Conn {
     deadline: i64,
     /// The epoll events registered now.
     interest: u32,
+    /// The client ended its input while an application was answering.
+    eof_pending: bool,
     /// Tells this connection from an earlier one that had the same descriptor.
     gen: u64,
 }
@@ -420,6 +424,7 @@ impl Worker {
                 head_started: Some(now),
                 deadline: now + self.timeouts.header,
                 interest: libc::EPOLLIN as u32,
+                eof_pending: false,
                 gen: self.generation,
             }));
             self.open += 1;
@@ -473,11 +478,27 @@ impl Worker {
             return;
         }
         if conn.proto.exchange().is_some() {
-            // Waiting for the application: input stays in the socket (we are not polling for
-            // it); only a hang-up is news.
-            if flags & libc::EPOLLHUP as u32 != 0 {
+            // Waiting for the application: keep what arrives (pipelined requests) for later,
+            // up to a bound; past it, or at end of input, stop polling for input.
+            if flags & libc::EPOLLHUP as u32 != 0 && flags & libc::EPOLLIN as u32 == 0 {
                 self.close(fd);
+                return;
             }
+            if conn.inbuf.len() < WAITING_INPUT_MAX {
+                let have = conn.inbuf.len();
+                conn.inbuf.reserve(READ_SIZE);
+                let spare = conn.inbuf.capacity() - have;
+                let n = unsafe { libc::read(fd, conn.inbuf.as_mut_ptr().add(have) as *mut _, spare) };
+                if n > 0 {
+                    unsafe { conn.inbuf.set_len(have + n as usize) };
+                } else if n == 0 {
+                    conn.eof_pending = true;
+                } else if errno() != libc::EAGAIN && errno() != libc::EINTR {
+                    self.close(fd);
+                    return;
+                }
+            }
+            self.sync_interest(fd);
             return;
         }
         if flags & (libc::EPOLLIN as u32 | libc::EPOLLHUP as u32) == 0 {
@@ -553,8 +574,13 @@ impl Worker {
             if conn.gen != gen || conn.proto.exchange().is_none() {
                 continue;
             }
-            if conn.proto.take_app_output() && !conn.inbuf.is_empty() {
-                Self::feed_inbuf(conn, &mut self.ctx);
+            if conn.proto.take_app_output() {
+                if !conn.inbuf.is_empty() {
+                    Self::feed_inbuf(conn, &mut self.ctx);
+                }
+                if conn.eof_pending && conn.proto.exchange().is_none() {
+                    conn.proto.eof(); // the client finished sending before this response did
+                }
             }
             self.write(fd);
             self.arm(fd);
@@ -568,7 +594,7 @@ impl Worker {
             libc::EPOLLIN as u32
         } else if conn.writing {
             libc::EPOLLOUT as u32
-        } else if conn.proto.exchange().is_some() {
+        } else if conn.proto.exchange().is_some() && (conn.eof_pending || conn.inbuf.len() >= WAITING_INPUT_MAX) {
             0 // the application has the request; more input waits in the socket
         } else {
             libc::EPOLLIN as u32

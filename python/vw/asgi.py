@@ -8,6 +8,7 @@ application request. Lifespan startup runs before the first request, shutdown af
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 from vw import _core
@@ -86,6 +87,7 @@ def serve(listen_fd: int, mounts: list, mime: dict, app, server: tuple, **option
     state: dict = {}
     lifespan = Lifespan(app, state)
     loop.run_until_complete(lifespan.startup())
+    gc.freeze()  # what startup made lives as long as the worker: keep it out of every collection
     holder: dict = {}
 
     def wake() -> None:

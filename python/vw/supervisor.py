@@ -9,6 +9,7 @@ to the Rust loop, which serves until it is told to stop.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import resource
 import signal
@@ -150,6 +151,7 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, app=None
         elif interface == "native":
             kwargs["native"] = (app.routes(), _async_runner())
         log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
+        gc.freeze()  # the application and its imports live as long as the worker
         _core.run_worker(sock.detach(), mounts, mime, **kwargs, **options)
         return 0
     except Exception as e:  # one line in the log; the supervisor decides what happens next
