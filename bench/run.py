@@ -45,7 +45,7 @@ APPS_DIR = HERE / "apps"          # the app servers run here (module:app specs)
 PEERS_VENV = HERE / ".peers-venv"  # made by install-peers.sh
 
 STATIC_SERVERS = ("floor", "vw", "nginx")
-VW_APP_SERVERS = ("vw-native", "vw-wsgi")
+VW_APP_SERVERS = ("vw-native", "vw-wsgi", "vw-asgi")
 GRANIAN_FLAGS = ("--workers", "1", "--runtime-mode", "st", "--runtime-threads", "1",
                  "--runtime-blocking-threads", "1", "--blocking-threads", "1",
                  "--http", "1", "--no-ws", "--no-access-log", "--log-level", "warning")

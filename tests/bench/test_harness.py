@@ -410,6 +410,8 @@ APP_COMMANDS = {
                   "--host", "127.0.0.1", "--port", "8123", "--workers", "1"],
     "vw-wsgi": ["vw", "run", "wsgi:app", "--interface", "wsgi",
                 "--host", "127.0.0.1", "--port", "8123", "--workers", "1"],
+    "vw-asgi": ["vw", "run", "asgi:app", "--interface", "asgi",
+                "--host", "127.0.0.1", "--port", "8123", "--workers", "1"],
     "granian-rsgi": ["/py", "-m", "granian", "--interface", "rsgi", "rsgi:app", *GRANIAN],
     "granian-asgi": ["/py", "-m", "granian", "--interface", "asgi", "asgi:app", *GRANIAN],
     "granian-wsgi": ["/py", "-m", "granian", "--interface", "wsgi", "wsgi:app", *GRANIAN],
@@ -487,7 +489,7 @@ def test_missing_peer_is_skipped_in_a_group_and_an_error_by_name(tmp_path, monke
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     chosen, _ = run.prepare(run.parse_args(["--servers", "apps"]), tmp_path / "a")
-    assert chosen == ["floor", "vw-native", "vw-wsgi"]
+    assert chosen == ["floor", "vw-native", "vw-wsgi", "vw-asgi"]
     err = capsys.readouterr().err.splitlines()
     assert len(err) == len(run.PEERS)
     assert err[0].startswith("skipping granian-rsgi: no Python here imports granian")
