@@ -135,6 +135,8 @@ pub struct Exchange {
     pub close: bool,
     /// The connection went away: set by the worker.
     pub gone: bool,
+    /// The client ended its input (it may still read): for ASGI, a disconnect.
+    pub peer_eof: bool,
     /// Bytes of this connection's output the socket has not taken yet: set by the worker.
     pub unflushed: usize,
     /// Called by the worker after it moved output or saw the connection go (wakes waiters).
@@ -142,6 +144,15 @@ pub struct Exchange {
 }
 
 pub type SharedExchange = std::rc::Rc<std::cell::RefCell<Exchange>>;
+
+/// Run the exchange's progress hook (no borrow is held while it runs: it reads the exchange).
+pub fn notify(ex: &SharedExchange) {
+    let hook = ex.borrow_mut().on_progress.take();
+    if let Some(hook) = hook {
+        hook();
+        ex.borrow_mut().on_progress = Some(hook);
+    }
+}
 
 /// What an application made of a request.
 pub enum AppCall {

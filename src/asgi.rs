@@ -75,6 +75,36 @@ impl Ready {
     fn close(&mut self) {}
 }
 
+/// The completed awaitable for `send()`'s usual answer (None): one per worker, shared.
+#[pyclass(module = "vw._core")]
+pub struct Done;
+
+#[pymethods]
+impl Done {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self) -> Option<()> {
+        None // StopIteration: `await` gives None
+    }
+
+    fn send(&self, _arg: Py<PyAny>) -> Option<()> {
+        None
+    }
+
+    #[pyo3(signature = (exc, *_rest))]
+    fn throw(&self, exc: Bound<'_, PyAny>, _rest: Bound<'_, PyTuple>) -> PyResult<()> {
+        Err(PyErr::from_value(exc))
+    }
+
+    fn close(&self) {}
+}
+
 /// Futures waiting on a connection: for room to write, for the end of the exchange.
 #[derive(Default)]
 struct Waiters {
@@ -92,7 +122,7 @@ fn disconnect_message(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 fn settle(py: Python<'_>, ex: &SharedExchange, waiters: &RefCell<Waiters>) {
     let (gone, finished, backlog) = {
         let e = ex.borrow();
-        (e.gone, e.finished, e.out.len() + e.unflushed)
+        (e.gone, e.finished || e.peer_eof, e.out.len() + e.unflushed)
     };
     let mut w = waiters.borrow_mut();
     if gone || backlog <= LOW_WATER {
@@ -133,6 +163,7 @@ pub struct Channel {
     id: (i32, u64),
     waker: Waker,
     create_future: Py<PyAny>,
+    done: Py<Done>,
     body: Option<ReqBody>,
     head_only: bool,
     minor: u8,
@@ -350,13 +381,16 @@ impl Channel {
         }
         let (gone, finished) = {
             let e = self.ex.borrow();
-            (e.gone, e.finished)
+            (e.gone || e.peer_eof, e.finished)
         };
         if gone || finished {
             return Ok(Bound::new(py, Ready { value: Some(disconnect_message(py)?.into_any().unbind()) })?.into_any());
         }
         let fut = self.create_future.bind(py).call0()?;
-        self.waiters.borrow_mut().disconnect.push(fut.clone().unbind());
+        let mut w = self.waiters.borrow_mut();
+        // Callers that poll (is_disconnected) leave cancelled futures behind: drop them.
+        w.disconnect.retain(|f| !f.bind(py).call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true));
+        w.disconnect.push(fut.clone().unbind());
         Ok(fut)
     }
 
@@ -372,8 +406,9 @@ impl Channel {
                     return Err(PyRuntimeError::new_err("http.response.start sent twice"));
                 }
                 let status: u16 = message.get_item(intern!(py, "status"))?.extract()?;
-                if !(100..=999).contains(&status) {
-                    return Err(PyValueError::new_err(format!("invalid status {status}")));
+                if !(200..=999).contains(&status) {
+                    // 1xx responses are interim; vw sends 100 Continue itself and offers no other.
+                    return Err(PyValueError::new_err(format!("invalid final status {status}")));
                 }
                 let headers = match message.get_item(intern!(py, "headers")) {
                     Ok(h) => headers_from(&h)?,
@@ -407,7 +442,7 @@ impl Channel {
             self.waiters.borrow_mut().drain.push(fut.clone().unbind());
             return Ok(fut);
         }
-        Ok(Bound::new(py, Ready { value: None })?.into_any())
+        Ok(self.done.bind(py).clone().into_any())
     }
 
     /// Done-callback of the application's task.
@@ -435,11 +470,20 @@ pub struct Asgi {
     server: Py<PyAny>,
     waker: Option<Waker>,
     scheduled: Rc<Cell<bool>>,
+    done: Py<Done>,
+    /// scope["asgi"], the same dict for every request.
+    asgi_info: Py<PyDict>,
 }
 
 impl Asgi {
     pub fn new(app: Py<PyAny>, event_loop: &Bound<'_, PyAny>, wake: Py<PyAny>, state: Py<PyDict>, server: Py<PyAny>) -> PyResult<Self> {
+        let py = event_loop.py();
+        let asgi_info = PyDict::new(py);
+        asgi_info.set_item("version", "3.0")?;
+        asgi_info.set_item("spec_version", "2.3")?;
         Ok(Asgi {
+            done: Py::new(py, Done)?,
+            asgi_info: asgi_info.unbind(),
             app,
             create_task: event_loop.getattr("create_task")?.unbind(),
             create_future: event_loop.getattr("create_future")?.unbind(),
@@ -455,10 +499,8 @@ impl Asgi {
     fn scope<'py>(&self, py: Python<'py>, req: &AppRequest) -> PyResult<Bound<'py, PyDict>> {
         let scope = PyDict::new(py);
         scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
-        let asgi = PyDict::new(py);
-        asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
-        asgi.set_item(intern!(py, "spec_version"), intern!(py, "2.3"))?;
-        scope.set_item(intern!(py, "asgi"), asgi)?;
+        // A dict of its own per request: middleware may write to scope["asgi"].
+        scope.set_item(intern!(py, "asgi"), self.asgi_info.bind(py).copy()?)?;
         scope.set_item(intern!(py, "http_version"), if req.minor == 1 { intern!(py, "1.1") } else { intern!(py, "1.0") })?;
         scope.set_item(intern!(py, "method"), PyString::intern(py, std::str::from_utf8(req.method).unwrap_or("GET")))?;
         scope.set_item(intern!(py, "scheme"), intern!(py, "http"))?;
@@ -504,8 +546,13 @@ impl App for Asgi {
         let ex: SharedExchange = Rc::new(RefCell::new(Exchange::default()));
         let waiters: Rc<RefCell<Waiters>> = Rc::default();
         {
-            let (ex2, w2) = (ex.clone(), waiters.clone());
-            ex.borrow_mut().on_progress = Some(Box::new(move || Python::attach(|py| settle(py, &ex2, &w2))));
+            // A weak reference: the exchange must not keep itself alive through its own hook.
+            let (ex2, w2) = (Rc::downgrade(&ex), waiters.clone());
+            ex.borrow_mut().on_progress = Some(Box::new(move || {
+                if let Some(ex) = ex2.upgrade() {
+                    Python::attach(|py| settle(py, &ex, &w2))
+                }
+            }));
         }
         let result = Python::attach(|py| -> PyResult<()> {
             let waker = self.waker.clone().ok_or_else(|| PyRuntimeError::new_err("ASGI app not bound to a worker"))?;
@@ -517,6 +564,7 @@ impl App for Asgi {
                     id: req.conn_id,
                     waker,
                     create_future: self.create_future.clone_ref(py),
+                    done: self.done.clone_ref(py),
                     body: Some(body),
                     head_only,
                     minor: req.minor,
@@ -585,6 +633,7 @@ pub fn scheduled_flag(app: &Asgi) -> Rc<Cell<bool>> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Ready>()?;
+    m.add_class::<Done>()?;
     m.add_class::<Channel>()?;
     m.add_class::<AsgiWorker>()?;
     Ok(())

@@ -85,7 +85,10 @@ impl Reply {
             t.extend_from_slice(b"Content-Length: ");
             match given_length {
                 // HEAD: the application may say how long the GET body would be.
-                Some(v) if head_only && body_len == 0 => t.extend_from_slice(v),
+                Some(v) if head_only && body_len == 0 => match std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+                    Some(n) => t.extend_from_slice(n.to_string().as_bytes()),
+                    None => t.push(b'0'),
+                },
                 _ => t.extend_from_slice(body_len.to_string().as_bytes()),
             }
             t.extend_from_slice(b"\r\n");
@@ -198,6 +201,9 @@ impl StartResponse {
             }
             list.push((name, value));
         }
+        if has_exc && me.status.is_some() {
+            me.written.clear(); // the error response replaces what the failed one wrote
+        }
         me.status = Some((code, s.to_vec()));
         me.headers = list;
         drop(me);
@@ -265,8 +271,42 @@ pub struct Wsgi {
     bytes_io: Py<PyAny>,
     open: Py<PyAny>,
     script_name: Vec<u8>,
-    /// Environ keys already made for header names (HTTP_HOST, ...), interned.
+    /// Environ keys already made, by field name as sent ("Host" → HTTP_HOST), interned.
     keys: std::cell::RefCell<HashMap<Vec<u8>, Py<PyString>>>,
+    /// wsgi.input for requests without a body: one immutable empty stream per worker.
+    empty_input: Py<EmptyInput>,
+}
+
+/// `wsgi.input` when there is no body: reads give b"" (it has no state, so one is shared).
+#[pyclass(module = "vw._core", frozen)]
+pub struct EmptyInput;
+
+#[pymethods]
+impl EmptyInput {
+    #[pyo3(signature = (_size=-1))]
+    fn read<'py>(&self, py: Python<'py>, _size: isize) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, b"")
+    }
+
+    #[pyo3(signature = (_size=-1))]
+    fn readline<'py>(&self, py: Python<'py>, _size: isize) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, b"")
+    }
+
+    #[pyo3(signature = (_hint=-1))]
+    fn readlines<'py>(&self, py: Python<'py>, _hint: isize) -> Bound<'py, PyList> {
+        PyList::empty(py)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self) -> Option<()> {
+        None
+    }
+
+    fn close(&self) {}
 }
 
 impl Wsgi {
@@ -281,6 +321,7 @@ impl Wsgi {
             open: io.getattr("open")?.unbind(),
             script_name: script_name.trim_end_matches('/').as_bytes().to_vec(),
             keys: Default::default(),
+            empty_input: Py::new(py, EmptyInput)?,
         })
     }
 
@@ -296,8 +337,9 @@ impl Wsgi {
         };
         env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
         env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
-        env.set_item(intern!(py, "REQUEST_URI"), latin1(py, req.target))?;
-        env.set_item(intern!(py, "RAW_URI"), latin1(py, req.target))?;
+        let uri = latin1(py, req.target);
+        env.set_item(intern!(py, "REQUEST_URI"), &uri)?;
+        env.set_item(intern!(py, "RAW_URI"), uri)?;
         env.set_item(
             intern!(py, "SERVER_PROTOCOL"),
             if req.minor == 1 { intern!(py, "HTTP/1.1") } else { intern!(py, "HTTP/1.0") },
@@ -306,47 +348,45 @@ impl Wsgi {
             env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
             env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
         }
-        // Few fields per request: a list with a linear search beats a map here.
-        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(8);
+        let mut keys = self.keys.borrow_mut();
         for (name, value) in req.headers() {
             if name.contains(&b'_') {
                 continue; // X_Forwarded_For would alias X-Forwarded-For in the environ: drop it
             }
-            let key: Vec<u8> = if name.eq_ignore_ascii_case(b"content-type") {
-                b"CONTENT_TYPE".to_vec()
-            } else if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding") {
                 continue; // set below from the body actually read
-            } else {
-                let mut k = Vec::with_capacity(5 + name.len());
-                k.extend_from_slice(b"HTTP_");
-                k.extend(name.iter().map(|&c| if c == b'-' { b'_' } else { c.to_ascii_uppercase() }));
-                k
-            };
-            match fields.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, v)) => {
-                    v.extend_from_slice(if key == b"HTTP_COOKIE" { b"; " } else { b", " });
-                    v.extend_from_slice(value);
-                }
-                None => fields.push((key, value.to_vec())),
             }
-        }
-        let mut keys = self.keys.borrow_mut();
-        for (key, value) in fields {
-            let k = match keys.get(&key) {
+            // The environ key for a field name as sent, made once (interned) and then reused.
+            let key = match keys.get(name) {
                 Some(k) => k.bind(py).clone(),
                 None => {
-                    let k = PyString::intern(py, std::str::from_utf8(&key).unwrap_or("HTTP_"));
-                    if keys.len() < 256 {
-                        keys.insert(key, k.clone().unbind());
+                    let k: Vec<u8> = if name.eq_ignore_ascii_case(b"content-type") {
+                        b"CONTENT_TYPE".to_vec()
+                    } else {
+                        let mut k = b"HTTP_".to_vec();
+                        k.extend(name.iter().map(|&c| if c == b'-' { b'_' } else { c.to_ascii_uppercase() }));
+                        k
+                    };
+                    let k = PyString::intern(py, std::str::from_utf8(&k).unwrap_or("HTTP_"));
+                    if keys.len() < 512 {
+                        keys.insert(name.to_vec(), k.clone().unbind());
                     }
                     k
                 }
             };
-            env.set_item(k, latin1(py, &value))?;
+            match env.get_item(&key)? {
+                // A repeated field (the base environ holds no HTTP_* or CONTENT_TYPE keys).
+                Some(prev) => {
+                    let sep = if key.to_str()? == "HTTP_COOKIE" { "; " } else { ", " };
+                    let joined = format!("{}{}{}", prev.cast::<PyString>()?.to_str()?, sep, latin1(py, value).to_str()?);
+                    env.set_item(key, joined)?;
+                }
+                None => env.set_item(key, latin1(py, value))?,
+            }
         }
         drop(keys);
         let input = match body {
-            ReqBody::Empty => self.bytes_io.bind(py).call0()?,
+            ReqBody::Empty => self.empty_input.bind(py).clone().into_any(),
             ReqBody::Mem(v) => {
                 env.set_item(intern!(py, "CONTENT_LENGTH"), v.len().to_string())?;
                 self.bytes_io.bind(py).call1((PyBytes::new(py, &v),))?
@@ -860,6 +900,7 @@ impl App for Native {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StartResponse>()?;
     m.add_class::<FileWrapper>()?;
+    m.add_class::<EmptyInput>()?;
     m.add_class::<Request>()?;
     m.add_class::<PyResponse>()?;
     Ok(())

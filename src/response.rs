@@ -238,9 +238,10 @@ impl OutQueue {
         }
     }
 
-    /// Append bytes, extending the last owned segment when there is one.
+    /// Append bytes, extending the last owned segment when it has not started to go out (a
+    /// partly written one would keep every byte already sent alive while it grows).
     pub fn owned_tail(&mut self) -> &mut Vec<u8> {
-        if !matches!(self.segs.back(), Some(Seg::Owned { .. })) {
+        if !matches!(self.segs.back(), Some(Seg::Owned { start: 0, .. })) {
             self.segs.push_back(Seg::Owned { buf: Vec::with_capacity(256), start: 0 });
         }
         match self.segs.back_mut() {

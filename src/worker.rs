@@ -3,7 +3,7 @@
 //! (EPOLLOUT), and its interest set changes only when that direction changes, not per request.
 //! Each readable event is one read, every request in it answered with one writev.
 
-use crate::app::{App, Wakeups};
+use crate::app::{notify, App, Wakeups};
 use crate::conn::{Ctx, Mount, Proto, ReadState};
 use crate::parse::Limits;
 use crate::response::{errno, Clock, Flush};
@@ -71,6 +71,8 @@ struct Conn {
     interest: u32,
     /// The client ended its input while an application was answering.
     eof_pending: bool,
+    /// The last second the socket took output (for the write timeout).
+    progress_at: i64,
     /// Tells this connection from an earlier one that had the same descriptor.
     gen: u64,
 }
@@ -338,7 +340,7 @@ impl Worker {
             return;
         }
         c.deadline = if c.writing {
-            now + t.write
+            c.progress_at + t.write
         } else {
             match c.proto.read {
                 ReadState::Head if c.inbuf.is_empty() && !c.fresh => {
@@ -425,6 +427,7 @@ impl Worker {
                 deadline: now + self.timeouts.header,
                 interest: libc::EPOLLIN as u32,
                 eof_pending: false,
+                progress_at: now,
                 gen: self.generation,
             }));
             self.open += 1;
@@ -438,10 +441,7 @@ impl Worker {
                 unsafe { libc::close(fd) };
                 if let Some(ex) = conn.proto.exchange() {
                     ex.borrow_mut().gone = true;
-                    let notify = ex.borrow_mut().on_progress.take();
-                    if let Some(notify) = notify {
-                        notify();
-                    }
+                    notify(ex);
                 }
             }
         }
@@ -493,6 +493,10 @@ impl Worker {
                     unsafe { conn.inbuf.set_len(have + n as usize) };
                 } else if n == 0 {
                     conn.eof_pending = true;
+                    if let Some(ex) = conn.proto.exchange() {
+                        ex.borrow_mut().peer_eof = true;
+                        notify(ex);
+                    }
                 } else if errno() != libc::EAGAIN && errno() != libc::EINTR {
                     self.close(fd);
                     return;
@@ -607,8 +611,15 @@ impl Worker {
 
     /// Flush the queue; the interest set changes only when the direction of waiting does.
     fn write(&mut self, fd: i32) {
+        let now = self.ctx.clock.sec;
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
+        // The write timeout counts from the last time the client took bytes, not from the
+        // last time there was something to send.
+        let before = if conn.writing { conn.proto.out.pending_bytes() } else { usize::MAX };
         let result = if conn.proto.out.is_empty() { Flush::Done } else { conn.proto.out.flush(fd) };
+        if !conn.writing || conn.proto.out.pending_bytes() < before {
+            conn.progress_at = now;
+        }
         match result {
             Flush::Done => {
                 conn.writing = false;
@@ -624,14 +635,8 @@ impl Worker {
             }
         }
         if let Some(ex) = conn.proto.exchange() {
-            let pending = conn.proto.out.pending_bytes();
-            let mut e = ex.borrow_mut();
-            e.unflushed = pending;
-            if let Some(notify) = e.on_progress.take() {
-                drop(e);
-                notify();
-                ex.borrow_mut().on_progress = Some(notify);
-            }
+            ex.borrow_mut().unflushed = conn.proto.out.pending_bytes();
+            notify(ex);
         }
         self.sync_interest(fd);
     }

@@ -67,6 +67,28 @@ async def app(scope, receive, send):
         await asyncio.sleep(0.2)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"slow"})
+    elif path == "/wait-disconnect":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"waiting", "more_body": True})
+        m = await receive()  # the body (empty)
+        m = await receive()  # blocks until the client goes
+        events.append(m["type"])
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/events":
+        data = json.dumps(events).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": data})
+    elif path == "/firehose":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            while True:
+                await send({"type": "http.response.body", "body": b"z" * 65536, "more_body": True})
+                await asyncio.sleep(0.05)
+        except OSError:
+            events.append("firehose cut")
+            raise
+    elif path == "/early-hints":
+        await send({"type": "http.response.start", "status": 103, "headers": []})
     elif path == "/boom":
         raise RuntimeError("kaboom")
     elif path == "/boom-late":

@@ -40,6 +40,25 @@ def test_scope_and_lifespan_state(asgi):
     assert s["state"] == "hello from lifespan" and s["body"] == "payload" and s["root_path"] == ""
 
 
+def test_100_mib_upload_arrives_byte_exact_without_filling_memory(asgi):
+    from test_wsgi import peak_rss_kib
+
+    pid = asgi.workers[0][0]
+    before = peak_rss_kib(pid)
+    block = os.urandom(1 << 20)
+    h = hashlib.sha256()
+    with connect(asgi.port, timeout=60) as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (100 << 20))
+        for i in range(100):
+            piece = bytes([i]) + block[1:]
+            h.update(piece)
+            s.sendall(piece)
+        r = Reader(s).response()
+    assert r.body.decode() == f"{100 << 20} {h.hexdigest()}"
+    grew = peak_rss_kib(pid) - before
+    assert grew < 24 * 1024, f"the worker's peak memory grew by {grew} KiB for a 100 MiB upload"
+
+
 def test_chunked_upload_streamed_to_the_app(asgi):
     data = os.urandom(5 * 1024 * 1024 + 3)
     with connect(asgi.port, timeout=30) as s:
@@ -76,7 +95,10 @@ def test_streaming_response_is_chunked(asgi):
 
 
 def test_large_response_with_backpressure(asgi):
+    from test_wsgi import peak_rss_kib
+
     size = 48 * 1024 * 1024
+    before = peak_rss_kib(asgi.workers[0][0])
     with connect(asgi.port, timeout=30) as s:
         s.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 65536)
         s.sendall(b"GET /big?%d HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n" % size)
@@ -85,6 +107,48 @@ def test_large_response_with_backpressure(asgi):
         r = rd.response()
         assert len(r.body) == size
         assert rd.response().body == b"Hello, world!", "the pipelined request waited its turn"
+    grew = peak_rss_kib(asgi.workers[0][0]) - before
+    assert grew < 16 * 1024, f"the worker held {grew} KiB more to stream 48 MiB"
+
+
+def test_client_closing_is_a_disconnect(asgi):
+    import socket
+
+    with connect(asgi.port) as s:
+        s.sendall(b"GET /wait-disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        s.shutdown(socket.SHUT_WR)
+        time.sleep(0.3)
+    deadline = time.monotonic() + 5
+    while "http.disconnect" not in json.loads(get(asgi.port, "/events").body):
+        assert time.monotonic() < deadline, "the application never saw http.disconnect"
+        time.sleep(0.1)
+
+
+def test_interim_status_from_the_app_is_refused(asgi):
+    assert get(asgi.port, "/early-hints").status == 500
+
+
+def test_no_memory_kept_per_request(asgi):
+    import shutil
+    import subprocess
+
+    wrk = shutil.which("wrk")
+    assert wrk, "wrk is needed (make test installs it)"
+    pid = asgi.workers[0][0]
+    url = f"http://127.0.0.1:{asgi.port}/"
+    subprocess.run([wrk, "-t1", "-c20", "-d1s", url], capture_output=True, check=True)  # warm up
+
+    def rss() -> int:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    before = rss()
+    out = subprocess.run([wrk, "-t1", "-c20", "-d3s", url], capture_output=True, text=True, check=True).stdout
+    requests = int(next(line.split()[0] for line in out.splitlines() if "requests in" in line))
+    grew = rss() - before
+    assert requests > 20_000, out
+    assert grew * 1024 < requests * 20, f"{grew} KiB more after {requests} requests"
 
 
 def test_pipelined_requests_keep_their_order(asgi):

@@ -69,13 +69,29 @@ def test_expect_100_continue(wsgi):
         assert json.loads(rd.response().body)["body"] == "data"
 
 
-def test_large_upload_arrives_byte_exact(wsgi):
-    data = os.urandom(24 * 1024 * 1024)
-    with connect(wsgi.port, timeout=30) as s:
-        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(data))
-        s.sendall(data)
+def peak_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_100_mib_upload_arrives_byte_exact_without_filling_memory(wsgi):
+    pid = wsgi.workers[0][0]
+    before = peak_rss_kib(pid)
+    block = os.urandom(1 << 20)
+    h = hashlib.sha256()
+    with connect(wsgi.port, timeout=60) as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (100 << 20))
+        for i in range(100):
+            piece = bytes([i]) + block[1:]
+            h.update(piece)
+            s.sendall(piece)
         r = Reader(s).response()
-    assert r.body.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}"
+    assert r.body.decode() == f"{100 << 20} {h.hexdigest()}"
+    grew = peak_rss_kib(pid) - before
+    assert grew < 24 * 1024, f"the worker's peak memory grew by {grew} KiB for a 100 MiB upload"
 
 
 def test_body_limit_413(wsgi):
@@ -102,6 +118,11 @@ def test_exc_info_and_errors(wsgi):
     r = get(wsgi.port, "/inject")
     assert r.status == 500 and "pwned" not in r.raw_head.decode("latin-1")
     assert get(wsgi.port, "/write").status == 200, "the worker keeps serving"
+
+
+def test_exc_info_after_write_replaces_the_body(wsgi):
+    r = get(wsgi.port, "/write-then-error")
+    assert (r.status, r.body) == (500, b"error page")
 
 
 def test_file_wrapper_is_sent_whole(wsgi, big_file):

@@ -67,6 +67,14 @@ def app(environ, start_response):
         except ValueError:
             start_response("500 Oops", [("Content-Type", "text/plain")], sys.exc_info())
         return [b"recovered"]
+    if path == "/write-then-error":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"partial ")
+        try:
+            raise ValueError("failed after writing")
+        except ValueError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
+        return [b"error page"]
     if path == "/twice":
         start_response("200 OK", [])
         start_response("200 OK", [])

@@ -108,3 +108,23 @@ def test_bad_timeout_values_are_one_line():
 
     r = vw_cmd("serve", "--header-timeout", "0")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--header-timeout" in r.stderr
+
+
+def test_write_timeout_counts_from_the_last_byte_the_client_took(tmp_path):
+    """An application that keeps producing does not keep alive a client that stopped reading."""
+    from conftest import run_app
+
+    srv = run_app("asgi_app:app", "--write-timeout", "1")
+    try:
+        with connect(srv.port) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /firehose HTTP/1.1\r\nHost: t\r\n\r\n")
+            time.sleep(5)  # never read: the server's buffers fill, then no byte moves
+            t0 = time.monotonic()
+            with pytest.raises(OSError):  # a reset (or at least an end) within a few seconds
+                while time.monotonic() - t0 < 10:
+                    if not s.recv(1 << 20):
+                        raise OSError("closed")
+        srv.wait_for(__import__("re").compile("firehose cut|client has gone"), timeout=5)
+    finally:
+        srv.stop()
