@@ -27,21 +27,21 @@ def _int(name: str):
 
 def _common(p: argparse.ArgumentParser) -> None:
     """Options shared by `serve` and `run`: where to listen and how to run the workers."""
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_int("--port"), default=8085, help="port (default 8085; 0 picks a free one)")
-    p.add_argument("--workers", type=_int("--workers"), default=None,
+    p.add_argument("--host", default="127.0.0.1", metavar="H", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_int("--port"), default=8085, metavar="P", help="port (default 8085; 0 picks a free one)")
+    p.add_argument("--workers", type=_int("--workers"), default=None, metavar="N",
                    help="worker processes (default: one per CPU in the affinity mask)")
     p.add_argument("--no-pin", action="store_true", help="do not pin each worker to its CPU")
     p.add_argument("--realtime", action="store_true",
                    help="run workers with SCHED_RR at top priority (needs root or CAP_SYS_NICE)")
     t = p.add_argument_group("timeouts (seconds)")
-    t.add_argument("--header-timeout", type=_int("--header-timeout"), default=10,
+    t.add_argument("--header-timeout", type=_int("--header-timeout"), metavar="S", default=10,
                    help="to receive a whole request head, from its first byte (default 10); then 408")
-    t.add_argument("--body-timeout", type=_int("--body-timeout"), default=30,
+    t.add_argument("--body-timeout", type=_int("--body-timeout"), metavar="S", default=30,
                    help="without progress while reading a request body (default 30); then 408")
-    t.add_argument("--keepalive-timeout", type=_int("--keepalive-timeout"), default=30,
+    t.add_argument("--keepalive-timeout", type=_int("--keepalive-timeout"), metavar="S", default=30,
                    help="idle between requests on a connection (default 30)")
-    t.add_argument("--write-timeout", type=_int("--write-timeout"), default=30,
+    t.add_argument("--write-timeout", type=_int("--write-timeout"), metavar="S", default=30,
                    help="without progress while the client does not read its response (default 30)")
 
 
@@ -55,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("docroot", nargs="?", default=None, metavar="DOCROOT",
                    help="folder to serve (default: the embedded demo docroot)")
     _common(s)
-    r = sub.add_parser("run", help="serve a Python application (vw.App, WSGI)",
-                       description="Serve the application MODULE:APP (a vw.App or a WSGI callable; "
-                                   "Flask and Django work unmodified) with one pinned worker per CPU.")
+    r = sub.add_parser("run", help="serve a Python application (vw.App, WSGI, ASGI)",
+                       description="Serve the application MODULE:APP (a vw.App, a WSGI or an ASGI "
+                                   "callable; Flask, Django and FastAPI work unmodified) with one "
+                                   "pinned worker per CPU.")
     r.add_argument("app", metavar="MODULE:APP", help="where the application is, e.g. app:app or mysite.wsgi:application")
     r.add_argument("--interface", default="auto", choices=("auto", "native", "wsgi", "asgi"),
                    help="how to call the application (default: detect)")
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also serve DIR's files under /PREFIX, straight from the Rust core (repeatable)")
     r.add_argument("--reload", action="store_true",
                    help="restart the workers gracefully when the application's code changes (development)")
-    r.add_argument("--max-body", type=_int("--max-body"), default=1 << 30,
+    r.add_argument("--max-body", type=_int("--max-body"), default=1 << 30, metavar="BYTES",
                    help="largest request body in bytes (default 1 GiB; larger: 413)")
     _common(r)
     return p
