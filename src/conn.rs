@@ -225,6 +225,12 @@ impl Proto {
         self.finish();
     }
 
+    /// The worker has no room for this connection: 503, then close.
+    pub fn refuse(&mut self, clock: &Clock) {
+        simple(self.out.owned_tail(), clock, 503, b"Retry-After: 1\r\n", Some(CLOSE), false);
+        self.finish();
+    }
+
     /// The client took too long with a request: 408, then close.
     pub fn timed_out(&mut self, clock: &Clock) {
         simple(self.out.owned_tail(), clock, 408, b"", Some(CLOSE), false);

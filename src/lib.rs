@@ -16,17 +16,93 @@ use pyo3::types::PyDict;
 use pyo3::prelude::*;
 use std::collections::HashMap;
 
+/// The tunables of a worker, from the keyword arguments of `run_worker` / `asgi_worker`.
+struct Options {
+    default_type: String,
+    index: String,
+    inline_max: u64,
+    cache_max_bytes: usize,
+    max_body: u64,
+    max_connections: usize,
+    shutdown_timeout: i64,
+    timeouts: worker::Timeouts,
+    limits: parse::Limits,
+}
+
+impl Options {
+    fn from_kwargs(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let mut o = Options {
+            default_type: "application/octet-stream".into(),
+            index: "index.html".into(),
+            inline_max: 256 * 1024,
+            cache_max_bytes: 64 << 20,
+            max_body: 1 << 30,
+            max_connections: 100_000,
+            shutdown_timeout: 4,
+            timeouts: worker::Timeouts::default(),
+            limits: parse::Limits::default(),
+        };
+        let Some(kwargs) = kwargs else { return Ok(o) };
+        for (key, value) in kwargs.iter() {
+            let key: String = key.extract()?;
+            match key.as_str() {
+                "default_type" => o.default_type = value.extract()?,
+                "index" => o.index = value.extract()?,
+                "inline_max" => o.inline_max = value.extract()?,
+                "cache_max_bytes" => o.cache_max_bytes = value.extract()?,
+                "max_body" => o.max_body = value.extract()?,
+                "max_connections" => o.max_connections = value.extract()?,
+                "shutdown_timeout" => o.shutdown_timeout = value.extract()?,
+                "header_timeout" => o.timeouts.header = value.extract()?,
+                "body_timeout" => o.timeouts.body = value.extract()?,
+                "keepalive_timeout" => o.timeouts.keepalive = value.extract()?,
+                "write_timeout" => o.timeouts.write = value.extract()?,
+                "max_request_line" => o.limits.max_request_line = value.extract()?,
+                "max_head" => o.limits.max_head = value.extract()?,
+                "max_headers" => o.limits.max_headers = value.extract::<usize>()?.min(parse::MAX_HEADERS_LIMIT),
+                _ => return Err(PyValueError::new_err(format!("unknown worker option {key:?}"))),
+            }
+        }
+        Ok(o)
+    }
+
+    fn config(self, listen_fd: i32, mounts: Vec<(String, String, Vec<String>)>, mime: HashMap<String, String>,
+              app: Option<Box<dyn app::App>>, holds_gil: bool) -> worker::WorkerConfig {
+        let mounts = mounts
+            .into_iter()
+            .map(|(prefix, root, preload)| {
+                let mut c = statics::StaticConfig::new(root.into());
+                c.mime = mime.clone();
+                c.default_type = self.default_type.clone();
+                c.index = self.index.clone();
+                c.inline_max = self.inline_max;
+                c.cache_max_bytes = self.cache_max_bytes;
+                (prefix.trim_end_matches('/').as_bytes().to_vec(), c, preload)
+            })
+            .collect();
+        worker::WorkerConfig {
+            listen_fd,
+            mounts,
+            app,
+            limits: self.limits,
+            max_body: self.max_body,
+            max_connections: self.max_connections,
+            shutdown_timeout: self.shutdown_timeout,
+            holds_gil,
+            timeouts: self.timeouts,
+        }
+    }
+}
+
 /// Serve on `listen_fd` (bound and listening) until SIGTERM/SIGINT/SIGQUIT/SIGHUP, then drain.
 ///
 /// `mounts`: (URL prefix, docroot, paths to prepare) for static files. At most one of `wsgi`
 /// (application, base environ, SCRIPT_NAME) and `native` (routes, coroutine runner) is given; with
 /// one, the loop holds the GIL (released while it waits) and calls the application inline.
+/// `options`: see `Options` (timeouts, limits, cache sizes).
 #[pyfunction]
-#[pyo3(signature = (listen_fd, mounts, mime, *, wsgi=None, native=None,
-    default_type="application/octet-stream".to_string(), index="index.html".to_string(),
-    inline_max=256*1024, cache_max_bytes=64<<20, max_body=1<<30, shutdown_timeout=4,
-    header_timeout=10, body_timeout=30, keepalive_timeout=30, write_timeout=30))]
-#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+#[pyo3(signature = (listen_fd, mounts, mime, *, wsgi=None, native=None, **options))]
+#[allow(clippy::type_complexity)]
 fn run_worker(
     py: Python<'_>,
     listen_fd: i32,
@@ -34,74 +110,28 @@ fn run_worker(
     mime: HashMap<String, String>,
     wsgi: Option<(Py<PyAny>, Py<PyDict>, String)>,
     native: Option<(Vec<(String, String, Py<PyAny>, bool)>, Option<Py<PyAny>>)>,
-    default_type: String,
-    index: String,
-    inline_max: u64,
-    cache_max_bytes: usize,
-    max_body: u64,
-    shutdown_timeout: i64,
-    header_timeout: i64,
-    body_timeout: i64,
-    keepalive_timeout: i64,
-    write_timeout: i64,
+    options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<()> {
-    let timeouts = worker::Timeouts { header: header_timeout, body: body_timeout, keepalive: keepalive_timeout, write: write_timeout };
-    let mounts = static_mounts(mounts, &mime, &default_type, &index, inline_max, cache_max_bytes);
+    let opts = Options::from_kwargs(options)?;
     let app: Option<Box<dyn app::App>> = match (wsgi, native) {
         (Some((app, environ, script_name)), None) => Some(Box::new(bridge::Wsgi::new(py, app, environ, &script_name)?)),
         (None, Some((routes, run_async))) => Some(Box::new(bridge::Native::new(py, routes, run_async)?)),
         (None, None) => None,
         _ => return Err(PyValueError::new_err("give one application interface, not two")),
     };
-    let config = move |app: Option<Box<dyn app::App>>, holds_gil: bool| worker::WorkerConfig {
-        listen_fd,
-        mounts,
-        app,
-        limits: parse::Limits::default(),
-        max_body,
-        shutdown_timeout,
-        holds_gil,
-        timeouts,
-    };
     let result = match app {
         // An application runs on this thread: keep the GIL (the loop lets go of it to wait).
-        Some(app) => worker::Worker::new(config(Some(app), true)).and_then(|mut w| w.run()),
+        Some(app) => worker::Worker::new(opts.config(listen_fd, mounts, mime, Some(app), true)).and_then(|mut w| w.run()),
         // Static files only: Python is never needed again.
-        None => py.detach(move || worker::Worker::new(config(None, false)).and_then(|mut w| w.run())),
+        None => py.detach(move || worker::Worker::new(opts.config(listen_fd, mounts, mime, None, false)).and_then(|mut w| w.run())),
     };
     result.map_err(|e: std::io::Error| PyOSError::new_err(e.to_string()))
-}
-
-type Mounts = Vec<(Vec<u8>, statics::StaticConfig, Vec<String>)>;
-
-fn static_mounts(
-    mounts: Vec<(String, String, Vec<String>)>,
-    mime: &HashMap<String, String>,
-    default_type: &str,
-    index: &str,
-    inline_max: u64,
-    cache_max_bytes: usize,
-) -> Mounts {
-    mounts
-        .into_iter()
-        .map(|(prefix, root, preload)| {
-            let mut c = statics::StaticConfig::new(root.into());
-            c.mime = mime.clone();
-            c.default_type = default_type.to_string();
-            c.index = index.to_string();
-            c.inline_max = inline_max;
-            c.cache_max_bytes = cache_max_bytes;
-            (prefix.trim_end_matches('/').as_bytes().to_vec(), c, preload)
-        })
-        .collect()
 }
 
 /// A worker for an ASGI application, driven by the asyncio loop `event_loop` (see vw.asgi).
 /// `wake` is called (through `call_soon`) when applications have output to write.
 #[pyfunction]
-#[pyo3(signature = (listen_fd, mounts, mime, *, app, event_loop, wake, state, server,
-    inline_max=256*1024, cache_max_bytes=64<<20, max_body=1<<30, shutdown_timeout=4,
-    header_timeout=10, body_timeout=30, keepalive_timeout=30, write_timeout=30))]
+#[pyo3(signature = (listen_fd, mounts, mime, *, app, event_loop, wake, state, server, **options))]
 #[allow(clippy::too_many_arguments)]
 fn asgi_worker(
     listen_fd: i32,
@@ -112,29 +142,12 @@ fn asgi_worker(
     wake: Py<PyAny>,
     state: Py<PyDict>,
     server: Py<PyAny>,
-    inline_max: u64,
-    cache_max_bytes: usize,
-    max_body: u64,
-    shutdown_timeout: i64,
-    header_timeout: i64,
-    body_timeout: i64,
-    keepalive_timeout: i64,
-    write_timeout: i64,
+    options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<asgi::AsgiWorker> {
-    let mounts = static_mounts(mounts, &mime, "application/octet-stream", "index.html", inline_max, cache_max_bytes);
+    let opts = Options::from_kwargs(options)?;
     let asgi_app = asgi::Asgi::new(app, &event_loop, wake, state, server)?;
     let scheduled = asgi::scheduled_flag(&asgi_app);
-    let cfg = worker::WorkerConfig {
-        listen_fd,
-        mounts,
-        app: Some(Box::new(asgi_app)),
-        limits: parse::Limits::default(),
-        max_body,
-        shutdown_timeout,
-        holds_gil: true,
-        timeouts: worker::Timeouts { header: header_timeout, body: body_timeout, keepalive: keepalive_timeout, write: write_timeout },
-    };
-    asgi::AsgiWorker::create(cfg, scheduled)
+    asgi::AsgiWorker::create(opts.config(listen_fd, mounts, mime, Some(Box::new(asgi_app)), true), scheduled)
 }
 
 /// The CPU this thread runs on now (getcpu(2)).

@@ -7,6 +7,9 @@
 
 use std::ops::Range;
 
+/// The most fields `max_headers` may allow (the parser's field table has this many slots).
+pub const MAX_HEADERS_LIMIT: usize = 256;
+
 /// Limits on the request head. Exceeding them is answered with 414 or 431 and a close.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -94,7 +97,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
     if rest.is_empty() || (rest.len() == 1 && rest[0] == b'\r') {
         return Ok(None);
     }
-    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; 128];
+    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS_LIMIT + 1];
     let max = limits.max_headers.min(storage.len() - 1);
     let mut req = httparse::Request::new(&mut []);
     let status = req.parse_with_uninit_headers(rest, &mut storage[..max + 1]);

@@ -18,6 +18,8 @@ pub struct WorkerConfig {
     pub app: Option<Box<dyn App>>,
     pub limits: Limits,
     pub max_body: u64,
+    /// Connections beyond this many are answered 503 and closed at once.
+    pub max_connections: usize,
     /// Seconds a graceful stop waits for responses in flight.
     pub shutdown_timeout: i64,
     /// The loop runs holding the GIL (an application is served): release it while waiting.
@@ -98,6 +100,7 @@ pub struct Worker {
     wakeups: Option<Wakeups>,
     events: Vec<libc::epoll_event>,
     last_sec: i64,
+    max_connections: usize,
 }
 
 fn local_port(fd: i32) -> u16 {
@@ -195,6 +198,7 @@ impl Worker {
             wakeups,
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 512],
             last_sec: 0,
+            max_connections: cfg.max_connections,
             scratch: vec![0u8; READ_SIZE],
             stop_deadline: None,
             shutdown_timeout: cfg.shutdown_timeout,
@@ -398,6 +402,7 @@ impl Worker {
                 }
                 return;
             }
+            let full = self.open >= self.max_connections;
             let one: libc::c_int = 1;
             unsafe {
                 libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one as *const _ as *const libc::c_void, 4);
@@ -431,6 +436,14 @@ impl Worker {
                 gen: self.generation,
             }));
             self.open += 1;
+            if full {
+                // Over the limit: answer 503 and close (with the usual lingering close), rather
+                // than let the client wait in the backlog. Open connections are not affected.
+                if let Some(Some(c)) = self.conns.get_mut(i) {
+                    c.proto.refuse(&self.ctx.clock);
+                }
+                self.write(fd);
+            }
         }
     }
 

@@ -34,6 +34,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pin", action="store_true", help="do not pin each worker to its CPU")
     p.add_argument("--realtime", action="store_true",
                    help="run workers with SCHED_RR at top priority (needs root or CAP_SYS_NICE)")
+    lim = p.add_argument_group("limits (a request past one is answered and its connection closed)")
+    lim.add_argument("--max-request-line", type=_int("--max-request-line"), default=8192, metavar="BYTES",
+                     help="longest request line (default 8192; longer: 414)")
+    lim.add_argument("--max-head", type=_int("--max-head"), default=16384, metavar="BYTES",
+                     help="largest request head, request line and fields (default 16384; larger: 431)")
+    lim.add_argument("--max-headers", type=_int("--max-headers"), default=100, metavar="N",
+                     help="most fields in a request head (default 100, at most 256; more: 431)")
+    lim.add_argument("--max-body", type=_int("--max-body"), default=1 << 30, metavar="BYTES",
+                     help="largest request body (default 1 GiB; larger: 413)")
+    lim.add_argument("--max-connections", type=_int("--max-connections"), default=16384, metavar="N",
+                     help="open connections per worker (default 16384); past it a new connection "
+                          "gets 503 and is closed, the open ones keep working")
     t = p.add_argument_group("timeouts (seconds)")
     t.add_argument("--header-timeout", type=_int("--header-timeout"), metavar="S", default=10,
                    help="to receive a whole request head, from its first byte (default 10); then 408")
@@ -66,8 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also serve DIR's files under /PREFIX, straight from the Rust core (repeatable)")
     r.add_argument("--reload", action="store_true",
                    help="restart the workers gracefully when the application's code changes (development)")
-    r.add_argument("--max-body", type=_int("--max-body"), default=1 << 30, metavar="BYTES",
-                   help="largest request body in bytes (default 1 GiB; larger: 413)")
     _common(r)
     return p
 
@@ -93,13 +103,14 @@ def _start(args: argparse.Namespace, raw: list[str]) -> int:
 
     common = dict(host=args.host, port=args.port, workers=args.workers, pin=not args.no_pin, realtime=args.realtime,
                   header_timeout=args.header_timeout, body_timeout=args.body_timeout,
-                  keepalive_timeout=args.keepalive_timeout, write_timeout=args.write_timeout)
+                  keepalive_timeout=args.keepalive_timeout, write_timeout=args.write_timeout,
+                  max_request_line=args.max_request_line, max_head=args.max_head,
+                  max_headers=args.max_headers, max_body=args.max_body, max_connections=args.max_connections)
     if args.command == "serve":
         cfg = ServeConfig(docroot=args.docroot if args.docroot is not None else default_docroot(), **common)
     else:
         cfg = ServeConfig(docroot=None, app=args.app, interface=args.interface,
-                          mounts=[parse_mount(m) for m in args.static], reload=args.reload,
-                          max_body=args.max_body, **common)
+                          mounts=[parse_mount(m) for m in args.static], reload=args.reload, **common)
     return Supervisor(cfg.validate(), argv=raw).run()
 
 

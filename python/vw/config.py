@@ -30,6 +30,10 @@ class ServeConfig:
     mounts: list[tuple[str, Path]] = field(default_factory=list)
     reload: bool = False
     max_body: int = 1 << 30
+    max_request_line: int = 8192
+    max_head: int = 16384
+    max_headers: int = 100
+    max_connections: int = 16384
     header_timeout: int = 10
     body_timeout: int = 30
     keepalive_timeout: int = 30
@@ -55,6 +59,13 @@ class ServeConfig:
         self.mounts = mounts
         if self.max_body < 0:
             raise ConfigError(f"--max-body must be 0 or more, not {self.max_body}")
+        for name, low, high in (("max_request_line", 64, 1 << 20), ("max_head", 256, 1 << 24),
+                                ("max_headers", 1, 256), ("max_connections", 1, 1 << 24)):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"--{name.replace('_', '-')} must be between {low} and {high}, not {value}")
+        if self.max_request_line > self.max_head:
+            raise ConfigError("--max-request-line cannot be larger than --max-head")
         for name in ("header_timeout", "body_timeout", "keepalive_timeout", "write_timeout"):
             value = getattr(self, name)
             if not 1 <= value <= 86400:
