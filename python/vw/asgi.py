@@ -14,6 +14,20 @@ import sys
 from vw import _core
 
 
+async def run(app, scope: dict, channel) -> None:
+    """What each request's task runs: the application, then the end of the exchange reported to
+    the core (the response completed, or a 500, or a cut connection). Nothing is left on the task
+    to retrieve, so no "exception was never retrieved" noise."""
+    try:
+        await app(scope, channel.receive, channel.send)
+    except BaseException as e:  # noqa: B902 - every failure ends the exchange, then is reported
+        channel.finished(e)
+        if not isinstance(e, Exception):
+            raise  # KeyboardInterrupt, SystemExit: not the application's to swallow
+    else:
+        channel.finished()
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop  # type: ignore
