@@ -259,7 +259,11 @@ impl Worker {
             self.on_second();
         }
         if let Some(deadline) = self.stop_deadline {
-            self.close_idle();
+            // Give keep-alive clients a second to send the request they may have on the way: it
+            // gets an answer with `Connection: close`. Then the idle ones are closed.
+            if self.ctx.clock.sec >= deadline - self.shutdown_timeout + 1 {
+                self.close_idle();
+            }
             if self.open == 0 || self.ctx.clock.sec >= deadline {
                 return Ok(false);
             }

@@ -1,5 +1,6 @@
-"""`--reload`: watch the application's source files; on a change, check that the new code
-imports, then stop the workers gracefully and start vw again in the same process (exec)."""
+"""Reloading: `--reload` watches the application's source files, SIGHUP asks directly. Either way
+the new code is checked to import, then vw starts again in the same process (exec), handing its
+listeners and running workers to the new supervisor, which drains the old workers once its own run."""
 
 from __future__ import annotations
 
@@ -34,7 +35,6 @@ class Watcher:
         self.interval = interval
         self.files = _watched()
         self.next_check = time.monotonic() + interval
-        self.last_change: str | None = None
 
     def changed(self) -> bool:
         if time.monotonic() < self.next_check:
@@ -47,28 +47,25 @@ class Watcher:
                 now = -1
             if now != mtime:
                 self.files[path] = now
-                self.last_change = path
+                print(f"vw: {os.path.relpath(path)} changed; checking the new code", file=sys.stderr, flush=True)
                 return True
         return False
 
-    def app_imports(self, spec: str | None) -> bool:
-        """Import the application in a fresh interpreter; keep the old workers if it fails."""
-        print(f"vw: {os.path.relpath(self.last_change or '?')} changed; checking the new code",
-              file=sys.stderr, flush=True)
-        if spec is None:
-            return True
-        r = subprocess.run([sys.executable, "-c", "import sys; from vw.loader import load; load(sys.argv[1])", spec],
-                           capture_output=True, text=True, cwd=os.getcwd())
-        if r.returncode != 0:
-            last = (r.stderr.strip().splitlines() or ["it does not import"])[-1]
-            print(f"vw: not reloading: {last}", file=sys.stderr, flush=True)
-            return False
-        print("vw: reloading", file=sys.stderr, flush=True)
+
+def app_imports(spec: str | None) -> bool:
+    """Import the application in a fresh interpreter; keep the running version if it fails."""
+    if spec is None:
         return True
+    r = subprocess.run([sys.executable, "-c", "import sys; from vw.loader import load; load(sys.argv[1])", spec],
+                       capture_output=True, text=True, cwd=os.getcwd())
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["it does not import"])[-1]
+        print(f"vw: not reloading: {last}", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
-def reexec(argv: list[str]) -> None:
+def reexec(argv: list[str], env: dict) -> None:
     """Start vw again with these arguments, in this process (so the PID stays the same)."""
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    args = [sys.executable, "-m", "vw", *argv]
-    os.execv(sys.executable, args)
+    os.execve(sys.executable, [sys.executable, "-m", "vw", *argv], env)

@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from vw import reload, static
 from vw.config import ConfigError, ServeConfig
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
-WAITED = (signal.SIGCHLD, *STOP_SIGNALS)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+WAITED = (signal.SIGCHLD, signal.SIGHUP, *STOP_SIGNALS)
+# Handed from a supervisor to the one it execs on reload: its listeners, and its workers to retire.
+ENV_FDS = "VW_REEXEC_LISTENERS"
+ENV_OLD = "VW_REEXEC_RETIRE"
 # A worker that dies this soon after starting, this many times in a row, is not restarted again.
 FAST_DEATH_SECONDS = 1.0
 FAST_DEATH_LIMIT = 5
@@ -124,8 +127,9 @@ class WorkerProc:
     fast_deaths: int = 0
 
 
-def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, app=None, interface: str | None = None) -> int:
-    """Runs in the forked child: bind, pin, report, serve."""
+def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_fd: int, app=None,
+                interface: str | None = None) -> int:
+    """Runs in the forked child: pin, report, serve on this worker's own listener."""
     from vw import _core
 
     try:
@@ -134,7 +138,7 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, app=None
         if cfg.realtime:
             prio = os.sched_get_priority_max(os.SCHED_RR)
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
-        sock = listen_socket(cfg.host, cfg.port)
+        sock = socket.socket(fileno=listen_fd)
         kwargs = {}
         options = dict(inline_max=cfg.inline_max, cache_max_bytes=cfg.cache_max_bytes,
                        max_body=cfg.max_body, shutdown_timeout=cfg.shutdown_timeout,
@@ -196,11 +200,11 @@ class Supervisor:
         self.cfg = cfg
         self.argv = argv
         self.workers: dict[int, WorkerProc] = {}
-        self.holder: socket.socket | None = None
+        self.listeners: list[socket.socket] = []  # one per worker slot, kept across reloads
+        self.retiring: set[int] = set()  # workers of the previous generation, draining
         self.stopping = False
         self.deadline: float | None = None  # when stopping: SIGKILL what is left after this
         self.exit_code = 0
-        self.restart_requested = False
         self.mime = static.content_types()
         self.mounts = []
         self.indexed = 0
@@ -223,9 +227,10 @@ class Supervisor:
         if pid == 0:  # child
             code = 1
             try:
-                if self.holder is not None:
-                    self.holder.close()
-                code = worker_main(self.cfg, index, self.mime, self.mounts, self.app, self.interface)
+                fd = os.dup(self.listeners[index].fileno())
+                for listener in self.listeners:  # the other slots' sockets are not this worker's
+                    listener.close()
+                code = worker_main(self.cfg, index, self.mime, self.mounts, fd, self.app, self.interface)
             finally:
                 sys.stderr.flush()
                 os._exit(code)
@@ -235,7 +240,19 @@ class Supervisor:
         cfg = self.cfg
         if cfg.realtime:
             check_realtime()
-        self.holder, cfg.port = reserve_port(cfg.host, cfg.port)
+        inherited = _inherited_listeners()
+        if not inherited:
+            holder, cfg.port = reserve_port(cfg.host, cfg.port)
+        # Each worker slot has its own SO_REUSEPORT listener, made here and kept by the supervisor,
+        # so a worker that is replaced (or a reload) never loses the connections in its queue.
+        for i in range(cfg.workers):
+            if i < len(inherited):
+                self.listeners.append(inherited[i])
+            else:
+                self.listeners.append(listen_socket(cfg.host, cfg.port))
+        extra = inherited[cfg.workers:]
+        if not inherited:
+            holder.close()
         raise_fd_limit()
         # Signals are taken synchronously with sigtimedwait; workers inherit the mask and the
         # Rust loop reads the stop signals from a signalfd.
@@ -247,9 +264,12 @@ class Supervisor:
             f"({cfg.workers} workers, {pin}{rt}; {self.indexed} files indexed)")
         for i in range(cfg.workers):
             self.spawn(i)
-        while self.workers:
+        self.retire_previous()
+        while self.workers or self.retiring:
             timeout = 0.5 if self.deadline is None else max(0.05, min(0.5, self.deadline - time.monotonic()))
             info = signal.sigtimedwait(WAITED, timeout)
+            if info is not None and info.si_signo == signal.SIGHUP and not self.stopping:
+                self.reload_now(check=True)
             if info is not None and info.si_signo in STOP_SIGNALS:
                 if self.stopping:
                     self.kill_all(signal.SIGKILL)  # asked twice: stop now
@@ -257,17 +277,42 @@ class Supervisor:
                     self.stop()
             self.reap()
             if self.watcher is not None and not self.stopping and self.watcher.changed():
-                if self.watcher.app_imports(cfg.app):
-                    self.restart_requested = True
-                    self.stop()
+                self.reload_now(check=True)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 self.kill_all(signal.SIGKILL)
                 self.deadline = time.monotonic() + 5
-        self.holder.close()
-        if self.restart_requested:
-            # The same arguments, but the port actually used (it may have been 0: pick one).
-            reload.reexec([*(self.argv or []), "--port", str(cfg.port)])
+        for listener in self.listeners + extra:
+            listener.close()
         return self.exit_code
+
+    def reload_now(self, check: bool) -> None:
+        """Start vw again in this process (exec) with new code and config. The listeners and the
+        running workers are handed over: the new supervisor starts its workers on the same
+        sockets, then tells these to drain. If the new code does not import, nothing changes."""
+        if check and not reload.app_imports(self.cfg.app):
+            return
+        log("vw: reloading")
+        for listener in self.listeners:
+            os.set_inheritable(listener.fileno(), True)
+        env = dict(os.environ)
+        env[ENV_FDS] = ",".join(str(s.fileno()) for s in self.listeners)
+        env[ENV_OLD] = ",".join(str(pid) for pid in [*self.workers, *self.retiring])
+        # The same arguments, but the port actually used (it may have been 0: pick one).
+        reload.reexec([*(self.argv or []), "--port", str(self.cfg.port)], env)
+
+    def retire_previous(self) -> None:
+        """After a reload: the previous generation's workers (still our children) drain."""
+        old = os.environ.pop(ENV_OLD, "")
+        pids = {int(p) for p in old.split(",") if p}
+        if not pids:
+            return
+        time.sleep(0.2)  # let the new workers reach their event loops first
+        self.retiring = pids
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                self.retiring.discard(pid)
 
     def stop(self) -> None:
         """Ask every worker to drain; whatever is left after the drain time is killed."""
@@ -276,21 +321,23 @@ class Supervisor:
         self.kill_all(signal.SIGTERM)
 
     def kill_all(self, sig: int) -> None:
-        for pid in list(self.workers):
+        for pid in [*self.workers, *self.retiring]:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
 
     def reap(self) -> None:
-        while self.workers:
+        while self.workers or self.retiring:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 self.workers.clear()
+                self.retiring.clear()
                 return
             if pid == 0:
                 return
+            self.retiring.discard(pid)
             w = self.workers.pop(pid, None)
             if w is None or self.stopping:
                 continue
@@ -304,6 +351,16 @@ class Supervisor:
                 continue
             log(f"vw: worker {w.index} pid {pid} {why}; starting a new one")
             self.spawn(w.index, deaths)
+
+
+def _inherited_listeners() -> list[socket.socket]:
+    """The listeners a reloading supervisor handed to this one, if any."""
+    fds = os.environ.pop(ENV_FDS, "")
+    out = []
+    for fd in (int(f) for f in fds.split(",") if f):
+        os.set_inheritable(fd, False)
+        out.append(socket.socket(fileno=fd))
+    return out
 
 
 def _fmt_host(host: str) -> str:
