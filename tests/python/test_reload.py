@@ -27,17 +27,17 @@ def test_reload_under_load_loses_nothing(docroot):
         srv.wait_for(WORKER_RE, timeout=10, start=seen)
         out, _ = load.communicate(timeout=30)
         requests = int(re.search(r"(\d+) requests in", out).group(1))
-        assert requests > 10_000, out
-        assert "Socket errors" not in out, out
-        assert "Non-2xx" not in out, out
+        assert requests > 10_000, (out, srv.lines)
+        assert "Socket errors" not in out, (out, srv.lines)
+        assert "Non-2xx" not in out, (out, srv.lines)
         assert srv.proc.poll() is None, "the supervisor keeps its pid across the reload"
         deadline = time.monotonic() + 8
         while any(os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read()
                   for pid in old):
-            assert time.monotonic() < deadline, "old workers did not drain"
+            assert time.monotonic() < deadline, ("old workers did not drain", srv.lines)
             time.sleep(0.1)
         new = {int(m.group(2)) for m in map(WORKER_RE.match, srv.lines[seen:]) if m}
-        assert len(new) == 2 and not new & old
+        assert len(new) == 2 and not new & old, (new, old, srv.lines)
         assert get(srv.port, "/1b").body == b"x"
     finally:
         assert srv.stop() == 0
