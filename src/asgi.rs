@@ -193,38 +193,21 @@ impl Channel {
     fn start(&mut self, py: Python<'_>, first_body: &[u8], more: bool) -> PyResult<()> {
         let (status, headers) = self.pending_start.take().ok_or_else(|| PyRuntimeError::new_err("http.response.body before http.response.start"))?;
         let no_body = status < 200 || status == 204 || status == 304;
-        let mut length = None;
-        let (mut server, mut date) = (false, false);
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(b"HTTP/1.1 ");
         head.extend_from_slice(status.to_string().as_bytes());
         head.push(b' ');
         head.extend_from_slice(reason(status).as_bytes());
         head.extend_from_slice(b"\r\n");
-        for (name, value) in &headers {
-            if name.eq_ignore_ascii_case(b"content-length") {
-                let v = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse::<u64>().ok());
-                length = Some(v.ok_or_else(|| PyValueError::new_err("invalid content-length from the application"))?);
-                continue;
-            }
-            if name.eq_ignore_ascii_case(b"transfer-encoding") || name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive") {
-                continue;
-            }
-            server |= name.eq_ignore_ascii_case(b"server");
-            date |= name.eq_ignore_ascii_case(b"date");
-            head.extend_from_slice(name);
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value);
-            head.extend_from_slice(b"\r\n");
-        }
-        if !server {
-            head.extend_from_slice(b"Server: vw\r\n");
-        }
-        if !date {
-            head.extend_from_slice(b"Date: ");
-            head.extend_from_slice(&self.date);
-            head.extend_from_slice(b"\r\n");
-        }
+        let mut length = match crate::response::app_headers(&mut head, &headers, &self.date) {
+            Some(v) => Some(
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| PyValueError::new_err("invalid content-length from the application"))?,
+            ),
+            None => None,
+        };
         let mut chunked = false;
         let mut close_after = false;
         if !no_body {

@@ -53,34 +53,7 @@ impl Reply {
         t.extend_from_slice(b"HTTP/1.1 ");
         t.extend_from_slice(&self.status_line);
         t.extend_from_slice(b"\r\n");
-        let (mut server, mut date) = (false, false);
-        let mut given_length: Option<&[u8]> = None;
-        for (name, value) in &self.headers {
-            if name.eq_ignore_ascii_case(b"content-length") {
-                given_length = Some(value);
-                continue;
-            }
-            if name.eq_ignore_ascii_case(b"connection")
-                || name.eq_ignore_ascii_case(b"transfer-encoding")
-                || name.eq_ignore_ascii_case(b"keep-alive")
-            {
-                continue; // framing is ours
-            }
-            server |= name.eq_ignore_ascii_case(b"server");
-            date |= name.eq_ignore_ascii_case(b"date");
-            t.extend_from_slice(name);
-            t.extend_from_slice(b": ");
-            t.extend_from_slice(value);
-            t.extend_from_slice(b"\r\n");
-        }
-        if !server {
-            t.extend_from_slice(b"Server: vw\r\n");
-        }
-        if !date {
-            t.extend_from_slice(b"Date: ");
-            t.extend_from_slice(&clock.date);
-            t.extend_from_slice(b"\r\n");
-        }
+        let given_length = crate::response::app_headers(t, &self.headers, &clock.date);
         if !no_body {
             t.extend_from_slice(b"Content-Length: ");
             match given_length {

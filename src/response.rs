@@ -157,6 +157,38 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Write an application's header fields, leaving out those whose job is framing (vw frames the
+/// body itself), then `Server` and `Date` unless the application gave them. Returns the value of
+/// the application's Content-Length, if it gave one (the caller decides what to make of it).
+pub fn app_headers<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(out: &mut Vec<u8>, headers: &'h [(N, V)], date: &[u8]) -> Option<&'h [u8]> {
+    let (mut server, mut has_date, mut length) = (false, false, None);
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            length = Some(value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"transfer-encoding") || name.eq_ignore_ascii_case(b"keep-alive") {
+            continue;
+        }
+        server |= name.eq_ignore_ascii_case(b"server");
+        has_date |= name.eq_ignore_ascii_case(b"date");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !server {
+        out.extend_from_slice(b"Server: vw\r\n");
+    }
+    if !has_date {
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n");
+    }
+    length
+}
+
 /// Append a short plain-text response (errors, redirects). These are rare, so they are formatted.
 /// `extra` is a block of complete header lines (each ending in CRLF).
 /// `conn` is the Connection line to add, if any.

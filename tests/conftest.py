@@ -199,3 +199,33 @@ def free_port() -> int:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def peak_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def check_100_mib_upload(srv: Server) -> None:
+    """POST 100 MiB to /upload (the app answers "<length> <sha256>"); the worker's peak memory
+    must not grow by anything like the body."""
+    import hashlib
+    import os
+
+    pid = srv.workers[0][0]
+    before = peak_rss_kib(pid)
+    block = os.urandom(1 << 20)
+    h = hashlib.sha256()
+    with connect(srv.port, timeout=60) as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (100 << 20))
+        for i in range(100):
+            piece = bytes([i]) + block[1:]
+            h.update(piece)
+            s.sendall(piece)
+        r = Reader(s).response()
+    assert r.body.decode() == f"{100 << 20} {h.hexdigest()}"
+    grew = peak_rss_kib(pid) - before
+    assert grew < 24 * 1024, f"the worker's peak memory grew by {grew} KiB for a 100 MiB upload"

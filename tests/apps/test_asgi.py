@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import Reader, connect, get, run_app
+from conftest import Reader, check_100_mib_upload, connect, get, peak_rss_kib, run_app
 
 
 @pytest.fixture(scope="module")
@@ -41,22 +41,7 @@ def test_scope_and_lifespan_state(asgi):
 
 
 def test_100_mib_upload_arrives_byte_exact_without_filling_memory(asgi):
-    from test_wsgi import peak_rss_kib
-
-    pid = asgi.workers[0][0]
-    before = peak_rss_kib(pid)
-    block = os.urandom(1 << 20)
-    h = hashlib.sha256()
-    with connect(asgi.port, timeout=60) as s:
-        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (100 << 20))
-        for i in range(100):
-            piece = bytes([i]) + block[1:]
-            h.update(piece)
-            s.sendall(piece)
-        r = Reader(s).response()
-    assert r.body.decode() == f"{100 << 20} {h.hexdigest()}"
-    grew = peak_rss_kib(pid) - before
-    assert grew < 24 * 1024, f"the worker's peak memory grew by {grew} KiB for a 100 MiB upload"
+    check_100_mib_upload(asgi)
 
 
 def test_chunked_upload_streamed_to_the_app(asgi):
@@ -95,8 +80,6 @@ def test_streaming_response_is_chunked(asgi):
 
 
 def test_large_response_with_backpressure(asgi):
-    from test_wsgi import peak_rss_kib
-
     size = 48 * 1024 * 1024
     before = peak_rss_kib(asgi.workers[0][0])
     with connect(asgi.port, timeout=30) as s:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 
 from conftest import APPS, Server, get, vw_cmd

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
 import pytest
 
-from conftest import Reader, connect, get, run_app
+from conftest import Reader, check_100_mib_upload, connect, get, run_app
 
 
 @pytest.fixture(scope="module")
@@ -69,29 +68,8 @@ def test_expect_100_continue(wsgi):
         assert json.loads(rd.response().body)["body"] == "data"
 
 
-def peak_rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 def test_100_mib_upload_arrives_byte_exact_without_filling_memory(wsgi):
-    pid = wsgi.workers[0][0]
-    before = peak_rss_kib(pid)
-    block = os.urandom(1 << 20)
-    h = hashlib.sha256()
-    with connect(wsgi.port, timeout=60) as s:
-        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (100 << 20))
-        for i in range(100):
-            piece = bytes([i]) + block[1:]
-            h.update(piece)
-            s.sendall(piece)
-        r = Reader(s).response()
-    assert r.body.decode() == f"{100 << 20} {h.hexdigest()}"
-    grew = peak_rss_kib(pid) - before
-    assert grew < 24 * 1024, f"the worker's peak memory grew by {grew} KiB for a 100 MiB upload"
+    check_100_mib_upload(wsgi)
 
 
 def test_body_limit_413(wsgi):
