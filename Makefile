@@ -4,7 +4,7 @@
 PY ?= python3
 ARGS ?=
 
-.PHONY: serve test install deps rust-test py-test bench
+.PHONY: serve test install deps rust-test py-test fuzz-smoke fuzz bench
 
 install:
 	$(PY) -m pip install -q -e '.[test]'
@@ -25,7 +25,21 @@ rust-test:
 py-test:
 	$(PY) -m pytest
 
-test: deps install rust-test py-test
+# A short run of each fuzz target (libFuzzer via cargo-fuzz, on stable Rust, no sanitizer).
+fuzz-smoke:
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	cd fuzz && cargo fuzz run -s none conn regressions/*
+	cd fuzz && cargo fuzz run -s none parse -- -max_total_time=15 -seed=1
+	cd fuzz && cargo fuzz run -s none conn -- -max_total_time=15 -seed=1
+
+# Long runs, for a developer: make fuzz FUZZ_SECONDS=1800
+FUZZ_SECONDS ?= 600
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	cd fuzz && cargo fuzz run -s none parse -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && cargo fuzz run -s none conn -- -max_total_time=$(FUZZ_SECONDS)
+
+test: deps install rust-test py-test fuzz-smoke
 
 bench: deps install
 	$(PY) bench/run.py $(ARGS)

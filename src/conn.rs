@@ -721,4 +721,17 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
             }
         }
     }
+
+    /// Found by the `conn` fuzzer: the status for an unsupported version depended on where the
+    /// stream was cut (505 whole, 400 cut inside the version).
+    #[test]
+    fn fuzz_regression_version_status_does_not_depend_on_the_cut() {
+        let mut c = ctx();
+        let stream: &[u8] = b"~ A##.#.## HTTP/0.2";
+        let whole = run(&mut c, &[stream]);
+        for cut in 0..=stream.len() {
+            assert_eq!(run(&mut c, &[&stream[..cut], &stream[cut..]]), whole, "cut at {cut}");
+        }
+        assert_eq!(statuses(&whole.0), vec![505]);
+    }
 }

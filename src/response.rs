@@ -368,8 +368,7 @@ impl OutQueue {
         }
     }
 
-    /// Everything queued, as bytes (files read through): for tests.
-    #[cfg(test)]
+    /// Everything queued, as bytes (files read through): for tests and the fuzzers.
     pub fn to_bytes(&self) -> Vec<u8> {
         use std::os::unix::fs::FileExt;
         let mut v = Vec::new();
