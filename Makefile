@@ -39,7 +39,7 @@ fuzz:
 	cd fuzz && cargo fuzz run -s none parse -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo fuzz run -s none conn -- -max_total_time=$(FUZZ_SECONDS)
 
-test: deps install rust-test py-test fuzz-smoke
+test: deps install rust-test fuzz-smoke py-test
 
 bench: deps install
 	$(PY) bench/run.py $(ARGS)
