@@ -101,3 +101,70 @@ def test_worker_killed_under_load_is_replaced_fast(docroot):
             assert get(srv.port, "/1b").body == b"x"
     finally:
         assert srv.stop() == 0
+
+
+def _open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_clients_resetting_mid_response(docroot):
+    import struct
+
+    (docroot / "large.bin").write_bytes(os.urandom(16 * 1024 * 1024))
+    srv = Server([str(docroot)], workers=1)
+    try:
+        pid = srv.workers[0][0]
+        assert get(srv.port, "/1b").body == b"x"
+        baseline = _open_fds(pid)
+        for _ in range(20):
+            s = connect(srv.port)
+            s.sendall(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # a reset while the server is in the middle of sendfile
+        assert get(srv.port, "/1b").body == b"x"
+        deadline = time.monotonic() + 3
+        while _open_fds(pid) > baseline:
+            assert time.monotonic() < deadline, "descriptors leaked after resets"
+            time.sleep(0.1)
+        assert srv.workers[0][0] == pid and srv.proc.poll() is None
+    finally:
+        srv.stop()
+
+
+def test_file_truncated_or_deleted_while_being_sent(docroot):
+    data = os.urandom(48 * 1024 * 1024)
+    (docroot / "shrinking.bin").write_bytes(data)
+    (docroot / "vanishing.bin").write_bytes(data)
+    srv = Server([str(docroot)], workers=1)
+    try:
+        # Deleted mid-transfer: the open file is still whole, so the response completes.
+        with connect(srv.port, timeout=20) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.sendall(b"GET /vanishing.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            rd = Reader(s)
+            rd.buf = bytearray(s.recv(65536))
+            (docroot / "vanishing.bin").unlink()
+            assert rd.response().body == data
+        # Truncated mid-transfer: the promised length cannot be sent, so the connection is cut
+        # (never padded, never left hanging).
+        with connect(srv.port, timeout=20) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.sendall(b"GET /shrinking.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            got = s.recv(65536)
+            with open(docroot / "shrinking.bin", "r+b") as f:
+                f.truncate(1024 * 1024)
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += chunk
+        head, body = got.split(b"\r\n\r\n", 1)
+        assert b"Content-Length: %d" % len(data) in head
+        assert len(body) < len(data)
+        time.sleep(1.1)  # the cache notices the change within a second
+        r = get(srv.port, "/shrinking.bin")
+        assert r.header("Content-Length") == str(1024 * 1024) and r.body == data[:1024 * 1024]
+        assert get(srv.port, "/vanishing.bin").status == 404
+    finally:
+        srv.stop()
