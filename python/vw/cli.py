@@ -25,35 +25,41 @@ def _int(name: str):
     return parse
 
 
+SUPPRESS = argparse.SUPPRESS  # an option not given is absent, so the config file can supply it
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     """Options shared by `serve` and `run`: where to listen and how to run the workers."""
-    p.add_argument("--host", default="127.0.0.1", metavar="H", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_int("--port"), default=8085, metavar="P", help="port (default 8085; 0 picks a free one)")
-    p.add_argument("--workers", type=_int("--workers"), default=None, metavar="N",
+    p.add_argument("--config", metavar="FILE", default=SUPPRESS,
+                   help="read options from a TOML file (vw.toml); flags given here win")
+    p.add_argument("--host", default=SUPPRESS, metavar="H", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_int("--port"), default=SUPPRESS, metavar="P", help="port (default 8085; 0 picks a free one)")
+    p.add_argument("--workers", type=_int("--workers"), default=SUPPRESS, metavar="N",
                    help="worker processes (default: one per CPU in the affinity mask)")
-    p.add_argument("--no-pin", action="store_true", help="do not pin each worker to its CPU")
-    p.add_argument("--realtime", action="store_true",
+    p.add_argument("--no-pin", dest="pin", action="store_false", default=SUPPRESS,
+                   help="do not pin each worker to its CPU")
+    p.add_argument("--realtime", action="store_true", default=SUPPRESS,
                    help="run workers with SCHED_RR at top priority (needs root or CAP_SYS_NICE)")
     lim = p.add_argument_group("limits (a request past one is answered and its connection closed)")
-    lim.add_argument("--max-request-line", type=_int("--max-request-line"), default=8192, metavar="BYTES",
+    lim.add_argument("--max-request-line", type=_int("--max-request-line"), default=SUPPRESS, metavar="BYTES",
                      help="longest request line (default 8192; longer: 414)")
-    lim.add_argument("--max-head", type=_int("--max-head"), default=16384, metavar="BYTES",
+    lim.add_argument("--max-head", type=_int("--max-head"), default=SUPPRESS, metavar="BYTES",
                      help="largest request head, request line and fields (default 16384; larger: 431)")
-    lim.add_argument("--max-headers", type=_int("--max-headers"), default=100, metavar="N",
+    lim.add_argument("--max-headers", type=_int("--max-headers"), default=SUPPRESS, metavar="N",
                      help="most fields in a request head (default 100, at most 256; more: 431)")
-    lim.add_argument("--max-body", type=_int("--max-body"), default=1 << 30, metavar="BYTES",
+    lim.add_argument("--max-body", type=_int("--max-body"), default=SUPPRESS, metavar="BYTES",
                      help="largest request body (default 1 GiB; larger: 413)")
-    lim.add_argument("--max-connections", type=_int("--max-connections"), default=16384, metavar="N",
+    lim.add_argument("--max-connections", type=_int("--max-connections"), default=SUPPRESS, metavar="N",
                      help="open connections per worker (default 16384); past it a new connection "
                           "gets 503 and is closed, the open ones keep working")
     t = p.add_argument_group("timeouts (seconds)")
-    t.add_argument("--header-timeout", type=_int("--header-timeout"), metavar="S", default=10,
+    t.add_argument("--header-timeout", type=_int("--header-timeout"), metavar="S", default=SUPPRESS,
                    help="to receive a whole request head, from its first byte (default 10); then 408")
-    t.add_argument("--body-timeout", type=_int("--body-timeout"), metavar="S", default=30,
+    t.add_argument("--body-timeout", type=_int("--body-timeout"), metavar="S", default=SUPPRESS,
                    help="without progress while reading a request body (default 30); then 408")
-    t.add_argument("--keepalive-timeout", type=_int("--keepalive-timeout"), metavar="S", default=30,
+    t.add_argument("--keepalive-timeout", type=_int("--keepalive-timeout"), metavar="S", default=SUPPRESS,
                    help="idle between requests on a connection (default 30)")
-    t.add_argument("--write-timeout", type=_int("--write-timeout"), metavar="S", default=30,
+    t.add_argument("--write-timeout", type=_int("--write-timeout"), metavar="S", default=SUPPRESS,
                    help="without progress while the client does not read its response (default 30)")
 
 
@@ -64,21 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve a folder of static files",
                        description="Serve DOCROOT (default: the demo docroot shipped with vw) with "
                                    "one pinned worker per CPU.")
-    s.add_argument("docroot", nargs="?", default=None, metavar="DOCROOT",
+    s.add_argument("docroot", nargs="?", default=SUPPRESS, metavar="DOCROOT",
                    help="folder to serve (default: the embedded demo docroot)")
     _common(s)
     r = sub.add_parser("run", help="serve a Python application (vw.App, WSGI, ASGI)",
                        description="Serve the application MODULE:APP (a vw.App, a WSGI or an ASGI "
                                    "callable; Flask, Django and FastAPI work unmodified) with one "
                                    "pinned worker per CPU.")
-    r.add_argument("app", metavar="MODULE:APP", help="where the application is, e.g. app:app or mysite.wsgi:application")
-    r.add_argument("--interface", default="auto", choices=("auto", "native", "wsgi", "asgi"),
+    r.add_argument("app", nargs="?", default=SUPPRESS, metavar="MODULE:APP",
+                   help="where the application is, e.g. app:app or mysite.wsgi:application "
+                        "(or `app` in the config file)")
+    r.add_argument("--interface", default=SUPPRESS, choices=("auto", "native", "wsgi", "asgi"),
                    help="how to call the application (default: detect)")
-    r.add_argument("--static", action="append", default=[], metavar="/PREFIX=DIR",
+    r.add_argument("--static", action="append", default=SUPPRESS, metavar="/PREFIX=DIR",
                    help="also serve DIR's files under /PREFIX, straight from the Rust core (repeatable)")
-    r.add_argument("--reload", action="store_true",
+    r.add_argument("--reload", action="store_true", default=SUPPRESS,
                    help="restart the workers gracefully when the application's code changes (development)")
     _common(r)
+    c = sub.add_parser("check-config", help="check a config file and say what it would run",
+                       description="Check FILE (vw.toml) without starting anything: every key known, "
+                                   "every value valid. Exit 0 when it is.")
+    c.add_argument("file", metavar="FILE")
     return p
 
 
@@ -98,20 +110,49 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def settings(command: str, given: dict) -> ServeConfig:
+    """The configuration: ServeConfig's defaults, then the config file, then the flags given.
+    A bad value from the file is reported with the file's line."""
+    from vw import configfile
+
+    values: dict = {}
+    source: dict[str, str] = {}
+    if "config" in given:
+        values, source = configfile.load(given.pop("config"))
+    if "static" in given:
+        given["mounts"] = values.get("mounts", []) + [parse_mount(m) for m in given.pop("static")]
+    for key in given:
+        source.pop(key, None)
+    values.update(given)
+    if command == "serve":
+        values.pop("app", None)
+        values.pop("reload", None)
+        values.pop("interface", None)
+        values.pop("mounts", None)
+        values.setdefault("docroot", default_docroot())
+    else:
+        values["docroot"] = None
+        if not values.get("app"):
+            raise ConfigError("vw run needs MODULE:APP (on the command line or as `app` in the config file)")
+    try:
+        return ServeConfig(**values).validate()
+    except ConfigError as e:
+        if e.field in source:
+            raise ConfigError(f"{source[e.field]}: {e}", e.field) from None
+        raise
+
+
 def _start(args: argparse.Namespace, raw: list[str]) -> int:
+    given = {k: v for k, v in vars(args).items() if k != "command"}
+    if args.command == "check-config":
+        command = "run" if "app" in __import__("vw.configfile").configfile.load(args.file)[0] else "serve"
+        cfg = settings(command, {"config": args.file})
+        what = f"run {cfg.app}" if cfg.app else f"serve {cfg.docroot}"
+        print(f"{args.file}: OK ({what} on {cfg.host}:{cfg.port}, {cfg.workers} workers)")
+        return 0
     from vw.supervisor import Supervisor
 
-    common = dict(host=args.host, port=args.port, workers=args.workers, pin=not args.no_pin, realtime=args.realtime,
-                  header_timeout=args.header_timeout, body_timeout=args.body_timeout,
-                  keepalive_timeout=args.keepalive_timeout, write_timeout=args.write_timeout,
-                  max_request_line=args.max_request_line, max_head=args.max_head,
-                  max_headers=args.max_headers, max_body=args.max_body, max_connections=args.max_connections)
-    if args.command == "serve":
-        cfg = ServeConfig(docroot=args.docroot if args.docroot is not None else default_docroot(), **common)
-    else:
-        cfg = ServeConfig(docroot=None, app=args.app, interface=args.interface,
-                          mounts=[parse_mount(m) for m in args.static], reload=args.reload, **common)
-    return Supervisor(cfg.validate(), argv=raw).run()
+    return Supervisor(settings(args.command, given), argv=raw).run()
 
 
 if __name__ == "__main__":

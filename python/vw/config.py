@@ -8,7 +8,12 @@ from pathlib import Path
 
 
 class ConfigError(Exception):
-    """A bad option or value: reported as one line, never a traceback."""
+    """A bad option or value: reported as one line, never a traceback. `field` names the setting
+    at fault, so a value that came from a config file can be reported with its line."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def default_docroot() -> Path:
@@ -50,34 +55,37 @@ class ServeConfig:
 
     def validate(self) -> "ServeConfig":
         if self.docroot is not None:
-            self.docroot = _folder(self.docroot, "docroot")
+            try:
+                self.docroot = _folder(self.docroot, "docroot")
+            except ConfigError as e:
+                raise ConfigError(str(e), "docroot") from None
         mounts = []
         for prefix, folder in self.mounts:
             if not prefix.startswith("/") or "//" in prefix or any(seg in (".", "..") for seg in prefix.split("/")):
-                raise ConfigError(f"--static prefix {prefix!r} must be a path like /static")
+                raise ConfigError(f"--static prefix {prefix!r} must be a path like /static", "mounts")
             mounts.append((prefix.rstrip("/"), _folder(folder, f"--static {prefix}")))
         self.mounts = mounts
         if self.max_body < 0:
-            raise ConfigError(f"--max-body must be 0 or more, not {self.max_body}")
+            raise ConfigError(f"--max-body must be 0 or more, not {self.max_body}", "max_body")
         for name, low, high in (("max_request_line", 64, 1 << 20), ("max_head", 256, 1 << 24),
                                 ("max_headers", 1, 256), ("max_connections", 1, 1 << 24)):
             value = getattr(self, name)
             if not low <= value <= high:
-                raise ConfigError(f"--{name.replace('_', '-')} must be between {low} and {high}, not {value}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be between {low} and {high}, not {value}", name)
         if self.max_request_line > self.max_head:
-            raise ConfigError("--max-request-line cannot be larger than --max-head")
+            raise ConfigError("--max-request-line cannot be larger than --max-head", "max_request_line")
         for name in ("header_timeout", "body_timeout", "keepalive_timeout", "write_timeout"):
             value = getattr(self, name)
             if not 1 <= value <= 86400:
-                raise ConfigError(f"--{name.replace('_', '-')} must be between 1 and 86400 seconds, not {value}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be between 1 and 86400 seconds, not {value}", name)
         if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port must be between 0 and 65535, not {self.port}")
+            raise ConfigError(f"--port must be between 0 and 65535, not {self.port}", "port")
         if self.workers is None:
             self.workers = len(self.cpus)
         if self.workers < 1:
-            raise ConfigError(f"--workers must be at least 1, not {self.workers}")
+            raise ConfigError(f"--workers must be at least 1, not {self.workers}", "workers")
         if self.workers > 1024:
-            raise ConfigError(f"--workers {self.workers} is more than 1024")
+            raise ConfigError(f"--workers {self.workers} is more than 1024", "workers")
         if not self.cpus:
             raise ConfigError("no CPU in this process's affinity mask")
         return self

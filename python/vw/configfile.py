@@ -1,0 +1,77 @@
+"""vw.toml: the options of `vw serve` and `vw run` in a file, read with the standard library.
+
+    app = "main:app"            # vw run; or docroot = "./public" for vw serve
+    host = "0.0.0.0"
+    port = 8080
+    workers = 2
+    header_timeout = 10
+    max_connections = 20000
+
+    [static]                    # extra static mounts: prefix = folder
+    "/assets" = "./assets"
+
+Keys are the long options with `_` for `-` (`no_pin` is `pin = false`). Flags given on the
+command line win over the file. An unknown key or a bad value is reported with its line.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from vw.config import ConfigError
+
+# key: the type TOML must give it
+KEYS: dict[str, type] = {
+    "docroot": str, "app": str, "interface": str, "host": str, "port": int, "workers": int,
+    "pin": bool, "realtime": bool, "reload": bool, "static": dict,
+    "max_request_line": int, "max_head": int, "max_headers": int, "max_body": int, "max_connections": int,
+    "header_timeout": int, "body_timeout": int, "keepalive_timeout": int, "write_timeout": int,
+}
+
+
+def load(path: str) -> tuple[dict, dict[str, str]]:
+    """The settings in the file (ServeConfig field names) and, per field, "FILE line N"."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path!r}: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    lines = text.splitlines()
+
+    def where(key: str) -> str:
+        pattern = re.compile(rf'^\s*(\[\s*)?"?{re.escape(key)}"?\s*[=\]]')
+        for n, line in enumerate(lines, 1):
+            if pattern.match(line):
+                return f"{path} line {n}"
+        return path
+
+    values: dict = {}
+    source: dict[str, str] = {}
+    for key, value in data.items():
+        if key not in KEYS:
+            raise ConfigError(f"{where(key)}: unknown key {key!r}")
+        want = KEYS[key]
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            kind = {int: "a whole number", str: "a string", bool: "true or false", dict: "a table"}[want]
+            raise ConfigError(f"{where(key)}: {key} takes {kind}, not {value!r}")
+        if key == "static":
+            mounts = []
+            for prefix, folder in value.items():
+                if not isinstance(folder, str):
+                    raise ConfigError(f"{where(prefix)}: a static mount is \"/prefix\" = \"folder\"")
+                mounts.append((prefix, (p.parent / folder) if not Path(folder).is_absolute() else Path(folder)))
+            values["mounts"] = mounts
+            source["mounts"] = where(key)
+            continue
+        if key == "docroot":
+            folder = Path(value)
+            value = folder if folder.is_absolute() else p.parent / folder
+        values[key] = value
+        source[key] = where(key)
+    return values, source

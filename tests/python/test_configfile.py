@@ -1,0 +1,67 @@
+"""vw.toml: options from a file, flags winning over it, and errors that name the key and line."""
+
+from __future__ import annotations
+
+from conftest import APPS, Reader, Server, connect, get, vw_cmd
+
+
+def _one_line(r, *words):
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_serve_from_a_config_file_and_flags_win(docroot, tmp_path):
+    cfg = tmp_path / "vw.toml"
+    cfg.write_text(f'# serve the test docroot\ndocroot = "{docroot}"\nmax_headers = 3\nheader_timeout = 5\n')
+    srv = Server(["--config", str(cfg)])
+    try:
+        assert get(srv.port, "/1b").body == b"x"
+        with connect(srv.port) as s:
+            s.sendall(b"GET /1b HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n")
+            assert Reader(s).response().status == 431  # 4 fields > max_headers from the file
+    finally:
+        srv.stop()
+    srv = Server(["--config", str(cfg), "--max-headers", "10"])
+    try:
+        r = get(srv.port, "/1b", headers="Host: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n")
+        assert r.status == 200, "the flag overrides the file"
+    finally:
+        srv.stop()
+
+
+def test_run_from_a_config_file(tmp_path, docroot):
+    cfg = tmp_path / "vw.toml"
+    cfg.write_text(f'app = "native_app:app"\ninterface = "native"\n[static]\n"/files" = "{docroot}"\n')
+    srv = Server(["--config", str(cfg)], command="run", cwd=APPS)
+    try:
+        assert get(srv.port, "/").body == b"Hello, world!"
+        assert get(srv.port, "/files/1b").body == b"x"
+    finally:
+        srv.stop()
+
+
+def test_errors_name_the_key_and_the_line(tmp_path):
+    cfg = tmp_path / "vw.toml"
+    cfg.write_text('port = 0\n\nworkerz = 2\n')
+    _one_line(vw_cmd("serve", "--config", str(cfg)), "line 3", "unknown key 'workerz'")
+    cfg.write_text('port = 0\nheader_timeout = 0\n')
+    _one_line(vw_cmd("serve", "--config", str(cfg)), "line 2", "--header-timeout")
+    cfg.write_text('port = "eighty"\n')
+    _one_line(vw_cmd("serve", "--config", str(cfg)), "line 1", "port takes a whole number")
+    cfg.write_text('port = \n')
+    _one_line(vw_cmd("serve", "--config", str(cfg)), "line 1")
+    cfg.write_text(f'docroot = "{tmp_path / "missing"}"\n')
+    _one_line(vw_cmd("serve", "--config", str(cfg)), "line 1", "does not exist")
+    _one_line(vw_cmd("serve", "--config", str(tmp_path / "nope.toml")), "cannot read config")
+
+
+def test_check_config(tmp_path, docroot):
+    cfg = tmp_path / "vw.toml"
+    cfg.write_text(f'docroot = "{docroot}"\nport = 9000\nworkers = 1\n')
+    r = vw_cmd("check-config", str(cfg))
+    assert r.returncode == 0 and "OK" in r.stdout and "9000" in r.stdout, r
+    cfg.write_text('max_body = -1\n')
+    _one_line(vw_cmd("check-config", str(cfg)), "line 1", "--max-body")
