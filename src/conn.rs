@@ -734,4 +734,18 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
         }
         assert_eq!(statuses(&whole.0), vec![505]);
     }
+
+    /// Trailer fields are checked for syntax and then dropped: one that would frame a message
+    /// (Content-Length, Transfer-Encoding) changes nothing for what follows.
+    #[test]
+    fn framing_fields_in_trailers_are_inert() {
+        let mut c = ctx();
+        let stream: &[u8] = b"POST /1b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+3\r\nabc\r\n0\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\nHost: evil\r\n\r\n\
+GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (out, close) = run(&mut c, &[stream]);
+        assert_eq!(statuses(&out), vec![405, 200]);
+        assert!(out.ends_with(b"\r\n\r\nx"));
+        assert!(!close);
+    }
 }
