@@ -147,7 +147,11 @@ def _start(args: argparse.Namespace, raw: list[str]) -> int:
     if args.command == "check-config":
         command = "run" if "app" in __import__("vw.configfile").configfile.load(args.file)[0] else "serve"
         cfg = settings(command, {"config": args.file})
-        what = f"run {cfg.app}" if cfg.app else f"serve {cfg.docroot}"
+        what = f"serve {cfg.docroot}"
+        if cfg.app:
+            from vw import loader
+
+            what = f"run {cfg.app} ({loader.detect(loader.load(cfg.app), cfg.interface)})"
         print(f"{args.file}: OK ({what} on {cfg.host}:{cfg.port}, {cfg.workers} workers)")
         return 0
     from vw.supervisor import Supervisor

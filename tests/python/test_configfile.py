@@ -65,3 +65,5 @@ def test_check_config(tmp_path, docroot):
     assert r.returncode == 0 and "OK" in r.stdout and "9000" in r.stdout, r
     cfg.write_text('max_body = -1\n')
     _one_line(vw_cmd("check-config", str(cfg)), "line 1", "--max-body")
+    cfg.write_text('app = "no_such_module_anywhere:app"\n')
+    _one_line(vw_cmd("check-config", str(cfg)), "no_such_module_anywhere")
