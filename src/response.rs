@@ -386,11 +386,6 @@ impl OutQueue {
         }
         v
     }
-
-    #[cfg(test)]
-    pub fn clear(&mut self) {
-        self.segs.clear();
-    }
 }
 
 #[inline]

@@ -60,11 +60,11 @@ def _describe_bind_error(host: str, port: int, e: OSError) -> str:
 
 
 def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
-    """Check that host:port is free and hold it for our workers.
+    """Check that host:port is free and hold it while the listeners are made.
 
     A plain bind (no SO_REUSEPORT) fails if anything, another vw included, already listens there.
-    Then a bound, non-listening SO_REUSEPORT socket keeps the port ours (it takes no connections)
-    while workers come and go; with port 0 it also fixes the port every worker will use.
+    Then a bound, non-listening SO_REUSEPORT socket (it takes no connections) keeps the port ours
+    until the per-slot listeners hold it; with port 0 it also fixes the port they all use.
     """
     family, sockaddr = _addr(host, port)
     probe = socket.socket(family, socket.SOCK_STREAM)
