@@ -229,3 +229,26 @@ def check_100_mib_upload(srv: Server) -> None:
     assert r.body.decode() == f"{100 << 20} {h.hexdigest()}"
     grew = peak_rss_kib(pid) - before
     assert grew < 24 * 1024, f"the worker's peak memory grew by {grew} KiB for a 100 MiB upload"
+
+
+def post_form(port: int, path: str, name: str, filename: str, content: bytes) -> Response:
+    """POST a multipart/form-data body: a field `name` and a file `upload`."""
+    import uuid
+
+    b = uuid.uuid4().hex
+    form = (f"--{b}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n"
+            f"--{b}\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{b}--\r\n".encode()
+    return get(port, path, method="POST", body=form,
+               headers=f"Host: t\r\nContent-Type: multipart/form-data; boundary={b}\r\n")
+
+
+def read_to_end(s, timeout: float = 5) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk

@@ -8,11 +8,10 @@ import re
 import json
 import os
 import time
-import uuid
 
 import pytest
 
-from conftest import Reader, check_100_mib_upload, connect, get, peak_rss_kib, run_app
+from conftest import Reader, check_100_mib_upload, connect, get, peak_rss_kib, post_form, read_to_end, run_app
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +68,7 @@ def test_streaming_response_is_chunked(asgi):
     assert body == b"".join(b"7\r\npart %d\n\r\n" % i for i in range(5)) + b"0\r\n\r\n"
     with connect(asgi.port) as s:  # HTTP/1.0 has no chunked coding: the body ends with the connection
         s.sendall(b"GET /stream HTTP/1.0\r\n\r\n")
-        data, _ = b"", None
-        s.settimeout(5)
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_end(s)
     assert data.endswith(b"part 4\n") and b"chunked" not in data
 
 
@@ -147,13 +140,7 @@ def test_errors(asgi):
     assert get(asgi.port, "/inject").status == 500
     with connect(asgi.port) as s:
         s.sendall(b"GET /boom-late HTTP/1.1\r\nHost: t\r\n\r\n")
-        data = b""
-        s.settimeout(5)
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_end(s)
     assert data.startswith(b"HTTP/1.1 200") and b"0\r\n\r\n" not in data, "cut, never completed"
     asgi.wait_for(re.compile("late kaboom"), timeout=5)  # logged (stderr is read by a thread)
     assert get(asgi.port, "/").status == 200
@@ -173,12 +160,7 @@ def test_fastapi():
         r = get(srv.port, "/items", method="POST", body=b'{"name": "pen", "price": 10}',
                 headers="Host: t\r\nContent-Type: application/json\r\n")
         assert json.loads(r.body) == {"name": "pen", "price_with_tax": 12.0}
-        boundary = uuid.uuid4().hex
-        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nvw\r\n"
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"f.bin\"\r\n"
-                f"Content-Type: application/octet-stream\r\n\r\n").encode() + b"\x01" * 70000 + f"\r\n--{boundary}--\r\n".encode()
-        r = get(srv.port, "/form", method="POST", body=form,
-                headers=f"Host: t\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n")
+        r = post_form(srv.port, "/form", "vw", "f.bin", b"\x01" * 70000)
         assert json.loads(r.body) == {"name": "vw", "filename": "f.bin", "size": 70000}
         r = get(srv.port, "/stream")
         assert r.status == 200  # chunked: the reader below checks the framing

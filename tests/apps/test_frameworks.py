@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
-from conftest import get, run_app
+from conftest import get, post_form, run_app
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +27,7 @@ def test_flask(static_dir):
         body = b'{"k": [1, 2]}'
         r = get(srv.port, "/json", method="POST", body=body, headers="Host: t\r\nContent-Type: application/json\r\n")
         assert json.loads(r.body) == {"got": {"k": [1, 2]}}
-        boundary = uuid.uuid4().hex
-        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nvw\r\n"
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"a.bin\"\r\n"
-                f"Content-Type: application/octet-stream\r\n\r\n").encode() + b"\x00" * 5000 + f"\r\n--{boundary}--\r\n".encode()
-        r = get(srv.port, "/form", method="POST", body=form,
-                headers=f"Host: t\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n")
+        r = post_form(srv.port, "/form", "vw", "a.bin", b"\x00" * 5000)
         assert json.loads(r.body) == {"name": "vw", "file": "a.bin", "size": 5000}
         r = get(srv.port, "/assets/app.css")
         assert (r.status, r.body) == (200, b"body{}\n") and r.header("ETag"), "static mount served by the core"
