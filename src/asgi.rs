@@ -43,9 +43,11 @@ impl Waker {
 }
 
 /// An awaitable that is already complete: `await` gives `value` without a trip through the loop.
-#[pyclass(module = "vw._core")]
+/// It keeps no state (the value is not consumed), so one instance for None is shared by every
+/// `send()` of a worker.
+#[pyclass(module = "vw._core", frozen)]
 pub struct Ready {
-    value: Option<Py<PyAny>>,
+    value: Py<PyAny>,
 }
 
 #[pymethods]
@@ -58,43 +60,12 @@ impl Ready {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<()> {
-        let v = self.value.take().unwrap_or_else(|| py.None());
-        Err(PyStopIteration::new_err((v,)))
+    fn __next__(&self, py: Python<'_>) -> PyResult<()> {
+        Err(PyStopIteration::new_err((self.value.clone_ref(py),)))
     }
 
-    fn send(&mut self, py: Python<'_>, _arg: Py<PyAny>) -> PyResult<()> {
+    fn send(&self, py: Python<'_>, _arg: Py<PyAny>) -> PyResult<()> {
         self.__next__(py)
-    }
-
-    #[pyo3(signature = (exc, *_rest))]
-    fn throw(&mut self, exc: Bound<'_, PyAny>, _rest: Bound<'_, PyTuple>) -> PyResult<()> {
-        Err(PyErr::from_value(exc))
-    }
-
-    fn close(&mut self) {}
-}
-
-/// The completed awaitable for `send()`'s usual answer (None): one per worker, shared.
-#[pyclass(module = "vw._core")]
-pub struct Done;
-
-#[pymethods]
-impl Done {
-    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__(&self) -> Option<()> {
-        None // StopIteration: `await` gives None
-    }
-
-    fn send(&self, _arg: Py<PyAny>) -> Option<()> {
-        None
     }
 
     #[pyo3(signature = (exc, *_rest))]
@@ -163,7 +134,7 @@ pub struct Channel {
     id: (i32, u64),
     waker: Waker,
     create_future: Py<PyAny>,
-    done: Py<Done>,
+    done: Py<Ready>,
     body: Option<ReqBody>,
     head_only: bool,
     minor: u8,
@@ -360,14 +331,14 @@ impl Channel {
             };
             msg.set_item(intern!(py, "body"), PyBytes::new(py, &data))?;
             msg.set_item(intern!(py, "more_body"), more)?;
-            return Ok(Bound::new(py, Ready { value: Some(msg.into_any().unbind()) })?.into_any());
+            return Ok(Bound::new(py, Ready { value: msg.into_any().unbind() })?.into_any());
         }
         let (gone, finished) = {
             let e = self.ex.borrow();
             (e.gone || e.peer_eof, e.finished)
         };
         if gone || finished {
-            return Ok(Bound::new(py, Ready { value: Some(disconnect_message(py)?.into_any().unbind()) })?.into_any());
+            return Ok(Bound::new(py, Ready { value: disconnect_message(py)?.into_any().unbind() })?.into_any());
         }
         let fut = self.create_future.bind(py).call0()?;
         let mut w = self.waiters.borrow_mut();
@@ -448,7 +419,7 @@ pub struct Asgi {
     server: Py<PyAny>,
     waker: Option<Waker>,
     scheduled: Rc<Cell<bool>>,
-    done: Py<Done>,
+    done: Py<Ready>,
     /// scope["asgi"], the same dict for every request.
     asgi_info: Py<PyDict>,
 }
@@ -462,7 +433,7 @@ impl Asgi {
         asgi_info.set_item("spec_version", "2.3")?;
         Ok(Asgi {
             runner,
-            done: Py::new(py, Done)?,
+            done: Py::new(py, Ready { value: py.None() })?,
             asgi_info: asgi_info.unbind(),
             app,
             create_task: event_loop.getattr("create_task")?.unbind(),
@@ -612,7 +583,6 @@ pub fn scheduled_flag(app: &Asgi) -> Rc<Cell<bool>> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Ready>()?;
-    m.add_class::<Done>()?;
     m.add_class::<Channel>()?;
     m.add_class::<AsgiWorker>()?;
     Ok(())
