@@ -60,12 +60,17 @@ impl Ready {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<()> {
+    /// Done at once. None is returned as an exhausted iterator (no StopIteration object made,
+    /// which matters: every `await send(...)` ends here); any other value rides on StopIteration.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<()>> {
+        if self.value.is_none(py) {
+            return Ok(None);
+        }
         Err(PyStopIteration::new_err((self.value.clone_ref(py),)))
     }
 
     fn send(&self, py: Python<'_>, _arg: Py<PyAny>) -> PyResult<()> {
-        self.__next__(py)
+        Err(PyStopIteration::new_err((self.value.clone_ref(py),)))
     }
 
     #[pyo3(signature = (exc, *_rest))]
@@ -139,7 +144,7 @@ pub struct Channel {
     head_only: bool,
     minor: u8,
     conn: Option<&'static [u8]>,
-    date: Vec<u8>,
+    date: [u8; crate::response::DATE_LEN],
     framing: Option<Framing>,
     pending_start: Option<(u16, Vec<(Vec<u8>, Vec<u8>)>)>,
 }
@@ -286,6 +291,19 @@ impl Channel {
     }
 }
 
+/// `message[key]`, or None when absent: a dict is read without raising (a KeyError costs more
+/// than the rest of a `send()`), any other mapping through `__getitem__`.
+fn field<'py>(message: &Bound<'py, PyAny>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if let Ok(d) = message.cast::<PyDict>() {
+        return d.get_item(key);
+    }
+    match message.get_item(key) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyError>(message.py()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn headers_from(v: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     for item in v.try_iter()? {
@@ -349,7 +367,7 @@ impl Channel {
     }
 
     fn send<'py>(&mut self, py: Python<'py>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let kind = message.get_item(intern!(py, "type"))?;
+        let kind = field(message, intern!(py, "type"))?.ok_or_else(|| PyValueError::new_err("message without a type"))?;
         let kind = kind.cast::<PyString>().map_err(|_| PyTypeError::new_err("message type must be str"))?.to_str()?;
         if self.ex.borrow().gone {
             return Err(PyOSError::new_err("the client has gone"));
@@ -359,14 +377,14 @@ impl Channel {
                 if self.pending_start.is_some() || self.framing.is_some() {
                     return Err(PyRuntimeError::new_err("http.response.start sent twice"));
                 }
-                let status: u16 = message.get_item(intern!(py, "status"))?.extract()?;
+                let status: u16 = field(message, intern!(py, "status"))?.ok_or_else(|| PyValueError::new_err("http.response.start without a status"))?.extract()?;
                 if !(200..=999).contains(&status) {
                     // 1xx responses are interim; vw sends 100 Continue itself and offers no other.
                     return Err(PyValueError::new_err(format!("invalid final status {status}")));
                 }
-                let headers = match message.get_item(intern!(py, "headers")) {
-                    Ok(h) => headers_from(&h)?,
-                    Err(_) => Vec::new(),
+                let headers = match field(message, intern!(py, "headers"))? {
+                    Some(h) => headers_from(&h)?,
+                    None => Vec::new(),
                 };
                 self.pending_start = Some((status, headers));
             }
@@ -374,15 +392,14 @@ impl Channel {
                 if self.ex.borrow().finished {
                     return Err(PyRuntimeError::new_err("the response is already complete"));
                 }
-                let body = match message.get_item(intern!(py, "body")) {
-                    Ok(b) => b.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("body must be bytes"))?.as_bytes().to_vec(),
-                    Err(_) => Vec::new(),
+                let more = match field(message, intern!(py, "more_body"))? {
+                    Some(m) => m.is_truthy()?,
+                    None => false,
                 };
-                let more = match message.get_item(intern!(py, "more_body")) {
-                    Ok(m) => m.is_truthy()?,
-                    Err(_) => false,
-                };
-                self.body(py, &body, more)?;
+                match field(message, intern!(py, "body"))? {
+                    Some(b) => self.body(py, b.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("body must be bytes"))?.as_bytes(), more)?,
+                    None => self.body(py, b"", more)?,
+                }
             }
             _ => {} // trailers, pathsend, ...: not offered in the scope's extensions
         }
@@ -399,62 +416,172 @@ impl Channel {
         Ok(self.done.bind(py).clone().into_any())
     }
 
-    /// The application returned (`error` is None) or raised: called by vw.asgi.run, the
-    /// coroutine each task runs (cheaper than a done-callback, which costs a loop turn).
-    #[pyo3(signature = (error=None))]
-    fn finished(&mut self, py: Python<'_>, error: Option<Bound<'_, PyAny>>) {
-        self.ended(py, error.map(PyErr::from_value));
+}
+
+/// What a request's task runs: the application's coroutine, stepped through, with the end of the
+/// exchange reported to the channel when it returns or raises (a done-callback would cost a loop
+/// turn, a Python wrapper coroutine a frame). Registered as a `collections.abc.Coroutine`.
+#[pyclass(module = "vw._core", unsendable)]
+pub struct Run {
+    coro: Py<PyAny>,
+    channel: Py<Channel>,
+}
+
+impl Run {
+    /// Turn one step's outcome into what the task expects: the yielded value, or StopIteration
+    /// once the application is done (its failure reported to the channel, not to the task,
+    /// except KeyboardInterrupt and SystemExit, which are not the application's to swallow).
+    fn outcome(&self, py: Python<'_>, step: PyResult<Option<Py<PyAny>>>) -> PyResult<Option<Py<PyAny>>> {
+        match step {
+            Ok(Some(v)) => Ok(Some(v)),
+            Ok(None) => {
+                self.channel.borrow_mut(py).ended(py, None);
+                Ok(None)
+            }
+            Err(e) => {
+                let fatal = !e.is_instance_of::<pyo3::exceptions::PyException>(py);
+                let again = if fatal { Some(e.clone_ref(py)) } else { None };
+                self.channel.borrow_mut(py).ended(py, Some(e));
+                match again {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// `coro.send(None)`: Some(yielded), None when it returned.
+    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let mut result: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: both pointers are valid for the call; the result is a new reference or null.
+        let status = unsafe { pyo3::ffi::PyIter_Send(self.coro.as_ptr(), pyo3::ffi::Py_None(), &mut result) };
+        match status {
+            pyo3::ffi::PySendResult::PYGEN_NEXT => Ok(Some(unsafe { Bound::from_owned_ptr(py, result) }.unbind())),
+            pyo3::ffi::PySendResult::PYGEN_RETURN => {
+                if !result.is_null() {
+                    unsafe { pyo3::ffi::Py_DECREF(result) };
+                }
+                Ok(None)
+            }
+            _ => Err(PyErr::fetch(py)),
+        }
+    }
+}
+
+#[pymethods]
+impl Run {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.outcome(py, self.step(py))
+    }
+
+    fn send(&self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let step = if value.is_none() {
+            self.step(py)
+        } else {
+            match self.coro.bind(py).call_method1(intern!(py, "send"), (value,)) {
+                Ok(v) => Ok(Some(v.unbind())),
+                Err(e) if e.is_instance_of::<PyStopIteration>(py) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        self.outcome(py, step)?.ok_or_else(|| PyStopIteration::new_err(()))
+    }
+
+    #[pyo3(signature = (exc, *rest))]
+    fn throw(&self, py: Python<'_>, exc: Bound<'_, PyAny>, rest: Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        let mut args = vec![exc];
+        args.extend(rest.iter());
+        let step = match self.coro.bind(py).call_method1(intern!(py, "throw"), PyTuple::new(py, args)?) {
+            Ok(v) => Ok(Some(v.unbind())),
+            Err(e) if e.is_instance_of::<PyStopIteration>(py) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.outcome(py, step)?.ok_or_else(|| PyStopIteration::new_err(()))
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.coro.bind(py).call_method0(intern!(py, "close"))?;
+        Ok(())
     }
 }
 
 pub struct Asgi {
     app: Py<PyAny>,
-    /// vw.asgi.run(app, scope, channel): the coroutine a request's task runs.
-    runner: Py<PyAny>,
     create_task: Py<PyAny>,
     create_future: Py<PyAny>,
     call_soon: Py<PyAny>,
     wake: Py<PyAny>,
     state: Py<PyDict>,
-    server: Py<PyAny>,
     waker: Option<Waker>,
     scheduled: Rc<Cell<bool>>,
     done: Py<Ready>,
-    /// scope["asgi"], the same dict for every request.
+    /// scope["asgi"], copied for every request.
     asgi_info: Py<PyDict>,
+    /// Every scope key in order, with the values that do not change.
+    template: Py<PyDict>,
+    last_ip: Option<(std::net::IpAddr, Py<PyString>)>,
+    coroutine_type: Py<PyAny>,
 }
 
 impl Asgi {
     pub fn new(app: Py<PyAny>, event_loop: &Bound<'_, PyAny>, wake: Py<PyAny>, state: Py<PyDict>, server: Py<PyAny>) -> PyResult<Self> {
         let py = event_loop.py();
-        let runner = py.import("vw.asgi")?.getattr("run")?.unbind();
         let asgi_info = PyDict::new(py);
         asgi_info.set_item("version", "3.0")?;
         asgi_info.set_item("spec_version", "2.3")?;
+        let template = PyDict::new(py);
+        for (key, value) in [
+            ("type", PyString::new(py, "http").into_any()),
+            ("asgi", py.None().into_bound(py)),
+            ("http_version", PyString::new(py, "1.1").into_any()),
+            ("method", py.None().into_bound(py)),
+            ("scheme", PyString::new(py, "http").into_any()),
+            ("path", py.None().into_bound(py)),
+            ("raw_path", py.None().into_bound(py)),
+            ("query_string", py.None().into_bound(py)),
+            ("root_path", PyString::new(py, "").into_any()),
+            ("headers", py.None().into_bound(py)),
+            ("client", py.None().into_bound(py)),
+            ("server", server.bind(py).clone()),
+            ("state", py.None().into_bound(py)),
+        ] {
+            template.set_item(PyString::intern(py, key), value)?;
+        }
         Ok(Asgi {
-            runner,
             done: Py::new(py, Ready { value: py.None() })?,
             asgi_info: asgi_info.unbind(),
+            template: template.unbind(),
+            last_ip: None,
+            coroutine_type: py.import("types")?.getattr("CoroutineType")?.unbind(),
             app,
             create_task: event_loop.getattr("create_task")?.unbind(),
             create_future: event_loop.getattr("create_future")?.unbind(),
             call_soon: event_loop.getattr("call_soon")?.unbind(),
             wake,
             state,
-            server,
             waker: None,
             scheduled: Rc::new(Cell::new(false)),
         })
     }
 
-    fn scope<'py>(&self, py: Python<'py>, req: &AppRequest) -> PyResult<Bound<'py, PyDict>> {
-        let scope = PyDict::new(py);
-        scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
+    /// The scope of one request: a copy of a template holding the keys in their order (so no
+    /// insertion grows the dict), then the per-request values put in place.
+    fn scope<'py>(&mut self, py: Python<'py>, req: &AppRequest) -> PyResult<Bound<'py, PyDict>> {
+        let scope = self.template.bind(py).copy()?;
         // A dict of its own per request: middleware may write to scope["asgi"].
         scope.set_item(intern!(py, "asgi"), self.asgi_info.bind(py).copy()?)?;
-        scope.set_item(intern!(py, "http_version"), if req.minor == 1 { intern!(py, "1.1") } else { intern!(py, "1.0") })?;
+        if req.minor != 1 {
+            scope.set_item(intern!(py, "http_version"), intern!(py, "1.0"))?;
+        }
         scope.set_item(intern!(py, "method"), PyString::intern(py, std::str::from_utf8(req.method).unwrap_or("GET")))?;
-        scope.set_item(intern!(py, "scheme"), intern!(py, "http"))?;
         let raw_path = crate::statics::request_path(req.target);
         let decoded = crate::statics::normalize_percent(raw_path).unwrap_or_else(|| raw_path.to_vec());
         scope.set_item(intern!(py, "path"), PyString::new(py, &String::from_utf8_lossy(&decoded)))?;
@@ -464,18 +591,24 @@ impl Asgi {
             None => b"",
         };
         scope.set_item(intern!(py, "query_string"), PyBytes::new(py, query))?;
-        scope.set_item(intern!(py, "root_path"), intern!(py, ""))?;
         let headers = PyList::empty(py);
         for (name, value) in req.headers() {
             let lower: Vec<u8> = name.to_ascii_lowercase();
             headers.append(PyTuple::new(py, [PyBytes::new(py, &lower), PyBytes::new(py, value)])?)?;
         }
         scope.set_item(intern!(py, "headers"), headers)?;
-        match req.peer {
-            Some(p) => scope.set_item(intern!(py, "client"), (p.ip().to_string(), p.port()))?,
-            None => scope.set_item(intern!(py, "client"), py.None())?,
+        if let Some(p) = req.peer {
+            // Clients mostly come from few addresses: the host string is made once per address.
+            let host = match &self.last_ip {
+                Some((ip, s)) if *ip == p.ip() => s.clone_ref(py),
+                _ => {
+                    let s = PyString::new(py, &p.ip().to_string()).unbind();
+                    self.last_ip = Some((p.ip(), s.clone_ref(py)));
+                    s
+                }
+            };
+            scope.set_item(intern!(py, "client"), (host, p.port()))?;
         }
-        scope.set_item(intern!(py, "server"), self.server.bind(py))?;
         scope.set_item(intern!(py, "state"), self.state.bind(py).copy()?)?;
         Ok(scope)
     }
@@ -520,14 +653,21 @@ impl App for Asgi {
                     head_only,
                     minor: req.minor,
                     conn,
-                    date: clock.date.to_vec(),
+                    date: clock.date,
                     framing: None,
                     pending_start: None,
                 },
             )?;
             let scope = self.scope(py, req)?;
-            let coro = self.runner.bind(py).call1((self.app.bind(py), scope, chan))?;
-            self.create_task.bind(py).call1((coro,))?;
+            let receive = chan.getattr(intern!(py, "receive"))?;
+            let send = chan.getattr(intern!(py, "send"))?;
+            let mut coro = self.app.bind(py).call1((scope, receive, send))?;
+            if !coro.get_type().is(self.coroutine_type.bind(py)) {
+                coro = coro.call_method0(intern!(py, "__await__"))?; // an awaitable, not a coroutine
+            }
+            let coro = coro.unbind();
+            let run = Bound::new(py, Run { coro, channel: chan.unbind() })?;
+            self.create_task.bind(py).call1((run,))?;
             Ok(())
         });
         if let Err(e) = result {
@@ -584,6 +724,7 @@ pub fn scheduled_flag(app: &Asgi) -> Rc<Cell<bool>> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Ready>()?;
     m.add_class::<Channel>()?;
+    m.add_class::<Run>()?;
     m.add_class::<AsgiWorker>()?;
     Ok(())
 }

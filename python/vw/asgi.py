@@ -2,30 +2,21 @@
 
 The core's epoll descriptor is a reader on the loop; each time it is readable, one call into Rust
 handles every ready event (static hits never come back to Python) and starts a task per
-application request. Lifespan startup runs before the first request, shutdown after the last.
+application request (a `_core.Run`). Lifespan startup runs before the first request, shutdown
+after the last.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
+import collections.abc
 import sys
 
 from vw import _core
 
-
-async def run(app, scope: dict, channel) -> None:
-    """What each request's task runs: the application, then the end of the exchange reported to
-    the core (the response completed, or a 500, or a cut connection). Nothing is left on the task
-    to retrieve, so no "exception was never retrieved" noise."""
-    try:
-        await app(scope, channel.receive, channel.send)
-    except BaseException as e:  # noqa: B902 - every failure ends the exchange, then is reported
-        channel.finished(e)
-        if not isinstance(e, Exception):
-            raise  # KeyboardInterrupt, SystemExit: not the application's to swallow
-    else:
-        channel.finished()
+# What each request's task runs (the application's coroutine, with the end of the exchange
+# reported to the core) is a coroutine written in Rust: asyncio accepts it as one.
+collections.abc.Coroutine.register(_core.Run)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -101,7 +92,9 @@ def serve(listen_fd: int, mounts: list, mime: dict, app, server: tuple, **option
     state: dict = {}
     lifespan = Lifespan(app, state)
     loop.run_until_complete(lifespan.startup())
-    gc.freeze()  # what startup made lives as long as the worker: keep it out of every collection
+    from vw.supervisor import settle_gc
+
+    settle_gc()  # after startup: what it made lives as long as the worker
     holder: dict = {}
 
     def wake() -> None:

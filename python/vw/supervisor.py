@@ -157,12 +157,23 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
         elif interface == "native":
             kwargs["native"] = (app.routes(), _async_runner())
         log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
-        gc.freeze()  # the application and its imports live as long as the worker
+        settle_gc()
         _core.run_worker(sock.detach(), mounts, mime, **kwargs, **options)
         return 0
     except Exception as e:  # one line in the log; the supervisor decides what happens next
         log(f"vw: worker {index}: {type(e).__name__}: {e}")
         return EXIT_WORKER_START_FAILED
+
+
+def settle_gc() -> None:
+    """Set up the cyclic garbage collector of an application worker, once the application is
+    loaded: what exists now lives as long as the worker, so it is frozen out of every collection;
+    and a request allocates a dozen tracked objects (scope or environ, headers, task, ...), which
+    at Python's default threshold (700) runs a young collection every few dozen requests over all
+    that is in flight. 10,000 makes that ~14 times rarer; cyclic garbage still goes, a little later.
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def wsgi_environ(cfg: ServeConfig) -> dict:

@@ -1,10 +1,12 @@
 """A raw ASGI 3 application exercising the protocol (used by tests/apps/test_asgi.py)."""
 
 import asyncio
+import contextvars
 import hashlib
 import json
 
 events = []
+seen = contextvars.ContextVar("seen", default=None)
 
 
 async def app(scope, receive, send):
@@ -74,6 +76,17 @@ async def app(scope, receive, send):
         m = await receive()  # blocks until the client goes
         events.append(m["type"])
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/task":
+        # Each request runs in a real asyncio task of its own, with its own context.
+        before = asyncio.current_task()
+        leaked = seen.get()
+        seen.set(scope["query_string"].decode())
+        await asyncio.sleep(0)
+        after = asyncio.current_task()
+        data = json.dumps({"task": isinstance(before, asyncio.Task), "same": before is after,
+                           "leaked": leaked}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": data})
     elif path == "/events":
         data = json.dumps(events).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -101,3 +114,19 @@ async def app(scope, receive, send):
     else:
         await send({"type": "http.response.start", "status": 404, "headers": []})
         await send({"type": "http.response.body", "body": b"not found"})
+
+
+class _Awaitable:
+    def __init__(self, send):
+        self.send = send
+
+    def __await__(self):
+        yield from self.send({"type": "http.response.start", "status": 200, "headers": []}).__await__()
+        yield from self.send({"type": "http.response.body", "body": b"awaitable"}).__await__()
+
+
+def awaitable_app(scope, receive, send):
+    """An ASGI app that is not a coroutine function: it returns an awaitable object."""
+    if scope["type"] != "http":
+        raise ValueError("no lifespan here")
+    return _Awaitable(send)

@@ -146,6 +146,19 @@ def test_errors(asgi):
     assert get(asgi.port, "/").status == 200
 
 
+def test_each_request_has_its_own_task_and_context(asgi):
+    for i in range(3):
+        assert json.loads(get(asgi.port, f"/task?{i}").body) == {"task": True, "same": True, "leaked": None}
+
+
+def test_an_app_returning_an_awaitable():
+    srv = run_app("asgi_app:awaitable_app", "--interface", "asgi")
+    try:
+        assert get(srv.port, "/").body == b"awaitable"
+    finally:
+        assert srv.stop() == 0
+
+
 def test_head(asgi):
     r = get(asgi.port, "/", method="HEAD")
     assert r.status == 200 and r.header("Content-Length") == "13" and r.body == b""
