@@ -31,9 +31,10 @@
 static const char REPLY[] = "HTTP/1.1 200 OK\r\nServer: fl\r\n"
                             "Date: Thu, 26 Nov 2026 16:31:53 GMT\r\n"
                             "Content-Type: application/octet-stream\r\n"
-                            "Content-Length: 1\r\n"
                             "Last-Modified: Thu, 26 Nov 2026 16:31:53 GMT\r\n"
-                            "ETag: \"18eba5c1dd0c42a9-1\"\r\n\r\nx";
+                            "Accept-Ranges: bytes\r\n"
+                            "ETag: \"18eba5c1dd0c42a9-1\"\r\n"
+                            "Content-Length: 1\r\n\r\nx";
 #define RLEN (sizeof REPLY - 1)
 #define COPIES 1024
 #define MAXFD 65536

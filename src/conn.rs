@@ -9,7 +9,7 @@ use crate::app::{App, AppCall, AppRequest, BodySink, SharedExchange};
 use crate::body::Chunked;
 use crate::parse::{parse_head, Body, Head, Limits, Method};
 use crate::response::{simple, Clock, OutQueue, CLOSE, KEEP_ALIVE};
-use crate::statics::{request_path, Outcome, StaticFiles};
+use crate::statics::{request_path, Outcome, StaticFiles, StaticRequest};
 use std::net::SocketAddr;
 
 /// A docroot served under a path prefix (`""` for the whole site).
@@ -33,13 +33,15 @@ pub struct Ctx {
     pub local_port: u16,
     /// The worker is draining: every response from now on closes its connection.
     pub stopping: bool,
+    /// (Content-Type, body) of the page sent with a static 404, instead of "Not Found".
+    pub not_found_page: Option<(Vec<u8>, std::rc::Rc<[u8]>)>,
 }
 
 impl Ctx {
     pub fn new(clock: Clock, mounts: Vec<Mount>, app: Option<Box<dyn App>>) -> Self {
         let mut mounts = mounts;
         mounts.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-        Ctx { clock, mounts, app, limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, local_port: 0, stopping: false }
+        Ctx { clock, mounts, app, limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, local_port: 0, stopping: false, not_found_page: None }
     }
 }
 
@@ -258,13 +260,13 @@ impl Proto {
         }
         match route(ctx, path) {
             Route::App => self.app_request(req, head, ctx),
-            Route::Static(i, sub) => self.static_request(Some((i, sub)), &head, ctx),
+            Route::Static(i, sub) => self.static_request(Some((i, sub)), req, &head, ctx),
             Route::MountRoot(i) => {
                 let mut loc = ctx.mounts[i].prefix.clone();
                 loc.push(b'/');
                 self.static_request_outcome(Outcome::Redirect(loc), &head, ctx)
             }
-            Route::Nowhere => self.static_request(None, &head, ctx),
+            Route::Nowhere => self.static_request(None, req, &head, ctx),
         }
     }
 
@@ -283,7 +285,7 @@ impl Proto {
         (close, line)
     }
 
-    fn static_request(&mut self, mount: Option<(usize, &[u8])>, head: &Head, ctx: &mut Ctx) {
+    fn static_request(&mut self, mount: Option<(usize, &[u8])>, req: &[u8], head: &Head, ctx: &mut Ctx) {
         let outcome = match (head.method, mount) {
             (Method::Other, _) => {
                 let (_, conn) = Self::connection(head, ctx, false);
@@ -293,8 +295,8 @@ impl Proto {
             (_, None) => Outcome::NotFound,
             (_, Some((i, sub))) => {
                 let (_, conn) = Self::connection(head, ctx, false);
-                let head_only = head.method == Method::Head;
-                match ctx.mounts[i].files.serve(sub, head_only, conn, &ctx.clock, &mut self.out) {
+                let sreq = StaticRequest { path: sub, head_only: head.method == Method::Head, conn, head: &req[..head.len], cond: head.cond };
+                match ctx.mounts[i].files.serve(&sreq, &ctx.clock, &mut self.out) {
                     Outcome::Redirect(loc) => Outcome::Redirect([&ctx.mounts[i].prefix[..], &loc].concat()),
                     other => other,
                 }
@@ -313,9 +315,27 @@ impl Proto {
             Outcome::BadPath => (400, Vec::new()),
             Outcome::Unavailable => (503, b"Retry-After: 1\r\n".to_vec()),
             Outcome::Redirect(loc) => (301, [&b"Location: "[..], &loc[..], b"\r\n"].concat()),
+            Outcome::PreconditionFailed => (412, Vec::new()),
+            Outcome::NotAcceptable => (406, b"Vary: Accept-Encoding\r\n".to_vec()),
+            Outcome::RangeNotSatisfiable(len) => (416, format!("Content-Range: bytes */{len}\r\n").into_bytes()),
         };
-        if status != 0 {
-            simple(self.out.owned_tail(), &ctx.clock, status, &extra, conn, head.method == Method::Head);
+        let head_only = head.method == Method::Head;
+        match (&ctx.not_found_page, status) {
+            (_, 0) => {}
+            (Some((ctype, body)), 404) => {
+                let t = self.out.owned_tail();
+                t.extend_from_slice(b"HTTP/1.1 404 Not Found\r\nServer: vw\r\nDate: ");
+                t.extend_from_slice(&ctx.clock.date);
+                t.extend_from_slice(b"\r\nContent-Type: ");
+                t.extend_from_slice(ctype);
+                t.extend_from_slice(format!("\r\nContent-Length: {}\r\n", body.len()).as_bytes());
+                t.extend_from_slice(conn.unwrap_or(b""));
+                t.extend_from_slice(b"\r\n");
+                if !head_only {
+                    self.out.push_shared(body, 0, body.len());
+                }
+            }
+            _ => simple(self.out.owned_tail(), &ctx.clock, status, &extra, conn, head_only),
         }
         if close {
             self.finish();

@@ -6,6 +6,7 @@ pub mod asgi;
 pub mod body;
 pub mod bridge;
 pub mod conn;
+pub mod negotiate;
 pub mod parse;
 pub mod response;
 pub mod statics;
@@ -27,6 +28,11 @@ struct Options {
     shutdown_timeout: i64,
     timeouts: worker::Timeouts,
     limits: parse::Limits,
+    /// (URL path prefix, Cache-Control value) for static files.
+    cache_control: Vec<(String, String)>,
+    compress: bool,
+    /// (body, Content-Type) of the page sent with a static 404.
+    not_found_page: Option<(Vec<u8>, String)>,
 }
 
 impl Options {
@@ -41,6 +47,9 @@ impl Options {
             shutdown_timeout: 4,
             timeouts: worker::Timeouts::default(),
             limits: parse::Limits::default(),
+            cache_control: Vec::new(),
+            compress: false,
+            not_found_page: None,
         };
         let Some(kwargs) = kwargs else { return Ok(o) };
         for (key, value) in kwargs.iter() {
@@ -60,6 +69,9 @@ impl Options {
                 "max_request_line" => o.limits.max_request_line = value.extract()?,
                 "max_head" => o.limits.max_head = value.extract()?,
                 "max_headers" => o.limits.max_headers = value.extract::<usize>()?.min(parse::MAX_HEADERS_LIMIT),
+                "cache_control" => o.cache_control = value.extract()?,
+                "compress" => o.compress = value.extract()?,
+                "not_found_page" => o.not_found_page = value.extract()?,
                 _ => return Err(PyValueError::new_err(format!("unknown worker option {key:?}"))),
             }
         }
@@ -77,7 +89,10 @@ impl Options {
                 c.index = self.index.clone();
                 c.inline_max = self.inline_max;
                 c.cache_max_bytes = self.cache_max_bytes;
-                (prefix.trim_end_matches('/').as_bytes().to_vec(), c, preload)
+                c.compress = self.compress;
+                let prefix = prefix.trim_end_matches('/');
+                c.cache_control = cache_control_below(&self.cache_control, prefix);
+                (prefix.as_bytes().to_vec(), c, preload)
             })
             .collect();
         worker::WorkerConfig {
@@ -90,8 +105,27 @@ impl Options {
             shutdown_timeout: self.shutdown_timeout,
             holds_gil,
             timeouts: self.timeouts,
+            not_found_page: self.not_found_page,
         }
     }
+}
+
+/// The Cache-Control rules (site-wide URL prefixes) as seen from inside the mount at `mount`:
+/// prefixes below the mount, the most specific rule first.
+fn cache_control_below(rules: &[(String, String)], mount: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+    for (prefix, value) in rules {
+        let inside = if let Some(rest) = prefix.strip_prefix(mount).filter(|r| r.is_empty() || r.starts_with('/')) {
+            if rest.is_empty() { "/" } else { rest }
+        } else if mount.starts_with(prefix.as_str()) {
+            "/" // the rule covers the whole mount
+        } else {
+            continue;
+        };
+        out.push((prefix.len(), inside.as_bytes().to_vec(), value.as_bytes().to_vec()));
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.into_iter().map(|(_, p, v)| (p, v)).collect()
 }
 
 /// Serve on `listen_fd` (bound and listening) until SIGTERM/SIGINT/SIGQUIT/SIGHUP, then drain.

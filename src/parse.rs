@@ -51,9 +51,18 @@ pub struct Head {
     pub keep_alive: bool,
     pub body: Body,
     pub expect_continue: bool,
+    /// Which of the fields static files answer to are present ([`COND_ENCODING`], [`COND_OTHER`]):
+    /// none on the common request, which then never looks at its fields again.
+    pub cond: u8,
     /// Length of the head in bytes, through the blank line.
     pub len: usize,
 }
+
+/// `Head::cond` bit: Accept-Encoding is present.
+pub const COND_ENCODING: u8 = 1;
+/// `Head::cond` bit: a precondition (If-Match, If-None-Match, If-Modified-Since,
+/// If-Unmodified-Since), Range or If-Range is present.
+pub const COND_OTHER: u8 = 2;
 
 /// Why a head was rejected; each maps to a status code, and all of them close the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +181,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
+    let mut cond = 0u8;
 
     // httparse has already refused CTL bytes (other than HTAB) and DEL in names and values.
     for h in req.headers.iter() {
@@ -223,6 +233,17 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
                     expect_continue = true;
                 }
             }
+            15 if name.eq_ignore_ascii_case(b"accept-encoding") => cond |= COND_ENCODING,
+            5 | 8 | 13 | 17 | 19
+                if name.eq_ignore_ascii_case(b"range")
+                    || name.eq_ignore_ascii_case(b"if-match")
+                    || name.eq_ignore_ascii_case(b"if-range")
+                    || name.eq_ignore_ascii_case(b"if-none-match")
+                    || name.eq_ignore_ascii_case(b"if-modified-since")
+                    || name.eq_ignore_ascii_case(b"if-unmodified-since") =>
+            {
+                cond |= COND_OTHER
+            }
             _ => {}
         }
     }
@@ -267,6 +288,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
         keep_alive,
         body,
         expect_continue: expect_continue && minor == 1,
+        cond,
         len: base + n,
     }))
 }

@@ -6,11 +6,18 @@
 //! Each entry is re-checked against the file system at most once a second, so a changed, new or
 //! deleted file is served fresh without a restart. Misses resolve the path with `openat2`
 //! (RESOLVE_BENEATH): nothing outside the docroot is ever opened, symlinks included.
+//!
+//! A request with preconditions, a Range or an Accept-Encoding that matters goes through
+//! [`answer`], which applies RFC 9110 with the rules of [`crate::negotiate`]: 304, 412, 206, 416,
+//! and the choice between the file and its precompressed siblings (`x.css.br`, `x.css.gz`, or a
+//! gzip made once when the file is loaded, with `compress`).
 
+use crate::negotiate::{self, Coding, Fields, RangeAsk};
+use crate::parse::COND_OTHER;
 use crate::response::{http_date, Clock, OutQueue, Seg, DATE_LEN};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::ffi::CString;
+use std::hash::{BuildHasher, Hasher};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -28,6 +35,10 @@ pub struct StaticConfig {
     /// Bound on the bytes held by the cache; when a new entry would pass it, the cache is emptied.
     pub cache_max_bytes: usize,
     pub cache_max_entries: usize,
+    /// (path prefix below the mount, Cache-Control value), longest prefix first.
+    pub cache_control: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Gzip compressible files held in memory, once when they are loaded.
+    pub compress: bool,
 }
 
 impl StaticConfig {
@@ -40,35 +51,86 @@ impl StaticConfig {
             inline_max: 256 * 1024,
             cache_max_bytes: 64 << 20,
             cache_max_entries: 10_000,
+            cache_control: Vec::new(),
+            compress: false,
         }
     }
 }
 
-struct Entry {
+/// A file as it was when its response was prepared.
+#[derive(Clone)]
+struct FileId {
     /// The resolved path below the root (what was opened).
     rel: CString,
     dev: u64,
     ino: u64,
     size: u64,
     mtime_ns: i128,
-    /// The second this entry was last compared with the file system.
-    checked: i64,
-    /// Head, then the body when it is held in memory.
-    buf: Rc<[u8]>,
-    head_len: usize,
-    date_off: usize,
-    date_sec: i64,
-    /// The body is not in `buf`: it is sent from the file with sendfile.
-    large: bool,
 }
 
-impl Entry {
+impl FileId {
+    fn of(rel: CString, st: &libc::stat) -> FileId {
+        FileId { rel, dev: st.st_dev, ino: st.st_ino, size: st.st_size as u64, mtime_ns: mtime_ns(st) }
+    }
+
     fn same_file(&self, st: &libc::stat) -> bool {
         st.st_dev == self.dev
             && st.st_ino == self.ino
             && st.st_size as u64 == self.size
             && mtime_ns(st) == self.mtime_ns
             && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+    }
+}
+
+/// One representation of a file: the file itself, or one of its compressed forms.
+struct Rep {
+    /// Where a large body is read from with sendfile.
+    file: FileId,
+    /// Body length.
+    size: u64,
+    /// Head of the 200 response, then the body when it is held in memory.
+    buf: Rc<[u8]>,
+    head_len: usize,
+    date_off: usize,
+    date_sec: i64,
+    /// The body is not in `buf`: it is sent from the file with sendfile.
+    large: bool,
+    /// The strong entity-tag, with its quotes.
+    etag: Box<[u8]>,
+    /// Last-Modified, in seconds.
+    lm: i64,
+    /// Header lines every response with this representation's body carries (Content-Type,
+    /// Content-Encoding, Last-Modified, ETag, Accept-Ranges, Vary, Cache-Control).
+    fields: Box<[u8]>,
+    /// What a 304 repeats of them (ETag, Vary, Cache-Control).
+    meta: Box<[u8]>,
+}
+
+/// A cached file: the file, and the compressed siblings found beside it.
+struct Entry {
+    ident: Rep,
+    br: Option<Rep>,
+    gzip: Option<Rep>,
+    /// The sibling names looked for (`.br`, `.gz`) and what was found, to notice one that appears
+    /// or goes.
+    siblings: [(CString, Option<FileId>); 2],
+    /// The second this entry was last compared with the file system.
+    checked: i64,
+}
+
+impl Entry {
+    fn bytes(&self) -> usize {
+        self.ident.buf.len() + self.br.as_ref().map_or(0, |r| r.buf.len()) + self.gzip.as_ref().map_or(0, |r| r.buf.len())
+    }
+
+    /// The file and its siblings are as they were when the entry was made.
+    fn fresh(&self, root: &OwnedFd) -> bool {
+        fstatat(root, &self.ident.file.rel).is_some_and(|st| self.ident.file.same_file(&st))
+            && self.siblings.iter().all(|(name, was)| match (was, fstatat(root, name)) {
+                (Some(id), Some(st)) => id.same_file(&st),
+                (None, None) => true,
+                _ => false,
+            })
     }
 }
 
@@ -83,6 +145,24 @@ pub enum Outcome {
     Redirect(Vec<u8>),
     /// Out of descriptors or memory: 503, try again.
     Unavailable,
+    /// If-Match or If-Unmodified-Since is false: 412.
+    PreconditionFailed,
+    /// The Range overlaps nothing of a representation this long: 416.
+    RangeNotSatisfiable(u64),
+    /// Accept-Encoding excludes every coding there is: 406.
+    NotAcceptable,
+}
+
+/// The request, as far as a static file is concerned.
+pub struct StaticRequest<'a> {
+    /// The path below the mount (see [`request_path`]).
+    pub path: &'a [u8],
+    pub head_only: bool,
+    /// `None` for the common HTTP/1.1 keep-alive case, else the Connection line to add.
+    pub conn: Option<&'static [u8]>,
+    /// The request head, and which of the fields static files answer to it has (`Head::cond`).
+    pub head: &'a [u8],
+    pub cond: u8,
 }
 
 pub struct StaticFiles {
@@ -107,45 +187,39 @@ impl StaticFiles {
         self.map.len()
     }
 
-    /// Queue the response for GET (or HEAD, `head_only`) of `path` (see [`request_path`]).
-    /// `conn_header`: `None` for the common HTTP/1.1 keep-alive case, else the Connection line to add.
-    pub fn serve(
-        &mut self,
-        path: &[u8],
-        head_only: bool,
-        conn_header: Option<&'static [u8]>,
-        clock: &Clock,
-        out: &mut OutQueue,
-    ) -> Outcome {
+    pub fn cached_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Queue the response to a GET or HEAD.
+    pub fn serve(&mut self, req: &StaticRequest<'_>, clock: &Clock, out: &mut OutQueue) -> Outcome {
+        let path = req.path;
         if path.first() != Some(&b'/') {
             return Outcome::BadPath;
         }
         // The hit: one lookup, and at most once a second one fstatat to see the file unchanged.
         if let Some(e) = self.map.get_mut(path) {
-            if e.checked == clock.sec || fstatat(&self.root, &e.rel).is_some_and(|st| e.same_file(&st)) {
+            if e.checked == clock.sec || e.fresh(&self.root) {
                 e.checked = clock.sec;
-                let file = if e.large && !head_only { open_same(&self.root, e) } else { Ok(None) };
-                if let Ok(file) = file {
-                    emit(e, file, head_only, conn_header, clock, out);
-                    return Outcome::Served;
+                if let Some(outcome) = answer(e, &self.root, req, clock, out) {
+                    return outcome;
                 }
             }
         }
         if let Some(old) = self.map.remove(path) {
-            self.bytes -= old.buf.len();
+            self.bytes -= old.bytes();
         }
-        let (mut entry, fd, canonical) = match self.load(path, clock) {
+        let (mut entry, canonical) = match self.load(path, clock) {
             Ok(loaded) => loaded,
             Err(outcome) => return outcome,
         };
-        let file = if entry.large && !head_only { Some(fd) } else { None };
-        emit(&mut entry, file, head_only, conn_header, clock, out);
+        let outcome = answer(&mut entry, &self.root, req, clock, out).unwrap_or(Outcome::NotFound);
         // Only the canonical spelling of a path is cached: `//a`, `/./a` or `/%61` are served but
         // not kept, so the cache holds at most one entry per file whatever clients send.
         if canonical {
             self.insert(path, entry);
         }
-        Outcome::Served
+        outcome
     }
 
     /// Warm the cache with the paths the indexer found (best effort).
@@ -155,7 +229,7 @@ impl StaticFiles {
             if self.map.len() >= self.cfg.cache_max_entries {
                 break;
             }
-            if let Ok((e, _, true)) = self.load(p.as_bytes(), clock) {
+            if let Ok((e, true)) = self.load(p.as_bytes(), clock) {
                 self.insert(p.as_bytes(), e);
                 n += 1;
             }
@@ -164,7 +238,7 @@ impl StaticFiles {
     }
 
     fn insert(&mut self, key: &[u8], e: Entry) {
-        let size = e.buf.len();
+        let size = e.bytes();
         if self.map.len() >= self.cfg.cache_max_entries || self.bytes + size > self.cfg.cache_max_bytes {
             self.map.clear();
             self.bytes = 0;
@@ -173,9 +247,9 @@ impl StaticFiles {
         self.map.insert(key.into(), e);
     }
 
-    /// Resolve `path`, open what it names and prepare its response. Returns the entry, the open
-    /// file, and whether `path` is the canonical spelling (the one worth caching).
-    fn load(&self, path: &[u8], clock: &Clock) -> Result<(Entry, OwnedFd, bool), Outcome> {
+    /// Resolve `path`, open what it names and prepare its responses. Returns the entry and
+    /// whether `path` is the canonical spelling (the one worth caching).
+    fn load(&self, path: &[u8], clock: &Clock) -> Result<(Entry, bool), Outcome> {
         let (rel, trailing_slash) = normalize(path)?;
         let canonical = canonical_path(&rel, trailing_slash) == path;
         let (fd, st) = self.open_beneath(&rel)?;
@@ -196,38 +270,48 @@ impl StaticFiles {
             }
             _ => return Err(Outcome::NotFound),
         };
-        let ctype = self.content_type(&rel);
-        let mtime = mtime_ns(&st);
-        let large = st.st_size as u64 > self.cfg.inline_max;
-        let body = if large { Vec::new() } else { read_all(&fd, st.st_size as u64).map_err(|_| Outcome::NotFound)? };
-        let size = if large { st.st_size as u64 } else { body.len() as u64 };
-        let mut head = Vec::with_capacity(256 + body.len());
-        head.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: vw\r\nDate: ");
-        let date_off = head.len();
-        head.extend_from_slice(&clock.date);
-        head.extend_from_slice(b"\r\nContent-Type: ");
-        head.extend_from_slice(ctype.as_bytes());
-        head.extend_from_slice(b"\r\nContent-Length: ");
-        head.extend_from_slice(size.to_string().as_bytes());
-        head.extend_from_slice(b"\r\nLast-Modified: ");
-        head.extend_from_slice(&http_date(st.st_mtime as i64));
-        head.extend_from_slice(format!("\r\nETag: \"{:x}-{:x}\"\r\n\r\n", mtime, size).as_bytes());
-        let head_len = head.len();
-        head.extend_from_slice(&body);
-        let entry = Entry {
-            rel: CString::new(rel).map_err(|_| Outcome::BadPath)?,
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size,
-            mtime_ns: mtime,
-            checked: clock.sec,
-            buf: head.into(),
-            head_len,
-            date_off,
-            date_sec: clock.sec,
-            large,
+        let ctype = self.content_type(&rel).to_string();
+        let cache_control = self.cache_control(&canonical_path(&rel, false)).map(|v| v.to_vec());
+        // Precompressed siblings, found once here and watched with the file.
+        let mut siblings = Vec::new();
+        let mut found: [Option<(OwnedFd, libc::stat)>; 2] = [None, None];
+        for (i, ext) in [&b".br"[..], b".gz"].into_iter().enumerate() {
+            let name = [&rel[..], ext].concat();
+            let c = CString::new(name).map_err(|_| Outcome::BadPath)?;
+            let id = match open_beneath(&self.root, &c) {
+                Ok((sfd, sst)) if sst.st_mode & libc::S_IFMT == libc::S_IFREG => {
+                    let id = FileId::of(c.clone(), &sst);
+                    found[i] = Some((sfd, sst));
+                    Some(id)
+                }
+                _ => None,
+            };
+            siblings.push((c, id));
+        }
+        let [found_br, found_gz] = found;
+        let compress = self.cfg.compress && found_gz.is_none() && compressible(&ctype) && st.st_size >= 256;
+        let vary = found_br.is_some() || found_gz.is_some() || compress;
+        let rel = CString::new(rel).map_err(|_| Outcome::BadPath)?;
+        let make = |fd: &OwnedFd, st: &libc::stat, file: FileId, coding: Coding| -> Result<Rep, Outcome> {
+            let large = st.st_size as u64 > self.cfg.inline_max;
+            let body = if large { Vec::new() } else { read_all(fd, st.st_size as u64).map_err(|_| Outcome::NotFound)? };
+            let size = if large { st.st_size as u64 } else { body.len() as u64 };
+            let file = FileId { size, ..file };
+            Ok(prepare(file, body, size, large, mtime_ns(st), coding, &ctype, cache_control.as_deref(), vary, clock))
         };
-        Ok((entry, fd, canonical))
+        let ident = make(&fd, &st, FileId::of(rel, &st), Coding::Identity)?;
+        let br = match &found_br {
+            Some((f, s)) => Some(make(f, s, FileId::of(siblings[0].0.clone(), s), Coding::Br)?),
+            None => None,
+        };
+        let gzip = match &found_gz {
+            Some((f, s)) => Some(make(f, s, FileId::of(siblings[1].0.clone(), s), Coding::Gzip)?),
+            None if compress && !ident.large => gzip_of(&ident, &ctype, cache_control.as_deref(), clock),
+            None => None,
+        };
+        let [sib_br, sib_gz]: [(CString, Option<FileId>); 2] = siblings.try_into().map_err(|_| Outcome::NotFound)?;
+        let entry = Entry { ident, br, gzip, siblings: [sib_br, sib_gz], checked: clock.sec };
+        Ok((entry, canonical))
     }
 
     fn content_type(&self, rel: &[u8]) -> &str {
@@ -242,14 +326,188 @@ impl StaticFiles {
         &self.cfg.default_type
     }
 
+    /// The Cache-Control value for a canonical path: the longest configured prefix wins.
+    fn cache_control(&self, path: &[u8]) -> Option<&[u8]> {
+        self.cfg.cache_control.iter().find(|(prefix, _)| path.starts_with(prefix)).map(|(_, v)| &v[..])
+    }
+
     fn open_beneath(&self, rel: &[u8]) -> Result<(OwnedFd, libc::stat), Outcome> {
         let c = CString::new(rel).map_err(|_| Outcome::BadPath)?;
         open_beneath(&self.root, &c)
     }
 }
 
-/// Queue an entry's response. `file` is the open file for a large entry's body.
-fn emit(e: &mut Entry, file: Option<OwnedFd>, head_only: bool, conn: Option<&'static [u8]>, clock: &Clock, out: &mut OutQueue) {
+/// Types worth compressing: text, and the textual or uncompressed application types.
+fn compressible(ctype: &str) -> bool {
+    let t = ctype.split(';').next().unwrap_or("").trim();
+    t.starts_with("text/")
+        || t.ends_with("+xml")
+        || t.ends_with("+json")
+        || matches!(t, "application/javascript" | "application/json" | "application/xml" | "application/wasm" | "image/x-icon" | "image/bmp")
+}
+
+/// The gzip form of an in-memory representation, made once; None when it does not save bytes.
+fn gzip_of(ident: &Rep, ctype: &str, cache_control: Option<&[u8]>, clock: &Clock) -> Option<Rep> {
+    use std::io::Write;
+    let body = &ident.buf[ident.head_len..];
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 2), flate2::Compression::best());
+    enc.write_all(body).ok()?;
+    let gz = enc.finish().ok()?;
+    if gz.len() + 32 >= body.len() {
+        return None;
+    }
+    let size = gz.len() as u64;
+    Some(prepare(ident.file.clone(), gz, size, false, ident.file.mtime_ns, Coding::Gzip, ctype, cache_control, true, clock))
+}
+
+/// Build a representation's header lines and its prepared 200 response.
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    file: FileId,
+    body: Vec<u8>,
+    size: u64,
+    large: bool,
+    mtime: i128,
+    coding: Coding,
+    ctype: &str,
+    cache_control: Option<&[u8]>,
+    vary: bool,
+    clock: &Clock,
+) -> Rep {
+    let lm = mtime.div_euclid(1_000_000_000) as i64;
+    let suffix = match coding {
+        Coding::Identity => "",
+        Coding::Br => "-br",
+        Coding::Gzip => "-gz",
+    };
+    let etag = format!("\"{:x}-{:x}{}\"", mtime, size, suffix).into_bytes();
+    let mut meta = Vec::with_capacity(96);
+    meta.extend_from_slice(b"ETag: ");
+    meta.extend_from_slice(&etag);
+    meta.extend_from_slice(b"\r\n");
+    if vary {
+        meta.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
+    if let Some(v) = cache_control {
+        meta.extend_from_slice(b"Cache-Control: ");
+        meta.extend_from_slice(v);
+        meta.extend_from_slice(b"\r\n");
+    }
+    let mut fields = Vec::with_capacity(192);
+    fields.extend_from_slice(b"Content-Type: ");
+    fields.extend_from_slice(ctype.as_bytes());
+    fields.extend_from_slice(b"\r\n");
+    match coding {
+        Coding::Identity => {}
+        Coding::Br => fields.extend_from_slice(b"Content-Encoding: br\r\n"),
+        Coding::Gzip => fields.extend_from_slice(b"Content-Encoding: gzip\r\n"),
+    }
+    fields.extend_from_slice(b"Last-Modified: ");
+    fields.extend_from_slice(&http_date(lm));
+    fields.extend_from_slice(b"\r\nAccept-Ranges: bytes\r\n");
+    fields.extend_from_slice(&meta);
+    let mut head = Vec::with_capacity(256 + body.len());
+    head.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: vw\r\nDate: ");
+    let date_off = head.len();
+    head.extend_from_slice(&clock.date);
+    head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(&fields);
+    head.extend_from_slice(b"Content-Length: ");
+    head.extend_from_slice(size.to_string().as_bytes());
+    head.extend_from_slice(b"\r\n\r\n");
+    let head_len = head.len();
+    head.extend_from_slice(&body);
+    Rep {
+        file,
+        size,
+        buf: head.into(),
+        head_len,
+        date_off,
+        date_sec: clock.sec,
+        large,
+        etag: etag.into(),
+        lm,
+        fields: fields.into(),
+        meta: meta.into(),
+    }
+}
+
+/// Queue the answer to `req` from a fresh entry. None when a large file is no longer what the
+/// entry describes (the caller reloads it).
+fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock, out: &mut OutQueue) -> Option<Outcome> {
+    if req.cond == 0 {
+        let rep = &mut e.ident;
+        let file = if rep.large && !req.head_only { Some(open_same(root, &rep.file).ok()?) } else { None };
+        emit(rep, file, req.head_only, req.conn, clock, out);
+        return Some(Outcome::Served);
+    }
+    let f = Fields::parse(req.head);
+    let rep = match negotiate::choose_coding(f.accept_encoding.as_deref(), e.br.is_some(), e.gzip.is_some()) {
+        None => return Some(Outcome::NotAcceptable),
+        Some(Coding::Identity) => &mut e.ident,
+        Some(Coding::Br) => e.br.as_mut()?,
+        Some(Coding::Gzip) => e.gzip.as_mut()?,
+    };
+    if req.cond & COND_OTHER != 0 {
+        // RFC 9110 §13.2.2: If-Match, else If-Unmodified-Since; then If-None-Match, else
+        // If-Modified-Since; then Range, if If-Range allows it.
+        if let Some(v) = &f.if_match {
+            if !negotiate::if_match(v, &rep.etag) {
+                return Some(Outcome::PreconditionFailed);
+            }
+        } else if let Some(t) = f.if_unmodified_since.as_deref().and_then(negotiate::parse_http_date) {
+            if rep.lm > t {
+                return Some(Outcome::PreconditionFailed);
+            }
+        }
+        let not_modified = match (&f.if_none_match, f.if_modified_since.as_deref().and_then(negotiate::parse_http_date)) {
+            (Some(v), _) => negotiate::none_match_hits(v, &rep.etag),
+            (None, Some(t)) => rep.lm <= t,
+            (None, None) => false,
+        };
+        if not_modified {
+            let t = out.owned_tail();
+            t.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\nServer: vw\r\nDate: ");
+            t.extend_from_slice(&clock.date);
+            t.extend_from_slice(b"\r\n");
+            t.extend_from_slice(&rep.meta);
+            t.extend_from_slice(req.conn.unwrap_or(b""));
+            t.extend_from_slice(b"\r\n");
+            return Some(Outcome::Served);
+        }
+        let ranged = f.range.as_deref().filter(|_| f.if_range.as_deref().is_none_or(|v| negotiate::if_range_holds(v, &rep.etag, rep.lm)));
+        if let Some(r) = ranged {
+            match negotiate::range(r, rep.size) {
+                RangeAsk::One(first, last) => {
+                    let file = if rep.large && !req.head_only { Some(open_same(root, &rep.file).ok()?) } else { None };
+                    let t = out.owned_tail();
+                    t.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\nServer: vw\r\nDate: ");
+                    t.extend_from_slice(&clock.date);
+                    t.extend_from_slice(b"\r\n");
+                    t.extend_from_slice(&rep.fields);
+                    t.extend_from_slice(format!("Content-Range: bytes {first}-{last}/{}\r\nContent-Length: {}\r\n", rep.size, last - first + 1).as_bytes());
+                    t.extend_from_slice(req.conn.unwrap_or(b""));
+                    t.extend_from_slice(b"\r\n");
+                    if !req.head_only {
+                        match file {
+                            Some(fd) => out.push(Seg::File { fd: Rc::new(fd), off: first, len: last - first + 1 }),
+                            None => out.push_shared(&rep.buf, rep.head_len + first as usize, rep.head_len + last as usize + 1),
+                        }
+                    }
+                    return Some(Outcome::Served);
+                }
+                RangeAsk::Unsatisfiable => return Some(Outcome::RangeNotSatisfiable(rep.size)),
+                RangeAsk::Several | RangeAsk::Ignore => {}
+            }
+        }
+    }
+    let file = if rep.large && !req.head_only { Some(open_same(root, &rep.file).ok()?) } else { None };
+    emit(rep, file, req.head_only, req.conn, clock, out);
+    Some(Outcome::Served)
+}
+
+/// Queue a representation's 200 response. `file` is the open file for a large body.
+fn emit(e: &mut Rep, file: Option<OwnedFd>, head_only: bool, conn: Option<&'static [u8]>, clock: &Clock, out: &mut OutQueue) {
     if e.date_sec != clock.sec {
         // Patch the Date in place when no queued response still points at the buffer.
         match Rc::get_mut(&mut e.buf) {
@@ -279,12 +537,12 @@ fn emit(e: &mut Entry, file: Option<OwnedFd>, head_only: bool, conn: Option<&'st
     }
 }
 
-/// Open a large entry's file for one response, making sure it is still the file the prepared
-/// header describes (an `Err` sends the request down the slow path, which rebuilds the entry).
-fn open_same(root: &OwnedFd, e: &Entry) -> Result<Option<OwnedFd>, Outcome> {
-    let (fd, st) = open_beneath(root, &e.rel)?;
-    if e.same_file(&st) {
-        Ok(Some(fd))
+/// Open a large representation's file for one response, making sure it is still the file the
+/// prepared header describes.
+fn open_same(root: &OwnedFd, id: &FileId) -> Result<OwnedFd, Outcome> {
+    let (fd, st) = open_beneath(root, &id.rel)?;
+    if id.same_file(&st) {
+        Ok(fd)
     } else {
         Err(Outcome::NotFound)
     }

@@ -25,6 +25,8 @@ pub struct WorkerConfig {
     /// The loop runs holding the GIL (an application is served): release it while waiting.
     pub holds_gil: bool,
     pub timeouts: Timeouts,
+    /// (body, Content-Type) of the page sent with a static 404.
+    pub not_found_page: Option<(Vec<u8>, String)>,
 }
 
 /// Seconds a connection may spend in each phase before it is closed (slow or absent clients).
@@ -173,6 +175,7 @@ impl Worker {
         let mut ctx = Ctx::new(clock, mounts, app);
         ctx.limits = cfg.limits;
         ctx.max_body = cfg.max_body;
+        ctx.not_found_page = cfg.not_found_page.map(|(body, ctype)| (ctype.into_bytes(), body.into()));
         ctx.local_port = local_port(cfg.listen_fd);
         let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         let sfd = signal_fd()?;

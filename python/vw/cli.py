@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from vw import __version__
-from vw.config import ConfigError, ServeConfig, default_docroot, parse_mount
+from vw.config import ConfigError, ServeConfig, default_docroot, parse_cache_control, parse_mount
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +40,20 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="do not pin each worker to its CPU")
     p.add_argument("--realtime", action="store_true", default=SUPPRESS,
                    help="run workers with SCHED_RR at top priority (needs root or CAP_SYS_NICE)")
+    st = p.add_argument_group("static files")
+    st.add_argument("--cache-control", action="append", default=SUPPRESS, metavar="/PREFIX=VALUE",
+                    help="send Cache-Control: VALUE with files under /PREFIX (repeatable; the longest "
+                         "prefix wins), e.g. /assets/=max-age=31536000,immutable")
+    st.add_argument("--compress", action="store_true", default=SUPPRESS,
+                    help="gzip compressible files held in memory, once when loaded, for clients that "
+                         "accept it (precompressed x.css.br / x.css.gz beside a file are always used)")
+    st.add_argument("--not-found-page", metavar="FILE", default=SUPPRESS,
+                    help="send FILE (read at start) as the body of a 404 for a missing file")
+    st.add_argument("--inline-max", type=_int("--inline-max"), default=SUPPRESS, metavar="BYTES",
+                    help="files up to this size are held in memory, larger ones sent with sendfile "
+                         "(default 262144)")
+    st.add_argument("--cache-max-bytes", type=_int("--cache-max-bytes"), default=SUPPRESS, metavar="BYTES",
+                    help="memory each worker may hold for files (default 64 MiB)")
     lim = p.add_argument_group("limits (a request past one is answered and its connection closed)")
     lim.add_argument("--max-request-line", type=_int("--max-request-line"), default=SUPPRESS, metavar="BYTES",
                      help="longest request line (default 8192; longer: 414)")
@@ -121,6 +135,8 @@ def settings(command: str, given: dict) -> ServeConfig:
         values, source = configfile.load(given.pop("config"))
     if "static" in given:
         given["mounts"] = values.get("mounts", []) + [parse_mount(m) for m in given.pop("static")]
+    if "cache_control" in given:
+        given["cache_control"] = values.get("cache_control", []) + [parse_cache_control(c) for c in given["cache_control"]]
     for key in given:
         source.pop(key, None)
     values.update(given)

@@ -51,6 +51,10 @@ class ServeConfig:
     shutdown_timeout: int = 4
     inline_max: int = 256 * 1024
     cache_max_bytes: int = 64 << 20
+    # static files: Cache-Control by URL prefix, gzip at load, the page of a 404
+    cache_control: list[tuple[str, str]] = field(default_factory=list)
+    compress: bool = False
+    not_found_page: Path | None = None
     cpus: list[int] = field(default_factory=available_cpus)
 
     def validate(self) -> "ServeConfig":
@@ -65,6 +69,22 @@ class ServeConfig:
                 raise ConfigError(f"--static prefix {prefix!r} must be a path like /static", "mounts")
             mounts.append((prefix.rstrip("/"), _folder(folder, f"--static {prefix}")))
         self.mounts = mounts
+        for prefix, value in self.cache_control:
+            if not prefix.startswith("/"):
+                raise ConfigError(f"--cache-control prefix {prefix!r} must be a URL path like /assets", "cache_control")
+            if not value or any(ord(c) < 0x20 or ord(c) == 0x7f for c in value):
+                raise ConfigError(f"--cache-control value {value!r} must be one line of text", "cache_control")
+        if self.not_found_page is not None:
+            page = Path(self.not_found_page)
+            if not page.is_file() or not os.access(page, os.R_OK):
+                raise ConfigError(f"--not-found-page {str(page)!r} is not a readable file", "not_found_page")
+            if page.stat().st_size > 1 << 20:
+                raise ConfigError(f"--not-found-page {str(page)!r} is larger than 1 MiB", "not_found_page")
+            self.not_found_page = page.resolve()
+        if not 0 <= self.inline_max <= 1 << 30:
+            raise ConfigError(f"--inline-max must be between 0 and 1 GiB, not {self.inline_max}", "inline_max")
+        if self.cache_max_bytes < 0:
+            raise ConfigError(f"--cache-max-bytes must be 0 or more, not {self.cache_max_bytes}", "cache_max_bytes")
         if self.max_body < 0:
             raise ConfigError(f"--max-body must be 0 or more, not {self.max_body}", "max_body")
         for name, low, high in (("max_request_line", 64, 1 << 20), ("max_head", 256, 1 << 24),
@@ -108,6 +128,14 @@ def _folder(path, what: str) -> Path:
     if not os.access(root, os.R_OK | os.X_OK):
         raise ConfigError(f"{what} {str(root)!r} is not readable")
     return root.resolve()
+
+
+def parse_cache_control(text: str) -> tuple[str, str]:
+    """`/prefix=VALUE` from --cache-control (the value may hold `=` itself: max-age=60)."""
+    prefix, sep, value = text.partition("=")
+    if not sep or not prefix or not value:
+        raise ConfigError(f"--cache-control takes /PREFIX=VALUE, not {text!r}")
+    return prefix, value
 
 
 def parse_mount(text: str) -> tuple[str, Path]:

@@ -7,8 +7,14 @@
     header_timeout = 10
     max_connections = 20000
 
+    compress = true
+    not_found_page = "./404.html"
+
     [static]                    # extra static mounts: prefix = folder
     "/assets" = "./assets"
+
+    [cache_control]             # Cache-Control by URL prefix
+    "/assets/" = "max-age=31536000, immutable"
 
 Keys are the long options with `_` for `-` (`no_pin` is `pin = false`). Flags given on the
 command line win over the file. An unknown key or a bad value is reported with its line.
@@ -28,6 +34,7 @@ KEYS: dict[str, type] = {
     "pin": bool, "realtime": bool, "reload": bool, "static": dict,
     "max_request_line": int, "max_head": int, "max_headers": int, "max_body": int, "max_connections": int,
     "header_timeout": int, "body_timeout": int, "keepalive_timeout": int, "write_timeout": int,
+    "cache_control": dict, "compress": bool, "not_found_page": str, "inline_max": int, "cache_max_bytes": int,
 }
 
 
@@ -69,7 +76,16 @@ def load(path: str) -> tuple[dict, dict[str, str]]:
             values["mounts"] = mounts
             source["mounts"] = where(key)
             continue
-        if key == "docroot":
+        if key == "cache_control":
+            rules = []
+            for prefix, header in value.items():
+                if not isinstance(header, str):
+                    raise ConfigError(f"{where(prefix)}: a cache_control rule is \"/prefix\" = \"value\"")
+                rules.append((prefix, header))
+            values["cache_control"] = rules
+            source["cache_control"] = where(key)
+            continue
+        if key in ("docroot", "not_found_page"):
             folder = Path(value)
             value = folder if folder.is_absolute() else p.parent / folder
         values[key] = value

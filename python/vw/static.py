@@ -16,23 +16,39 @@ _TEXTUAL = {"application/javascript", "application/json", "application/xml", "im
             "application/manifest+json", "application/xhtml+xml"}
 
 
+# The web's own types, the same on every machine whatever its mime.types says or lacks.
+_WEB = {"js": "text/javascript", "mjs": "text/javascript", "wasm": "application/wasm",
+        "json": "application/json", "map": "application/json", "webmanifest": "application/manifest+json",
+        "woff": "font/woff", "woff2": "font/woff2", "ttf": "font/ttf", "otf": "font/otf",
+        "webp": "image/webp", "avif": "image/avif", "svg": "image/svg+xml", "ico": "image/vnd.microsoft.icon",
+        "md": "text/markdown", "mp4": "video/mp4", "webm": "video/webm", "opus": "audio/ogg"}
+
+
 def content_types() -> dict[str, str]:
-    """Extension (lower case, no dot) → Content-Type, from Python's maintained table
-    (which also reads the system's /etc/mime.types), with `charset=utf-8` for text."""
-    db = mimetypes.MimeTypes()
+    """Extension (lower case, no dot) → Content-Type: Python's table, then the system's maintained
+    one (/etc/mime.types, from Debian's media-types or the distribution's equivalent) over it,
+    then the web's own types; `charset=utf-8` for text."""
+    files = [f for f in mimetypes.knownfiles if os.path.isfile(f)]
+    db = mimetypes.MimeTypes(filenames=files)
     table: dict[str, str] = {}
-    for mapping in (db.types_map[True], db.types_map[False]):
+    for mapping in (db.types_map[False], db.types_map[True]):  # strict types win
         for ext, ctype in mapping.items():
             key = ext.lstrip(".").lower()
-            if key and key not in table:
+            if key:
                 table[key] = ctype
-    for key in ("js", "mjs"):
-        table[key] = "text/javascript"
-    table["wasm"] = "application/wasm"
+    table.update(_WEB)
     for key, ctype in table.items():
         if ctype.startswith("text/") or ctype in _TEXTUAL:
             table[key] = f"{ctype}; charset=utf-8"
     return table
+
+
+def page(path: Path | None, mime: dict[str, str]) -> tuple[bytes, str] | None:
+    """The body and Content-Type of a page file (--not-found-page), read once."""
+    if path is None:
+        return None
+    ext = Path(path).suffix.lstrip(".").lower()
+    return Path(path).read_bytes(), mime.get(ext, "application/octet-stream")
 
 
 def index(docroot: Path, limit: int = 10_000) -> tuple[list[str], int]:

@@ -145,7 +145,9 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
                        header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout,
                        keepalive_timeout=cfg.keepalive_timeout, write_timeout=cfg.write_timeout,
                        max_request_line=cfg.max_request_line, max_head=cfg.max_head,
-                       max_headers=cfg.max_headers, max_connections=cfg.max_connections)
+                       max_headers=cfg.max_headers, max_connections=cfg.max_connections,
+                       cache_control=cfg.cache_control, compress=cfg.compress,
+                       not_found_page=static.page(cfg.not_found_page, mime))
         if interface == "asgi":
             from vw import asgi
 
