@@ -13,10 +13,13 @@ serve: install
 	$(PY) -m vw serve $(ARGS)
 
 # System tools the tests and the benchmark use (Debian packages). Installed only when missing.
+# chromium: the headless browser of tests/core/test_clients.py.
 deps:
-	@if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null || ! command -v curl >/dev/null; then \
-		echo "installing wrk, nginx-light, curl"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light curl >/dev/null; \
+	@if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null || ! command -v curl >/dev/null \
+		|| ! command -v chromium >/dev/null; then \
+		echo "installing wrk, nginx-light, curl, chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			wrk nginx-light curl chromium >/dev/null; \
 	fi
 
 rust-test:

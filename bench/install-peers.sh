@@ -12,9 +12,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 venv="$here/.peers-venv"
 python="${PYTHON:-python3}"
 
-# bjoern builds against libev; socketify's bundled library loads libuv.so.1.
+# bjoern builds against libev; socketify's bundled library loads libuv.so.1; h2o is the
+# static-file peer of vw and nginx.
 missing=()
-for deb in libev-dev libuv1; do
+for deb in libev-dev libuv1 h2o; do
     dpkg -s "$deb" >/dev/null 2>&1 || missing+=("$deb")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Benchmark harness: vw against the "kernel floor" (floor.c), nginx and Python app servers.
+"""Benchmark harness: vw against the "kernel floor" (floor.c), nginx, h2o and Python app servers.
 
 Each server runs pinned to one CPU, wrk to another. Per run we measure the
 CPU time the server's whole process tree spent (from /proc) and divide it by
 the requests wrk completed. Rounds interleave the servers; the report gives
-medians over rounds, and ratios to the floor.
+medians over rounds, ratios to the floor and, when nginx runs, to nginx.
 
     python bench/run.py [--servers floor,vw,nginx] [--rounds 3] [--duration 10]
-                        [--connections 300] [--modes plain,pipelined]
-                        [--paths /1b] [--out DIR] [--docroot DIR]
+                        [--connections 300] [--path-connections /4m=10]
+                        [--modes plain,pipelined] [--paths /1b]
+                        [--out DIR] [--docroot DIR]
+    python bench/run.py --servers files --paths /100b,/4k,/64k,/4m   # file sizes
     python bench/run.py --servers apps --paths /,/json    # app benchmarks
 
 Python 3.11 standard library only. See bench/README.md.
@@ -22,6 +24,7 @@ import importlib.util
 import json
 import os
 import platform
+import random
 import re
 import shlex
 import shutil
@@ -40,11 +43,14 @@ FLOOR_SRC = HERE / "floor.c"
 BUILD_DIR = HERE / "build"
 PIPELINE_LUA = HERE / "pipeline.lua"
 NGINX_TEMPLATE = HERE / "nginx.conf.tmpl"
+H2O_TEMPLATE = HERE / "h2o.conf.tmpl"
 DEFAULT_OUT = HERE / "results"
 APPS_DIR = HERE / "apps"          # the app servers run here (module:app specs)
 PEERS_VENV = HERE / ".peers-venv"  # made by install-peers.sh
 
 STATIC_SERVERS = ("floor", "vw", "nginx")
+FILE_SERVERS = (*STATIC_SERVERS, "nginx-nosendfile", "h2o")
+NGINX_SERVERS = {"nginx": True, "nginx-nosendfile": False}  # name: sendfile on?
 VW_APP_SERVERS = ("vw-native", "vw-wsgi", "vw-asgi")
 GRANIAN_FLAGS = ("--workers", "1", "--runtime-mode", "st", "--runtime-threads", "1",
                  "--runtime-blocking-threads", "1", "--blocking-threads", "1",
@@ -74,9 +80,17 @@ PEERS = {
        for name, i in (("socketify", "wsgi"), ("socketify-asgi", "asgi"))},
 }
 APP_SERVERS = VW_APP_SERVERS + tuple(PEERS)
-ALL_SERVERS = STATIC_SERVERS + APP_SERVERS
-SERVER_GROUPS = {"static": STATIC_SERVERS, "apps": ("floor", *APP_SERVERS)}
+ALL_SERVERS = FILE_SERVERS + APP_SERVERS
+SERVER_GROUPS = {"static": STATIC_SERVERS, "files": FILE_SERVERS,
+                 "apps": ("floor", *APP_SERVERS)}
 STATIC_PATHS = ("/1b",)
+# The docroot's files by size (name: bytes), for --paths /100b,/4k,/64k,/4m.
+SIZED_FILES = {"100b": 100, "4k": 4096, "64k": 65536, "4m": 4 << 20}
+DOCROOT_SEED = 5  # the sized files are bytes of random.Random(DOCROOT_SEED)
+# Fewer connections for large files: 4 MiB answers to 300 connections (or 50
+# pipelining 16 each) keep responses waiting over wrk's 2 s timeout, which
+# wrk counts as errors.
+DEFAULT_PATH_CONNECTIONS = "/4m=10"
 APP_PATHS = ("/", "/json")
 ALL_MODES = ("plain", "pipelined")
 START_TIMEOUT_S = 10.0
@@ -264,12 +278,21 @@ def build_floor(build_dir: Path = BUILD_DIR) -> Path:
     return binary
 
 
+def sized_file_bytes(size: int) -> bytes:
+    """size bytes of a seeded PRNG: the same every run, and not compressible."""
+    return random.Random(DOCROOT_SEED).randbytes(size)
+
+
 def make_docroot(parent: Path) -> Path:
+    """/1b (the byte x), /100.html, and SIZED_FILES: names without an
+    extension, so every server sends them as application/octet-stream."""
     docroot = parent / "docroot"
     docroot.mkdir()
     (docroot / "1b").write_bytes(b"x")
     page = b"<!doctype html><title>vw</title><p>"
     (docroot / "100.html").write_bytes(page + b"x" * (99 - len(page)) + b"\n")
+    for name, size in SIZED_FILES.items():
+        (docroot / name).write_bytes(sized_file_bytes(size))
     docroot.chmod(0o755)
     return docroot
 
@@ -324,13 +347,38 @@ def vw_command() -> list[str] | None:
     return None
 
 
-def write_nginx_conf(prefix: Path, port: int, docroot: Path) -> Path:
-    text = NGINX_TEMPLATE.read_text()
-    for key, value in {"PREFIX": prefix, "PORT": port, "DOCROOT": docroot}.items():
+def render_template(template: Path, values: dict[str, object]) -> str:
+    """The template's text with each @KEY@ replaced; an error if one is left."""
+    text = template.read_text()
+    for key, value in values.items():
         text = text.replace(f"@{key}@", str(value))
+    left = re.search(r"@[A-Z_]+@", text)
+    if left:
+        raise ValueError(f"{template.name}: {left.group()} not filled in")
+    return text
+
+
+def write_nginx_conf(prefix: Path, port: int, docroot: Path,
+                     sendfile: bool = True) -> Path:
     conf = prefix / "nginx.conf"
-    conf.write_text(text)
+    conf.write_text(render_template(NGINX_TEMPLATE, {
+        "PREFIX": prefix, "PORT": port, "DOCROOT": docroot,
+        "SENDFILE": "on" if sendfile else "off"}))
     return conf
+
+
+def write_h2o_conf(prefix: Path, port: int, docroot: Path) -> Path:
+    conf = prefix / "h2o.conf"
+    conf.write_text(render_template(H2O_TEMPLATE, {
+        "PREFIX": prefix, "PORT": port, "DOCROOT": docroot,
+        "USER": "user: root" if os.getuid() == 0 else ""}))
+    return conf
+
+
+def find_sbin(name: str) -> str | None:
+    """name on PATH, or in /usr/sbin (not on a plain user's PATH)."""
+    return shutil.which(name) or (
+        f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None)
 
 
 @dataclass
@@ -340,6 +388,7 @@ class Context:
     floor_bin: Path | None = None
     vw_cmd: list[str] | None = None
     nginx_bin: str | None = None
+    h2o_bin: str | None = None
     peer_python: dict[str, str] = dataclasses.field(default_factory=dict)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -354,11 +403,14 @@ def server_command(name: str, port: int, ctx: Context) -> list[str]:
     if name == "vw":
         return [*ctx.vw_cmd, "serve", str(ctx.docroot), "--port", str(port),
                 "--workers", "1"]
-    if name == "nginx":
-        prefix = Path(tempfile.mkdtemp(prefix="nginx-", dir=ctx.workdir))
-        conf = write_nginx_conf(prefix, port, ctx.docroot)
+    if name in NGINX_SERVERS:
+        prefix = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=ctx.workdir))
+        conf = write_nginx_conf(prefix, port, ctx.docroot, NGINX_SERVERS[name])
         return [ctx.nginx_bin, "-c", str(conf), "-p", str(prefix),
                 "-e", str(prefix / "error.log")]
+    if name == "h2o":
+        prefix = Path(tempfile.mkdtemp(prefix="h2o-", dir=ctx.workdir))
+        return [ctx.h2o_bin, "-c", str(write_h2o_conf(prefix, port, ctx.docroot))]
     if name in VW_APP_SERVERS:
         interface = name.removeprefix("vw-")
         return [*ctx.vw_cmd, "run", f"{interface}:app", "--interface", interface,
@@ -490,6 +542,7 @@ class RunResult:
     non_2xx_3xx: int
     server_core_busy: float = 0.0  # % of the server's core in use, whoever used it
     wrk_core_busy: float = 0.0     # % of wrk's core in use
+    connections: int = 0           # wrk's -c for this run
 
     @property
     def errors(self) -> int:
@@ -509,10 +562,20 @@ class Summary:
     cpu_ratio: float | None = None   # CPU/request divided by the floor's
     rps_ratio: float | None = None   # req/s divided by the floor's
     p99_ratio: float | None = None   # p99 divided by the floor's
+    # The same against nginx (sendfile on), the yardstick for files larger
+    # than the floor's 1-byte reply; None when nginx is not in the run.
+    nginx_cpu_ratio: float | None = None
+    nginx_rps_ratio: float | None = None
+
+
+def connections_for(path: str, args: argparse.Namespace) -> int:
+    """wrk's connection count for path: --path-connections, else --connections."""
+    return args.path_connections.get(path, args.connections)
 
 
 def measure(name: str, path: str, mode: str, rnd: int, args: argparse.Namespace,
             ctx: Context) -> RunResult:
+    conns = connections_for(path, args)
     slug = re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "root"
     log = ctx.workdir / f"{name}-{slug}-{mode}-r{rnd}.log"
     proc, port = start_server(name, args.server_cpu, ctx, log)
@@ -521,12 +584,12 @@ def measure(name: str, path: str, mode: str, rnd: int, args: argparse.Namespace,
         if not re.match(r"HTTP/1\.[01] 2\d\d", status):
             print(f"warning: {name} answers {status!r} for {path}", file=sys.stderr)
         warm = min(1.0, args.duration)
-        run_wrk(wrk_command(port, path, mode, warm, args.connections, args.wrk_cpu), warm)
+        run_wrk(wrk_command(port, path, mode, warm, conns, args.wrk_cpu), warm)
         time.sleep(SETTLE_S)
         cpu0 = tree_cpu_seconds(proc.pid)
         cores0 = read_core_times(args.server_cpu), read_core_times(args.wrk_cpu)
         wrk, _ = run_wrk(wrk_command(port, path, mode, args.duration,
-                                     args.connections, args.wrk_cpu), args.duration)
+                                     conns, args.wrk_cpu), args.duration)
         cores1 = read_core_times(args.server_cpu), read_core_times(args.wrk_cpu)
         time.sleep(SETTLE_S)
         cpu = tree_cpu_seconds(proc.pid) - cpu0
@@ -540,7 +603,7 @@ def measure(name: str, path: str, mode: str, rnd: int, args: argparse.Namespace,
         cpu_us_per_request=cpu * 1e6 / wrk.requests, p99_ms=wrk.p99_ms,
         socket_errors=sum(wrk.socket_errors.values()), non_2xx_3xx=wrk.non_2xx_3xx,
         server_core_busy=busy_percent(cores0[0], cores1[0]),
-        wrk_core_busy=busy_percent(cores0[1], cores1[1]))
+        wrk_core_busy=busy_percent(cores0[1], cores1[1]), connections=conns)
 
 
 def rotated(items: list[str], n: int) -> list[str]:
@@ -558,8 +621,8 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def summarize(runs: list[RunResult]) -> list[Summary]:
-    """Medians per (path, mode, server); ratios to the floor's run of the same
-    path and mode."""
+    """Medians per (path, mode, server); ratios to the floor's and to nginx's
+    run of the same path and mode."""
     groups: dict[tuple[str, str, str], list[RunResult]] = {}
     for r in runs:
         groups.setdefault((r.path, r.mode, r.server), []).append(r)
@@ -577,6 +640,10 @@ def summarize(runs: list[RunResult]) -> list[Summary]:
             row.cpu_ratio = ratio(row.cpu_us_per_request, floor.cpu_us_per_request)
             row.rps_ratio = ratio(row.requests_per_s, floor.requests_per_s)
             row.p99_ratio = ratio(row.p99_ms, floor.p99_ms)
+        nginx = rows.get((path, mode, "nginx"))
+        if nginx:
+            row.nginx_cpu_ratio = ratio(row.cpu_us_per_request, nginx.cpu_us_per_request)
+            row.nginx_rps_ratio = ratio(row.requests_per_s, nginx.requests_per_s)
     return list(rows.values())
 
 
@@ -585,25 +652,31 @@ def fmt(value: float | None, digits: int) -> str:
 
 
 def summary_table(rows: list[Summary]) -> str:
+    """The medians; the columns against nginx only when nginx is in the run."""
+    with_nginx = any(r.server == "nginx" for r in rows)
     lines = ["| path | mode | server | req/s | CPU µs/req | p99 ms | errors "
-             "| CPU/req ÷ floor | req/s ÷ floor | p99 ÷ floor |",
-             "|---|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+             "| CPU/req ÷ floor | req/s ÷ floor | p99 ÷ floor |"
+             + (" CPU/req ÷ nginx | req/s ÷ nginx |" if with_nginx else ""),
+             "|---|---|---|--:|--:|--:|--:|--:|--:|--:|" + ("--:|--:|" if with_nginx else "")]
     for r in rows:
         lines.append(
             f"| {r.path} | {r.mode} | {r.server} | {fmt(r.requests_per_s, 0)} "
             f"| {fmt(r.cpu_us_per_request, 2)} | {fmt(r.p99_ms, 2)} | {r.errors} "
-            f"| {fmt(r.cpu_ratio, 2)} | {fmt(r.rps_ratio, 2)} | {fmt(r.p99_ratio, 2)} |")
+            f"| {fmt(r.cpu_ratio, 2)} | {fmt(r.rps_ratio, 2)} | {fmt(r.p99_ratio, 2)} |"
+            + (f" {fmt(r.nginx_cpu_ratio, 2)} | {fmt(r.nginx_rps_ratio, 2)} |"
+               if with_nginx else ""))
     return "\n".join(lines)
 
 
 def runs_table(runs: list[RunResult]) -> str:
-    lines = ["| round | path | mode | server | requests | req/s | CPU s | CPU µs/req "
-             "| p99 ms | socket errors | non-2xx/3xx | server core busy % "
+    lines = ["| round | path | mode | server | connections | requests | req/s | CPU s "
+             "| CPU µs/req | p99 ms | socket errors | non-2xx/3xx | server core busy % "
              "| wrk core busy % |",
-             "|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in runs:
         lines.append(
-            f"| {r.round} | {r.path} | {r.mode} | {r.server} | {r.requests:,} "
+            f"| {r.round} | {r.path} | {r.mode} | {r.server} | {r.connections} "
+            f"| {r.requests:,} "
             f"| {fmt(r.requests_per_s, 0)} | {r.cpu_s:.2f} "
             f"| {fmt(r.cpu_us_per_request, 2)} | {fmt(r.p99_ms, 2)} "
             f"| {r.socket_errors} | {r.non_2xx_3xx} "
@@ -635,27 +708,41 @@ def machine_info() -> dict[str, object]:
         "cpu": cpu_model,
         "python": platform.python_version(),
         "wrk": (first_line(["wrk", "-v"]) or "").split(" [")[0] or None,
-        "nginx": first_line(["nginx", "-v"]) if shutil.which("nginx") else None,
+        "nginx": first_line([find_sbin("nginx"), "-v"]) if find_sbin("nginx") else None,
+        "h2o": first_line([find_sbin("h2o"), "-v"]) if find_sbin("h2o") else None,
     }
+
+
+def connections_text(cfg: dict) -> str:
+    """'300 connections', with the per-path counts that apply to this run."""
+    special = {p: n for p, n in cfg.get("path_connections", {}).items()
+               if p in cfg["paths"]}
+    return f"{cfg['connections']} connections" + "".join(
+        f", {n} for {p}" for p, n in special.items())
 
 
 def render_markdown(meta: dict, runs: list[RunResult], rows: list[Summary]) -> str:
     m = meta["machine"]
     cfg = meta["config"]
+    files = (any(p != "/1b" for p in cfg["paths"])
+             and any(s in FILE_SERVERS[1:] for s in cfg.get("servers", ())))
     return "\n".join([
         "# vw benchmark",
         "",
         f"- date: {meta['date']}",
         f"- command: `{meta['command']}`",
         f"- machine: {m['nproc']} CPUs ({m['cpu']}), kernel {m['kernel']}, "
-        f"Python {m['python']}, {m['wrk']}" + (f", {m['nginx']}" if m["nginx"] else ""),
+        f"Python {m['python']}, {m['wrk']}" + "".join(
+            f", {m[k]}" for k in ("nginx", "h2o") if m.get(k)),
         *(["- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())]
           if meta.get("versions") else []),
         f"- method: server pinned to CPU {cfg['server_cpu']}, wrk (1 thread, "
-        f"{cfg['connections']} connections, {cfg['duration']:g} s) to CPU "
+        f"{connections_text(cfg)}, {cfg['duration']:g} s) to CPU "
         f"{cfg['wrk_cpu']}; URL paths {', '.join(cfg['paths'])}; CPU = user+system time of the "
         f"server's process tree from /proc; medians over {cfg['rounds']} "
-        "interleaved round(s); errors = socket errors + non-2xx/3xx, summed.",
+        "interleaved round(s); errors = socket errors + non-2xx/3xx, summed."
+        + (" The floor sends the same 1-byte reply for every path: for larger "
+           "files compare to nginx (sendfile on), not to the floor." if files else ""),
         "",
         "## Medians",
         "",
@@ -692,6 +779,20 @@ def csv_choice(allowed: tuple[str, ...]):
     return parse
 
 
+def parse_path_connections(text: str) -> dict[str, int]:
+    """'/4m=10,/64k=100' -> {'/4m': 10, '/64k': 100}; '' -> {}."""
+    counts = {}
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        path, sep, n = item.rpartition("=")
+        if not sep or not path.startswith("/") or not n.isdigit() or int(n) < 1:
+            raise argparse.ArgumentTypeError(
+                f"expected PATH=N, N a positive count (got {item!r})")
+        counts[path] = int(n)
+    return counts
+
+
 def parse_paths(text: str) -> list[str]:
     paths = [s.strip() for s in text.split(",") if s.strip()]
     if not paths or any(not s.startswith("/") for s in paths):
@@ -721,16 +822,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--servers", type=csv_choice(ALL_SERVERS + tuple(SERVER_GROUPS)),
                    default=None,
                    help="comma list of " + ",".join(ALL_SERVERS) + ", or the groups "
-                   "static (floor,vw,nginx) and apps (floor and every app server); "
-                   "default: static. Servers named one by one must be installed, "
-                   "groups skip what is missing")
+                   "static (floor,vw,nginx), files (" + ",".join(FILE_SERVERS) + ") "
+                   "and apps (floor and every app server); default: static. Servers "
+                   "named one by one must be installed, groups skip what is missing")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=10.0, help="seconds per run")
-    p.add_argument("--connections", type=int, default=300)
+    p.add_argument("--connections", type=int, default=300,
+                   help="wrk connections (default 300)")
+    p.add_argument("--path-connections", type=parse_path_connections,
+                   default=parse_path_connections(DEFAULT_PATH_CONNECTIONS),
+                   metavar="PATH=N,...",
+                   help="connections for some paths instead of --connections "
+                   f"(default {DEFAULT_PATH_CONNECTIONS}: 4 MiB answers to 300 "
+                   "connections wait over wrk's 2 s timeout; '' for none)")
     p.add_argument("--modes", type=csv_choice(ALL_MODES), default=list(ALL_MODES))
     p.add_argument("--paths", "--path", dest="paths", type=parse_paths, default=None,
                    help="comma list of URL paths, each run in turn (default: /,/json "
-                   "for app servers only, else /1b)")
+                   "for app servers only, else /1b). The generated docroot also holds "
+                   "/100b, /4k, /64k and /4m (100 B, 4 KiB, 64 KiB, 4 MiB of "
+                   "application/octet-stream): `--servers files --paths "
+                   "/100b,/4k,/64k,/4m` is the file-size run, read against nginx "
+                   "(the floor sends 1 byte whatever the path)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--docroot", type=Path, default=None,
                    help="serve this directory instead of a generated one")
@@ -774,11 +886,14 @@ def prepare(args: argparse.Namespace, workdir: Path) -> tuple[list[str], Context
             ctx.vw_cmd = ctx.vw_cmd or vw_command()
             if ctx.vw_cmd is None:
                 msg = "vw is not installed (no `vw` on PATH, `import vw` fails)"
-        elif name == "nginx":
-            ctx.nginx_bin = shutil.which("nginx") or (
-                "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+        elif name in NGINX_SERVERS:
+            ctx.nginx_bin = find_sbin("nginx")
             if ctx.nginx_bin is None:
                 msg = "nginx not found: apt-get install nginx-light"
+        elif name == "h2o":
+            ctx.h2o_bin = find_sbin("h2o")
+            if ctx.h2o_bin is None:
+                msg = "h2o not found: apt-get install h2o"
         elif name in PEERS:
             modules = PEERS[name].modules
             if modules not in found:
@@ -839,6 +954,7 @@ def run(argv: list[str]) -> list[Summary]:
         "versions": ctx.versions,
         "config": {"servers": servers, "modes": args.modes, "rounds": args.rounds,
                    "duration": args.duration, "connections": args.connections,
+                   "path_connections": args.path_connections,
                    "paths": args.paths, "server_cpu": args.server_cpu,
                    "wrk_cpu": args.wrk_cpu,
                    "docroot": str(args.docroot) if args.docroot else None},

@@ -265,6 +265,70 @@ def test_summary_ratios_are_per_path():
     assert "| /json | plain | vw-native |" in table
 
 
+def test_summary_ratios_to_nginx():
+    runs = [_run("floor", "plain", 1, 100, 2.0, 1.0, path="/4k"),
+            _run("nginx", "plain", 1, 80, 8.0, 2.0, path="/4k"),
+            _run("nginx-nosendfile", "plain", 1, 60, 10.0, 2.0, path="/4k"),
+            _run("h2o", "plain", 1, 40, 6.0, 2.0, path="/4k"),
+            _run("vw", "plain", 1, 120, 4.0, 2.0, path="/4k"),
+            _run("vw", "pipelined", 1, 120, 4.0, None, path="/4k"),  # no nginx here
+            _run("vw", "plain", 1, 120, 4.0, 2.0, path="/4m")]       # nor here
+    rows = {(r.server, r.mode, r.path): r for r in run.summarize(runs)}
+    vw = rows["vw", "plain", "/4k"]
+    assert vw.nginx_cpu_ratio == pytest.approx(0.5)
+    assert vw.nginx_rps_ratio == pytest.approx(1.5)
+    assert vw.cpu_ratio == pytest.approx(2.0)  # the floor's columns stay
+    assert rows["nginx", "plain", "/4k"].nginx_cpu_ratio == 1.0
+    assert rows["nginx-nosendfile", "plain", "/4k"].nginx_cpu_ratio == pytest.approx(1.25)
+    assert rows["h2o", "plain", "/4k"].nginx_cpu_ratio == pytest.approx(0.75)
+    assert rows["vw", "pipelined", "/4k"].nginx_cpu_ratio is None
+    assert rows["vw", "plain", "/4m"].nginx_cpu_ratio is None
+    table = run.summary_table(list(rows.values())).splitlines()
+    assert table[0].endswith("| p99 ÷ floor | CPU/req ÷ nginx | req/s ÷ nginx |")
+    assert table[1].count("|") == table[0].count("|")
+    line = next(l for l in table if l.startswith("| /4k | plain | vw |"))
+    assert line.endswith("| 2.00 | 1.20 | 2.00 | 0.50 | 1.50 |")
+    assert next(l for l in table if l.startswith("| /4m | plain | vw |")).endswith(
+        "| – | – |")
+    summary = {(r["server"], r["mode"], r["path"]): r
+               for r in json.loads(json.dumps([run.dataclasses.asdict(r)
+                                               for r in rows.values()]))}
+    assert summary["h2o", "plain", "/4k"]["nginx_cpu_ratio"] == pytest.approx(0.75)
+    assert summary["h2o", "plain", "/4k"]["nginx_rps_ratio"] == pytest.approx(0.5)
+
+
+def test_summary_without_nginx_has_no_nginx_columns():
+    rows = run.summarize([_run("floor", "plain", 1, 100, 2.0, 1.0),
+                          _run("vw", "plain", 1, 50, 6.0, 4.0)])
+    assert all(r.nginx_cpu_ratio is None for r in rows)
+    assert "nginx" not in run.summary_table(rows)
+
+
+def test_results_files_hold_the_nginx_ratio_and_connections(tmp_path):
+    runs = [_run("nginx", "plain", 1, 80, 8.0, 2.0, path="/4m"),
+            _run("h2o", "plain", 1, 40, 6.0, 2.0, path="/4m")]
+    for r in runs:
+        r.connections = 10
+    meta = {"date": "d", "command": "c", "versions": {},
+            "machine": {"nproc": 2, "cpu": "x", "kernel": "k", "python": "3",
+                        "wrk": "wrk 4.1.0", "nginx": "nginx version: nginx/1.22.1",
+                        "h2o": "h2o version 2.2.5"},
+            "config": {"server_cpu": 0, "wrk_cpu": 1, "connections": 300,
+                       "servers": ["nginx", "h2o"],
+                       "path_connections": {"/4m": 10, "/other": 5},
+                       "duration": 3, "paths": ["/100b", "/4m"], "rounds": 1}}
+    run.write_results(tmp_path, meta, runs, run.summarize(runs))
+    data = json.loads((tmp_path / "results.json").read_text())
+    h2o = next(r for r in data["summary"] if r["server"] == "h2o")
+    assert h2o["nginx_cpu_ratio"] == pytest.approx(0.75)
+    assert {r["connections"] for r in data["runs"]} == {10}
+    md = (tmp_path / "results.md").read_text()
+    assert "CPU/req ÷ nginx" in md
+    assert "300 connections, 10 for /4m," in md and "/other" not in md
+    assert "nginx/1.22.1, h2o version 2.2.5" in md
+    assert "compare to nginx (sendfile on), not to the floor" in md
+
+
 def test_rotation_interleaves_servers():
     servers = ["floor", "vw", "nginx"]
     firsts = [run.rotated(servers, n)[0] for n in range(3)]
@@ -298,8 +362,9 @@ def floor_port(tmp_path_factory):
 
 REQUEST = b"GET /1b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 REPLY = (b"HTTP/1.1 200 OK\r\nServer: fl\r\nDate: Thu, 26 Nov 2026 16:31:53 GMT\r\n"
-         b"Content-Type: application/octet-stream\r\nContent-Length: 1\r\n"
-         b"Last-Modified: Thu, 26 Nov 2026 16:31:53 GMT\r\nETag: \"18eba5c1dd0c42a9-1\"\r\n\r\nx")
+         b"Content-Type: application/octet-stream\r\n"
+         b"Last-Modified: Thu, 26 Nov 2026 16:31:53 GMT\r\nAccept-Ranges: bytes\r\n"
+         b"ETag: \"18eba5c1dd0c42a9-1\"\r\nContent-Length: 1\r\n\r\nx")
 
 
 def _read_exactly(sock, size):
@@ -441,6 +506,109 @@ def test_app_server_command(name, tmp_path):
     spec = next(a for a in APP_COMMANDS[name] if a.endswith(":app") or a.endswith(".py"))
     module = spec.split(":")[0].removesuffix(".py")
     assert (REPO / "bench" / "apps" / f"{module}.py").is_file()
+
+
+def test_docroot_files(tmp_path):
+    docroot = run.make_docroot(tmp_path)
+    sizes = {f.name: f.stat().st_size for f in docroot.iterdir()}
+    assert sizes == {"1b": 1, "100.html": 100, "100b": 100, "4k": 4096,
+                     "64k": 65536, "4m": 4 << 20}
+    big = (docroot / "4m").read_bytes()
+    assert big[:4096] == (docroot / "4k").read_bytes()  # one seeded stream
+    assert big == run.sized_file_bytes(4 << 20)        # the same every run
+    import zlib
+    assert len(zlib.compress(big[:65536])) > 65000      # not compressible
+    assert all("." not in name for name in run.SIZED_FILES)  # octet-stream
+
+
+def _conf(tmp_path, name):
+    ctx = run.Context(workdir=tmp_path, docroot=tmp_path / "docroot",
+                      nginx_bin="/usr/sbin/nginx", h2o_bin="/usr/bin/h2o")
+    cmd = run.server_command(name, 8123, ctx)
+    conf = Path(cmd[cmd.index("-c") + 1])
+    assert conf.parent.parent == tmp_path and conf.parent.name.startswith(name + "-")
+    return cmd, conf.read_text()
+
+
+@pytest.mark.parametrize("name, sendfile", [("nginx", "on"), ("nginx-nosendfile", "off")])
+def test_nginx_config(name, sendfile, tmp_path):
+    cmd, text = _conf(tmp_path, name)
+    prefix = Path(cmd[cmd.index("-p") + 1])
+    assert cmd == ["/usr/sbin/nginx", "-c", str(prefix / "nginx.conf"), "-p", str(prefix),
+                   "-e", str(prefix / "error.log")]
+    assert "@" not in text
+    directives = [l.strip() for l in text.splitlines()
+                  if l.strip() and not l.strip().startswith("#")]
+    assert f"sendfile {sendfile};" in directives
+    assert [d for d in directives if d.startswith("sendfile")] == [f"sendfile {sendfile};"]
+    assert "listen 127.0.0.1:8123;" in directives
+    assert f"root {tmp_path / 'docroot'};" in directives
+    assert "worker_processes 1;" in directives and "access_log off;" in directives
+
+
+def test_nginx_configs_differ_in_sendfile_only(tmp_path):
+    (cmd_on, on), (cmd_off, off) = _conf(tmp_path, "nginx"), _conf(tmp_path, "nginx-nosendfile")
+    prefix_on, prefix_off = cmd_on[cmd_on.index("-p") + 1], cmd_off[cmd_off.index("-p") + 1]
+    on, off = on.replace(prefix_on, "PREFIX"), off.replace(prefix_off, "PREFIX")
+    differ = [(a, b) for a, b in zip(on.splitlines(), off.splitlines()) if a != b]
+    assert len(on.splitlines()) == len(off.splitlines())
+    assert differ == [("    sendfile on;", "    sendfile off;")]
+
+
+def test_h2o_config(tmp_path):
+    cmd, text = _conf(tmp_path, "h2o")
+    assert cmd[:2] == ["/usr/bin/h2o", "-c"] and len(cmd) == 3
+    prefix = Path(cmd[2]).parent
+    assert "@" not in text
+    lines = [l for l in text.splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    assert "num-threads: 1" in lines
+    assert ("user: root" in lines) == (os.getuid() == 0)
+    assert f"error-log: {prefix / 'error.log'}" in lines
+    assert not any("access-log" in l for l in lines)
+    assert "  host: 127.0.0.1" in lines and "  port: 8123" in lines
+    assert f"        file.dir: {tmp_path / 'docroot'}" in lines
+
+
+def test_template_left_unfilled_is_an_error(tmp_path):
+    template = tmp_path / "t.tmpl"
+    template.write_text("port @PORT@; root @DOCROOT@;")
+    assert run.render_template(template, {"PORT": 1, "DOCROOT": "/d"}) == "port 1; root /d;"
+    with pytest.raises(ValueError, match="@DOCROOT@"):
+        run.render_template(template, {"PORT": 1})
+
+
+def test_files_group_and_path_connections():
+    args = run.parse_args(["--servers", "files"])
+    assert args.servers == ["floor", "vw", "nginx", "nginx-nosendfile", "h2o"]
+    assert args.explicit == set() and args.paths == ["/1b"]
+    assert args.path_connections == {"/4m": 10}
+    assert run.connections_for("/4m", args) == 10
+    assert run.connections_for("/4k", args) == 300
+    args = run.parse_args(["--servers", "vw,h2o", "--paths", "/100b,/4m",
+                           "--connections", "50", "--path-connections", "/4m=5,/64k=20"])
+    assert args.explicit == {"vw", "h2o"}
+    assert [run.connections_for(p, args) for p in ("/100b", "/64k", "/4m")] == [50, 20, 5]
+    assert run.parse_args(["--path-connections", ""]).path_connections == {}
+    for bad in ("/4m", "4m=3", "/4m=0", "/4m=x"):
+        with pytest.raises(SystemExit):
+            run.parse_args(["--path-connections", bad])
+
+
+def test_missing_h2o_is_skipped_in_a_group_and_an_error_by_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run, "require_tool", lambda name, package: name)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(run, "build_floor", lambda: Path("/f"))
+    monkeypatch.setattr(run, "vw_command", lambda: ["vw"])
+    monkeypatch.setattr(run, "find_sbin", lambda name: None if name == "h2o" else f"/x/{name}")
+    for d in "ab":
+        (tmp_path / d).mkdir()
+    chosen, ctx = run.prepare(run.parse_args(["--servers", "files"]), tmp_path / "a")
+    assert chosen == ["floor", "vw", "nginx", "nginx-nosendfile"]
+    assert ctx.nginx_bin == "/x/nginx"
+    assert capsys.readouterr().err.strip() == (
+        "skipping h2o: h2o not found: apt-get install h2o")
+    with pytest.raises(run.BenchError, match="^h2o: h2o not found"):
+        run.prepare(run.parse_args(["--servers", "vw,h2o"]), tmp_path / "b")
 
 
 def test_static_servers_run_in_the_workdir(tmp_path):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import time
 
-from conftest import Reader, connect, get
+from conftest import Reader, connect, get, peak_rss_kib
 
 
 def test_content_types(server):
@@ -67,3 +68,47 @@ def test_changed_and_new_files_are_served_fresh(server, docroot):
     while get(server.port, "/new.txt").status != 404:
         assert time.monotonic() < deadline, "deleted file still served"
         time.sleep(0.1)
+
+
+def test_10_gib_sparse_file_is_served_without_being_held(server, docroot):
+    size = 10 << 30
+    with open(docroot / "huge.img", "wb") as f:
+        f.truncate(size)  # sparse: no disk used
+        f.seek(size - 5)
+        f.write(b"tail!")
+    pid = server.workers[0][0]
+    before = peak_rss_kib(pid)
+    r = get(server.port, "/huge.img", method="HEAD")
+    assert r.status == 200 and r.header("Content-Length") == str(size)
+    r = get(server.port, "/huge.img", headers=f"Host: t\r\nRange: bytes={size - 5}-\r\n")
+    assert r.status == 206 and r.body == b"tail!" and r.header("Content-Range") == f"bytes {size - 5}-{size - 1}/{size}"
+    # the whole file, through curl: every byte arrives (sendfile past 4 GiB offsets)
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                          f"http://127.0.0.1:{server.port}/huge.img"], capture_output=True, text=True, timeout=120)
+    assert out.stdout == f"200 {size}"
+    assert peak_rss_kib(pid) - before < 32 * 1024, "a large file is never read into memory"
+
+
+def test_changes_additions_deletions_under_load(server, docroot):
+    """wrk keeps the worker busy on /1b while files change; each change shows within ~1 s."""
+    wrk = subprocess.Popen(["wrk", "-t1", "-c50", "-d6", f"http://127.0.0.1:{server.port}/1b"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1)
+
+        def eventually(path: str, check, what: str) -> None:
+            deadline = time.monotonic() + 3
+            while not check(get(server.port, path)):
+                assert time.monotonic() < deadline, what
+                time.sleep(0.05)
+
+        (docroot / "1b").write_bytes(b"z")
+        eventually("/1b", lambda r: r.body == b"z", "change of a hot file under load")
+        (docroot / "added.txt").write_text("added\n")
+        eventually("/added.txt", lambda r: r.body == b"added\n", "addition under load")
+        (docroot / "100.html").unlink()
+        eventually("/100.html", lambda r: r.status == 404, "deletion under load")
+        assert wrk.poll() is None, "the load was still running during the changes"
+    finally:
+        out, _ = wrk.communicate(timeout=20)
+    assert "requests in" in out and "Non-2xx" not in out and "Socket errors" not in out, out
