@@ -7,6 +7,7 @@
 
 use crate::app::{App, AppCall, AppRequest, BodySink, SharedExchange};
 use crate::body::Chunked;
+use crate::observe::{now_ns, referer_and_agent, AccessLog, Counters, Entry, OwnedRequest};
 use crate::parse::{parse_head, Body, Head, Limits, Method};
 use crate::response::{simple, Clock, OutQueue, CLOSE, KEEP_ALIVE};
 use crate::statics::{request_path, Outcome, StaticFiles, StaticRequest};
@@ -35,13 +36,16 @@ pub struct Ctx {
     pub stopping: bool,
     /// (Content-Type, body) of the page sent with a static 404, instead of "Not Found".
     pub not_found_page: Option<(Vec<u8>, std::rc::Rc<[u8]>)>,
+    /// This worker's counters (its slot of the region the supervisor reads for /metrics).
+    pub stats: Counters,
+    pub log: Option<AccessLog>,
 }
 
 impl Ctx {
     pub fn new(clock: Clock, mounts: Vec<Mount>, app: Option<Box<dyn App>>) -> Self {
         let mut mounts = mounts;
         mounts.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-        Ctx { clock, mounts, app, limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, local_port: 0, stopping: false, not_found_page: None }
+        Ctx { clock, mounts, app, limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None }
     }
 }
 
@@ -106,7 +110,17 @@ pub struct Pending {
     sink: BodySink,
 }
 
+/// A response that an application finishes later: what to count and log when it does.
+pub struct Watch {
+    /// Where the response starts in the connection's output stream.
+    mark: u64,
+    start_ns: u64,
+    status: u16,
+    req: Option<OwnedRequest>,
+}
+
 pub struct Proto {
+    pub watch: Option<Box<Watch>>,
     pub read: ReadState,
     pub out: OutQueue,
     /// Close once `out` is written.
@@ -120,7 +134,7 @@ const ALLOW: &[u8] = b"Allow: GET, HEAD\r\n";
 
 impl Default for Proto {
     fn default() -> Self {
-        Proto { read: ReadState::Head, out: OutQueue::default(), close_after_flush: false, peer: None, id: (0, 0) }
+        Proto { watch: None, read: ReadState::Head, out: OutQueue::default(), close_after_flush: false, peer: None, id: (0, 0) }
     }
 }
 
@@ -150,7 +164,9 @@ impl Proto {
                             self.request(req, head, ctx);
                         }
                         Err(reject) => {
+                            let mark = self.out.position();
                             simple(self.out.owned_tail(), &ctx.clock, reject.status(), b"", Some(CLOSE), false);
+                            self.observed(ctx, mark, 0, None);
                             self.finish();
                             return data.len();
                         }
@@ -190,7 +206,9 @@ impl Proto {
                             }
                             Err(e) => {
                                 let status = if e == crate::body::BodyError::TooLarge { 413 } else { 400 };
+                                let mark = self.out.position();
                                 simple(self.out.owned_tail(), &ctx.clock, status, b"", Some(CLOSE), false);
+                                self.observed(ctx, mark, 0, None);
                                 self.finish();
                                 return data.len();
                             }
@@ -208,7 +226,9 @@ impl Proto {
                     let ReadState::AppBody(p) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
                     let p = *p;
                     if p.sink.failed {
+                        let mark = self.out.position();
                         simple(self.out.owned_tail(), &ctx.clock, 500, b"", Some(CLOSE), false);
+                        self.observed(ctx, mark, 0, None);
                         self.finish();
                         return data.len();
                     }
@@ -228,15 +248,48 @@ impl Proto {
     }
 
     /// The worker has no room for this connection: 503, then close.
-    pub fn refuse(&mut self, clock: &Clock) {
-        simple(self.out.owned_tail(), clock, 503, b"Retry-After: 1\r\n", Some(CLOSE), false);
+    pub fn refuse(&mut self, ctx: &mut Ctx) {
+        let mark = self.out.position();
+        simple(self.out.owned_tail(), &ctx.clock, 503, b"Retry-After: 1\r\n", Some(CLOSE), false);
+        self.observed(ctx, mark, 0, None);
         self.finish();
     }
 
     /// The client took too long with a request: 408, then close.
-    pub fn timed_out(&mut self, clock: &Clock) {
-        simple(self.out.owned_tail(), clock, 408, b"", Some(CLOSE), false);
+    pub fn timed_out(&mut self, ctx: &mut Ctx) {
+        let mark = self.out.position();
+        simple(self.out.owned_tail(), &ctx.clock, 408, b"", Some(CLOSE), false);
+        self.observed(ctx, mark, 0, None);
         self.finish();
+    }
+
+    /// Count (and log) the response queued from `mark` to now. `start_ns`: when its request
+    /// came (0: not timed); `req`: the request head and its parse, when there was one.
+    fn observed(&mut self, ctx: &mut Ctx, mark: u64, start_ns: u64, req: Option<(&[u8], &Head)>) {
+        let status = self.out.status_at(mark);
+        let bytes = self.out.position() - mark;
+        let micros = if start_ns == 0 { 0 } else { now_ns().saturating_sub(start_ns) / 1000 };
+        ctx.stats.response(status, bytes, micros);
+        if let Some(log) = &mut ctx.log {
+            let entry = match req {
+                Some((head, parsed)) => {
+                    let (referer, user_agent) = referer_and_agent(head);
+                    Entry {
+                        peer: self.peer,
+                        method: &head[parsed.method_range.clone()],
+                        target: &head[parsed.target.clone()],
+                        minor: parsed.minor,
+                        status,
+                        bytes,
+                        micros,
+                        referer,
+                        user_agent,
+                    }
+                }
+                None => Entry { peer: self.peer, method: b"", target: b"", minor: 1, status, bytes, micros, referer: b"", user_agent: b"" },
+            };
+            log.record(&entry, ctx.clock.sec);
+        }
     }
 
     fn finish(&mut self) {
@@ -245,9 +298,13 @@ impl Proto {
     }
 
     fn request(&mut self, req: &[u8], head: Head, ctx: &mut Ctx) {
+        let mark = self.out.position();
+        // Static answers are queued at once; they are timed only for the access log.
+        let start = if ctx.log.is_some() { now_ns() } else { 0 };
         if let Body::Length(n) = head.body {
             if n > ctx.max_body {
                 simple(self.out.owned_tail(), &ctx.clock, 413, b"", Some(CLOSE), false);
+                self.observed(ctx, mark, start, Some((req, &head)));
                 self.finish();
                 return;
             }
@@ -255,11 +312,16 @@ impl Proto {
         let path = request_path(&req[head.target.clone()]);
         if path.first() != Some(&b'/') && !(path == b"*" && ctx.app.is_some()) {
             simple(self.out.owned_tail(), &ctx.clock, 400, b"", Some(CLOSE), false);
+            self.observed(ctx, mark, start, Some((req, &head)));
             self.finish();
             return;
         }
-        match route(ctx, path) {
-            Route::App => self.app_request(req, head, ctx),
+        let route = route(ctx, path);
+        if let Route::App = route {
+            return self.app_request(req, head, ctx); // counted when the application answers
+        }
+        match route {
+            Route::App => unreachable!(),
             Route::Static(i, sub) => self.static_request(Some((i, sub)), req, &head, ctx),
             Route::MountRoot(i) => {
                 let mut loc = ctx.mounts[i].prefix.clone();
@@ -268,6 +330,7 @@ impl Proto {
             }
             Route::Nowhere => self.static_request(None, req, &head, ctx),
         }
+        self.observed(ctx, mark, start, Some((req, &head)));
     }
 
     /// How this response ends: whether the connection closes after it, and the Connection line.
@@ -386,12 +449,20 @@ impl Proto {
             conn_id: self.id,
         };
         let app = ctx.app.as_mut().expect("routed to the app");
+        let (mark, start) = (self.out.position(), now_ns());
         match app.call(&areq, body.finish(), conn, head.method == Method::Head, &ctx.clock, &mut self.out) {
-            AppCall::Done => {}
-            AppCall::Close => self.finish(),
+            AppCall::Done => self.observed(ctx, mark, start, Some((req, head))),
+            AppCall::Close => {
+                self.observed(ctx, mark, start, Some((req, head)));
+                self.finish()
+            }
             AppCall::Pending(ex) => {
+                let owned = ctx.log.as_ref().map(|_| {
+                    OwnedRequest::from_head(req, &req[head.method_range.clone()], &req[head.target.clone()], head.minor)
+                });
+                self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned }));
                 self.read = ReadState::Waiting(ex, close);
-                self.take_app_output();
+                self.take_app_output(ctx);
             }
         }
     }
@@ -399,17 +470,29 @@ impl Proto {
     /// Move what a later-answering application has produced into the output queue. When its
     /// response is finished, parsing resumes (the caller feeds the buffered input again).
     /// Returns true when the response finished.
-    pub fn take_app_output(&mut self) -> bool {
+    pub fn take_app_output(&mut self, ctx: &mut Ctx) -> bool {
         let ReadState::Waiting(ex, close) = &self.read else { return false };
         let (finished, must_close) = {
             let mut e = ex.borrow_mut();
             if !e.out.is_empty() {
                 let bytes = std::mem::take(&mut e.out);
+                if let Some(w) = self.watch.as_mut().filter(|w| w.status == 0) {
+                    // The first output is the head: "HTTP/1.1 200 ..."
+                    w.status = bytes.get(9..12).and_then(|d| std::str::from_utf8(d).ok()?.parse().ok()).unwrap_or(0);
+                }
                 self.out.owned_tail().extend_from_slice(&bytes);
             }
             (e.finished, e.close || *close)
         };
         if finished {
+            if let Some(w) = self.watch.take() {
+                let bytes = self.out.position() - w.mark;
+                let micros = now_ns().saturating_sub(w.start_ns) / 1000;
+                ctx.stats.response(w.status, bytes, micros);
+                if let (Some(log), Some(req)) = (&mut ctx.log, &w.req) {
+                    log.record(&req.entry(self.peer, w.status, bytes, micros), ctx.clock.sec);
+                }
+            }
             if must_close {
                 self.finish();
             } else {
@@ -420,6 +503,7 @@ impl Proto {
     }
 
     /// The exchange of a later-answering application, if one is running.
+    /// (See `take_app_output` for when it is counted.)
     pub fn exchange(&self) -> Option<&SharedExchange> {
         match &self.read {
             ReadState::Waiting(ex, _) => Some(ex),

@@ -7,6 +7,7 @@ pub mod body;
 pub mod bridge;
 pub mod conn;
 pub mod negotiate;
+pub mod observe;
 pub mod parse;
 pub mod response;
 pub mod statics;
@@ -33,6 +34,10 @@ struct Options {
     compress: bool,
     /// (body, Content-Type) of the page sent with a static 404.
     not_found_page: Option<(Vec<u8>, String)>,
+    /// Address of this worker's counters slot in the region shared with the supervisor.
+    stats_addr: usize,
+    /// (path or "-", format)
+    access_log: Option<(String, String)>,
 }
 
 impl Options {
@@ -50,6 +55,8 @@ impl Options {
             cache_control: Vec::new(),
             compress: false,
             not_found_page: None,
+            stats_addr: 0,
+            access_log: None,
         };
         let Some(kwargs) = kwargs else { return Ok(o) };
         for (key, value) in kwargs.iter() {
@@ -72,6 +79,8 @@ impl Options {
                 "cache_control" => o.cache_control = value.extract()?,
                 "compress" => o.compress = value.extract()?,
                 "not_found_page" => o.not_found_page = value.extract()?,
+                "stats_addr" => o.stats_addr = value.extract()?,
+                "access_log" => o.access_log = value.extract()?,
                 _ => return Err(PyValueError::new_err(format!("unknown worker option {key:?}"))),
             }
         }
@@ -79,7 +88,24 @@ impl Options {
     }
 
     fn config(self, listen_fd: i32, mounts: Vec<(String, String, Vec<String>)>, mime: HashMap<String, String>,
-              app: Option<Box<dyn app::App>>, holds_gil: bool) -> worker::WorkerConfig {
+              app: Option<Box<dyn app::App>>, holds_gil: bool) -> std::io::Result<worker::WorkerConfig> {
+        let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg);
+        let stats = if self.stats_addr == 0 {
+            observe::Counters::local()
+        } else {
+            if self.stats_addr % 8 != 0 {
+                return Err(invalid("stats_addr must be 8-byte aligned".into()));
+            }
+            // SAFETY: the supervisor maps the region before forking and keeps it for its life.
+            unsafe { observe::Counters::at(self.stats_addr) }
+        };
+        let log = match &self.access_log {
+            None => None,
+            Some((path, format)) => {
+                let format = observe::Format::parse(format).ok_or_else(|| invalid(format!("unknown access log format {format:?}")))?;
+                Some(observe::AccessLog::open(Some(path.as_str()), format).map_err(|e| invalid(format!("access log {path}: {e}")))?)
+            }
+        };
         let mounts = mounts
             .into_iter()
             .map(|(prefix, root, preload)| {
@@ -95,7 +121,7 @@ impl Options {
                 (prefix.as_bytes().to_vec(), c, preload)
             })
             .collect();
-        worker::WorkerConfig {
+        Ok(worker::WorkerConfig {
             listen_fd,
             mounts,
             app,
@@ -106,7 +132,9 @@ impl Options {
             holds_gil,
             timeouts: self.timeouts,
             not_found_page: self.not_found_page,
-        }
+            stats,
+            log,
+        })
     }
 }
 
@@ -155,9 +183,9 @@ fn run_worker(
     };
     let result = match app {
         // An application runs on this thread: keep the GIL (the loop lets go of it to wait).
-        Some(app) => worker::Worker::new(opts.config(listen_fd, mounts, mime, Some(app), true)).and_then(|mut w| w.run()),
+        Some(app) => opts.config(listen_fd, mounts, mime, Some(app), true).and_then(worker::Worker::new).and_then(|mut w| w.run()),
         // Static files only: Python is never needed again.
-        None => py.detach(move || worker::Worker::new(opts.config(listen_fd, mounts, mime, None, false)).and_then(|mut w| w.run())),
+        None => py.detach(move || opts.config(listen_fd, mounts, mime, None, false).and_then(worker::Worker::new).and_then(|mut w| w.run())),
     };
     result.map_err(|e: std::io::Error| PyOSError::new_err(e.to_string()))
 }
@@ -181,7 +209,8 @@ fn asgi_worker(
     let opts = Options::from_kwargs(options)?;
     let asgi_app = asgi::Asgi::new(app, &event_loop, wake, state, server)?;
     let scheduled = asgi::scheduled_flag(&asgi_app);
-    asgi::AsgiWorker::create(opts.config(listen_fd, mounts, mime, Some(Box::new(asgi_app)), true), scheduled)
+    let cfg = opts.config(listen_fd, mounts, mime, Some(Box::new(asgi_app)), true).map_err(|e| PyOSError::new_err(e.to_string()))?;
+    asgi::AsgiWorker::create(cfg, scheduled)
 }
 
 /// The CPU this thread runs on now (getcpu(2)).
@@ -197,5 +226,14 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     bridge::register(m)?;
     asgi::register(m)?;
     m.add_function(wrap_pyfunction!(asgi_worker, m)?)?;
+    // The layout of a worker's counters slot, for the supervisor's /metrics.
+    m.add("STATS_SLOT_WORDS", observe::slot::WORDS)?;
+    m.add("STATS_BUCKETS_US", observe::BUCKETS_US.to_vec())?;
+    m.add("STATS_CLASSES", observe::slot::CLASSES)?;
+    m.add("STATS_BYTES", observe::slot::BYTES)?;
+    m.add("STATS_OPEN", observe::slot::OPEN)?;
+    m.add("STATS_ACCEPTED", observe::slot::ACCEPTED)?;
+    m.add("STATS_LATENCY_SUM_US", observe::slot::LATENCY_SUM_US)?;
+    m.add("STATS_LATENCY_BUCKETS", observe::slot::LATENCY_BUCKETS)?;
     Ok(())
 }

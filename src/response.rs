@@ -251,6 +251,8 @@ pub enum Flush {
 #[derive(Default)]
 pub struct OutQueue {
     segs: std::collections::VecDeque<Seg>,
+    /// Bytes written so far: with what is queued, the position of the next byte queued.
+    written: u64,
 }
 
 const MAX_IOV: usize = 64;
@@ -286,6 +288,41 @@ impl OutQueue {
         self.segs.iter().map(Seg::remaining).sum()
     }
 
+    /// Where the next byte queued will be in the connection's output stream.
+    pub fn position(&self) -> u64 {
+        self.written + self.pending_bytes() as u64
+    }
+
+    /// The status code of the response queued from stream position `mark` (which must still be
+    /// queued): the three digits after "HTTP/1.1 ". 0 when they are not there.
+    pub fn status_at(&self, mark: u64) -> u16 {
+        let mut at = self.written;
+        let want = mark + 9;
+        let mut digits = [0u8; 3];
+        let mut got = 0;
+        for seg in &self.segs {
+            let r = seg.remaining() as u64;
+            let bytes: &[u8] = match seg {
+                Seg::Shared { buf, start, end } => &buf[*start..*end],
+                Seg::Owned { buf, start } => &buf[*start..],
+                Seg::File { .. } => &[],
+            };
+            while got < 3 && want + (got as u64) < at + r {
+                let i = (want + got as u64 - at) as usize;
+                match bytes.get(i) {
+                    Some(&d) if d.is_ascii_digit() => digits[got] = d - b'0',
+                    _ => return 0,
+                }
+                got += 1;
+            }
+            if got == 3 {
+                return digits[0] as u16 * 100 + digits[1] as u16 * 10 + digits[2] as u16;
+            }
+            at += r;
+        }
+        0
+    }
+
     /// Write as much as the socket takes: memory segments with one writev, files with sendfile.
     pub fn flush(&mut self, fd: i32) -> Flush {
         loop {
@@ -306,6 +343,7 @@ impl OutQueue {
                 }
                 *off += n as u64;
                 *len -= n as u64;
+                self.written += n as u64;
                 if *len == 0 {
                     self.segs.pop_front();
                 }
@@ -352,6 +390,7 @@ impl OutQueue {
     }
 
     fn advance(&mut self, mut n: usize) {
+        self.written += n as u64;
         while n > 0 {
             let front = self.segs.front_mut().expect("wrote more than queued");
             let r = front.remaining();

@@ -7,6 +7,7 @@ use crate::app::{notify, App, Wakeups};
 use crate::conn::{Ctx, Mount, Proto, ReadState};
 use crate::parse::Limits;
 use crate::response::{errno, Clock, Flush};
+use crate::observe::{AccessLog, Counters};
 use crate::statics::{StaticConfig, StaticFiles};
 use std::io;
 use std::net::SocketAddr;
@@ -27,6 +28,9 @@ pub struct WorkerConfig {
     pub timeouts: Timeouts,
     /// (body, Content-Type) of the page sent with a static 404.
     pub not_found_page: Option<(Vec<u8>, String)>,
+    /// This worker's slot in the counters region the supervisor reads.
+    pub stats: Counters,
+    pub log: Option<AccessLog>,
 }
 
 /// Seconds a connection may spend in each phase before it is closed (slow or absent clients).
@@ -143,12 +147,13 @@ fn ctl(ep: i32, op: i32, fd: i32, events: u32, data: u64) -> io::Result<()> {
     check(unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) }).map(|_| ())
 }
 
-/// Block the stop signals and return a signalfd that reports them.
+/// Block the stop signals (and SIGUSR1, the access log's reopen) and return a signalfd that
+/// reports them.
 fn signal_fd() -> io::Result<i32> {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR1] {
             libc::sigaddset(&mut set, s);
         }
         check(libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
@@ -165,7 +170,7 @@ impl Worker {
             files.preload(&preload, &clock);
             mounts.push(Mount { prefix, files });
         }
-        let with_peer = cfg.app.is_some();
+        let with_peer = cfg.app.is_some() || cfg.log.is_some(); // the peer address costs accept4 a copy
         let mut app = cfg.app;
         let wakeups = app.as_mut().map(|a| {
             let w = Wakeups { list: Default::default() };
@@ -176,6 +181,8 @@ impl Worker {
         ctx.limits = cfg.limits;
         ctx.max_body = cfg.max_body;
         ctx.not_found_page = cfg.not_found_page.map(|(body, ctype)| (ctype.into_bytes(), body.into()));
+        ctx.stats = cfg.stats;
+        ctx.log = cfg.log;
         ctx.local_port = local_port(cfg.listen_fd);
         let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         let sfd = signal_fd()?;
@@ -289,6 +296,13 @@ impl Worker {
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
         let sz = std::mem::size_of::<libc::signalfd_siginfo>();
         while unsafe { libc::read(self.sfd, &mut info as *mut _ as *mut libc::c_void, sz) } == sz as isize {
+            if info.ssi_signo == libc::SIGUSR1 as u32 {
+                // logrotate renamed the access log: write what is buffered, then open it anew
+                if let Some(log) = &mut self.ctx.log {
+                    log.reopen();
+                }
+                continue;
+            }
             if self.stop_deadline.is_none() {
                 self.stop_deadline = Some(self.ctx.clock.sec + self.shutdown_timeout);
                 self.ctx.stopping = true;
@@ -308,6 +322,9 @@ impl Worker {
 
     /// Once a second: end the connections that waited too long, resume accepting after EMFILE.
     fn on_second(&mut self) {
+        if let Some(log) = &mut self.ctx.log {
+            log.flush(); // lines wait at most a second
+        }
         let now = self.ctx.clock.sec;
         let expired: Vec<i32> = self
             .conns
@@ -337,7 +354,7 @@ impl Worker {
             self.start_close(fd); // idle keep-alive, or a client that never sent a byte
         } else {
             c.inbuf = Vec::new();
-            c.proto.timed_out(&self.ctx.clock);
+            c.proto.timed_out(&mut self.ctx);
             self.write(fd);
         }
     }
@@ -443,11 +460,12 @@ impl Worker {
                 gen: self.generation,
             }));
             self.open += 1;
+            self.ctx.stats.opened();
             if full {
                 // Over the limit: answer 503 and close (with the usual lingering close), rather
                 // than let the client wait in the backlog. Open connections are not affected.
                 if let Some(Some(c)) = self.conns.get_mut(i) {
-                    c.proto.refuse(&self.ctx.clock);
+                    c.proto.refuse(&mut self.ctx);
                 }
                 self.write(fd);
             }
@@ -458,6 +476,7 @@ impl Worker {
         if let Some(slot) = self.conns.get_mut(fd as usize) {
             if let Some(conn) = slot.take() {
                 self.open -= 1;
+                self.ctx.stats.closed();
                 unsafe { libc::close(fd) };
                 if let Some(ex) = conn.proto.exchange() {
                     ex.borrow_mut().gone = true;
@@ -598,7 +617,7 @@ impl Worker {
             if conn.gen != gen || conn.proto.exchange().is_none() {
                 continue;
             }
-            if conn.proto.take_app_output() {
+            if conn.proto.take_app_output(&mut self.ctx) {
                 if !conn.inbuf.is_empty() {
                     Self::feed_inbuf(conn, &mut self.ctx);
                 }

@@ -54,6 +54,17 @@ def _common(p: argparse.ArgumentParser) -> None:
                          "(default 262144)")
     st.add_argument("--cache-max-bytes", type=_int("--cache-max-bytes"), default=SUPPRESS, metavar="BYTES",
                     help="memory each worker may hold for files (default 64 MiB)")
+    ops = p.add_argument_group("operations")
+    ops.add_argument("--access-log", nargs="?", const="-", default=SUPPRESS, metavar="FILE",
+                     help="log every response to FILE (or standard output: '-' or no FILE); off by default. "
+                          "Each worker appends in batches; SIGUSR1 reopens the file (logrotate)")
+    ops.add_argument("--access-log-format", choices=("common", "combined", "json"), default=SUPPRESS,
+                     help="common or combined (Apache's, then the response time in seconds), or json "
+                          "(one object per line); default combined")
+    ops.add_argument("--admin-port", type=_int("--admin-port"), default=SUPPRESS, metavar="P",
+                     help="serve /metrics (Prometheus), /healthz and /readyz on this port; off by default")
+    ops.add_argument("--admin-host", default=SUPPRESS, metavar="H",
+                     help="address of the admin listener (default 127.0.0.1)")
     lim = p.add_argument_group("limits (a request past one is answered and its connection closed)")
     lim.add_argument("--max-request-line", type=_int("--max-request-line"), default=SUPPRESS, metavar="BYTES",
                      help="longest request line (default 8192; longer: 414)")

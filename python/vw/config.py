@@ -55,6 +55,11 @@ class ServeConfig:
     cache_control: list[tuple[str, str]] = field(default_factory=list)
     compress: bool = False
     not_found_page: Path | None = None
+    # operations: access log (path or "-"), admin listener for /metrics, /healthz, /readyz
+    access_log: str | None = None
+    access_log_format: str = "combined"
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None
     cpus: list[int] = field(default_factory=available_cpus)
 
     def validate(self) -> "ServeConfig":
@@ -81,6 +86,16 @@ class ServeConfig:
             if page.stat().st_size > 1 << 20:
                 raise ConfigError(f"--not-found-page {str(page)!r} is larger than 1 MiB", "not_found_page")
             self.not_found_page = page.resolve()
+        if self.access_log_format not in ("common", "combined", "json"):
+            raise ConfigError(f"--access-log-format must be common, combined or json, not {self.access_log_format!r}",
+                              "access_log_format")
+        if self.access_log not in (None, "-"):
+            log_path = Path(self.access_log).resolve()
+            if not log_path.parent.is_dir() or not os.access(log_path.parent, os.W_OK):
+                raise ConfigError(f"--access-log {self.access_log!r}: cannot write in {str(log_path.parent)!r}", "access_log")
+            self.access_log = str(log_path)
+        if self.admin_port is not None and not 0 <= self.admin_port <= 65535:
+            raise ConfigError(f"--admin-port must be between 0 and 65535, not {self.admin_port}", "admin_port")
         if not 0 <= self.inline_max <= 1 << 30:
             raise ConfigError(f"--inline-max must be between 0 and 1 GiB, not {self.inline_max}", "inline_max")
         if self.cache_max_bytes < 0:

@@ -9,6 +9,9 @@
 
     compress = true
     not_found_page = "./404.html"
+    access_log = "./access.log"     # or "-" for standard output
+    access_log_format = "json"
+    admin_port = 9100
 
     [static]                    # extra static mounts: prefix = folder
     "/assets" = "./assets"
@@ -35,6 +38,7 @@ KEYS: dict[str, type] = {
     "max_request_line": int, "max_head": int, "max_headers": int, "max_body": int, "max_connections": int,
     "header_timeout": int, "body_timeout": int, "keepalive_timeout": int, "write_timeout": int,
     "cache_control": dict, "compress": bool, "not_found_page": str, "inline_max": int, "cache_max_bytes": int,
+    "access_log": str, "access_log_format": str, "admin_host": str, "admin_port": int,
 }
 
 
@@ -85,7 +89,7 @@ def load(path: str) -> tuple[dict, dict[str, str]]:
             values["cache_control"] = rules
             source["cache_control"] = where(key)
             continue
-        if key in ("docroot", "not_found_page"):
+        if key in ("docroot", "not_found_page") or (key == "access_log" and value != "-"):
             folder = Path(value)
             value = folder if folder.is_absolute() else p.parent / folder
         values[key] = value

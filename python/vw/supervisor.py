@@ -22,7 +22,7 @@ from vw import reload, static
 from vw.config import ConfigError, ServeConfig
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-WAITED = (signal.SIGCHLD, signal.SIGHUP, *STOP_SIGNALS)
+WAITED = (signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, *STOP_SIGNALS)
 # Handed from a supervisor to the one it execs on reload: its listeners, and its workers to retire.
 ENV_FDS = "VW_REEXEC_LISTENERS"
 ENV_OLD = "VW_REEXEC_RETIRE"
@@ -128,7 +128,7 @@ class WorkerProc:
 
 
 def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_fd: int, app=None,
-                interface: str | None = None) -> int:
+                interface: str | None = None, stats_addr: int = 0) -> int:
     """Runs in the forked child: pin, report, serve on this worker's own listener."""
     from vw import _core
 
@@ -147,7 +147,9 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
                        max_request_line=cfg.max_request_line, max_head=cfg.max_head,
                        max_headers=cfg.max_headers, max_connections=cfg.max_connections,
                        cache_control=cfg.cache_control, compress=cfg.compress,
-                       not_found_page=static.page(cfg.not_found_page, mime))
+                       not_found_page=static.page(cfg.not_found_page, mime), stats_addr=stats_addr)
+        if cfg.access_log is not None:
+            options["access_log"] = (cfg.access_log, cfg.access_log_format)
         if interface == "asgi":
             from vw import asgi
 
@@ -233,6 +235,11 @@ class Supervisor:
             self.app = loader.load(cfg.app)
             self.interface = loader.detect(self.app, cfg.interface)
         self.watcher = reload.Watcher() if cfg.reload else None
+        from vw import admin
+
+        self.stats = admin.Stats(cfg.workers)
+        self.restarts = [0] * cfg.workers
+        self.admin: admin.AdminServer | None = None
 
     def spawn(self, index: int, fast_deaths: int = 0) -> None:
         cpu = self.cfg.cpu_for(index)
@@ -243,11 +250,31 @@ class Supervisor:
                 fd = os.dup(self.listeners[index].fileno())
                 for listener in self.listeners:  # the other slots' sockets are not this worker's
                     listener.close()
-                code = worker_main(self.cfg, index, self.mime, self.mounts, fd, self.app, self.interface)
+                if self.admin is not None:  # nor the admin listener (a reload must be able to bind it)
+                    self.admin.close()
+                code = worker_main(self.cfg, index, self.mime, self.mounts, fd, self.app, self.interface,
+                                   self.stats.address(index))
             finally:
                 sys.stderr.flush()
                 os._exit(code)
         self.workers[pid] = WorkerProc(index, cpu, pid, time.monotonic(), fast_deaths)
+
+    def worker_infos(self) -> list:
+        from vw.admin import WorkerInfo
+
+        return sorted((WorkerInfo(w.index, w.pid, w.cpu, self.restarts[w.index]) for w in list(self.workers.values())),
+                      key=lambda w: w.index)
+
+    def ready(self) -> bool:
+        return not self.stopping and len(self.workers) == self.cfg.workers
+
+    def bind_admin(self) -> None:
+        from vw.admin import AdminServer
+
+        try:
+            self.admin = AdminServer(self.cfg.admin_host, self.cfg.admin_port, self.stats, self.worker_infos, self.ready)
+        except OSError as e:
+            raise ConfigError(f"cannot listen on admin {self.cfg.admin_host}:{self.cfg.admin_port}: {e.strerror}") from None
 
     def run(self) -> int:
         cfg = self.cfg
@@ -266,6 +293,8 @@ class Supervisor:
         extra = inherited[cfg.workers:]
         if not inherited:
             holder.close()
+        if cfg.admin_port is not None:
+            self.bind_admin()  # before the workers: a port in use is a clean error
         raise_fd_limit()
         # Signals are taken synchronously with sigtimedwait; workers inherit the mask and the
         # Rust loop reads the stop signals from a signalfd.
@@ -277,12 +306,19 @@ class Supervisor:
             f"({cfg.workers} workers, {pin}{rt}; {self.indexed} files indexed)")
         for i in range(cfg.workers):
             self.spawn(i)
+        if self.admin is not None:
+            # A worker forked later (a respawn) is forked while this thread runs: it takes no lock a
+            # worker needs (it never logs or prints), so the child inherits none held.
+            self.admin.start()
+            log(f"vw admin on http://{_fmt_host(cfg.admin_host)}:{self.admin.port}/metrics")
         self.retire_previous()
         while self.workers or self.retiring:
             timeout = 0.5 if self.deadline is None else max(0.05, min(0.5, self.deadline - time.monotonic()))
             info = signal.sigtimedwait(WAITED, timeout)
             if info is not None and info.si_signo == signal.SIGHUP and not self.stopping:
                 self.reload_now(check=True)
+            if info is not None and info.si_signo == signal.SIGUSR1:
+                self.kill_all(signal.SIGUSR1)  # each worker reopens its access log
             if info is not None and info.si_signo in STOP_SIGNALS:
                 if self.stopping:
                     self.kill_all(signal.SIGKILL)  # asked twice: stop now
@@ -363,6 +399,8 @@ class Supervisor:
                 self.stop()
                 continue
             log(f"vw: worker {w.index} pid {pid} {why}; starting a new one")
+            self.restarts[w.index] += 1
+            self.stats.reset(w.index)
             self.spawn(w.index, deaths)
 
 
