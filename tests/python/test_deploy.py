@@ -1,0 +1,138 @@
+"""Process life for deployment: systemd socket activation (LISTEN_FDS), --pid-file, --user for the
+workers after binding a privileged port, the example units, and the drain timeout."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import pwd
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import LISTEN_RE, get, vw_cmd
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_line(proc: subprocess.Popen, pattern: str, timeout: float = 20) -> re.Match:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        m = re.search(pattern, line)
+        if m:
+            return m
+    raise AssertionError(f"no {pattern!r} in {seen}")
+
+
+def test_socket_activation(docroot):
+    """systemd's protocol: the socket on fd 3, LISTEN_FDS=1, LISTEN_PID = vw's own PID."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    launcher = (
+        "import os, sys\n"
+        f"os.dup2({sock.fileno()}, 3)\n"
+        "os.environ['LISTEN_FDS'] = '1'\n"
+        "os.environ['LISTEN_PID'] = str(os.getpid())\n"
+        f"os.execv(sys.executable, [sys.executable, '-m', 'vw', 'serve', {str(docroot)!r}, '--workers', '2'])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", launcher], pass_fds=(sock.fileno(),),
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    sock.close()  # only vw holds it now
+    try:
+        m = wait_line(proc, LISTEN_RE.pattern)
+        assert int(m.group(1)) == port, "the port of the socket systemd passed"
+        wait_line(proc, r"^worker 1 pid")
+        for _ in range(20):
+            assert get(port, "/1b").body == b"x"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+
+
+def test_pid_file_and_drain_timeout(docroot, tmp_path):
+    pid_file = tmp_path / "vw.pid"
+    proc = subprocess.Popen([sys.executable, "-m", "vw", "serve", str(docroot), "--port", "0", "--workers", "1",
+                             "--pid-file", str(pid_file), "--shutdown-timeout", "1"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        port = int(wait_line(proc, LISTEN_RE.pattern).group(1))
+        wait_line(proc, r"^worker 0 pid")
+        assert pid_file.read_text().strip() == str(proc.pid)
+        # an idle keep-alive client does not hold the stop back past the drain timeout
+        idle = socket.create_connection(("127.0.0.1", port))
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert time.monotonic() - started < 3
+        idle.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not pid_file.exists(), "removed on exit"
+
+
+def test_user_drops_privileges_after_binding_a_low_port(docroot):
+    assert os.geteuid() == 0, "the suite runs as root (CI does)"
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(docroot, 0o755)
+    for parent in docroot.parents:  # nobody must be able to reach the docroot
+        if parent == Path("/"):
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o005)
+    for port in range(811, 1000):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                continue
+    proc = subprocess.Popen([sys.executable, "-m", "vw", "serve", str(docroot), "--port", str(port), "--workers", "1",
+                             "--user", "nobody"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        wait_line(proc, LISTEN_RE.pattern)
+        worker = int(wait_line(proc, r"^worker 0 pid (\d+)").group(1))
+        assert get(port, "/1b").body == b"x"
+        def ids(pid: int, key: str) -> list[str]:
+            line = [x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith(key)][0]
+            return line.split()[1:]
+
+        # like nginx's master, the supervisor keeps root (to start workers with --realtime and
+        # pin them); the workers, which talk to clients, run as the user
+        assert ids(worker, "Uid:") == [str(nobody.pw_uid)] * 4 and ids(worker, "Gid:") == [str(nobody.pw_gid)] * 4
+        assert ids(worker, "Groups:") in ([], [str(nobody.pw_gid)])
+        assert ids(proc.pid, "Uid:")[0] == "0"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+
+
+def test_unknown_user_is_one_line(docroot):
+    r = vw_cmd("serve", str(docroot), "--port", "0", "--user", "no-such-user-here")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no-such-user-here" in r.stderr, r.stderr
+
+
+def test_example_units_are_complete():
+    for name in ("vw.service", "vw.socket"):
+        p = configparser.ConfigParser(strict=False, interpolation=None)
+        p.optionxform = str
+        p.read(ROOT / "deploy" / name)
+        assert p.sections(), name
+    service = configparser.ConfigParser(strict=False, interpolation=None)
+    service.optionxform = str
+    service.read(ROOT / "deploy" / "vw.service")
+    s = service["Service"]
+    for key in ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateDevices", "SystemCallFilter",
+                "RestrictAddressFamilies", "DynamicUser", "ExecReload"):
+        assert key in s, key
+    assert "vw " in s["ExecStart"] and s["KillSignal"] == "SIGTERM"
