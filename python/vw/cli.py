@@ -65,6 +65,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                      help="serve /metrics (Prometheus), /healthz and /readyz on this port; off by default")
     ops.add_argument("--admin-host", default=SUPPRESS, metavar="H",
                      help="address of the admin listener (default 127.0.0.1)")
+    ops.add_argument("--user", default=SUPPRESS, metavar="NAME",
+                     help="run the workers as this user (and its group), e.g. to bind port 80 as root "
+                          "and serve as www-data; the supervisor keeps its rights")
+    ops.add_argument("--pid-file", default=SUPPRESS, metavar="FILE",
+                     help="write the supervisor's PID to FILE (removed on exit)")
+    ops.add_argument("--shutdown-timeout", type=_int("--shutdown-timeout"), default=SUPPRESS, metavar="S",
+                     help="on SIGTERM, seconds the workers have to finish what is in flight (default 4)")
     lim = p.add_argument_group("limits (a request past one is answered and its connection closed)")
     lim.add_argument("--max-request-line", type=_int("--max-request-line"), default=SUPPRESS, metavar="BYTES",
                      help="longest request line (default 8192; longer: 414)")
@@ -112,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reload", action="store_true", default=SUPPRESS,
                    help="restart the workers gracefully when the application's code changes (development)")
     _common(r)
+    b = sub.add_parser("bench", help="run the seed benchmark on this machine and chart it",
+                       description="The 2012 seed's experiment, measured honestly: wrk keeps 300 "
+                                   "connections busy with GET /1b (keep-alive; plain, then pipelined "
+                                   "16 deep) against one vw worker pinned to CPU 0, wrk pinned to CPU 1; "
+                                   "the server's CPU per request is what it costs. Prints the table, "
+                                   "writes results.json, results.md and results.png to --out.")
+    b.add_argument("--out", default="vw-bench", metavar="DIR", help="where to write the results (default ./vw-bench)")
+    b.add_argument("--against", type=lambda t: [x for x in t.split(",") if x], default=[], metavar="SERVERS",
+                   help="also measure these, comma-separated: floor (a C server that only answers: the "
+                        "kernel's cost), nginx, h2o, nginx-nosendfile (skipped when not installed)")
+    b.add_argument("--duration", type=_int("--duration"), default=10, metavar="S", help="seconds per run (default 10)")
+    b.add_argument("--rounds", type=_int("--rounds"), default=1, metavar="N",
+                   help="rounds, interleaving the servers; medians are reported (default 1)")
+    b.add_argument("--connections", type=_int("--connections"), default=300, metavar="N",
+                   help="wrk connections (default 300, as the seed's weighttp -c 300)")
     c = sub.add_parser("check-config", help="check a config file and say what it would run",
                        description="Check FILE (vw.toml) without starting anything: every key known, "
                                    "every value valid. Exit 0 when it is.")
@@ -170,6 +192,10 @@ def settings(command: str, given: dict) -> ServeConfig:
 
 
 def _start(args: argparse.Namespace, raw: list[str]) -> int:
+    if args.command == "bench":
+        from vw.benchmark.command import main as bench
+
+        return bench(args)
     given = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "check-config":
         command = "run" if "app" in __import__("vw.configfile").configfile.load(args.file)[0] else "serve"

@@ -60,6 +60,8 @@ class ServeConfig:
     access_log_format: str = "combined"
     admin_host: str = "127.0.0.1"
     admin_port: int | None = None
+    user: str | None = None  # workers run as this user (after pinning); the supervisor keeps its rights
+    pid_file: str | None = None
     cpus: list[int] = field(default_factory=available_cpus)
 
     def validate(self) -> "ServeConfig":
@@ -94,6 +96,14 @@ class ServeConfig:
             if not log_path.parent.is_dir() or not os.access(log_path.parent, os.W_OK):
                 raise ConfigError(f"--access-log {self.access_log!r}: cannot write in {str(log_path.parent)!r}", "access_log")
             self.access_log = str(log_path)
+        if self.pid_file is not None:
+            pid_path = Path(self.pid_file).resolve()
+            if not pid_path.parent.is_dir():
+                raise ConfigError(f"--pid-file {self.pid_file!r}: no folder {str(pid_path.parent)!r}", "pid_file")
+            self.pid_file = str(pid_path)
+        if not 0 <= self.shutdown_timeout <= 3600:
+            raise ConfigError(f"--shutdown-timeout must be between 0 and 3600 seconds, not {self.shutdown_timeout}",
+                              "shutdown_timeout")
         if self.admin_port is not None and not 0 <= self.admin_port <= 65535:
             raise ConfigError(f"--admin-port must be between 0 and 65535, not {self.admin_port}", "admin_port")
         if not 0 <= self.inline_max <= 1 << 30:

@@ -39,6 +39,7 @@ KEYS: dict[str, type] = {
     "header_timeout": int, "body_timeout": int, "keepalive_timeout": int, "write_timeout": int,
     "cache_control": dict, "compress": bool, "not_found_page": str, "inline_max": int, "cache_max_bytes": int,
     "access_log": str, "access_log_format": str, "admin_host": str, "admin_port": int,
+    "user": str, "pid_file": str, "shutdown_timeout": int,
 }
 
 
@@ -89,7 +90,7 @@ def load(path: str) -> tuple[dict, dict[str, str]]:
             values["cache_control"] = rules
             source["cache_control"] = where(key)
             continue
-        if key in ("docroot", "not_found_page") or (key == "access_log" and value != "-"):
+        if key in ("docroot", "not_found_page", "pid_file") or (key == "access_log" and value != "-"):
             folder = Path(value)
             value = folder if folder.is_absolute() else p.parent / folder
         values[key] = value

@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from vw import reload, static
 from vw.config import ConfigError, ServeConfig
@@ -138,6 +139,8 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
         if cfg.realtime:
             prio = os.sched_get_priority_max(os.SCHED_RR)
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+        if cfg.user is not None:
+            drop_privileges(cfg.user)  # pinned and scheduled; from here on, the user's rights only
         sock = socket.socket(fileno=listen_fd)
         kwargs = {}
         options = dict(inline_max=cfg.inline_max, cache_max_bytes=cfg.cache_max_bytes,
@@ -167,6 +170,43 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
     except Exception as e:  # one line in the log; the supervisor decides what happens next
         log(f"vw: worker {index}: {type(e).__name__}: {e}")
         return EXIT_WORKER_START_FAILED
+
+
+def lookup_user(name: str) -> tuple[int, int]:
+    """(uid, gid) of a user name or number; ConfigError when there is none."""
+    import pwd
+
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except (KeyError, ValueError):
+        raise ConfigError(f"--user {name!r}: no such user") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def drop_privileges(name: str) -> None:
+    """Become `name` for good: its group, no supplementary groups, its uid (real, effective, saved)."""
+    uid, gid = lookup_user(name)
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def systemd_listeners() -> list[socket.socket]:
+    """The sockets systemd passed (socket activation: LISTEN_PID is us, LISTEN_FDS of them from
+    fd 3), or none. The variables are removed so that nothing started later takes them too."""
+    pid, count = os.environ.pop("LISTEN_PID", ""), os.environ.pop("LISTEN_FDS", "")
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if pid != str(os.getpid()) or not count.isdigit():
+        return []
+    out = []
+    for fd in range(3, 3 + int(count)):
+        os.set_inheritable(fd, False)
+        s = socket.socket(fileno=fd)
+        if s.type != socket.SOCK_STREAM:
+            raise ConfigError(f"socket activation: fd {fd} is not a stream socket")
+        s.setblocking(True)
+        out.append(s)
+    return out
 
 
 def settle_gc() -> None:
@@ -280,19 +320,31 @@ class Supervisor:
         cfg = self.cfg
         if cfg.realtime:
             check_realtime()
+        if cfg.user is not None:
+            lookup_user(cfg.user)  # an unknown user is an error before anything starts
         inherited = _inherited_listeners()
-        if not inherited:
-            holder, cfg.port = reserve_port(cfg.host, cfg.port)
-        # Each worker slot has its own SO_REUSEPORT listener, made here and kept by the supervisor,
-        # so a worker that is replaced (or a reload) never loses the connections in its queue.
-        for i in range(cfg.workers):
-            if i < len(inherited):
-                self.listeners.append(inherited[i])
-            else:
-                self.listeners.append(listen_socket(cfg.host, cfg.port))
-        extra = inherited[cfg.workers:]
-        if not inherited:
-            holder.close()
+        activated = [] if inherited else systemd_listeners()
+        extra: list[socket.socket] = []
+        if activated:
+            # systemd made the sockets: the workers share them (worker n takes socket n mod count).
+            self.listeners = [activated[i % len(activated)] for i in range(cfg.workers)]
+            extra = activated[cfg.workers:]
+            cfg.host, cfg.port = activated[0].getsockname()[:2]
+        else:
+            if not inherited:
+                holder, cfg.port = reserve_port(cfg.host, cfg.port)
+            # Each worker slot has its own SO_REUSEPORT listener, made here and kept by the
+            # supervisor, so a worker that is replaced (or a reload) loses no queued connection.
+            for i in range(cfg.workers):
+                if i < len(inherited):
+                    self.listeners.append(inherited[i])
+                else:
+                    self.listeners.append(listen_socket(cfg.host, cfg.port))
+            extra = inherited[cfg.workers:]
+            if not inherited:
+                holder.close()
+        if cfg.pid_file is not None:
+            write_pid_file(cfg.pid_file)
         if cfg.admin_port is not None:
             self.bind_admin()  # before the workers: a port in use is a clean error
         raise_fd_limit()
@@ -332,6 +384,12 @@ class Supervisor:
                 self.deadline = time.monotonic() + 5
         for listener in self.listeners + extra:
             listener.close()
+        if cfg.pid_file is not None:
+            try:
+                if Path(cfg.pid_file).read_text().strip() == str(os.getpid()):
+                    Path(cfg.pid_file).unlink()
+            except OSError:
+                pass
         return self.exit_code
 
     def reload_now(self, check: bool) -> None:
@@ -404,13 +462,26 @@ class Supervisor:
             self.spawn(w.index, deaths)
 
 
+def write_pid_file(path: str) -> None:
+    try:
+        tmp = Path(f"{path}.tmp{os.getpid()}")
+        tmp.write_text(f"{os.getpid()}\n")
+        tmp.replace(path)
+    except OSError as e:
+        raise ConfigError(f"--pid-file {path!r}: {e.strerror}") from None
+
+
 def _inherited_listeners() -> list[socket.socket]:
-    """The listeners a reloading supervisor handed to this one, if any."""
+    """The listeners a reloading supervisor handed to this one, if any (one socket object per
+    descriptor: slots that shared a socket share it again)."""
     fds = os.environ.pop(ENV_FDS, "")
+    by_fd: dict[int, socket.socket] = {}
     out = []
     for fd in (int(f) for f in fds.split(",") if f):
-        os.set_inheritable(fd, False)
-        out.append(socket.socket(fileno=fd))
+        if fd not in by_fd:
+            os.set_inheritable(fd, False)
+            by_fd[fd] = socket.socket(fileno=fd)
+        out.append(by_fd[fd])
     return out
 
 

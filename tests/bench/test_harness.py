@@ -1,4 +1,5 @@
-"""Tests for the benchmark harness bench/run.py and the floor server bench/floor.c.
+"""Tests for the benchmark harness (vw.benchmark.harness, which bench/run.py and `vw bench` run)
+and the floor server (vw/benchmark/floor.c).
 
 The wrk texts below are real wrk 4.1.0 output captured on the dev machine
 (floor, nginx, and two throwaway misbehaving servers for the error lines).
@@ -22,15 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 RUN_PY = REPO / "bench" / "run.py"
 
 
-def _load_harness():
-    spec = importlib.util.spec_from_file_location("vw_bench_run", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+from vw.benchmark import harness as run  # noqa: E402  (bench/run.py is a wrapper of it)
 
-
-run = _load_harness()
+run.use_repo(REPO / "bench")
 
 WRK_PLAIN = """\
 Running 1s test @ http://127.0.0.1:18081/1b
@@ -729,3 +724,24 @@ def test_rsgi_app(path):
             sent.append((status, body))
     asyncio.run(app(types.SimpleNamespace(path=path, method="GET"), Proto()))
     assert sent == [EXPECTED[path]]
+
+
+def test_vw_bench_runs_the_seed_experiment_with_progress_table_chart_and_json(tmp_path):
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "vw", "bench", "--duration", "2", "--out", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "[" in res.stderr and "100%" in res.stderr and "run 1/2" in res.stderr, res.stderr  # the progress bar
+    assert "| /1b | plain | vw |" in res.stdout and "| /1b | pipelined | vw |" in res.stdout, res.stdout
+    data = json.loads((out / "results.json").read_text())
+    assert {r["mode"] for r in data["summary"]} == {"plain", "pipelined"}
+    assert all(r["requests"] > 0 for r in data["runs"]) and data["command"].startswith("vw bench")
+    png = (out / "results.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_vw_bench_without_wrk_says_what_to_install(tmp_path):
+    env = dict(os.environ, PATH=str(tmp_path))  # no wrk anywhere
+    res = subprocess.run([sys.executable, "-m", "vw", "bench", "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "apt-get install wrk" in res.stderr
