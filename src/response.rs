@@ -251,8 +251,9 @@ pub enum Flush {
 #[derive(Default)]
 pub struct OutQueue {
     segs: std::collections::VecDeque<Seg>,
-    /// Bytes written so far: with what is queued, the position of the next byte queued.
-    written: u64,
+    /// Bytes ever queued, but for the growth of an owned tail beyond `tail_counted`.
+    queued: u64,
+    tail_counted: usize,
 }
 
 const MAX_IOV: usize = 64;
@@ -263,12 +264,15 @@ impl OutQueue {
     }
 
     pub fn push(&mut self, seg: Seg) {
+        self.settle_tail();
+        self.queued += seg.remaining() as u64;
+        self.tail_counted = 0;
         self.segs.push_back(seg);
     }
 
     pub fn push_shared(&mut self, buf: &Rc<[u8]>, start: usize, end: usize) {
         if start < end {
-            self.segs.push_back(Seg::Shared { buf: buf.clone(), start, end });
+            self.push(Seg::Shared { buf: buf.clone(), start, end });
         }
     }
 
@@ -276,6 +280,8 @@ impl OutQueue {
     /// partly written one would keep every byte already sent alive while it grows).
     pub fn owned_tail(&mut self) -> &mut Vec<u8> {
         if !matches!(self.segs.back(), Some(Seg::Owned { start: 0, .. })) {
+            self.settle_tail();
+            self.tail_counted = 0;
             self.segs.push_back(Seg::Owned { buf: Vec::with_capacity(256), start: 0 });
         }
         match self.segs.back_mut() {
@@ -288,43 +294,83 @@ impl OutQueue {
         self.segs.iter().map(Seg::remaining).sum()
     }
 
-    /// Where the next byte queued will be in the connection's output stream.
+    /// Where the next byte queued will be in the connection's output stream. O(1): `queued`
+    /// counts every segment but a growing owned tail, whose growth is added here.
     pub fn position(&self) -> u64 {
-        self.written + self.pending_bytes() as u64
+        match self.segs.back() {
+            Some(Seg::Owned { buf, .. }) => self.queued + (buf.len() - self.tail_counted) as u64,
+            _ => self.queued,
+        }
     }
 
-    /// The status code of the response queued from stream position `mark` (which must still be
-    /// queued): the three digits after "HTTP/1.1 ". 0 when they are not there.
+    /// Count the owned tail's growth into `queued` (before another segment follows it, or the
+    /// queue is written).
+    fn settle_tail(&mut self) {
+        if let Some(Seg::Owned { buf, .. }) = self.segs.back() {
+            self.queued += (buf.len() - self.tail_counted) as u64;
+            self.tail_counted = buf.len();
+        }
+    }
+
+    /// The status code of the response queued from stream position `mark` (still queued,
+    /// normally just now): the three digits after "HTTP/1.1 ". 0 when they are not there.
+    /// Searched from the back, so a batch of pipelined responses costs no more per response.
     pub fn status_at(&self, mark: u64) -> u16 {
-        let mut at = self.written;
         let want = mark + 9;
-        let mut digits = [0u8; 3];
+        let mut end = self.position();
+        let mut idx = self.segs.len();
+        // the segment that holds byte `want`
+        while idx > 0 {
+            let start = end - self.segs[idx - 1].remaining() as u64;
+            if start <= want {
+                break;
+            }
+            end = start;
+            idx -= 1;
+        }
+        if idx == 0 {
+            return 0;
+        }
+        let mut at = end - self.segs[idx - 1].remaining() as u64;
+        let mut digits = 0u16;
         let mut got = 0;
-        for seg in &self.segs {
-            let r = seg.remaining() as u64;
+        for seg in self.segs.range(idx - 1..) {
             let bytes: &[u8] = match seg {
                 Seg::Shared { buf, start, end } => &buf[*start..*end],
                 Seg::Owned { buf, start } => &buf[*start..],
-                Seg::File { .. } => &[],
+                Seg::File { .. } => return 0,
             };
-            while got < 3 && want + (got as u64) < at + r {
-                let i = (want + got as u64 - at) as usize;
-                match bytes.get(i) {
-                    Some(&d) if d.is_ascii_digit() => digits[got] = d - b'0',
+            while got < 3 {
+                let pos = want + got as u64;
+                if pos >= at + bytes.len() as u64 {
+                    break;
+                }
+                match bytes[(pos - at) as usize] {
+                    d @ b'0'..=b'9' => digits = digits * 10 + (d - b'0') as u16,
                     _ => return 0,
                 }
                 got += 1;
             }
             if got == 3 {
-                return digits[0] as u16 * 100 + digits[1] as u16 * 10 + digits[2] as u16;
+                return digits;
             }
-            at += r;
+            at += bytes.len() as u64;
         }
         0
     }
 
     /// Write as much as the socket takes: memory segments with one writev, files with sendfile.
     pub fn flush(&mut self, fd: i32) -> Flush {
+        // Writing may take the last segment away: count its growth now.
+        self.settle_tail();
+        let out = self.flush_settled(fd);
+        if self.segs.is_empty() {
+            self.tail_counted = 0;
+        }
+        out
+    }
+
+    fn flush_settled(&mut self, fd: i32) -> Flush {
         loop {
             let Some(front) = self.segs.front_mut() else { return Flush::Done };
             if let Seg::File { fd: file, off, len } = front {
@@ -343,7 +389,6 @@ impl OutQueue {
                 }
                 *off += n as u64;
                 *len -= n as u64;
-                self.written += n as u64;
                 if *len == 0 {
                     self.segs.pop_front();
                 }
@@ -390,7 +435,6 @@ impl OutQueue {
     }
 
     fn advance(&mut self, mut n: usize) {
-        self.written += n as u64;
         while n > 0 {
             let front = self.segs.front_mut().expect("wrote more than queued");
             let r = front.remaining();
@@ -434,6 +478,46 @@ pub fn errno() -> i32 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn positions_and_statuses_of_queued_responses() {
+        let mut q = OutQueue::default();
+        let a: Rc<[u8]> = Rc::from(&b"HTTP/1.1 200 OK\r\n\r\nx"[..]);
+        let mut marks = Vec::new();
+        for i in 0..20 {
+            marks.push(q.position());
+            if i % 3 == 0 {
+                simple(q.owned_tail(), &Clock::fixed(0), 404, b"", None, false);
+            } else {
+                q.push_shared(&a, 0, a.len());
+            }
+        }
+        assert_eq!(q.position(), q.pending_bytes() as u64);
+        for (i, &m) in marks.iter().enumerate() {
+            assert_eq!(q.status_at(m), if i % 3 == 0 { 404 } else { 200 }, "response {i}");
+        }
+        // a status split across two segments
+        let mut q = OutQueue::default();
+        q.owned_tail().extend_from_slice(b"HTTP/1.1 3");
+        let b: Rc<[u8]> = Rc::from(&b"04 Not Modified\r\n\r\n"[..]);
+        q.push_shared(&b, 0, b.len());
+        assert_eq!(q.status_at(0), 304);
+        // written through a socket: positions keep counting the whole stream
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) }, 0);
+        let before = q.position();
+        assert!(matches!(q.flush(fds[0]), Flush::Done));
+        assert_eq!(q.position(), before);
+        let m = q.position();
+        simple(q.owned_tail(), &Clock::fixed(0), 503, b"", None, false);
+        assert_eq!(q.status_at(m), 503);
+        assert_eq!(q.position() - m, q.pending_bytes() as u64);
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -95,6 +95,9 @@ struct Rep {
     date_sec: i64,
     /// The body is not in `buf`: it is sent from the file with sendfile.
     large: bool,
+    /// A large body's file, kept open while the entry is cached (at most MAX_HELD_FDS per
+    /// worker; without it the file is opened for each response).
+    held: Option<Rc<OwnedFd>>,
     /// The strong entity-tag, with its quotes.
     etag: Box<[u8]>,
     /// Last-Modified, in seconds.
@@ -119,6 +122,14 @@ struct Entry {
 }
 
 impl Entry {
+    fn reps_mut(&mut self) -> impl Iterator<Item = &mut Rep> {
+        std::iter::once(&mut self.ident).chain(self.br.as_mut()).chain(self.gzip.as_mut())
+    }
+
+    fn held_fds(&self) -> usize {
+        [Some(&self.ident), self.br.as_ref(), self.gzip.as_ref()].iter().flatten().filter(|r| r.held.is_some()).count()
+    }
+
     fn bytes(&self) -> usize {
         self.ident.buf.len() + self.br.as_ref().map_or(0, |r| r.buf.len()) + self.gzip.as_ref().map_or(0, |r| r.buf.len())
     }
@@ -170,7 +181,11 @@ pub struct StaticFiles {
     root: OwnedFd,
     map: HashMap<Box<[u8]>, Entry, PathHash>,
     bytes: usize,
+    held_fds: usize,
 }
+
+/// Open files kept by one worker's cache for the bodies of large files.
+const MAX_HELD_FDS: usize = 1024;
 
 impl StaticFiles {
     pub fn open(cfg: StaticConfig) -> std::io::Result<Self> {
@@ -180,7 +195,7 @@ impl StaticFiles {
             return Err(std::io::Error::last_os_error());
         }
         let map = HashMap::with_hasher(PathHash::new());
-        Ok(StaticFiles { cfg, root: unsafe { OwnedFd::from_raw_fd(fd) }, map, bytes: 0 })
+        Ok(StaticFiles { cfg, root: unsafe { OwnedFd::from_raw_fd(fd) }, map, bytes: 0, held_fds: 0 })
     }
 
     pub fn cached_entries(&self) -> usize {
@@ -208,6 +223,7 @@ impl StaticFiles {
         }
         if let Some(old) = self.map.remove(path) {
             self.bytes -= old.bytes();
+            self.held_fds -= old.held_fds();
         }
         let (mut entry, canonical) = match self.load(path, clock) {
             Ok(loaded) => loaded,
@@ -237,13 +253,20 @@ impl StaticFiles {
         n
     }
 
-    fn insert(&mut self, key: &[u8], e: Entry) {
+    fn insert(&mut self, key: &[u8], mut e: Entry) {
         let size = e.bytes();
         if self.map.len() >= self.cfg.cache_max_entries || self.bytes + size > self.cfg.cache_max_bytes {
             self.map.clear();
             self.bytes = 0;
+            self.held_fds = 0;
+        }
+        if self.held_fds + e.held_fds() > MAX_HELD_FDS {
+            for rep in e.reps_mut() {
+                rep.held = None;
+            }
         }
         self.bytes += size;
+        self.held_fds += e.held_fds();
         self.map.insert(key.into(), e);
     }
 
@@ -292,20 +315,24 @@ impl StaticFiles {
         let compress = self.cfg.compress && found_gz.is_none() && compressible(&ctype) && st.st_size >= 256;
         let vary = found_br.is_some() || found_gz.is_some() || compress;
         let rel = CString::new(rel).map_err(|_| Outcome::BadPath)?;
-        let make = |fd: &OwnedFd, st: &libc::stat, file: FileId, coding: Coding| -> Result<Rep, Outcome> {
+        let make = |fd: OwnedFd, st: &libc::stat, file: FileId, coding: Coding| -> Result<Rep, Outcome> {
             let large = st.st_size as u64 > self.cfg.inline_max;
-            let body = if large { Vec::new() } else { read_all(fd, st.st_size as u64).map_err(|_| Outcome::NotFound)? };
+            let body = if large { Vec::new() } else { read_all(&fd, st.st_size as u64).map_err(|_| Outcome::NotFound)? };
             let size = if large { st.st_size as u64 } else { body.len() as u64 };
             let file = FileId { size, ..file };
-            Ok(prepare(file, body, size, large, mtime_ns(st), coding, &ctype, cache_control.as_deref(), vary, clock))
+            let mut rep = prepare(file, body, size, large, mtime_ns(st), coding, &ctype, cache_control.as_deref(), vary, clock);
+            if large {
+                rep.held = Some(Rc::new(fd));
+            }
+            Ok(rep)
         };
-        let ident = make(&fd, &st, FileId::of(rel, &st), Coding::Identity)?;
-        let br = match &found_br {
-            Some((f, s)) => Some(make(f, s, FileId::of(siblings[0].0.clone(), s), Coding::Br)?),
+        let ident = make(fd, &st, FileId::of(rel, &st), Coding::Identity)?;
+        let br = match found_br {
+            Some((f, s)) => Some(make(f, &s, FileId::of(siblings[0].0.clone(), &s), Coding::Br)?),
             None => None,
         };
-        let gzip = match &found_gz {
-            Some((f, s)) => Some(make(f, s, FileId::of(siblings[1].0.clone(), s), Coding::Gzip)?),
+        let gzip = match found_gz {
+            Some((f, s)) => Some(make(f, &s, FileId::of(siblings[1].0.clone(), &s), Coding::Gzip)?),
             None if compress && !ident.large => gzip_of(&ident, &ctype, cache_control.as_deref(), clock),
             None => None,
         };
@@ -425,6 +452,7 @@ fn prepare(
         date_off,
         date_sec: clock.sec,
         large,
+        held: None,
         etag: etag.into(),
         lm,
         fields: fields.into(),
@@ -437,7 +465,7 @@ fn prepare(
 fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock, out: &mut OutQueue) -> Option<Outcome> {
     if req.cond == 0 {
         let rep = &mut e.ident;
-        let file = if rep.large && !req.head_only { Some(open_same(root, &rep.file).ok()?) } else { None };
+        let file = if rep.large && !req.head_only { Some(body_file(rep, root)?) } else { None };
         emit(rep, file, req.head_only, req.conn, clock, out);
         return Some(Outcome::Served);
     }
@@ -479,7 +507,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
         if let Some(r) = ranged {
             match negotiate::range(r, rep.size) {
                 RangeAsk::One(first, last) => {
-                    let file = if rep.large && !req.head_only { Some(open_same(root, &rep.file).ok()?) } else { None };
+                    let file = if rep.large && !req.head_only { Some(body_file(rep, root)?) } else { None };
                     let t = out.owned_tail();
                     t.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\nServer: vw\r\nDate: ");
                     t.extend_from_slice(&clock.date);
@@ -490,7 +518,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
                     t.extend_from_slice(b"\r\n");
                     if !req.head_only {
                         match file {
-                            Some(fd) => out.push(Seg::File { fd: Rc::new(fd), off: first, len: last - first + 1 }),
+                            Some(fd) => out.push(Seg::File { fd, off: first, len: last - first + 1 }),
                             None => out.push_shared(&rep.buf, rep.head_len + first as usize, rep.head_len + last as usize + 1),
                         }
                     }
@@ -501,13 +529,13 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
             }
         }
     }
-    let file = if rep.large && !req.head_only { Some(open_same(root, &rep.file).ok()?) } else { None };
+    let file = if rep.large && !req.head_only { Some(body_file(rep, root)?) } else { None };
     emit(rep, file, req.head_only, req.conn, clock, out);
     Some(Outcome::Served)
 }
 
 /// Queue a representation's 200 response. `file` is the open file for a large body.
-fn emit(e: &mut Rep, file: Option<OwnedFd>, head_only: bool, conn: Option<&'static [u8]>, clock: &Clock, out: &mut OutQueue) {
+fn emit(e: &mut Rep, file: Option<Rc<OwnedFd>>, head_only: bool, conn: Option<&'static [u8]>, clock: &Clock, out: &mut OutQueue) {
     if e.date_sec != clock.sec {
         // Patch the Date in place when no queued response still points at the buffer.
         match Rc::get_mut(&mut e.buf) {
@@ -533,7 +561,15 @@ fn emit(e: &mut Rep, file: Option<OwnedFd>, head_only: bool, conn: Option<&'stat
         }
     }
     if let Some(fd) = file {
-        out.push(Seg::File { fd: Rc::new(fd), off: 0, len: e.size });
+        out.push(Seg::File { fd, off: 0, len: e.size });
+    }
+}
+
+/// The open file of a large body: the one the entry keeps, else opened now (and checked).
+fn body_file(rep: &Rep, root: &OwnedFd) -> Option<Rc<OwnedFd>> {
+    match &rep.held {
+        Some(fd) => Some(fd.clone()),
+        None => open_same(root, &rep.file).ok().map(Rc::new),
     }
 }
 
