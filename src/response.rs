@@ -397,6 +397,9 @@ impl OutQueue {
             let mut iov = [std::mem::MaybeUninit::<libc::iovec>::uninit(); MAX_IOV];
             let mut cnt = 0;
             let mut want = 0;
+            // A head followed by a file body: tell the kernel more comes (MSG_MORE), so the head
+            // leaves in the same packet as the start of the body instead of a packet of its own.
+            let mut file_follows = false;
             for seg in self.segs.iter() {
                 if cnt == MAX_IOV {
                     break;
@@ -404,7 +407,10 @@ impl OutQueue {
                 let s: &[u8] = match seg {
                     Seg::Shared { buf, start, end } => &buf[*start..*end],
                     Seg::Owned { buf, start } => &buf[*start..],
-                    Seg::File { .. } => break,
+                    Seg::File { .. } => {
+                        file_follows = true;
+                        break;
+                    }
                 };
                 iov[cnt].write(libc::iovec { iov_base: s.as_ptr() as *mut _, iov_len: s.len() });
                 cnt += 1;
@@ -413,7 +419,12 @@ impl OutQueue {
             // One buffer (the common keep-alive case) goes out with write(2), which costs the
             // kernel a little less than writev(2) with a single iovec.
             let n = unsafe {
-                if cnt == 1 {
+                if file_follows {
+                    let mut msg: libc::msghdr = std::mem::zeroed();
+                    msg.msg_iov = iov.as_mut_ptr() as *mut libc::iovec;
+                    msg.msg_iovlen = cnt;
+                    libc::sendmsg(fd, &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+                } else if cnt == 1 {
                     let v = iov[0].assume_init_ref();
                     libc::write(fd, v.iov_base, v.iov_len)
                 } else {

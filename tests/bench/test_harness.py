@@ -409,6 +409,31 @@ def test_floor_survives_replies_larger_than_the_socket_buffer(floor_port):
         assert data == REPLY * count
 
 
+def test_floor_with_a_body_size_answers_that_many_bytes(tmp_path):
+    binary = run.build_floor(tmp_path / "build")
+    port = run.free_port()
+    proc = subprocess.Popen([str(binary), str(port), "65536"])
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.02)
+        with s:
+            s.sendall(REQUEST * 2)
+            head = REPLY[: REPLY.index(b"Content-Length")] + b"Content-Length: 65536\r\n\r\n"
+            one = head + b"x" * 65536
+            assert _read_exactly(s, 2 * len(one)) == one * 2
+    finally:
+        proc.kill()
+        proc.wait()
+    bad = subprocess.run([str(binary), "1", "-5"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr
+
+
 # --------------------------------------------------------------------------
 # the harness end to end
 
@@ -608,7 +633,10 @@ def test_missing_h2o_is_skipped_in_a_group_and_an_error_by_name(tmp_path, monkey
 
 def test_static_servers_run_in_the_workdir(tmp_path):
     ctx = run.Context(workdir=tmp_path, docroot=tmp_path, floor_bin=Path("/f"))
-    assert run.server_command("floor", 8123, ctx) == ["/f", "8123"]
+    assert run.server_command("floor", 8123, ctx) == ["/f", "8123", "1"]
+    # against a sized file, the floor answers with a body of that size: the kernel's cost of it
+    assert run.server_command("floor", 8123, ctx, "/64k") == ["/f", "8123", "65536"]
+    assert run.server_command("floor", 8123, ctx, "/json") == ["/f", "8123", "1"]
     assert run.server_cwd("floor", ctx) == tmp_path
 
 

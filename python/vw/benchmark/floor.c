@@ -1,7 +1,8 @@
 /* floor.c - the "kernel floor": about the least work an HTTP/1.1 server can
  * do per request, used as the baseline in bench/run.py.
  *
- * Usage: floor PORT        (listens on 127.0.0.1:PORT)
+ * Usage: floor PORT [BYTES]   (listens on 127.0.0.1:PORT; replies carry a body
+ *                              of BYTES bytes, default 1)
  *
  * One thread, level-triggered epoll, non-blocking accept4, TCP_NODELAY.
  * Requests are only counted, by spotting each "\r\n\r\n" (GETs only, bodies
@@ -25,22 +26,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* The header set vw sends for a 1-byte static file (same fields, same length
- * within a few bytes), so the floor and vw put the same bytes on the wire and
- * the difference between them is the work of the server, not of the kernel. */
-static const char REPLY[] = "HTTP/1.1 200 OK\r\nServer: fl\r\n"
-                            "Date: Thu, 26 Nov 2026 16:31:53 GMT\r\n"
-                            "Content-Type: application/octet-stream\r\n"
-                            "Last-Modified: Thu, 26 Nov 2026 16:31:53 GMT\r\n"
-                            "Accept-Ranges: bytes\r\n"
-                            "ETag: \"18eba5c1dd0c42a9-1\"\r\n"
-                            "Content-Length: 1\r\n\r\nx";
-#define RLEN (sizeof REPLY - 1)
-#define COPIES 1024
+/* The header set vw sends for a static file (same fields, same length within
+ * a few bytes), so the floor and vw put the same bytes on the wire and the
+ * difference between them is the work of the server, not of the kernel. */
+static const char HEAD[] = "HTTP/1.1 200 OK\r\nServer: fl\r\n"
+                           "Date: Thu, 26 Nov 2026 16:31:53 GMT\r\n"
+                           "Content-Type: application/octet-stream\r\n"
+                           "Last-Modified: Thu, 26 Nov 2026 16:31:53 GMT\r\n"
+                           "Accept-Ranges: bytes\r\n"
+                           "ETag: \"18eba5c1dd0c42a9-1\"\r\n"
+                           "Content-Length: %zu\r\n\r\n";
+static size_t RLEN;   /* one reply: head and body */
+static size_t COPIES; /* replies held, about 1 MiB of them (at least one) */
 #define MAXFD 65536
 
-/* REPLY repeated COPIES times: any run of owed reply bytes is a slice of it. */
-static char replies[RLEN * COPIES];
+/* The reply repeated COPIES times: any run of owed reply bytes is a slice of it. */
+static char *replies;
 static char inbuf[65536];
 static unsigned char matched[MAXFD]; /* bytes of "\r\n\r\n" matched so far */
 static size_t owed[MAXFD];           /* reply bytes not written yet */
@@ -53,7 +54,7 @@ static void drop(int fd) { close(fd); matched[fd] = 0; owed[fd] = 0; }
 static int flush(int fd) {
     while (owed[fd]) {
         size_t off = (RLEN - owed[fd] % RLEN) % RLEN; /* owed is a suffix */
-        size_t n = sizeof replies - off;
+        size_t n = RLEN * COPIES - off;
         if (n > owed[fd]) n = owed[fd];
         ssize_t w = write(fd, replies + off, n);
         if (w < 0) return errno == EAGAIN || errno == EINTR ? 0 : -1;
@@ -105,11 +106,21 @@ static void on_writable(int ep, int fd) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2 || atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535) {
-        fprintf(stderr, "usage: %s PORT\n", argv[0]);
+    long body = argc == 3 ? atol(argv[2]) : 1;
+    if (argc < 2 || argc > 3 || atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535 || body < 0 || body > (1L << 30)) {
+        fprintf(stderr, "usage: %s PORT [BODY_BYTES]\n", argv[0]);
         return 2;
     }
-    for (size_t i = 0; i < COPIES; i++) memcpy(replies + i * RLEN, REPLY, RLEN);
+    char head[512];
+    size_t hlen = (size_t)snprintf(head, sizeof head, HEAD, (size_t)body);
+    RLEN = hlen + (size_t)body;
+    COPIES = RLEN >= (1u << 20) ? 1 : (1u << 20) / RLEN;
+    replies = malloc(RLEN * COPIES);
+    if (!replies) die("malloc");
+    for (size_t i = 0; i < COPIES; i++) {
+        memcpy(replies + i * RLEN, head, hlen);
+        memset(replies + i * RLEN + hlen, 'x', (size_t)body);
+    }
     signal(SIGPIPE, SIG_IGN);
 
     int one = 1, lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

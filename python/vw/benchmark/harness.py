@@ -408,9 +408,15 @@ def server_cwd(name: str, ctx: Context) -> Path:
     return APPS_DIR if name in APP_SERVERS else ctx.workdir
 
 
-def server_command(name: str, port: int, ctx: Context) -> list[str]:
+def floor_body_bytes(path: str) -> int:
+    """The floor answers every request with the same reply: as long as the file the path names
+    (so /64k against the floor is the kernel's cost of those bytes), else 1 byte."""
+    return SIZED_FILES.get(path.strip("/"), 1)
+
+
+def server_command(name: str, port: int, ctx: Context, path: str = "/1b") -> list[str]:
     if name == "floor":
-        return [str(ctx.floor_bin), str(port)]
+        return [str(ctx.floor_bin), str(port), str(floor_body_bytes(path))]
     if name == "vw":
         return [*ctx.vw_cmd, "serve", str(ctx.docroot), "--port", str(port),
                 "--workers", "1"]
@@ -455,9 +461,9 @@ def wait_until_accepting(proc: subprocess.Popen, port: int, log: Path, name: str
                      f"{START_TIMEOUT_S:.0f} s (log {log}): {log_tail(log)}")
 
 
-def start_server(name: str, cpu: int, ctx: Context, log: Path) -> tuple[subprocess.Popen, int]:
+def start_server(name: str, cpu: int, ctx: Context, log: Path, path: str = "/1b") -> tuple[subprocess.Popen, int]:
     port = free_port()
-    cmd = ["taskset", "-c", str(cpu), *server_command(name, port, ctx)]
+    cmd = ["taskset", "-c", str(cpu), *server_command(name, port, ctx, path)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=server_cwd(name, ctx),
@@ -589,7 +595,7 @@ def measure(name: str, path: str, mode: str, rnd: int, args: argparse.Namespace,
     conns = connections_for(path, args)
     slug = re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "root"
     log = ctx.workdir / f"{name}-{slug}-{mode}-r{rnd}.log"
-    proc, port = start_server(name, args.server_cpu, ctx, log)
+    proc, port = start_server(name, args.server_cpu, ctx, log, path)
     try:
         status = probe_status(port, path)
         if not re.match(r"HTTP/1\.[01] 2\d\d", status):
