@@ -267,6 +267,11 @@ impl Proto {
     /// came (0: not timed); `req`: the request head and its parse, when there was one.
     fn observed(&mut self, ctx: &mut Ctx, mark: u64, start_ns: u64, req: Option<(&[u8], &Head)>) {
         let status = self.out.status_at(mark);
+        self.counted(ctx, mark, start_ns, req, status);
+    }
+
+    /// `observed`, with the status known.
+    fn counted(&mut self, ctx: &mut Ctx, mark: u64, start_ns: u64, req: Option<(&[u8], &Head)>, status: u16) {
         let bytes = self.out.position() - mark;
         let micros = if start_ns == 0 { 0 } else { now_ns().saturating_sub(start_ns) / 1000 };
         ctx.stats.response(status, bytes, micros);
@@ -320,7 +325,7 @@ impl Proto {
         if let Route::App = route {
             return self.app_request(req, head, ctx); // counted when the application answers
         }
-        match route {
+        let status = match route {
             Route::App => unreachable!(),
             Route::Static(i, sub) => self.static_request(Some((i, sub)), req, &head, ctx),
             Route::MountRoot(i) => {
@@ -329,8 +334,8 @@ impl Proto {
                 self.static_request_outcome(Outcome::Redirect(loc), &head, ctx)
             }
             Route::Nowhere => self.static_request(None, req, &head, ctx),
-        }
-        self.observed(ctx, mark, start, Some((req, &head)));
+        };
+        self.counted(ctx, mark, start, Some((req, &head)), status);
     }
 
     /// How this response ends: whether the connection closes after it, and the Connection line.
@@ -348,12 +353,13 @@ impl Proto {
         (close, line)
     }
 
-    fn static_request(&mut self, mount: Option<(usize, &[u8])>, req: &[u8], head: &Head, ctx: &mut Ctx) {
+    /// Answer from a static mount; returns the status queued.
+    fn static_request(&mut self, mount: Option<(usize, &[u8])>, req: &[u8], head: &Head, ctx: &mut Ctx) -> u16 {
         let outcome = match (head.method, mount) {
             (Method::Other, _) => {
                 let (_, conn) = Self::connection(head, ctx, false);
                 simple(self.out.owned_tail(), &ctx.clock, 405, ALLOW, conn, false);
-                Outcome::Served
+                Outcome::Served(405)
             }
             (_, None) => Outcome::NotFound,
             (_, Some((i, sub))) => {
@@ -365,14 +371,16 @@ impl Proto {
                 }
             }
         };
-        self.static_request_outcome(outcome, head, ctx);
+        self.static_request_outcome(outcome, head, ctx)
     }
 
     /// Queue the error or redirect for `outcome` (nothing for `Served`), then skip the body.
-    fn static_request_outcome(&mut self, outcome: Outcome, head: &Head, ctx: &mut Ctx) {
+    /// Returns the status queued.
+    fn static_request_outcome(&mut self, outcome: Outcome, head: &Head, ctx: &mut Ctx) -> u16 {
         let (close, conn) = Self::connection(head, ctx, false);
+        let queued = matches!(outcome, Outcome::Served(_));
         let (status, extra): (u16, Vec<u8>) = match outcome {
-            Outcome::Served => (0, Vec::new()),
+            Outcome::Served(status) => (status, Vec::new()),
             Outcome::NotFound => (404, Vec::new()),
             Outcome::Forbidden => (403, Vec::new()),
             Outcome::BadPath => (400, Vec::new()),
@@ -384,7 +392,7 @@ impl Proto {
         };
         let head_only = head.method == Method::Head;
         match (&ctx.not_found_page, status) {
-            (_, 0) => {}
+            _ if queued => {}
             (Some((ctype, body)), 404) => {
                 let t = self.out.owned_tail();
                 t.extend_from_slice(b"HTTP/1.1 404 Not Found\r\nServer: vw\r\nDate: ");
@@ -402,13 +410,14 @@ impl Proto {
         }
         if close {
             self.finish();
-            return;
+            return status;
         }
         self.read = match head.body {
             Body::None => ReadState::Head,
             Body::Length(n) => ReadState::BodyLength(n),
             Body::Chunked => ReadState::BodyChunked(Box::new(Chunked::new(ctx.max_body))),
         };
+        status
     }
 
     fn app_request(&mut self, req: &[u8], head: Head, ctx: &mut Ctx) {

@@ -64,6 +64,10 @@ impl Counters {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.add(slot::CLASSES + class, 1);
         self.add(slot::BYTES, bytes);
+        if micros == 0 {
+            self.add(slot::LATENCY_BUCKETS, 1); // a static answer: the common case, one add
+            return;
+        }
         self.add(slot::LATENCY_SUM_US, micros);
         let b = BUCKETS_US.iter().position(|&ub| micros <= ub).unwrap_or(BUCKETS_US.len());
         self.add(slot::LATENCY_BUCKETS + b, 1);

@@ -148,7 +148,8 @@ impl Entry {
 /// What a request for a path comes to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Served,
+    /// A response was queued, with this status (200, 206 or 304).
+    Served(u16),
     NotFound,
     Forbidden,
     BadPath,
@@ -467,7 +468,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
         let rep = &mut e.ident;
         let file = if rep.large && !req.head_only { Some(body_file(rep, root)?) } else { None };
         emit(rep, file, req.head_only, req.conn, clock, out);
-        return Some(Outcome::Served);
+        return Some(Outcome::Served(200));
     }
     let f = Fields::parse(req.head);
     let rep = match negotiate::choose_coding(f.accept_encoding.as_deref(), e.br.is_some(), e.gzip.is_some()) {
@@ -501,7 +502,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
             t.extend_from_slice(&rep.meta);
             t.extend_from_slice(req.conn.unwrap_or(b""));
             t.extend_from_slice(b"\r\n");
-            return Some(Outcome::Served);
+            return Some(Outcome::Served(304));
         }
         let ranged = f.range.as_deref().filter(|_| f.if_range.as_deref().is_none_or(|v| negotiate::if_range_holds(v, &rep.etag, rep.lm)));
         if let Some(r) = ranged {
@@ -522,7 +523,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
                             None => out.push_shared(&rep.buf, rep.head_len + first as usize, rep.head_len + last as usize + 1),
                         }
                     }
-                    return Some(Outcome::Served);
+                    return Some(Outcome::Served(206));
                 }
                 RangeAsk::Unsatisfiable => return Some(Outcome::RangeNotSatisfiable(rep.size)),
                 RangeAsk::Several | RangeAsk::Ignore => {}
@@ -531,7 +532,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
     }
     let file = if rep.large && !req.head_only { Some(body_file(rep, root)?) } else { None };
     emit(rep, file, req.head_only, req.conn, clock, out);
-    Some(Outcome::Served)
+    Some(Outcome::Served(200))
 }
 
 /// Queue a representation's 200 response. `file` is the open file for a large body.
