@@ -710,6 +710,11 @@ impl AsgiWorker {
         self.worker.run_once(Some(0)).map_err(|e| PyOSError::new_err(e.to_string()))
     }
 
+    /// The worker is done: write out what the access log holds.
+    fn close(&mut self) {
+        self.worker.flush_log();
+    }
+
     /// Write what applications sent since the last turn.
     fn wake(&mut self) {
         self.scheduled.set(false);

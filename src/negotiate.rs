@@ -145,10 +145,15 @@ pub fn parse_http_date(v: &[u8]) -> Option<i64> {
         // Sun, 06 Nov 1994 08:49:37 GMT
         (num(parts[3], 4)? as i64, month(parts[2])?, num(parts[1], 2)?, hms(parts[4])?)
     } else if parts.len() == 4 && parts[0].ends_with(',') && parts[3] == "GMT" {
-        // Sunday, 06-Nov-94 08:49:37 GMT: a two-digit year more than 50 years ahead is in the past.
+        // Sunday, 06-Nov-94 08:49:37 GMT: a two-digit year that would be more than 50 years
+        // ahead is the latest past year with those digits (RFC 9110 §5.6.7).
         let mut dmy = parts[1].split('-');
         let (d, mo, yy) = (num(dmy.next()?, 2)?, month(dmy.next()?)?, num(dmy.next()?, 2)? as i64);
-        let y = if yy < 70 { 2000 + yy } else { 1900 + yy };
+        let now = current_year();
+        let mut y = now - now.rem_euclid(100) + yy;
+        if y > now + 50 {
+            y -= 100;
+        }
         (y, mo, d, hms(parts[2])?)
     } else {
         // Sun Nov  6 08:49:37 1994
@@ -163,6 +168,19 @@ pub fn parse_http_date(v: &[u8]) -> Option<i64> {
         return None;
     }
     Some(days_from_civil(y, mo, d) * 86400 + (t.0 * 3600 + t.1 * 60 + t.2) as i64)
+}
+
+fn current_year() -> i64 {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let days = secs.div_euclid(86400);
+    // days → civil year (the inverse of days_from_civil, year only)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    yoe + era * 400 + i64::from(mp >= 10)
 }
 
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -352,6 +370,13 @@ mod tests {
         let t = 784111777; // Sun, 06 Nov 1994 08:49:37 GMT
         assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"), Some(t));
         assert_eq!(parse_http_date(b"Sunday, 06-Nov-94 08:49:37 GMT"), Some(t));
+        // two-digit years: up to 50 years ahead is ahead, further is the past century
+        let y = current_year();
+        assert!((2026..2100).contains(&y));
+        let ahead = format!("Monday, 01-Jan-{:02} 00:00:00 GMT", (y + 44) % 100);
+        let back = format!("Monday, 01-Jan-{:02} 00:00:00 GMT", (y + 60) % 100);
+        assert_eq!(parse_http_date(ahead.as_bytes()), Some(days_from_civil(y + 44, 1, 1) * 86400));
+        assert_eq!(parse_http_date(back.as_bytes()), Some(days_from_civil(y - 40, 1, 1) * 86400));
         assert_eq!(parse_http_date(b"Sun Nov  6 08:49:37 1994"), Some(t));
         assert_eq!(parse_http_date(b"Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 PST"), None);

@@ -230,8 +230,18 @@ impl AccessLog {
 
     pub fn flush(&mut self) {
         let mut done = 0;
+        // Standard output may be a pipe shared by every worker: there a write is atomic only up
+        // to PIPE_BUF (4096 bytes), so batches are cut at line ends below it (a file opened with
+        // O_APPEND takes each write whole).
+        let piece = if self.path.is_none() { 4096 } else { usize::MAX };
         while done < self.buf.len() {
-            let n = unsafe { libc::write(self.fd, self.buf[done..].as_ptr() as *const _, self.buf.len() - done) };
+            let rest = &self.buf[done..];
+            let len = if rest.len() <= piece {
+                rest.len()
+            } else {
+                rest[..piece].iter().rposition(|&b| b == b'\n').map_or(piece, |i| i + 1)
+            };
+            let n = unsafe { libc::write(self.fd, rest.as_ptr() as *const _, len) };
             if n < 0 {
                 if errno() == libc::EINTR {
                     continue;

@@ -74,11 +74,12 @@ impl FileId {
     }
 
     fn same_file(&self, st: &libc::stat) -> bool {
-        st.st_dev == self.dev
-            && st.st_ino == self.ino
-            && st.st_size as u64 == self.size
-            && mtime_ns(st) == self.mtime_ns
-            && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+        self.unchanged(st) && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+    }
+
+    /// The same inode, size and mtime, whatever kind of file it is.
+    fn unchanged(&self, st: &libc::stat) -> bool {
+        st.st_dev == self.dev && st.st_ino == self.ino && st.st_size as u64 == self.size && mtime_ns(st) == self.mtime_ns
     }
 }
 
@@ -95,9 +96,6 @@ struct Rep {
     date_sec: i64,
     /// The body is not in `buf`: it is sent from the file with sendfile.
     large: bool,
-    /// A large body's file, kept open while the entry is cached (at most MAX_HELD_FDS per
-    /// worker; without it the file is opened for each response).
-    held: Option<Rc<OwnedFd>>,
     /// The strong entity-tag, with its quotes.
     etag: Box<[u8]>,
     /// Last-Modified, in seconds.
@@ -122,14 +120,6 @@ struct Entry {
 }
 
 impl Entry {
-    fn reps_mut(&mut self) -> impl Iterator<Item = &mut Rep> {
-        std::iter::once(&mut self.ident).chain(self.br.as_mut()).chain(self.gzip.as_mut())
-    }
-
-    fn held_fds(&self) -> usize {
-        [Some(&self.ident), self.br.as_ref(), self.gzip.as_ref()].iter().flatten().filter(|r| r.held.is_some()).count()
-    }
-
     fn bytes(&self) -> usize {
         self.ident.buf.len() + self.br.as_ref().map_or(0, |r| r.buf.len()) + self.gzip.as_ref().map_or(0, |r| r.buf.len())
     }
@@ -138,7 +128,7 @@ impl Entry {
     fn fresh(&self, root: &OwnedFd) -> bool {
         fstatat(root, &self.ident.file.rel).is_some_and(|st| self.ident.file.same_file(&st))
             && self.siblings.iter().all(|(name, was)| match (was, fstatat(root, name)) {
-                (Some(id), Some(st)) => id.same_file(&st),
+                (Some(id), Some(st)) => id.unchanged(&st),
                 (None, None) => true,
                 _ => false,
             })
@@ -182,11 +172,7 @@ pub struct StaticFiles {
     root: OwnedFd,
     map: HashMap<Box<[u8]>, Entry, PathHash>,
     bytes: usize,
-    held_fds: usize,
 }
-
-/// Open files kept by one worker's cache for the bodies of large files.
-const MAX_HELD_FDS: usize = 1024;
 
 impl StaticFiles {
     pub fn open(cfg: StaticConfig) -> std::io::Result<Self> {
@@ -196,7 +182,7 @@ impl StaticFiles {
             return Err(std::io::Error::last_os_error());
         }
         let map = HashMap::with_hasher(PathHash::new());
-        Ok(StaticFiles { cfg, root: unsafe { OwnedFd::from_raw_fd(fd) }, map, bytes: 0, held_fds: 0 })
+        Ok(StaticFiles { cfg, root: unsafe { OwnedFd::from_raw_fd(fd) }, map, bytes: 0 })
     }
 
     pub fn cached_entries(&self) -> usize {
@@ -224,7 +210,6 @@ impl StaticFiles {
         }
         if let Some(old) = self.map.remove(path) {
             self.bytes -= old.bytes();
-            self.held_fds -= old.held_fds();
         }
         let (mut entry, canonical) = match self.load(path, clock) {
             Ok(loaded) => loaded,
@@ -254,20 +239,13 @@ impl StaticFiles {
         n
     }
 
-    fn insert(&mut self, key: &[u8], mut e: Entry) {
+    fn insert(&mut self, key: &[u8], e: Entry) {
         let size = e.bytes();
         if self.map.len() >= self.cfg.cache_max_entries || self.bytes + size > self.cfg.cache_max_bytes {
             self.map.clear();
             self.bytes = 0;
-            self.held_fds = 0;
-        }
-        if self.held_fds + e.held_fds() > MAX_HELD_FDS {
-            for rep in e.reps_mut() {
-                rep.held = None;
-            }
         }
         self.bytes += size;
-        self.held_fds += e.held_fds();
         self.map.insert(key.into(), e);
     }
 
@@ -308,7 +286,9 @@ impl StaticFiles {
                     found[i] = Some((sfd, sst));
                     Some(id)
                 }
-                _ => None,
+                // There but not usable (unreadable, not a file): not served, but remembered as
+                // it is, so that the entry is not rebuilt every second for it.
+                _ => fstatat(&self.root, &c).map(|st| FileId::of(c.clone(), &st)),
             };
             siblings.push((c, id));
         }
@@ -321,11 +301,9 @@ impl StaticFiles {
             let body = if large { Vec::new() } else { read_all(&fd, st.st_size as u64).map_err(|_| Outcome::NotFound)? };
             let size = if large { st.st_size as u64 } else { body.len() as u64 };
             let file = FileId { size, ..file };
-            let mut rep = prepare(file, body, size, large, mtime_ns(st), coding, &ctype, cache_control.as_deref(), vary, clock);
-            if large {
-                rep.held = Some(Rc::new(fd));
-            }
-            Ok(rep)
+            // A large body's file is opened again for each response (and checked to be the same
+            // file): the cache keeps no descriptor, so a deleted file frees its space at once.
+            Ok(prepare(file, body, size, large, mtime_ns(st), coding, &ctype, cache_control.as_deref(), vary, clock))
         };
         let ident = make(fd, &st, FileId::of(rel, &st), Coding::Identity)?;
         let br = match found_br {
@@ -453,7 +431,6 @@ fn prepare(
         date_off,
         date_sec: clock.sec,
         large,
-        held: None,
         etag: etag.into(),
         lm,
         fields: fields.into(),
@@ -504,7 +481,8 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
             t.extend_from_slice(b"\r\n");
             return Some(Outcome::Served(304));
         }
-        let ranged = f.range.as_deref().filter(|_| f.if_range.as_deref().is_none_or(|v| negotiate::if_range_holds(v, &rep.etag, rep.lm)));
+        // Range is defined for GET only (RFC 9110 §14.2): a HEAD gets the 200 head.
+        let ranged = f.range.as_deref().filter(|_| !req.head_only).filter(|_| f.if_range.as_deref().is_none_or(|v| negotiate::if_range_holds(v, &rep.etag, rep.lm)));
         if let Some(r) = ranged {
             match negotiate::range(r, rep.size) {
                 RangeAsk::One(first, last) => {
@@ -566,12 +544,9 @@ fn emit(e: &mut Rep, file: Option<Rc<OwnedFd>>, head_only: bool, conn: Option<&'
     }
 }
 
-/// The open file of a large body: the one the entry keeps, else opened now (and checked).
+/// The open file of a large body, opened now and checked to be the file the entry describes.
 fn body_file(rep: &Rep, root: &OwnedFd) -> Option<Rc<OwnedFd>> {
-    match &rep.held {
-        Some(fd) => Some(fd.clone()),
-        None => open_same(root, &rep.file).ok().map(Rc::new),
-    }
+    open_same(root, &rep.file).ok().map(Rc::new)
 }
 
 /// Open a large representation's file for one response, making sure it is still the file the

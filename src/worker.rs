@@ -286,6 +286,14 @@ impl Worker {
         self.ep
     }
 
+    /// Write out what the access log holds (a worker driven from Python may never be dropped
+    /// before its process exits).
+    pub fn flush_log(&mut self) {
+        if let Some(log) = &mut self.ctx.log {
+            log.flush();
+        }
+    }
+
     /// Handle the output applications produced since the last turn (no waiting).
     pub fn wake(&mut self) {
         self.ctx.clock.tick();

@@ -85,7 +85,7 @@ def render(stats: Stats, workers: list[WorkerInfo]) -> str:
     out.append("# TYPE vw_request_duration_seconds histogram")
     for suffix, value in buckets:
         out.append(f"vw_request_duration_seconds{suffix} {value}")
-    out.append(f"vw_request_duration_seconds_sum {stats.total(_core.STATS_LATENCY_SUM_US) / 1e6:g}")
+    out.append(f"vw_request_duration_seconds_sum {stats.total(_core.STATS_LATENCY_SUM_US) / 1e6:.6f}")
     out.append(f"vw_request_duration_seconds_count {cumulative}")
     metric("vw_open_connections", "gauge", "Client connections open now.", [("", stats.total(_core.STATS_OPEN))])
     metric("vw_connections_accepted_total", "counter", "Client connections accepted.",

@@ -121,4 +121,5 @@ def serve(listen_fd: int, mounts: list, mime: dict, app, server: tuple, **option
         loop.run_until_complete(done)
         loop.run_until_complete(lifespan.shutdown())
     finally:
+        core.close()  # the access log's last lines: the worker exits without dropping `core`
         loop.close()

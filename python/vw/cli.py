@@ -66,8 +66,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     ops.add_argument("--admin-host", default=SUPPRESS, metavar="H",
                      help="address of the admin listener (default 127.0.0.1)")
     ops.add_argument("--user", default=SUPPRESS, metavar="NAME",
-                     help="run the workers as this user (and its group), e.g. to bind port 80 as root "
-                          "and serve as www-data; the supervisor keeps its rights")
+                     help="after binding (e.g. port 80 as root), run vw as this user and its group: the "
+                          "supervisor, the application's import and the workers")
     ops.add_argument("--pid-file", default=SUPPRESS, metavar="FILE",
                      help="write the supervisor's PID to FILE (removed on exit)")
     ops.add_argument("--shutdown-timeout", type=_int("--shutdown-timeout"), default=SUPPRESS, metavar="S",
@@ -169,7 +169,8 @@ def settings(command: str, given: dict) -> ServeConfig:
     if "static" in given:
         given["mounts"] = values.get("mounts", []) + [parse_mount(m) for m in given.pop("static")]
     if "cache_control" in given:
-        given["cache_control"] = values.get("cache_control", []) + [parse_cache_control(c) for c in given["cache_control"]]
+        # flags first: for the same prefix, the first rule wins, and flags win over the file
+        given["cache_control"] = [parse_cache_control(c) for c in given["cache_control"]] + values.get("cache_control", [])
     for key in given:
         source.pop(key, None)
     values.update(given)

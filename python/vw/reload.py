@@ -5,7 +5,6 @@ listeners and running workers to the new supervisor, which drains the old worker
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -66,6 +65,7 @@ def app_imports(spec: str | None) -> bool:
 
 
 def reexec(argv: list[str], env: dict) -> None:
-    """Start vw again with these arguments, in this process (so the PID stays the same)."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    """Start vw again with these arguments, in this process (so the PID stays the same). The
+    signal mask is kept: a signal that arrives meanwhile (a logrotate SIGUSR1, a SIGTERM) waits
+    for the new supervisor, which blocks the same signals, instead of killing the process."""
     os.execve(sys.executable, [sys.executable, "-m", "vw", *argv], env)

@@ -90,6 +90,8 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
 
 def check_realtime() -> None:
     """Refuse --realtime up front, with the reason, when the scheduler will not grant it."""
+    if os.sched_getscheduler(0) == os.SCHED_RR:
+        return  # already granted (a reload of a supervisor that has dropped its rights)
     try:
         prio = os.sched_get_priority_max(os.SCHED_RR)
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
@@ -136,11 +138,11 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
     try:
         if cfg.pin:
             os.sched_setaffinity(0, {cfg.cpu_for(index)})
-        if cfg.realtime:
+        if cfg.realtime and os.sched_getscheduler(0) != os.SCHED_RR:
             prio = os.sched_get_priority_max(os.SCHED_RR)
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
-        if cfg.user is not None:
-            drop_privileges(cfg.user)  # pinned and scheduled; from here on, the user's rights only
+        if cfg.user is not None and os.geteuid() == 0:
+            drop_privileges(cfg.user)  # (the supervisor has dropped already; this is a safeguard)
         sock = socket.socket(fileno=listen_fd)
         kwargs = {}
         options = dict(inline_max=cfg.inline_max, cache_max_bytes=cfg.cache_max_bytes,
@@ -184,7 +186,10 @@ def lookup_user(name: str) -> tuple[int, int]:
 
 
 def drop_privileges(name: str) -> None:
-    """Become `name` for good: its group, no supplementary groups, its uid (real, effective, saved)."""
+    """Become `name` for good: its group, no supplementary groups, its uid (real, effective, saved).
+    Nothing to do when already unprivileged (after a reload)."""
+    if os.geteuid() != 0:
+        return
     uid, gid = lookup_user(name)
     os.setgroups([])
     os.setresgid(gid, gid, gid)
@@ -202,8 +207,8 @@ def systemd_listeners() -> list[socket.socket]:
     for fd in range(3, 3 + int(count)):
         os.set_inheritable(fd, False)
         s = socket.socket(fileno=fd)
-        if s.type != socket.SOCK_STREAM:
-            raise ConfigError(f"socket activation: fd {fd} is not a stream socket")
+        if s.type != socket.SOCK_STREAM or s.family not in (socket.AF_INET, socket.AF_INET6):
+            raise ConfigError(f"socket activation: fd {fd} is not a TCP socket (vw serves TCP only)")
         s.setblocking(True)
         out.append(s)
     return out
@@ -269,18 +274,22 @@ class Supervisor:
             self.indexed += len(paths)
         self.app = None
         self.interface: str | None = None
-        if cfg.app is not None:
-            from vw import loader
-
-            self.app = loader.load(cfg.app)
-            self.interface = loader.detect(self.app, cfg.interface)
-        self.watcher = reload.Watcher() if cfg.reload else None
+        self.watcher: reload.Watcher | None = None  # made once the application is imported
         from vw import admin
 
         self.stats = admin.Stats(cfg.workers)
         self.restarts = [0] * cfg.workers
         self.admin: admin.AdminServer | None = None
 
+    def load_app(self) -> None:
+        """Import the application (after any --user drop: its code never runs as root)."""
+        if self.cfg.app is not None:
+            from vw import loader
+
+            self.app = loader.load(self.cfg.app)
+            self.interface = loader.detect(self.app, self.cfg.interface)
+        if self.cfg.reload:
+            self.watcher = reload.Watcher()  # watches the modules imported so far
     def spawn(self, index: int, fast_deaths: int = 0) -> None:
         cpu = self.cfg.cpu_for(index)
         pid = os.fork()
@@ -327,8 +336,10 @@ class Supervisor:
         extra: list[socket.socket] = []
         if activated:
             # systemd made the sockets: the workers share them (worker n takes socket n mod count).
+            if len(activated) > cfg.workers:
+                raise ConfigError(f"systemd passed {len(activated)} sockets: give vw at least as many workers "
+                                  f"(--workers {len(activated)}), each serves one")
             self.listeners = [activated[i % len(activated)] for i in range(cfg.workers)]
-            extra = activated[cfg.workers:]
             cfg.host, cfg.port = activated[0].getsockname()[:2]
         else:
             if not inherited:
@@ -343,11 +354,17 @@ class Supervisor:
             extra = inherited[cfg.workers:]
             if not inherited:
                 holder.close()
-        if cfg.pid_file is not None:
-            write_pid_file(cfg.pid_file)
         if cfg.admin_port is not None:
             self.bind_admin()  # before the workers: a port in use is a clean error
+        if cfg.pid_file is not None and not inherited:  # a reload keeps the PID, and the file
+            write_pid_file(cfg.pid_file)
         raise_fd_limit()
+        if cfg.realtime and os.sched_getscheduler(0) != os.SCHED_RR:
+            # the supervisor takes SCHED_RR itself, so workers inherit it even after --user
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(os.sched_get_priority_max(os.SCHED_RR)))
+        if cfg.user is not None:
+            drop_privileges(cfg.user)  # bound, pinned-to-be, scheduled: nothing else needs root
+        self.load_app()
         # Signals are taken synchronously with sigtimedwait; workers inherit the mask and the
         # Rust loop reads the stop signals from a signalfd.
         signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)

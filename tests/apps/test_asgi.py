@@ -190,3 +190,18 @@ def test_fastapi():
             time.sleep(0.05)
     finally:
         assert srv.stop() == 0
+
+
+def test_access_log_of_an_asgi_worker_keeps_its_last_lines(tmp_path):
+    """The ASGI worker is driven by asyncio and exits without being dropped: the lines it holds
+    are written when it stops."""
+    log = tmp_path / "access.log"
+    srv = run_app("asgi_app:app", "--access-log", str(log), "--access-log-format", "json")
+    try:
+        for i in range(5):
+            assert get(srv.port, f"/?n={i}").status == 200
+    finally:
+        assert srv.stop() == 0
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["target"] for x in lines] == [f"/?n={i}" for i in range(5)]
+    assert all(x["status"] == 200 and x["duration_us"] >= 0 for x in lines)

@@ -116,6 +116,12 @@ def test_ranges_of_a_large_file_go_out_with_sendfile(srv, site):
         assert rd.response().body == b"x"
 
 
+def test_head_ignores_range(srv):
+    """Range is defined for GET only (RFC 9110 §14.2): a HEAD with one gets the 200 head."""
+    r = get(srv.port, "/data.bin", method="HEAD", headers=hdrs(Range="bytes=0-5"))
+    assert r.status == 200 and r.header("Content-Length") == "1024" and r.header("Content-Range") is None
+
+
 def test_unsatisfiable_and_other_ranges(srv):
     r = get(srv.port, "/data.bin", headers=hdrs(Range="bytes=5000-"))
     assert r.status == 416 and r.header("Content-Range") == "bytes */1024"

@@ -67,3 +67,14 @@ def test_check_config(tmp_path, docroot):
     _one_line(vw_cmd("check-config", str(cfg)), "line 1", "--max-body")
     cfg.write_text('app = "no_such_module_anywhere:app"\n')
     _one_line(vw_cmd("check-config", str(cfg)), "no_such_module_anywhere")
+
+
+def test_cache_control_flags_win_over_the_file(tmp_path):
+    from vw.cli import settings
+
+    conf = tmp_path / "vw.toml"
+    conf.write_text('[cache_control]\n"/a/" = "max-age=1"\n"/b/" = "max-age=2"\n')
+    cfg = settings("serve", {"config": str(conf), "cache_control": ["/a/=no-store"]})
+    rules = dict(reversed(cfg.cache_control))  # the first rule of a prefix wins
+    assert rules == {"/a/": "no-store", "/b/": "max-age=2"}
+    assert cfg.cache_control[0] == ("/a/", "no-store")

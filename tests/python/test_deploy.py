@@ -1,5 +1,5 @@
-"""Process life for deployment: systemd socket activation (LISTEN_FDS), --pid-file, --user for the
-workers after binding a privileged port, the example units, and the drain timeout."""
+"""Process life for deployment: systemd socket activation (LISTEN_FDS), --pid-file, --user after
+binding a privileged port, the example units, and the drain timeout."""
 
 from __future__ import annotations
 
@@ -60,6 +60,33 @@ def test_socket_activation(docroot):
         assert proc.wait(15) == 0
 
 
+def activated(sockets: list[socket.socket], *args: str) -> subprocess.CompletedProcess:
+    """vw started the way systemd starts it, with these sockets from fd 3 on."""
+    launcher = (
+        "import os, sys\n"
+        + "".join(f"os.dup2({s.fileno()}, {3 + i})\n" for i, s in enumerate(sockets))
+        + f"os.environ['LISTEN_FDS'] = '{len(sockets)}'\n"
+        "os.environ['LISTEN_PID'] = str(os.getpid())\n"
+        f"os.execv(sys.executable, [sys.executable, '-m', 'vw', *{list(args)!r}])\n"
+    )
+    return subprocess.run([sys.executable, "-c", launcher], pass_fds=[s.fileno() for s in sockets],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_socket_activation_refuses_what_it_cannot_serve(docroot, tmp_path):
+    two = [socket.socket(), socket.socket()]
+    for s in two:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+    r = activated(two, "serve", str(docroot), "--workers", "1")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--workers 2" in r.stderr, r.stderr
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(str(tmp_path / "sock"))
+    unix.listen(1)
+    r = activated([unix], "serve", str(docroot), "--workers", "1")
+    assert r.returncode == 2 and "not a TCP socket" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
 def test_pid_file_and_drain_timeout(docroot, tmp_path):
     pid_file = tmp_path / "vw.pid"
     proc = subprocess.Popen([sys.executable, "-m", "vw", "serve", str(docroot), "--port", "0", "--workers", "1",
@@ -107,11 +134,11 @@ def test_user_drops_privileges_after_binding_a_low_port(docroot):
             line = [x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith(key)][0]
             return line.split()[1:]
 
-        # like nginx's master, the supervisor keeps root (to start workers with --realtime and
-        # pin them); the workers, which talk to clients, run as the user
-        assert ids(worker, "Uid:") == [str(nobody.pw_uid)] * 4 and ids(worker, "Gid:") == [str(nobody.pw_gid)] * 4
-        assert ids(worker, "Groups:") in ([], [str(nobody.pw_gid)])
-        assert ids(proc.pid, "Uid:")[0] == "0"
+        # the supervisor drops right after binding (before it imports any application code),
+        # and its workers are forked from it
+        for pid in (proc.pid, worker):
+            assert ids(pid, "Uid:") == [str(nobody.pw_uid)] * 4 and ids(pid, "Gid:") == [str(nobody.pw_gid)] * 4, pid
+            assert ids(pid, "Groups:") in ([], [str(nobody.pw_gid)]), pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
