@@ -507,9 +507,15 @@ impl Run {
         self.outcome(py, step)?.ok_or_else(|| PyStopIteration::new_err(()))
     }
 
+    /// The task is being destroyed before the application finished: close it, and end its
+    /// exchange (a response begun is cut, none begun becomes a 500) so the connection goes on.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.coro.bind(py).call_method0(intern!(py, "close"))?;
-        Ok(())
+        let result = self.coro.bind(py).call_method0(intern!(py, "close"));
+        let finished = self.channel.borrow(py).ex.borrow().finished;
+        if !finished {
+            self.channel.borrow_mut(py).ended(py, Some(PyRuntimeError::new_err("the application's task was closed")));
+        }
+        result.map(|_| ())
     }
 }
 

@@ -257,13 +257,15 @@ pub fn range(v: &[u8], len: u64) -> RangeAsk {
 }
 
 /// If-Range: whether the Range still applies to the representation with this `etag` and
-/// Last-Modified second `lm` (a strong comparison, or the exact date).
-pub fn if_range_holds(v: &[u8], etag: &[u8], lm: i64) -> bool {
+/// Last-Modified second `lm`, answered at second `now`: a strong comparison of tags, or the
+/// exact date, when that date is a strong validator (RFC 9110 §13.1.5: not the current second,
+/// in which the file could have changed twice unseen).
+pub fn if_range_holds(v: &[u8], etag: &[u8], lm: i64, now: i64) -> bool {
     let v = trim(v);
     if v.first() == Some(&b'"') || v.starts_with(b"W/") {
         return matches!(tag_list(v), Some(TagList::Tags(t)) if t.len() == 1 && !t[0].0 && t[0].1 == etag);
     }
-    parse_http_date(v) == Some(lm)
+    lm < now && parse_http_date(v) == Some(lm)
 }
 
 /// A content coding vw can offer for a file, besides identity.
@@ -410,11 +412,12 @@ mod tests {
 
     #[test]
     fn if_range() {
-        assert!(if_range_holds(b"\"e\"", b"\"e\"", 5));
-        assert!(!if_range_holds(b"W/\"e\"", b"\"e\"", 5));
-        assert!(!if_range_holds(b"\"f\"", b"\"e\"", 5));
-        assert!(if_range_holds(b"Thu, 01 Jan 1970 00:00:05 GMT", b"\"e\"", 5));
-        assert!(!if_range_holds(b"Thu, 01 Jan 1970 00:00:06 GMT", b"\"e\"", 5));
+        assert!(if_range_holds(b"\"e\"", b"\"e\"", 5, 9));
+        assert!(!if_range_holds(b"W/\"e\"", b"\"e\"", 5, 9));
+        assert!(!if_range_holds(b"\"f\"", b"\"e\"", 5, 9));
+        assert!(if_range_holds(b"Thu, 01 Jan 1970 00:00:05 GMT", b"\"e\"", 5, 9));
+        assert!(!if_range_holds(b"Thu, 01 Jan 1970 00:00:06 GMT", b"\"e\"", 5, 9));
+        assert!(!if_range_holds(b"Thu, 01 Jan 1970 00:00:05 GMT", b"\"e\"", 5, 5), "modified this second: weak");
     }
 
     #[test]

@@ -482,7 +482,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
             return Some(Outcome::Served(304));
         }
         // Range is defined for GET only (RFC 9110 §14.2): a HEAD gets the 200 head.
-        let ranged = f.range.as_deref().filter(|_| !req.head_only).filter(|_| f.if_range.as_deref().is_none_or(|v| negotiate::if_range_holds(v, &rep.etag, rep.lm)));
+        let ranged = f.range.as_deref().filter(|_| !req.head_only).filter(|_| f.if_range.as_deref().is_none_or(|v| negotiate::if_range_holds(v, &rep.etag, rep.lm, clock.sec)));
         if let Some(r) = ranged {
             match negotiate::range(r, rep.size) {
                 RangeAsk::One(first, last) => {
