@@ -495,12 +495,8 @@ impl Proto {
         };
         if finished {
             if let Some(w) = self.watch.take() {
-                let bytes = self.out.position() - w.mark;
-                let micros = now_ns().saturating_sub(w.start_ns) / 1000;
-                ctx.stats.response(w.status, bytes, micros);
-                if let (Some(log), Some(req)) = (&mut ctx.log, &w.req) {
-                    log.record(&req.entry(self.peer, w.status, bytes, micros), ctx.clock.sec);
-                }
+                let status = w.status;
+                self.record_watch(ctx, w, status);
             }
             if must_close {
                 self.finish();
@@ -509,6 +505,25 @@ impl Proto {
             }
         }
         finished
+    }
+
+    /// The connection is closing with an application's response unfinished: count and log it
+    /// (with 499, as nginx does, when the client left before any of it was produced).
+    pub fn abandon(&mut self, ctx: &mut Ctx) {
+        if let Some(w) = self.watch.take() {
+            let status = if w.status == 0 { 499 } else { w.status };
+            self.record_watch(ctx, w, status);
+        }
+    }
+
+    /// Count and log the response of a later-answering application.
+    fn record_watch(&mut self, ctx: &mut Ctx, w: Box<Watch>, status: u16) {
+        let bytes = self.out.position().saturating_sub(w.mark);
+        let micros = now_ns().saturating_sub(w.start_ns) / 1000;
+        ctx.stats.response(status, bytes, micros);
+        if let (Some(log), Some(req)) = (&mut ctx.log, &w.req) {
+            log.record(&req.entry(self.peer, status, bytes, micros), ctx.clock.sec);
+        }
     }
 
     /// The exchange of a later-answering application, if one is running.

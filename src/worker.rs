@@ -482,7 +482,8 @@ impl Worker {
 
     fn close(&mut self, fd: i32) {
         if let Some(slot) = self.conns.get_mut(fd as usize) {
-            if let Some(conn) = slot.take() {
+            if let Some(mut conn) = slot.take() {
+                conn.proto.abandon(&mut self.ctx);
                 self.open -= 1;
                 self.ctx.stats.closed();
                 unsafe { libc::close(fd) };

@@ -7,6 +7,8 @@ import hashlib
 import re
 import json
 import os
+import socket
+import struct
 import time
 
 import pytest
@@ -205,3 +207,25 @@ def test_access_log_of_an_asgi_worker_keeps_its_last_lines(tmp_path):
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [x["target"] for x in lines] == [f"/?n={i}" for i in range(5)]
     assert all(x["status"] == 200 and x["duration_us"] >= 0 for x in lines)
+
+
+def test_a_response_the_client_left_is_logged(tmp_path):
+    """A client that goes before the application answers is logged with 499 (as nginx does);
+    one that goes during a streamed response, with the status that was sent."""
+    log = tmp_path / "access.log"
+    srv = run_app("asgi_app:app", "--access-log", str(log), "--access-log-format", "json")
+    try:
+        with connect(srv.port) as s:  # reset (not a half-close) while the app is still working
+            s.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            time.sleep(0.05)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with connect(srv.port) as s:
+            s.sendall(b"GET /wait-disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+        time.sleep(0.5)
+        assert get(srv.port, "/").status == 200
+    finally:
+        assert srv.stop() == 0
+    lines = {x["target"]: x for x in map(json.loads, log.read_text().splitlines())}
+    assert lines["/slow"]["status"] == 499
+    assert lines["/wait-disconnect"]["status"] == 200 and lines["/wait-disconnect"]["bytes"] > 0
