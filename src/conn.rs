@@ -321,12 +321,8 @@ impl Proto {
             self.finish();
             return;
         }
-        let route = route(ctx, path);
-        if let Route::App = route {
-            return self.app_request(req, head, ctx); // counted when the application answers
-        }
-        let status = match route {
-            Route::App => unreachable!(),
+        let status = match route(ctx, path) {
+            Route::App => return self.app_request(req, head, ctx), // counted when the application answers
             Route::Static(i, sub) => self.static_request(Some((i, sub)), req, &head, ctx),
             Route::MountRoot(i) => {
                 let mut loc = ctx.mounts[i].prefix.clone();

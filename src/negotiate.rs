@@ -16,16 +16,22 @@ pub struct Fields {
     pub accept_encoding: Option<Vec<u8>>,
 }
 
+/// The (name, value) fields of a request head (request line, fields, blank line) already
+/// validated by the parser, values without their surrounding whitespace.
+pub fn head_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], trim(&line[colon + 1..])))
+    })
+}
+
 impl Fields {
-    /// Read them from a request head (request line, fields, blank line), already validated by
-    /// the parser: lines end in CRLF and names are tokens.
+    /// Read them from a request head (see [`head_fields`]).
     pub fn parse(head: &[u8]) -> Fields {
         let mut f = Fields::default();
         let mut twice = [false; 4];
-        for line in head.split(|&b| b == b'\n').skip(1) {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-            let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
+        for (name, value) in head_fields(head) {
             let lower = name.to_ascii_lowercase();
             let (slot, single) = match &lower[..] {
                 b"if-match" => (&mut f.if_match, None),
@@ -172,15 +178,7 @@ pub fn parse_http_date(v: &[u8]) -> Option<i64> {
 
 fn current_year() -> i64 {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let days = secs.div_euclid(86400);
-    // days → civil year (the inverse of days_from_civil, year only)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    yoe + era * 400 + i64::from(mp >= 10)
+    crate::response::civil_from_days(secs.div_euclid(86400)).0
 }
 
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {

@@ -2,7 +2,7 @@
 //! of a memory region shared with the supervisor (which sums the slots on a scrape), and the
 //! access log, formatted here and written in batches (never one write per request).
 
-use crate::response::errno;
+use crate::response::{civil_from_days, errno};
 use std::ffi::CString;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -159,14 +159,11 @@ impl OwnedRequest {
 /// The Referer and User-Agent of a request head (empty when absent).
 pub fn referer_and_agent(head: &[u8]) -> (&[u8], &[u8]) {
     let (mut referer, mut agent): (&[u8], &[u8]) = (b"", b"");
-    for line in head.split(|&b| b == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-        let name = &line[..colon];
+    for (name, value) in crate::negotiate::head_fields(head) {
         if name.eq_ignore_ascii_case(b"referer") {
-            referer = line[colon + 1..].trim_ascii();
+            referer = value;
         } else if name.eq_ignore_ascii_case(b"user-agent") {
-            agent = line[colon + 1..].trim_ascii();
+            agent = value;
         }
     }
     (referer, agent)
@@ -401,19 +398,6 @@ fn escape_json(b: &mut Vec<u8>, v: &[u8]) {
             _ => b.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]),
         }
     }
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

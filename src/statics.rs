@@ -443,7 +443,7 @@ fn prepare(
 fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock, out: &mut OutQueue) -> Option<Outcome> {
     if req.cond == 0 {
         let rep = &mut e.ident;
-        let file = if rep.large && !req.head_only { Some(body_file(rep, root)?) } else { None };
+        let file = body_file(rep, root, req.head_only)?;
         emit(rep, file, req.head_only, req.conn, clock, out);
         return Some(Outcome::Served(200));
     }
@@ -486,7 +486,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
         if let Some(r) = ranged {
             match negotiate::range(r, rep.size) {
                 RangeAsk::One(first, last) => {
-                    let file = if rep.large && !req.head_only { Some(body_file(rep, root)?) } else { None };
+                    let file = body_file(rep, root, req.head_only)?;
                     let t = out.owned_tail();
                     t.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\nServer: vw\r\nDate: ");
                     t.extend_from_slice(&clock.date);
@@ -508,7 +508,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
             }
         }
     }
-    let file = if rep.large && !req.head_only { Some(body_file(rep, root)?) } else { None };
+    let file = body_file(rep, root, req.head_only)?;
     emit(rep, file, req.head_only, req.conn, clock, out);
     Some(Outcome::Served(200))
 }
@@ -544,9 +544,13 @@ fn emit(e: &mut Rep, file: Option<Rc<OwnedFd>>, head_only: bool, conn: Option<&'
     }
 }
 
-/// The open file of a large body, opened now and checked to be the file the entry describes.
-fn body_file(rep: &Rep, root: &OwnedFd) -> Option<Rc<OwnedFd>> {
-    open_same(root, &rep.file).ok().map(Rc::new)
+/// The file a response's body is sent from: none for a body in memory or a HEAD, else the large
+/// file opened now and checked to be the one the entry describes (None: it is not any more).
+fn body_file(rep: &Rep, root: &OwnedFd, head_only: bool) -> Option<Option<Rc<OwnedFd>>> {
+    if !rep.large || head_only {
+        return Some(None);
+    }
+    open_same(root, &rep.file).ok().map(|fd| Some(Rc::new(fd)))
 }
 
 /// Open a large representation's file for one response, making sure it is still the file the
