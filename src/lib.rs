@@ -11,6 +11,7 @@ pub mod observe;
 pub mod parse;
 pub mod response;
 pub mod statics;
+pub mod tee;
 pub mod worker;
 
 use pyo3::exceptions::{PyOSError, PyValueError};

@@ -4,6 +4,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
+use crate::tee::{self, BodyPipe, Sent};
 
 /// An IMF-fixdate, e.g. `Thu, 26 Nov 2026 16:31:53 GMT` (RFC 9110 §5.6.7).
 pub const DATE_LEN: usize = 29;
@@ -226,12 +227,16 @@ pub enum Seg {
     Owned { buf: Vec<u8>, start: usize },
     /// `len` bytes of a file from `off`, sent with sendfile.
     File { fd: Rc<OwnedFd>, off: u64, len: u64 },
+    /// A whole body held in a pipe, sent with tee and splice (see [`crate::tee`]).
+    /// `buf[start..end]` is the same body in memory: what is left goes from there once part of
+    /// it went out, or when the pipe can't be used.
+    Piped { pipe: Rc<BodyPipe>, buf: Rc<[u8]>, start: usize, end: usize },
 }
 
 impl Seg {
     fn remaining(&self) -> usize {
         match self {
-            Seg::Shared { start, end, .. } => end - start,
+            Seg::Shared { start, end, .. } | Seg::Piped { start, end, .. } => end - start,
             Seg::Owned { buf, start } => buf.len() - start,
             Seg::File { len, .. } => *len as usize,
         }
@@ -336,7 +341,7 @@ impl OutQueue {
         let mut got = 0;
         for seg in self.segs.range(idx - 1..) {
             let bytes: &[u8] = match seg {
-                Seg::Shared { buf, start, end } => &buf[*start..*end],
+                Seg::Shared { buf, start, end } | Seg::Piped { buf, start, end, .. } => &buf[*start..*end],
                 Seg::Owned { buf, start } => &buf[*start..],
                 Seg::File { .. } => return 0,
             };
@@ -372,6 +377,7 @@ impl OutQueue {
 
     fn flush_settled(&mut self, fd: i32) -> Flush {
         loop {
+            let more = self.segs.len() > 1;
             let Some(front) = self.segs.front_mut() else { return Flush::Done };
             if let Seg::File { fd: file, off, len } = front {
                 let mut o = *off as libc::off_t;
@@ -394,11 +400,31 @@ impl OutQueue {
                 }
                 continue;
             }
+            if let Seg::Piped { pipe, buf, start, end } = front {
+                let (buf, start, end) = (buf.clone(), *start, *end);
+                let rest = |n| Seg::Shared { buf, start: start + n, end };
+                match tee::send(fd, pipe, more) {
+                    Sent::All => {
+                        self.segs.pop_front();
+                        continue;
+                    }
+                    Sent::Part(n) => {
+                        self.segs[0] = rest(n);
+                        return Flush::Blocked;
+                    }
+                    Sent::Blocked => return Flush::Blocked,
+                    Sent::Unusable => {
+                        self.segs[0] = rest(0);
+                        continue;
+                    }
+                    Sent::Error => return Flush::Error,
+                }
+            }
             let mut iov = [std::mem::MaybeUninit::<libc::iovec>::uninit(); MAX_IOV];
             let mut cnt = 0;
             let mut want = 0;
-            // A head followed by a file body: tell the kernel more comes (MSG_MORE), so the head
-            // leaves in the same packet as the start of the body instead of a packet of its own.
+            // A head followed by a file or piped body: tell the kernel more comes (MSG_MORE), so
+            // the head leaves in the same packet as the start of the body, not in one of its own.
             let mut file_follows = false;
             for seg in self.segs.iter() {
                 if cnt == MAX_IOV {
@@ -407,7 +433,7 @@ impl OutQueue {
                 let s: &[u8] = match seg {
                     Seg::Shared { buf, start, end } => &buf[*start..*end],
                     Seg::Owned { buf, start } => &buf[*start..],
-                    Seg::File { .. } => {
+                    Seg::File { .. } | Seg::Piped { .. } => {
                         file_follows = true;
                         break;
                     }
@@ -455,7 +481,7 @@ impl OutQueue {
             } else {
                 match front {
                     Seg::Shared { start, .. } | Seg::Owned { start, .. } => *start += n,
-                    Seg::File { .. } => unreachable!("writev never covers a file segment"),
+                    Seg::File { .. } | Seg::Piped { .. } => unreachable!("writev never covers a file or pipe"),
                 }
                 n = 0;
             }
@@ -468,7 +494,7 @@ impl OutQueue {
         let mut v = Vec::new();
         for seg in &self.segs {
             match seg {
-                Seg::Shared { buf, start, end } => v.extend_from_slice(&buf[*start..*end]),
+                Seg::Shared { buf, start, end } | Seg::Piped { buf, start, end, .. } => v.extend_from_slice(&buf[*start..*end]),
                 Seg::Owned { buf, start } => v.extend_from_slice(&buf[*start..]),
                 Seg::File { fd, off, len } => {
                     let f = std::fs::File::from(fd.try_clone().unwrap());
@@ -489,6 +515,66 @@ pub fn errno() -> i32 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Pipelined responses with piped bodies, written through a small socket buffer to a slow
+    /// reader: the stream read is exactly what was queued, whichever way each body went out.
+    #[test]
+    fn piped_bodies_arrive_whole_in_order() {
+        use std::io::Read;
+        use std::os::unix::net::UnixStream;
+        let body: Vec<u8> = (0..70_000).map(|i| (i % 253) as u8).collect();
+        let pipe = Rc::new(BodyPipe::new(&body).expect("a pipe"));
+        let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n".to_vec();
+        let head_len = resp.len();
+        resp.extend_from_slice(&body);
+        let buf: Rc<[u8]> = resp.into();
+        let mut q = OutQueue::default();
+        for i in 0..12 {
+            q.push_shared(&buf, 0, head_len);
+            if i % 4 == 3 {
+                q.push_shared(&buf, head_len, buf.len()); // one from memory among them
+            } else {
+                q.push(Seg::Piped { pipe: pipe.clone(), buf: buf.clone(), start: head_len, end: buf.len() });
+            }
+        }
+        let want = q.to_bytes();
+        assert_eq!(want.len(), 12 * buf.len());
+        let (a, mut z) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let small: libc::c_int = 32 * 1024;
+        unsafe {
+            libc::setsockopt(a.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, (&small as *const libc::c_int).cast(), 4);
+        }
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 5000];
+            loop {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+                match z.read(&mut chunk) {
+                    Ok(0) => return got,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        let mut blocked = 0;
+        loop {
+            match q.flush(a.as_raw_fd()) {
+                Flush::Done => break,
+                Flush::Blocked => {
+                    blocked += 1;
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                Flush::Error => panic!("flush failed"),
+            }
+        }
+        drop(a);
+        let got = reader.join().unwrap();
+        assert!(blocked > 0, "the socket never filled: the cut path was not tried");
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the stream differs from what was queued");
+    }
 
     #[test]
     fn positions_and_statuses_of_queued_responses() {
@@ -528,8 +614,6 @@ mod tests {
             libc::close(fds[1]);
         }
     }
-
-    use super::*;
 
     #[test]
     fn dates() {

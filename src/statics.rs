@@ -15,6 +15,7 @@
 use crate::negotiate::{self, Coding, Fields, RangeAsk};
 use crate::parse::COND_OTHER;
 use crate::response::{http_date, Clock, OutQueue, Seg, DATE_LEN};
+use crate::tee::BodyPipe;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::hash::{BuildHasher, Hasher};
@@ -96,6 +97,8 @@ struct Rep {
     date_sec: i64,
     /// The body is not in `buf`: it is sent from the file with sendfile.
     large: bool,
+    /// The in-memory body also held in a pipe, sent with tee and splice (see [`crate::tee`]).
+    pipe: Option<Rc<BodyPipe>>,
     /// The strong entity-tag, with its quotes.
     etag: Box<[u8]>,
     /// Last-Modified, in seconds.
@@ -423,6 +426,7 @@ fn prepare(
     head.extend_from_slice(b"\r\n\r\n");
     let head_len = head.len();
     head.extend_from_slice(&body);
+    let pipe = if large { None } else { BodyPipe::new(&body).map(Rc::new) };
     Rep {
         file,
         size,
@@ -431,6 +435,7 @@ fn prepare(
         date_off,
         date_sec: clock.sec,
         large,
+        pipe,
         etag: etag.into(),
         lm,
         fields: fields.into(),
@@ -527,17 +532,21 @@ fn emit(e: &mut Rep, file: Option<Rc<OwnedFd>>, head_only: bool, conn: Option<&'
         }
         e.date_sec = clock.sec;
     }
-    match conn {
-        None => out.push_shared(&e.buf, 0, if head_only { e.head_len } else { e.buf.len() }),
-        Some(line) => {
+    match (conn, &e.pipe) {
+        (None, None) => out.push_shared(&e.buf, 0, if head_only { e.head_len } else { e.buf.len() }),
+        (None, Some(_)) => out.push_shared(&e.buf, 0, e.head_len),
+        (Some(line), _) => {
             let t = out.owned_tail();
             t.extend_from_slice(&e.buf[..e.head_len - 2]);
             t.extend_from_slice(line);
             t.extend_from_slice(b"\r\n");
-            if !head_only {
+            if !head_only && e.pipe.is_none() {
                 out.push_shared(&e.buf, e.head_len, e.buf.len());
             }
         }
+    }
+    if let (Some(pipe), false) = (&e.pipe, head_only) {
+        out.push(Seg::Piped { pipe: pipe.clone(), buf: e.buf.clone(), start: e.head_len, end: e.buf.len() });
     }
     if let Some(fd) = file {
         out.push(Seg::File { fd, off: 0, len: e.size });

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import time
 
@@ -112,3 +113,39 @@ def test_changes_additions_deletions_under_load(server, docroot):
     finally:
         out, _ = wrk.communicate(timeout=20)
     assert "requests in" in out and "Non-2xx" not in out and "Socket errors" not in out, out
+
+
+def _pipes(pid: int) -> int:
+    return sum(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:") for fd in os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_mid_size_bodies_leave_by_reference_and_arrive_whole(server, docroot):
+    """Bodies of 32 KiB up to inline_max go out with tee+splice from a pipe (src/tee.rs). A slow
+    reader with a small receive buffer makes most of them go out in part: the rest is sent from
+    memory, and every body arrives whole, in order, also after the file changed mid-response."""
+    files = {name: os.urandom(size) for name, size in
+             (("a.bin", 20_000), ("b.bin", 40_000), ("c.bin", 100_000), ("d.bin", 256 * 1024))}
+    for name, data in files.items():
+        (docroot / name).write_bytes(data)
+    pid = server.workers[0][0]
+    before = _pipes(pid)
+    assert get(server.port, "/c.bin").body == files["c.bin"]
+    assert _pipes(pid) > before, "a 100 KB body is held in a pipe"
+    order = ["a.bin", "b.bin", "c.bin", "d.bin", "d.bin"] * 12  # 8 MB: more than the socket holds
+    with connect(server.port, timeout=20) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"".join(f"GET /{n} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for n in order))
+        time.sleep(0.3)  # the server fills the socket and stops part way
+        # the file changes while its responses are queued: those already answered keep the old bytes
+        new_d = os.urandom(256 * 1024)
+        (docroot / "d.bin").write_bytes(new_d)
+        reader = Reader(s)
+        for n in order:
+            r = reader.response()
+            assert r.status == 200, n
+            if n == "d.bin":
+                assert r.body in (files["d.bin"], new_d), "a body mixed from two versions"
+            else:
+                assert r.body == files[n], n
+    time.sleep(1.1)
+    assert get(server.port, "/d.bin").body == new_d
