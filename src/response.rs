@@ -227,6 +227,8 @@ pub enum Seg {
     Owned { buf: Vec<u8>, start: usize },
     /// `len` bytes of a file from `off`, sent with sendfile.
     File { fd: Rc<OwnedFd>, off: u64, len: u64 },
+    /// Part of a large file, mapped: written like memory (see [`Mapping`]).
+    Mapped { map: Rc<Mapping>, start: usize, end: usize },
     /// A whole body held in a pipe, sent with tee and splice (see [`crate::tee`]).
     /// `buf[start..end]` is the same body in memory: what is left goes from there once part of
     /// it went out, or when the pipe can't be used.
@@ -236,10 +238,73 @@ pub enum Seg {
 impl Seg {
     fn remaining(&self) -> usize {
         match self {
-            Seg::Shared { start, end, .. } | Seg::Piped { start, end, .. } => end - start,
+            Seg::Shared { start, end, .. } | Seg::Piped { start, end, .. } | Seg::Mapped { start, end, .. } => end - start,
             Seg::Owned { buf, start } => buf.len() - start,
             Seg::File { len, .. } => *len as usize,
         }
+    }
+}
+
+/// A large file mapped read-only, its body written with write(2) from the mapping. Over loopback
+/// this costs the kernel about 40 % less than sendfile for a 4 MiB file (measured with the C
+/// floor: write from a mapping 447-494 µs per response, sendfile 719-900 µs), and needs no
+/// descriptor nor open per response. The bytes are only ever read by the kernel: if the file
+/// shrinks under a response, write(2) fails with EFAULT (no SIGBUS) and the connection closes,
+/// as sendfile's would.
+pub struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+/// A file is mapped up to this size; larger ones go out with sendfile.
+pub const MAP_MAX: u64 = 64 << 20;
+/// Bytes of files one worker keeps mapped.
+pub const MAP_BUDGET: usize = 1 << 30;
+
+thread_local! {
+    static MAPPED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Mapping {
+    /// Map the first `len` bytes of `fd`; None past [`MAP_MAX`], past the worker's budget, for an
+    /// empty file or when mmap fails.
+    pub fn new(fd: &OwnedFd, len: u64) -> Option<Mapping> {
+        if len == 0 || len > MAP_MAX || MAPPED.get() + len as usize > MAP_BUDGET {
+            return None;
+        }
+        let len = len as usize;
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        MAPPED.set(MAPPED.get() + len);
+        Some(Mapping { ptr, len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes mapped by this worker now.
+    pub fn mapped() -> usize {
+        MAPPED.get()
+    }
+
+    /// The bytes `start..end`, for the kernel to read (write(2)); tests read them too.
+    fn slice(&self, start: usize, end: usize) -> &[u8] {
+        assert!(start <= end && end <= self.len);
+        unsafe { std::slice::from_raw_parts((self.ptr as *const u8).add(start), end - start) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.ptr, self.len) };
+        MAPPED.set(MAPPED.get() - self.len);
     }
 }
 
@@ -343,7 +408,7 @@ impl OutQueue {
             let bytes: &[u8] = match seg {
                 Seg::Shared { buf, start, end } | Seg::Piped { buf, start, end, .. } => &buf[*start..*end],
                 Seg::Owned { buf, start } => &buf[*start..],
-                Seg::File { .. } => return 0,
+                Seg::File { .. } | Seg::Mapped { .. } => return 0,
             };
             while got < 3 {
                 let pos = want + got as u64;
@@ -433,6 +498,7 @@ impl OutQueue {
                 let s: &[u8] = match seg {
                     Seg::Shared { buf, start, end } => &buf[*start..*end],
                     Seg::Owned { buf, start } => &buf[*start..],
+                    Seg::Mapped { map, start, end } => map.slice(*start, *end),
                     Seg::File { .. } | Seg::Piped { .. } => {
                         file_follows = true;
                         break;
@@ -480,7 +546,7 @@ impl OutQueue {
                 self.segs.pop_front();
             } else {
                 match front {
-                    Seg::Shared { start, .. } | Seg::Owned { start, .. } => *start += n,
+                    Seg::Shared { start, .. } | Seg::Owned { start, .. } | Seg::Mapped { start, .. } => *start += n,
                     Seg::File { .. } | Seg::Piped { .. } => unreachable!("writev never covers a file or pipe"),
                 }
                 n = 0;
@@ -496,6 +562,7 @@ impl OutQueue {
             match seg {
                 Seg::Shared { buf, start, end } | Seg::Piped { buf, start, end, .. } => v.extend_from_slice(&buf[*start..*end]),
                 Seg::Owned { buf, start } => v.extend_from_slice(&buf[*start..]),
+                Seg::Mapped { map, start, end } => v.extend_from_slice(map.slice(*start, *end)),
                 Seg::File { fd, off, len } => {
                     let f = std::fs::File::from(fd.try_clone().unwrap());
                     let mut b = vec![0; *len as usize];

@@ -2,7 +2,10 @@
 //!
 //! A hit is one shared buffer holding status line, headers and body together, queued by reference:
 //! no formatting and no copying per request. The Date inside it is patched at most once a second.
-//! Files above `inline_max` keep only their header in memory and their body goes out with sendfile.
+//! Bodies of 32 KiB and more held in memory are also put in a pipe once, and leave with tee and
+//! splice (see [`crate::tee`]). Files above `inline_max` keep only their header in memory: their
+//! body is written from a read-only mapping of the file (up to 64 MiB, see
+//! [`crate::response::Mapping`]), or sent with sendfile beyond.
 //! Each entry is re-checked against the file system at most once a second, so a changed, new or
 //! deleted file is served fresh without a restart. Misses resolve the path with `openat2`
 //! (RESOLVE_BENEATH): nothing outside the docroot is ever opened, symlinks included.
@@ -14,7 +17,7 @@
 
 use crate::negotiate::{self, Coding, Fields, RangeAsk};
 use crate::parse::COND_OTHER;
-use crate::response::{http_date, Clock, OutQueue, Seg, DATE_LEN};
+use crate::response::{http_date, Clock, Mapping, OutQueue, Seg, DATE_LEN};
 use crate::tee::BodyPipe;
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -24,6 +27,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+/// How often [`StaticFiles::sweep`] looks at mapped files, in seconds.
+pub const SWEEP_SECS: i64 = 5;
+
 #[derive(Clone, Debug)]
 pub struct StaticConfig {
     pub root: PathBuf,
@@ -31,7 +37,8 @@ pub struct StaticConfig {
     pub mime: HashMap<String, String>,
     pub default_type: String,
     pub index: String,
-    /// Files up to this size are held in memory with their header; larger ones use sendfile.
+    /// Files up to this size are held in memory with their header; larger ones are mapped, or
+    /// sent with sendfile past 64 MiB.
     pub inline_max: u64,
     /// Bound on the bytes held by the cache; when a new entry would pass it, the cache is emptied.
     pub cache_max_bytes: usize,
@@ -86,7 +93,7 @@ impl FileId {
 
 /// One representation of a file: the file itself, or one of its compressed forms.
 struct Rep {
-    /// Where a large body is read from with sendfile.
+    /// The file a large body is read from (mapped, or with sendfile).
     file: FileId,
     /// Body length.
     size: u64,
@@ -95,8 +102,11 @@ struct Rep {
     head_len: usize,
     date_off: usize,
     date_sec: i64,
-    /// The body is not in `buf`: it is sent from the file with sendfile.
+    /// The body is not in `buf`: it is sent from the file.
     large: bool,
+    /// A large body's file, mapped (up to [`crate::response::MAP_MAX`]); without it the file is opened for each
+    /// response and sent with sendfile.
+    map: Option<Rc<Mapping>>,
     /// The in-memory body also held in a pipe, sent with tee and splice (see [`crate::tee`]).
     pipe: Option<Rc<BodyPipe>>,
     /// The strong entity-tag, with its quotes.
@@ -227,6 +237,27 @@ impl StaticFiles {
         outcome
     }
 
+    /// Drop the entries of mapped files that changed or went: called once a second, it looks
+    /// every [`SWEEP_SECS`] seconds, and only when this worker maps something. A file deleted or
+    /// replaced is so unmapped within that time even if nobody asks for it again, and its space
+    /// is freed.
+    pub fn sweep(&mut self, clock: &Clock) {
+        if Mapping::mapped() == 0 || clock.sec % SWEEP_SECS != 0 {
+            return;
+        }
+        let root = &self.root;
+        let mut freed = 0;
+        self.map.retain(|_, e| {
+            let mapped = [Some(&e.ident), e.br.as_ref(), e.gzip.as_ref()].into_iter().flatten().any(|r| r.map.is_some());
+            if !mapped || e.checked > clock.sec - SWEEP_SECS || e.fresh(root) {
+                return true;
+            }
+            freed += e.bytes();
+            false
+        });
+        self.bytes -= freed;
+    }
+
     /// Warm the cache with the paths the indexer found (best effort).
     pub fn preload(&mut self, paths: &[String], clock: &Clock) -> usize {
         let mut n = 0;
@@ -304,9 +335,11 @@ impl StaticFiles {
             let body = if large { Vec::new() } else { read_all(&fd, st.st_size as u64).map_err(|_| Outcome::NotFound)? };
             let size = if large { st.st_size as u64 } else { body.len() as u64 };
             let file = FileId { size, ..file };
-            // A large body's file is opened again for each response (and checked to be the same
-            // file): the cache keeps no descriptor, so a deleted file frees its space at once.
-            Ok(prepare(file, body, size, large, mtime_ns(st), coding, &ctype, cache_control.as_deref(), vary, clock))
+            // A large body's file is mapped (see `sweep` for how long a deleted one stays mapped),
+            // or else opened again for each response and checked to be the same file.
+            let map = if large { Mapping::new(&fd, size).map(Rc::new) } else { None };
+            let rep = prepare(file, body, size, large, mtime_ns(st), coding, &ctype, cache_control.as_deref(), vary, clock);
+            Ok(Rep { map, ..rep })
         };
         let ident = make(fd, &st, FileId::of(rel, &st), Coding::Identity)?;
         let br = match found_br {
@@ -435,6 +468,7 @@ fn prepare(
         date_off,
         date_sec: clock.sec,
         large,
+        map: None,
         pipe,
         etag: etag.into(),
         lm,
@@ -448,8 +482,8 @@ fn prepare(
 fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock, out: &mut OutQueue) -> Option<Outcome> {
     if req.cond == 0 {
         let rep = &mut e.ident;
-        let file = body_file(rep, root, req.head_only)?;
-        emit(rep, file, req.head_only, req.conn, clock, out);
+        let body = body_of(rep, root, req.head_only)?;
+        emit(rep, body, req.head_only, req.conn, clock, out);
         return Some(Outcome::Served(200));
     }
     let f = Fields::parse(req.head);
@@ -491,7 +525,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
         if let Some(r) = ranged {
             match negotiate::range(r, rep.size) {
                 RangeAsk::One(first, last) => {
-                    let file = body_file(rep, root, req.head_only)?;
+                    let body = body_of(rep, root, req.head_only)?;
                     let t = out.owned_tail();
                     t.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\nServer: vw\r\nDate: ");
                     t.extend_from_slice(&clock.date);
@@ -501,9 +535,10 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
                     t.extend_from_slice(req.conn.unwrap_or(b""));
                     t.extend_from_slice(b"\r\n");
                     if !req.head_only {
-                        match file {
-                            Some(fd) => out.push(Seg::File { fd, off: first, len: last - first + 1 }),
-                            None => out.push_shared(&rep.buf, rep.head_len + first as usize, rep.head_len + last as usize + 1),
+                        match body {
+                            Body::File(fd) => out.push(Seg::File { fd, off: first, len: last - first + 1 }),
+                            Body::Map(map) => out.push(Seg::Mapped { map, start: first as usize, end: last as usize + 1 }),
+                            Body::InBuf => out.push_shared(&rep.buf, rep.head_len + first as usize, rep.head_len + last as usize + 1),
                         }
                     }
                     return Some(Outcome::Served(206));
@@ -513,13 +548,13 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
             }
         }
     }
-    let file = body_file(rep, root, req.head_only)?;
-    emit(rep, file, req.head_only, req.conn, clock, out);
+    let body = body_of(rep, root, req.head_only)?;
+    emit(rep, body, req.head_only, req.conn, clock, out);
     Some(Outcome::Served(200))
 }
 
-/// Queue a representation's 200 response. `file` is the open file for a large body.
-fn emit(e: &mut Rep, file: Option<Rc<OwnedFd>>, head_only: bool, conn: Option<&'static [u8]>, clock: &Clock, out: &mut OutQueue) {
+/// Queue a representation's 200 response, its body from `body` when it is not in `e.buf`.
+fn emit(e: &mut Rep, body: Body, head_only: bool, conn: Option<&'static [u8]>, clock: &Clock, out: &mut OutQueue) {
     if e.date_sec != clock.sec {
         // Patch the Date in place when no queued response still points at the buffer.
         match Rc::get_mut(&mut e.buf) {
@@ -548,18 +583,34 @@ fn emit(e: &mut Rep, file: Option<Rc<OwnedFd>>, head_only: bool, conn: Option<&'
     if let (Some(pipe), false) = (&e.pipe, head_only) {
         out.push(Seg::Piped { pipe: pipe.clone(), buf: e.buf.clone(), start: e.head_len, end: e.buf.len() });
     }
-    if let Some(fd) = file {
-        out.push(Seg::File { fd, off: 0, len: e.size });
+    match body {
+        Body::File(fd) => out.push(Seg::File { fd, off: 0, len: e.size }),
+        Body::Map(map) => out.push(Seg::Mapped { map, start: 0, end: e.size as usize }),
+        Body::InBuf => {}
     }
 }
 
-/// The file a response's body is sent from: none for a body in memory or a HEAD, else the large
-/// file opened now and checked to be the one the entry describes (None: it is not any more).
-fn body_file(rep: &Rep, root: &OwnedFd, head_only: bool) -> Option<Option<Rc<OwnedFd>>> {
+/// Where a response's body comes from when it is not in the representation's buffer.
+enum Body {
+    /// It is (or there is none: a HEAD).
+    InBuf,
+    /// The large file's mapping.
+    Map(Rc<Mapping>),
+    /// The large file, opened for this response.
+    File(Rc<OwnedFd>),
+}
+
+/// The body of a response: in the buffer for a small file or a HEAD; else the large file's
+/// mapping, or the file opened now and checked to be the one the entry describes (None: it is
+/// not any more).
+fn body_of(rep: &Rep, root: &OwnedFd, head_only: bool) -> Option<Body> {
     if !rep.large || head_only {
-        return Some(None);
+        return Some(Body::InBuf);
     }
-    open_same(root, &rep.file).ok().map(|fd| Some(Rc::new(fd)))
+    if let Some(map) = &rep.map {
+        return Some(Body::Map(map.clone()));
+    }
+    open_same(root, &rep.file).ok().map(|fd| Body::File(Rc::new(fd)))
 }
 
 /// Open a large representation's file for one response, making sure it is still the file the

@@ -333,6 +333,9 @@ impl Worker {
         if let Some(log) = &mut self.ctx.log {
             log.flush(); // lines wait at most a second
         }
+        for m in self.ctx.mounts.iter_mut() {
+            m.files.sweep(&self.ctx.clock);
+        }
         let now = self.ctx.clock.sec;
         let expired: Vec<i32> = self
             .conns

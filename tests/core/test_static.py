@@ -149,3 +149,27 @@ def test_mid_size_bodies_leave_by_reference_and_arrive_whole(server, docroot):
                 assert r.body == files[n], n
     time.sleep(1.1)
     assert get(server.port, "/d.bin").body == new_d
+
+
+def test_large_files_are_mapped_and_let_go_once_deleted(server, docroot):
+    """Files above inline_max (up to 64 MiB) are written from a mapping (src/response.rs,
+    Mapping). A deleted one is unmapped within the sweep's 5 s although nobody asks for it
+    again, so its space is freed; a replaced one is served anew."""
+    path = docroot / "m.bin"
+    data = os.urandom(2 << 20)
+    path.write_bytes(data)
+    pid = server.workers[0][0]
+    assert get(server.port, "/m.bin").body == data
+    maps = lambda: open(f"/proc/{pid}/maps").read()  # noqa: E731
+    assert str(path) in maps(), "a 2 MiB file is mapped"
+    rng = get(server.port, "/m.bin", headers="Host: t\r\nRange: bytes=1000000-1000009\r\n")
+    assert rng.status == 206 and rng.body == data[1000000:1000010]
+    path.unlink()
+    deadline = time.monotonic() + 8
+    while str(path) in maps():
+        assert time.monotonic() < deadline, "a deleted file stays mapped"
+        time.sleep(0.2)
+    assert get(server.port, "/m.bin").status == 404
+    new = os.urandom(3 << 20)
+    path.write_bytes(new)
+    assert get(server.port, "/m.bin").body == new

@@ -24,7 +24,7 @@ def http_date(t: float) -> str:
 @pytest.fixture
 def site(docroot):
     (docroot / "data.bin").write_bytes(bytes(range(256)) * 4)  # 1 KiB, held in memory
-    (docroot / "big.bin").write_bytes(os.urandom(600_000))  # above inline_max: sendfile
+    (docroot / "big.bin").write_bytes(os.urandom(600_000))  # above inline_max: mapped
     (docroot / "app.css").write_text("body { color: red; }\n" * 40)
     (docroot / "app.css.gz").write_bytes(gzip.compress((docroot / "app.css").read_bytes()))
     (docroot / "app.css.br").write_bytes(b"pretend-brotli")
@@ -102,7 +102,7 @@ def test_single_ranges(srv, site):
         assert r.header("ETag") and r.header("Content-Type") == "application/octet-stream"
 
 
-def test_ranges_of_a_large_file_go_out_with_sendfile(srv, site):
+def test_ranges_of_a_large_file(srv, site):
     data = (site / "big.bin").read_bytes()
     r = get(srv.port, "/big.bin", headers=hdrs(Range="bytes=300000-300099"))
     assert r.status == 206 and r.body == data[300000:300100]
