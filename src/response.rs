@@ -294,10 +294,17 @@ impl Mapping {
         MAPPED.get()
     }
 
-    /// The bytes `start..end`, for the kernel to read (write(2)); tests read them too.
-    fn slice(&self, start: usize, end: usize) -> &[u8] {
+    /// Where byte `start` is, for an iovec that ends at `end`: only the kernel reads it, so a
+    /// file shrunk under the mapping gives EFAULT, never SIGBUS.
+    fn at(&self, start: usize, end: usize) -> *const u8 {
         assert!(start <= end && end <= self.len);
-        unsafe { std::slice::from_raw_parts((self.ptr as *const u8).add(start), end - start) }
+        unsafe { (self.ptr as *const u8).add(start) }
+    }
+
+    /// The bytes `start..end` read in user space: for tests and the fuzzers only (a file
+    /// truncated meanwhile would raise SIGBUS here).
+    fn slice_for_tests(&self, start: usize, end: usize) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(self.at(start, end), end - start) }
     }
 }
 
@@ -466,6 +473,7 @@ impl OutQueue {
                 continue;
             }
             if let Seg::Piped { pipe, buf, start, end } = front {
+                debug_assert_eq!(*end - *start, pipe.len(), "a piped segment is always whole");
                 let (buf, start, end) = (buf.clone(), *start, *end);
                 let rest = |n| Seg::Shared { buf, start: start + n, end };
                 match tee::send(fd, pipe, more) {
@@ -495,18 +503,19 @@ impl OutQueue {
                 if cnt == MAX_IOV {
                     break;
                 }
-                let s: &[u8] = match seg {
-                    Seg::Shared { buf, start, end } => &buf[*start..*end],
-                    Seg::Owned { buf, start } => &buf[*start..],
-                    Seg::Mapped { map, start, end } => map.slice(*start, *end),
+                let (base, len) = match seg {
+                    Seg::Shared { buf, start, end } => (buf[*start..].as_ptr(), end - start),
+                    Seg::Owned { buf, start } => (buf[*start..].as_ptr(), buf.len() - start),
+                    // only the kernel reads a mapping: no slice is made over it (see Mapping)
+                    Seg::Mapped { map, start, end } => (map.at(*start, *end), end - start),
                     Seg::File { .. } | Seg::Piped { .. } => {
                         file_follows = true;
                         break;
                     }
                 };
-                iov[cnt].write(libc::iovec { iov_base: s.as_ptr() as *mut _, iov_len: s.len() });
+                iov[cnt].write(libc::iovec { iov_base: base as *mut _, iov_len: len });
                 cnt += 1;
-                want += s.len();
+                want += len;
             }
             // One buffer (the common keep-alive case) goes out with write(2), which costs the
             // kernel a little less than writev(2) with a single iovec.
@@ -554,7 +563,8 @@ impl OutQueue {
         }
     }
 
-    /// Everything queued, as bytes (files read through): for tests and the fuzzers.
+    /// Everything queued, as bytes (files and mappings read through): for tests and the fuzzers
+    /// only.
     pub fn to_bytes(&self) -> Vec<u8> {
         use std::os::unix::fs::FileExt;
         let mut v = Vec::new();
@@ -562,7 +572,7 @@ impl OutQueue {
             match seg {
                 Seg::Shared { buf, start, end } | Seg::Piped { buf, start, end, .. } => v.extend_from_slice(&buf[*start..*end]),
                 Seg::Owned { buf, start } => v.extend_from_slice(&buf[*start..]),
-                Seg::Mapped { map, start, end } => v.extend_from_slice(map.slice(*start, *end)),
+                Seg::Mapped { map, start, end } => v.extend_from_slice(map.slice_for_tests(*start, *end)),
                 Seg::File { fd, off, len } => {
                     let f = std::fs::File::from(fd.try_clone().unwrap());
                     let mut b = vec![0; *len as usize];
@@ -588,10 +598,23 @@ mod tests {
     /// reader: the stream read is exactly what was queued, whichever way each body went out.
     #[test]
     fn piped_bodies_arrive_whole_in_order() {
+        piped_bodies(false);
+    }
+
+    /// The same when no pipe can be used (budget spent, kernel refusal): all from memory.
+    #[test]
+    fn piped_bodies_fall_back_to_memory() {
+        piped_bodies(true);
+    }
+
+    fn piped_bodies(refused: bool) {
         use std::io::Read;
         use std::os::unix::net::UnixStream;
         let body: Vec<u8> = (0..70_000).map(|i| (i % 253) as u8).collect();
         let pipe = Rc::new(BodyPipe::new(&body).expect("a pipe"));
+        if refused {
+            crate::tee::refuse();
+        }
         let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n".to_vec();
         let head_len = resp.len();
         resp.extend_from_slice(&body);
@@ -607,6 +630,7 @@ mod tests {
         }
         let want = q.to_bytes();
         assert_eq!(want.len(), 12 * buf.len());
+        let spliced = crate::tee::spliced();
         let (a, mut z) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         let small: libc::c_int = 32 * 1024;
@@ -639,6 +663,11 @@ mod tests {
         drop(a);
         let got = reader.join().unwrap();
         assert!(blocked > 0, "the socket never filled: the cut path was not tried");
+        if refused {
+            assert_eq!(crate::tee::spliced(), spliced, "nothing is spliced when pipes are refused");
+        } else {
+            assert!(crate::tee::spliced() > spliced, "no body went out by splice");
+        }
         assert_eq!(got.len(), want.len());
         assert!(got == want, "the stream differs from what was queued");
     }

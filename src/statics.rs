@@ -107,8 +107,10 @@ struct Rep {
     /// A large body's file, mapped (up to [`crate::response::MAP_MAX`]); without it the file is opened for each
     /// response and sent with sendfile.
     map: Option<Rc<Mapping>>,
-    /// The in-memory body also held in a pipe, sent with tee and splice (see [`crate::tee`]).
+    /// The in-memory body also held in a pipe, sent with tee and splice (see [`crate::tee`]):
+    /// made at the first full GET of a cached entry (`pipe_tried`), never for one served once.
     pipe: Option<Rc<BodyPipe>>,
+    pipe_tried: bool,
     /// The strong entity-tag, with its quotes.
     etag: Box<[u8]>,
     /// Last-Modified, in seconds.
@@ -118,6 +120,16 @@ struct Rep {
     fields: Box<[u8]>,
     /// What a 304 repeats of them (ETag, Vary, Cache-Control).
     meta: Box<[u8]>,
+}
+
+impl Rep {
+    /// Put the in-memory body in a pipe, once (see [`crate::tee`] for which bodies qualify).
+    fn make_pipe(&mut self) {
+        if !self.pipe_tried {
+            self.pipe_tried = true;
+            self.pipe = BodyPipe::new(&self.buf[self.head_len..]).map(Rc::new);
+        }
+    }
 }
 
 /// A cached file: the file, and the compressed siblings found beside it.
@@ -185,6 +197,8 @@ pub struct StaticFiles {
     root: OwnedFd,
     map: HashMap<Box<[u8]>, Entry, PathHash>,
     bytes: usize,
+    /// When [`StaticFiles::sweep`] looks next.
+    next_sweep: i64,
 }
 
 impl StaticFiles {
@@ -195,7 +209,7 @@ impl StaticFiles {
             return Err(std::io::Error::last_os_error());
         }
         let map = HashMap::with_hasher(PathHash::new());
-        Ok(StaticFiles { cfg, root: unsafe { OwnedFd::from_raw_fd(fd) }, map, bytes: 0 })
+        Ok(StaticFiles { cfg, root: unsafe { OwnedFd::from_raw_fd(fd) }, map, bytes: 0, next_sweep: 0 })
     }
 
     pub fn cached_entries(&self) -> usize {
@@ -216,7 +230,7 @@ impl StaticFiles {
         if let Some(e) = self.map.get_mut(path) {
             if e.checked == clock.sec || e.fresh(&self.root) {
                 e.checked = clock.sec;
-                if let Some(outcome) = answer(e, &self.root, req, clock, out) {
+                if let Some(outcome) = answer(e, &self.root, req, clock, out, true) {
                     return outcome;
                 }
             }
@@ -228,7 +242,7 @@ impl StaticFiles {
             Ok(loaded) => loaded,
             Err(outcome) => return outcome,
         };
-        let outcome = answer(&mut entry, &self.root, req, clock, out).unwrap_or(Outcome::NotFound);
+        let outcome = answer(&mut entry, &self.root, req, clock, out, false).unwrap_or(Outcome::NotFound);
         // Only the canonical spelling of a path is cached: `//a`, `/./a` or `/%61` are served but
         // not kept, so the cache holds at most one entry per file whatever clients send.
         if canonical {
@@ -242,14 +256,19 @@ impl StaticFiles {
     /// replaced is so unmapped within that time even if nobody asks for it again, and its space
     /// is freed.
     pub fn sweep(&mut self, clock: &Clock) {
-        if Mapping::mapped() == 0 || clock.sec % SWEEP_SECS != 0 {
+        if Mapping::mapped() == 0 || clock.sec < self.next_sweep {
             return;
         }
+        self.next_sweep = clock.sec + SWEEP_SECS;
         let root = &self.root;
         let mut freed = 0;
         self.map.retain(|_, e| {
             let mapped = [Some(&e.ident), e.br.as_ref(), e.gzip.as_ref()].into_iter().flatten().any(|r| r.map.is_some());
-            if !mapped || e.checked > clock.sec - SWEEP_SECS || e.fresh(root) {
+            if !mapped || e.checked == clock.sec {
+                return true;
+            }
+            if e.fresh(root) {
+                e.checked = clock.sec;
                 return true;
             }
             freed += e.bytes();
@@ -459,7 +478,6 @@ fn prepare(
     head.extend_from_slice(b"\r\n\r\n");
     let head_len = head.len();
     head.extend_from_slice(&body);
-    let pipe = if large { None } else { BodyPipe::new(&body).map(Rc::new) };
     Rep {
         file,
         size,
@@ -469,7 +487,8 @@ fn prepare(
         date_sec: clock.sec,
         large,
         map: None,
-        pipe,
+        pipe: None,
+        pipe_tried: large,
         etag: etag.into(),
         lm,
         fields: fields.into(),
@@ -479,10 +498,13 @@ fn prepare(
 
 /// Queue the answer to `req` from a fresh entry. None when a large file is no longer what the
 /// entry describes (the caller reloads it).
-fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock, out: &mut OutQueue) -> Option<Outcome> {
+fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock, out: &mut OutQueue, cached: bool) -> Option<Outcome> {
     if req.cond == 0 {
         let rep = &mut e.ident;
         let body = body_of(rep, root, req.head_only)?;
+        if cached && !req.head_only {
+            rep.make_pipe();
+        }
         emit(rep, body, req.head_only, req.conn, clock, out);
         return Some(Outcome::Served(200));
     }
@@ -549,6 +571,9 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
         }
     }
     let body = body_of(rep, root, req.head_only)?;
+    if cached && !req.head_only {
+        rep.make_pipe();
+    }
     emit(rep, body, req.head_only, req.conn, clock, out);
     Some(Outcome::Served(200))
 }
@@ -608,7 +633,9 @@ fn body_of(rep: &Rep, root: &OwnedFd, head_only: bool) -> Option<Body> {
         return Some(Body::InBuf);
     }
     if let Some(map) = &rep.map {
-        return Some(Body::Map(map.clone()));
+        // Checked per response, as the file opened for sendfile is: a file rewritten in place
+        // is reloaded at once, never sent under the head prepared for its old content.
+        return fstatat(root, &rep.file.rel).filter(|st| rep.file.same_file(st)).map(|_| Body::Map(map.clone()));
     }
     open_same(root, &rep.file).ok().map(|fd| Body::File(Rc::new(fd)))
 }

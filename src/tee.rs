@@ -10,9 +10,11 @@
 //! of the body it keeps in memory. So no connection owns a pipe, and nothing is lost or sent
 //! twice.
 //!
-//! Pipe pages are limited per user (`/proc/sys/fs/pipe-user-pages-soft`, 64 MiB by default), so
-//! each worker holds at most [`BUDGET`] bytes of body pipes. Past it, or whenever the kernel
-//! refuses a pipe, bodies go out from memory as before.
+//! Pipe pages are limited per user (`/proc/sys/fs/pipe-user-pages-soft`, 64 MiB by default), and
+//! past that limit every new pipe of the user (the application's too) gets 8 KiB. So a worker
+//! holds at most a quarter of the limit divided by the number of CPUs (one worker each), and at
+//! most [`BUDGET`], counting its outgoing pipe. Past it, or whenever the kernel refuses a pipe,
+//! bodies go out from memory as before.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,10 +22,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 /// Bodies smaller than this are written from memory: below about 32 KiB one copy is cheaper
 /// than the three calls (head, tee, splice) and the page references.
 pub const MIN: usize = 32 * 1024;
-/// The outgoing pipe's size, and so the largest body sent this way.
+/// The largest body sent this way (the outgoing pipe grows to the largest body sent, up to this).
 pub const MAX: usize = 1 << 20;
-/// Bytes of body pipes one worker may hold.
+/// Bytes of pipes one worker may hold at most (see [`budget`]).
 pub const BUDGET: usize = 16 << 20;
+/// A pipe's default size.
+const PIPE_DEFAULT: usize = 64 * 1024;
 
 /// The worker's outgoing pipe, and /dev/null to empty it.
 struct Outgoing {
@@ -43,6 +47,29 @@ enum State {
 thread_local! {
     static OUT: RefCell<State> = const { RefCell::new(State::Unopened) };
     static USED: Cell<usize> = const { Cell::new(0) };
+    static LIMIT: Cell<Option<usize>> = const { Cell::new(None) };
+    static SPLICED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Bodies this thread sent with splice, whole or in part.
+pub fn spliced() -> u64 {
+    SPLICED.get()
+}
+
+/// Bytes of pipes this worker may hold: a quarter of the user's soft limit shared by one worker
+/// per CPU, at most [`BUDGET`] (all of it when the limit is off).
+pub fn budget() -> usize {
+    if let Some(b) = LIMIT.get() {
+        return b;
+    }
+    let pages: usize = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384);
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    let b = if pages == 0 { BUDGET } else { (pages * 4096 / 4 / cpus).min(BUDGET) };
+    LIMIT.set(Some(b));
+    b
 }
 
 fn pipe() -> Option<(OwnedFd, OwnedFd)> {
@@ -65,12 +92,40 @@ fn size_pipe(w: &OwnedFd, len: usize) -> Option<usize> {
 
 fn open_outgoing() -> Option<Outgoing> {
     let (r, w) = pipe()?;
-    let cap = size_pipe(&w, MAX)?;
+    let cap = size_pipe(&w, PIPE_DEFAULT)?;
     let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
     if null < 0 {
         return None;
     }
+    USED.set(USED.get() + cap);
     Some(Outgoing { r, w, null: unsafe { OwnedFd::from_raw_fd(null) }, cap })
+}
+
+impl Outgoing {
+    /// Room for a body of `len` bytes: grow the pipe within the budget. False if it can't.
+    fn room_for(&mut self, len: usize) -> bool {
+        if len <= self.cap {
+            return true;
+        }
+        let want = len.next_power_of_two();
+        if USED.get() + want - self.cap > budget() {
+            return false;
+        }
+        match size_pipe(&self.w, want) {
+            Some(cap) => {
+                USED.set(USED.get() + cap - self.cap);
+                self.cap = cap;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        USED.set(USED.get() - self.cap);
+    }
 }
 
 /// A body held in a pipe, read only with tee(2), so it stays there.
@@ -85,7 +140,8 @@ impl BodyPipe {
     /// budget is spent, or the kernel refuses.
     pub fn new(body: &[u8]) -> Option<BodyPipe> {
         let len = body.len();
-        if !(MIN..=MAX).contains(&len) || USED.get() + len.next_power_of_two() > BUDGET {
+        let refused = OUT.with_borrow(|s| matches!(s, State::Refused));
+        if refused || !(MIN..=MAX).contains(&len) || USED.get() + len.next_power_of_two().max(PIPE_DEFAULT) > budget() {
             return None;
         }
         let (r, w) = pipe()?;
@@ -145,7 +201,7 @@ pub fn send(sock: i32, body: &BodyPipe, more: bool) -> Sent {
             *state = open_outgoing().map_or(State::Refused, State::Open);
         }
         let State::Open(out) = state else { return Sent::Unusable };
-        if body.len > out.cap {
+        if !out.room_for(body.len) {
             return Sent::Unusable;
         }
         let nb = libc::SPLICE_F_NONBLOCK;
@@ -172,11 +228,18 @@ pub fn send(sock: i32, body: &BodyPipe, more: bool) -> Sent {
         };
         let err = crate::response::errno();
         let sent = if s < 0 { 0 } else { s as usize };
+        if sent > 0 {
+            SPLICED.set(SPLICED.get() + 1);
+        }
         if sent < body.len && !drain(out, body.len - sent) {
             *state = State::Unopened; // a fresh pipe next time: this one may hold stale bytes
         }
         match s {
             _ if s < 0 && err == libc::EAGAIN => Sent::Blocked,
+            _ if s < 0 && matches!(err, libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS) => {
+                *state = State::Refused; // this socket can't be spliced to: nothing was sent
+                Sent::Unusable
+            }
             _ if s < 0 => Sent::Error,
             0 => Sent::Error, // splice returns 0 only when nothing could ever be written
             _ if sent == body.len => Sent::All,
@@ -200,6 +263,12 @@ fn drain(out: &Outgoing, mut n: usize) -> bool {
         n -= d as usize;
     }
     true
+}
+
+/// Make this thread's sends find no usable pipe (tests of the fallback to memory).
+#[cfg(test)]
+pub fn refuse() {
+    OUT.with_borrow_mut(|s| *s = State::Refused);
 }
 
 #[cfg(test)]

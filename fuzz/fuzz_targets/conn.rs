@@ -16,6 +16,9 @@ fn docroot() -> &'static std::path::PathBuf {
         std::fs::write(dir.join("1b"), b"x").unwrap();
         std::fs::write(dir.join("index.html"), b"<p>hi</p>").unwrap();
         std::fs::write(dir.join("sub/index.html"), b"sub").unwrap();
+        // a body sent from a pipe once cached (32 KiB..=inline_max), and a mapped large file
+        std::fs::write(dir.join("mid.bin"), (0..40_000u32).map(|i| i as u8).collect::<Vec<_>>()).unwrap();
+        std::fs::write(dir.join("big.bin"), (0..300_000u32).map(|i| (i / 7) as u8).collect::<Vec<_>>()).unwrap();
         dir
     })
 }

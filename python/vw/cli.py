@@ -51,7 +51,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                     help="send FILE (read at start) as the body of a 404 for a missing file")
     st.add_argument("--inline-max", type=_int("--inline-max"), default=SUPPRESS, metavar="BYTES",
                     help="files up to this size are held in memory; larger ones are written from a "
-                         "mapping of the file (sendfile past 64 MiB) (default 262144)")
+                         "mapping of the file, or sent with sendfile past 64 MiB (default 262144)")
     st.add_argument("--cache-max-bytes", type=_int("--cache-max-bytes"), default=SUPPRESS, metavar="BYTES",
                     help="memory each worker may hold for files (default 64 MiB)")
     ops = p.add_argument_group("operations")
