@@ -472,7 +472,11 @@ impl OutQueue {
                 }
                 continue;
             }
-            if let Seg::Piped { pipe, buf, start, end } = front {
+            // A piped body goes by tee and splice only as the last thing queued (one response at
+            // a time, the keep-alive case). Among pipelined responses it is written from memory
+            // with the others in one writev: three calls per response would cost more there
+            // (measured at 64 KiB, 16 deep: 15.5 against 9.5 µs per response).
+            if let (Seg::Piped { pipe, buf, start, end }, false) = (&mut *front, more) {
                 debug_assert_eq!(*end - *start, pipe.len(), "a piped segment is always whole");
                 let (buf, start, end) = (buf.clone(), *start, *end);
                 let rest = |n| Seg::Shared { buf, start: start + n, end };
@@ -499,11 +503,13 @@ impl OutQueue {
             // A head followed by a file or piped body: tell the kernel more comes (MSG_MORE), so
             // the head leaves in the same packet as the start of the body, not in one of its own.
             let mut file_follows = false;
-            for seg in self.segs.iter() {
+            let last = self.segs.len() - 1;
+            for (i, seg) in self.segs.iter().enumerate() {
                 if cnt == MAX_IOV {
                     break;
                 }
                 let (base, len) = match seg {
+                    Seg::Piped { buf, start, end, .. } if i < last => (buf[*start..].as_ptr(), end - start),
                     Seg::Shared { buf, start, end } => (buf[*start..].as_ptr(), end - start),
                     Seg::Owned { buf, start } => (buf[*start..].as_ptr(), buf.len() - start),
                     // only the kernel reads a mapping: no slice is made over it (see Mapping)
@@ -556,7 +562,9 @@ impl OutQueue {
             } else {
                 match front {
                     Seg::Shared { start, .. } | Seg::Owned { start, .. } | Seg::Mapped { start, .. } => *start += n,
-                    Seg::File { .. } | Seg::Piped { .. } => unreachable!("writev never covers a file or pipe"),
+                    // written in part from memory (among pipelined responses): the rest from there too
+                    Seg::Piped { buf, start, end, .. } => *front = Seg::Shared { buf: buf.clone(), start: *start + n, end: *end },
+                    Seg::File { .. } => unreachable!("writev never covers a file"),
                 }
                 n = 0;
             }
@@ -619,17 +627,7 @@ mod tests {
         let head_len = resp.len();
         resp.extend_from_slice(&body);
         let buf: Rc<[u8]> = resp.into();
-        let mut q = OutQueue::default();
-        for i in 0..12 {
-            q.push_shared(&buf, 0, head_len);
-            if i % 4 == 3 {
-                q.push_shared(&buf, head_len, buf.len()); // one from memory among them
-            } else {
-                q.push(Seg::Piped { pipe: pipe.clone(), buf: buf.clone(), start: head_len, end: buf.len() });
-            }
-        }
-        let want = q.to_bytes();
-        assert_eq!(want.len(), 12 * buf.len());
+        let want: Vec<u8> = (0..12).flat_map(|_| buf.iter().copied()).collect();
         let spliced = crate::tee::spliced();
         let (a, mut z) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
@@ -649,7 +647,24 @@ mod tests {
                 }
             }
         });
+        // Responses queued one by one, each followed by one flush: sometimes the body is the last
+        // thing queued (tee and splice), sometimes it waits behind others (memory, one writev).
+        let mut q = OutQueue::default();
         let mut blocked = 0;
+        for i in 0..12 {
+            q.push_shared(&buf, 0, head_len);
+            if i % 4 == 3 {
+                q.push_shared(&buf, head_len, buf.len()); // one from memory among them
+            } else {
+                q.push(Seg::Piped { pipe: pipe.clone(), buf: buf.clone(), start: head_len, end: buf.len() });
+            }
+            match q.flush(a.as_raw_fd()) {
+                Flush::Blocked => blocked += 1,
+                Flush::Done => {}
+                Flush::Error => panic!("flush failed"),
+            }
+        }
+        assert!(q.to_bytes().len() <= want.len());
         loop {
             match q.flush(a.as_raw_fd()) {
                 Flush::Done => break,
