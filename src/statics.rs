@@ -502,10 +502,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
     if req.cond == 0 {
         let rep = &mut e.ident;
         let body = body_of(rep, root, req.head_only)?;
-        if cached && !req.head_only {
-            rep.make_pipe();
-        }
-        emit(rep, body, req.head_only, req.conn, clock, out);
+        emit(rep, body, req, cached, clock, out);
         return Some(Outcome::Served(200));
     }
     let f = Fields::parse(req.head);
@@ -571,15 +568,17 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
         }
     }
     let body = body_of(rep, root, req.head_only)?;
-    if cached && !req.head_only {
-        rep.make_pipe();
-    }
-    emit(rep, body, req.head_only, req.conn, clock, out);
+    emit(rep, body, req, cached, clock, out);
     Some(Outcome::Served(200))
 }
 
-/// Queue a representation's 200 response, its body from `body` when it is not in `e.buf`.
-fn emit(e: &mut Rep, body: Body, head_only: bool, conn: Option<&'static [u8]>, clock: &Clock, out: &mut OutQueue) {
+/// Queue a representation's 200 response, its body from `body` when it is not in `e.buf`, or
+/// from the body's pipe, made at the first full GET of a `cached` entry.
+fn emit(e: &mut Rep, body: Body, req: &StaticRequest<'_>, cached: bool, clock: &Clock, out: &mut OutQueue) {
+    let (head_only, conn) = (req.head_only, req.conn);
+    if cached && !head_only {
+        e.make_pipe();
+    }
     if e.date_sec != clock.sec {
         // Patch the Date in place when no queued response still points at the buffer.
         match Rc::get_mut(&mut e.buf) {
@@ -592,20 +591,20 @@ fn emit(e: &mut Rep, body: Body, head_only: bool, conn: Option<&'static [u8]>, c
         }
         e.date_sec = clock.sec;
     }
-    match (conn, &e.pipe) {
-        (None, None) => out.push_shared(&e.buf, 0, if head_only { e.head_len } else { e.buf.len() }),
-        (None, Some(_)) => out.push_shared(&e.buf, 0, e.head_len),
-        (Some(line), _) => {
+    let piped = e.pipe.as_ref().filter(|_| !head_only);
+    // What goes from the buffer: the head, and the body unless it is piped (or there is none).
+    let end = if head_only || piped.is_some() { e.head_len } else { e.buf.len() };
+    match conn {
+        None => out.push_shared(&e.buf, 0, end),
+        Some(line) => {
             let t = out.owned_tail();
             t.extend_from_slice(&e.buf[..e.head_len - 2]);
             t.extend_from_slice(line);
             t.extend_from_slice(b"\r\n");
-            if !head_only && e.pipe.is_none() {
-                out.push_shared(&e.buf, e.head_len, e.buf.len());
-            }
+            out.push_shared(&e.buf, e.head_len, end);
         }
     }
-    if let (Some(pipe), false) = (&e.pipe, head_only) {
+    if let Some(pipe) = piped {
         out.push(Seg::Piped { pipe: pipe.clone(), buf: e.buf.clone(), start: e.head_len, end: e.buf.len() });
     }
     match body {

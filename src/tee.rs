@@ -198,8 +198,8 @@ pub enum Sent {
     Error,
 }
 
-/// Send `body` to the socket `sock`. `more`: more output follows at once (SPLICE_F_MORE).
-pub fn send(sock: i32, body: &BodyPipe, more: bool) -> Sent {
+/// Send `body` to the socket `sock`: the last output queued, so no SPLICE_F_MORE.
+pub fn send(sock: i32, body: &BodyPipe) -> Sent {
     OUT.with_borrow_mut(|state| {
         if let State::Unopened = state {
             *state = open_outgoing().map_or(State::Refused, State::Open);
@@ -221,7 +221,7 @@ pub fn send(sock: i32, body: &BodyPipe, more: bool) -> Sent {
             }
             return Sent::Unusable;
         }
-        let flags = nb | libc::SPLICE_F_MOVE | if more { libc::SPLICE_F_MORE } else { 0 };
+        let flags = nb | libc::SPLICE_F_MOVE;
         let s = loop {
             let s = unsafe {
                 libc::splice(out.r.as_raw_fd(), std::ptr::null_mut(), sock, std::ptr::null_mut(), body.len, flags)
@@ -307,7 +307,7 @@ mod tests {
         unsafe {
             libc::setsockopt(a.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, (&small as *const libc::c_int).cast(), 4);
         }
-        let first = send(a.as_raw_fd(), &p, false);
+        let first = send(a.as_raw_fd(), &p);
         let cut = match first {
             Sent::Part(n) => n,
             other => panic!("expected a partial send, got {other:?}"),
@@ -330,7 +330,7 @@ mod tests {
         write_all(&b[cut..]);
         for _ in 0..2 {
             loop {
-                match send(a.as_raw_fd(), &p, false) {
+                match send(a.as_raw_fd(), &p) {
                     Sent::All => break,
                     Sent::Part(n) => {
                         write_all(&b[n..]);
