@@ -5,7 +5,7 @@
 //! Every complete request in the bytes it is given is answered, in order, into one output queue
 //! that the event loop writes with one `writev`.
 
-use crate::app::{App, AppCall, AppRequest, BodySink, SharedExchange};
+use crate::apps::{App, AppCall, AppRequest, BodySink, SharedExchange};
 use crate::body::Chunked;
 use crate::observe::{now_ns, referer_and_agent, AccessLog, Counters, Entry, OwnedRequest};
 use crate::parse::{parse_head, Body, Head, Limits, Method};

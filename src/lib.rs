@@ -1,10 +1,8 @@
 //! vw._core: the per-request loop of vw. Python starts, pins and supervises workers; each worker
 //! calls `run_worker`, which serves until a stop signal without entering Python per request.
 
-pub mod app;
-pub mod asgi;
+pub mod apps;
 pub mod body;
-pub mod bridge;
 pub mod conn;
 pub mod negotiate;
 pub mod observe;
@@ -89,7 +87,7 @@ impl Options {
     }
 
     fn config(self, listen_fd: i32, mounts: Vec<(String, String, Vec<String>)>, mime: HashMap<String, String>,
-              app: Option<Box<dyn app::App>>, holds_gil: bool) -> std::io::Result<worker::WorkerConfig> {
+              app: Option<Box<dyn apps::App>>, holds_gil: bool) -> std::io::Result<worker::WorkerConfig> {
         let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg);
         let stats = if self.stats_addr == 0 {
             observe::Counters::local()
@@ -176,9 +174,9 @@ fn run_worker(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<()> {
     let opts = Options::from_kwargs(options)?;
-    let app: Option<Box<dyn app::App>> = match (wsgi, native) {
-        (Some((app, environ, script_name)), None) => Some(Box::new(bridge::Wsgi::new(py, app, environ, &script_name)?)),
-        (None, Some((routes, run_async))) => Some(Box::new(bridge::Native::new(py, routes, run_async)?)),
+    let app: Option<Box<dyn apps::App>> = match (wsgi, native) {
+        (Some((app, environ, script_name)), None) => Some(Box::new(apps::wsgi::Wsgi::new(py, app, environ, &script_name)?)),
+        (None, Some((routes, run_async))) => Some(Box::new(apps::native::Native::new(py, routes, run_async)?)),
         (None, None) => None,
         _ => return Err(PyValueError::new_err("give one application interface, not two")),
     };
@@ -206,12 +204,12 @@ fn asgi_worker(
     state: Py<PyDict>,
     server: Py<PyAny>,
     options: Option<&Bound<'_, PyDict>>,
-) -> PyResult<asgi::AsgiWorker> {
+) -> PyResult<apps::asgi::AsgiWorker> {
     let opts = Options::from_kwargs(options)?;
-    let asgi_app = asgi::Asgi::new(app, &event_loop, wake, state, server)?;
-    let scheduled = asgi::scheduled_flag(&asgi_app);
+    let asgi_app = apps::asgi::Asgi::new(app, &event_loop, wake, state, server)?;
+    let scheduled = apps::asgi::scheduled_flag(&asgi_app);
     let cfg = opts.config(listen_fd, mounts, mime, Some(Box::new(asgi_app)), true).map_err(|e| PyOSError::new_err(e.to_string()))?;
-    asgi::AsgiWorker::create(cfg, scheduled)
+    apps::asgi::AsgiWorker::create(cfg, scheduled)
 }
 
 /// The CPU this thread runs on now (getcpu(2)).
@@ -224,8 +222,7 @@ fn current_cpu() -> i32 {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_worker, m)?)?;
     m.add_function(wrap_pyfunction!(current_cpu, m)?)?;
-    bridge::register(m)?;
-    asgi::register(m)?;
+    apps::register(m)?;
     m.add_function(wrap_pyfunction!(asgi_worker, m)?)?;
     // The layout of a worker's counters slot, for the supervisor's /metrics.
     m.add("STATS_SLOT_WORDS", observe::slot::WORDS)?;

@@ -3,7 +3,7 @@
 //! (EPOLLOUT), and its interest set changes only when that direction changes, not per request.
 //! Each readable event is one read, every request in it answered with one writev.
 
-use crate::app::{notify, App, Wakeups};
+use crate::apps::{notify, App, Wakeups};
 use crate::conn::{Ctx, Mount, Proto, ReadState};
 use crate::parse::Limits;
 use crate::response::{errno, Clock, Flush};

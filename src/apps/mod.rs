@@ -1,8 +1,15 @@
-//! What the connection state machine needs to hand a request to an application, independent of
+//! The applications' side of the core: one module per interface (`wsgi`, `native`, `asgi`),
+//! what they share (`reply`), and here what the connection state machine needs to hand a request to an application, independent of
 //! Python: the request as parsed, its body (in memory, or spooled to an unnamed file when large),
-//! and the `App` trait the Python bridge implements (tests implement it too).
+//! and the `App` trait each interface implements (tests implement it too).
+
+pub mod asgi;
+pub mod native;
+pub mod reply;
+pub mod wsgi;
 
 use crate::response::{Clock, OutQueue};
+use pyo3::prelude::*;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::FromRawFd;
@@ -179,6 +186,13 @@ pub trait App {
 #[derive(Clone)]
 pub struct Wakeups {
     pub list: std::rc::Rc<std::cell::RefCell<Vec<(i32, u64)>>>,
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    wsgi::register(m)?;
+    native::register(m)?;
+    asgi::register(m)?;
+    Ok(())
 }
 
 #[cfg(test)]

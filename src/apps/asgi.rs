@@ -6,7 +6,7 @@
 //! the response here and hands it to the connection through an `Exchange`; the worker is asked to
 //! write it with one `call_soon` per loop turn, however many responses are ready.
 
-use crate::app::{App, AppCall, AppRequest, Exchange, ReqBody, SharedExchange, Wakeups};
+use crate::apps::{App, AppCall, AppRequest, Exchange, ReqBody, SharedExchange, Wakeups};
 use crate::response::{reason, Clock, OutQueue};
 use crate::worker::{Worker, WorkerConfig};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};

@@ -1,0 +1,343 @@
+//! WSGI (PEP 3333): the environ made from the request, `start_response`, `wsgi.input` and
+//! `wsgi.file_wrapper`, and the response iterable collected into a [`Reply`].
+
+use super::reply::{bad, internal_error, is_field_value, is_token, latin1, split_target, Reply};
+use super::{App, AppCall, AppRequest, ReqBody};
+use crate::response::{Clock, OutQueue};
+use crate::statics::normalize_percent;
+use pyo3::exceptions::{PyAssertionError, PyTypeError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// `start_response` and `write` for one request.
+#[pyclass(module = "vw._core")]
+pub struct StartResponse {
+    status: Option<(u16, Vec<u8>)>,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    written: Vec<u8>,
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyString>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut me = slf.borrow_mut();
+        let has_exc = exc_info.is_some_and(|e| !e.is_none());
+        if me.status.is_some() && !has_exc {
+            return Err(PyAssertionError::new_err("start_response() called a second time without exc_info"));
+        }
+        // Nothing is sent before the application returns, so a later call with exc_info may
+        // always replace the status and headers (PEP 3333).
+        let s = status.to_str()?.as_bytes();
+        if s.len() < 4 || !s[..3].iter().all(u8::is_ascii_digit) || s[3] != b' ' || !is_field_value(s) {
+            return Err(bad(format!("invalid WSGI status {:?}", status.to_str()?)));
+        }
+        let code = (s[0] - b'0') as u16 * 100 + (s[1] - b'0') as u16 * 10 + (s[2] - b'0') as u16;
+        let mut list = Vec::new();
+        for item in headers.try_iter()? {
+            let item = item?;
+            let pair = item.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("WSGI headers must be (name, value) tuples"))?;
+            if pair.len() != 2 {
+                return Err(PyTypeError::new_err("WSGI headers must be (name, value) tuples"));
+            }
+            let name = pair.get_item(0)?;
+            let value = pair.get_item(1)?;
+            let name = name.cast::<PyString>().map_err(|_| PyTypeError::new_err("header names must be str"))?.to_str()?.as_bytes().to_vec();
+            let value = value.cast::<PyString>().map_err(|_| PyTypeError::new_err("header values must be str"))?;
+            let value = str_latin1(value)?;
+            if !is_token(&name) || !is_field_value(&value) {
+                return Err(bad(format!("invalid header {:?}", String::from_utf8_lossy(&name))));
+            }
+            list.push((name, value));
+        }
+        if has_exc && me.status.is_some() {
+            me.written.clear(); // the error response replaces what the failed one wrote
+        }
+        me.status = Some((code, s.to_vec()));
+        me.headers = list;
+        drop(me);
+        slf.getattr(intern!(slf.py(), "write"))
+    }
+
+    fn write(&mut self, data: &Bound<'_, PyBytes>) -> PyResult<()> {
+        if self.status.is_none() {
+            return Err(PyAssertionError::new_err("write() before start_response()"));
+        }
+        self.written.extend_from_slice(data.as_bytes());
+        Ok(())
+    }
+}
+
+/// Header values are str holding latin-1 code points (PEP 3333).
+fn str_latin1(s: &Bound<'_, PyString>) -> PyResult<Vec<u8>> {
+    let t = s.to_str()?;
+    if t.is_ascii() {
+        return Ok(t.as_bytes().to_vec());
+    }
+    t.chars().map(|c| u8::try_from(c as u32).map_err(|_| bad("header value is not latin-1"))).collect()
+}
+
+/// `wsgi.file_wrapper`: a file the server sends with sendfile when it has a descriptor.
+#[pyclass(module = "vw._core")]
+pub struct FileWrapper {
+    #[pyo3(get)]
+    filelike: Py<PyAny>,
+    blksize: usize,
+}
+
+#[pymethods]
+impl FileWrapper {
+    #[new]
+    #[pyo3(signature = (filelike, blksize=8192))]
+    fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
+        FileWrapper { filelike, blksize }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let data = self.filelike.bind(py).call_method1(intern!(py, "read"), (self.blksize,))?;
+        if data.len()? == 0 {
+            Ok(None)
+        } else {
+            Ok(Some(data.unbind()))
+        }
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.filelike.bind(py).hasattr(intern!(py, "close"))? {
+            self.filelike.bind(py).call_method0(intern!(py, "close"))?;
+        }
+        Ok(())
+    }
+}
+
+pub struct Wsgi {
+    app: Py<PyAny>,
+    base: Py<PyDict>,
+    bytes_io: Py<PyAny>,
+    open: Py<PyAny>,
+    script_name: Vec<u8>,
+    /// Environ keys already made, by field name as sent ("Host" → HTTP_HOST), interned.
+    keys: std::cell::RefCell<HashMap<Vec<u8>, Py<PyString>>>,
+    /// wsgi.input for requests without a body: one immutable empty stream per worker.
+    empty_input: Py<EmptyInput>,
+}
+
+/// `wsgi.input` when there is no body: reads give b"" (it has no state, so one is shared).
+#[pyclass(module = "vw._core", frozen)]
+pub struct EmptyInput;
+
+#[pymethods]
+impl EmptyInput {
+    #[pyo3(signature = (_size=-1))]
+    fn read<'py>(&self, py: Python<'py>, _size: isize) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, b"")
+    }
+
+    #[pyo3(signature = (_size=-1))]
+    fn readline<'py>(&self, py: Python<'py>, _size: isize) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, b"")
+    }
+
+    #[pyo3(signature = (_hint=-1))]
+    fn readlines<'py>(&self, py: Python<'py>, _hint: isize) -> Bound<'py, PyList> {
+        PyList::empty(py)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self) -> Option<()> {
+        None
+    }
+
+    fn close(&self) {}
+}
+
+impl Wsgi {
+    pub fn new(py: Python<'_>, app: Py<PyAny>, base: Py<PyDict>, script_name: &str) -> PyResult<Self> {
+        let io = py.import("io")?;
+        let base_b = base.bind(py);
+        base_b.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+        Ok(Wsgi {
+            app,
+            base,
+            bytes_io: io.getattr("BytesIO")?.unbind(),
+            open: io.getattr("open")?.unbind(),
+            script_name: script_name.trim_end_matches('/').as_bytes().to_vec(),
+            keys: Default::default(),
+            empty_input: Py::new(py, EmptyInput)?,
+        })
+    }
+
+    fn environ<'py>(&self, py: Python<'py>, req: &AppRequest, body: ReqBody) -> PyResult<Bound<'py, PyDict>> {
+        let env = self.base.bind(py).copy()?;
+        let method = std::str::from_utf8(req.method).unwrap_or("GET");
+        env.set_item(intern!(py, "REQUEST_METHOD"), PyString::intern(py, method))?;
+        let (raw_path, query) = split_target(req.target);
+        let path = normalize_percent(raw_path).unwrap_or_else(|| raw_path.to_vec());
+        let path_info = match path.strip_prefix(&self.script_name[..]) {
+            Some(rest) if !self.script_name.is_empty() && (rest.is_empty() || rest[0] == b'/') => rest,
+            _ => &path[..],
+        };
+        env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
+        env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
+        let uri = latin1(py, req.target);
+        env.set_item(intern!(py, "REQUEST_URI"), &uri)?;
+        env.set_item(intern!(py, "RAW_URI"), uri)?;
+        env.set_item(
+            intern!(py, "SERVER_PROTOCOL"),
+            if req.minor == 1 { intern!(py, "HTTP/1.1") } else { intern!(py, "HTTP/1.0") },
+        )?;
+        if let Some(peer) = req.peer {
+            env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
+            env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
+        }
+        let mut keys = self.keys.borrow_mut();
+        for (name, value) in req.headers() {
+            if name.contains(&b'_') {
+                continue; // X_Forwarded_For would alias X-Forwarded-For in the environ: drop it
+            }
+            if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding") {
+                continue; // set below from the body actually read
+            }
+            // The environ key for a field name as sent, made once (interned) and then reused.
+            let key = match keys.get(name) {
+                Some(k) => k.bind(py).clone(),
+                None => {
+                    let k: Vec<u8> = if name.eq_ignore_ascii_case(b"content-type") {
+                        b"CONTENT_TYPE".to_vec()
+                    } else {
+                        let mut k = b"HTTP_".to_vec();
+                        k.extend(name.iter().map(|&c| if c == b'-' { b'_' } else { c.to_ascii_uppercase() }));
+                        k
+                    };
+                    let k = PyString::intern(py, std::str::from_utf8(&k).unwrap_or("HTTP_"));
+                    if keys.len() < 512 {
+                        keys.insert(name.to_vec(), k.clone().unbind());
+                    }
+                    k
+                }
+            };
+            match env.get_item(&key)? {
+                // A repeated field (the base environ holds no HTTP_* or CONTENT_TYPE keys).
+                Some(prev) => {
+                    let sep = if key.to_str()? == "HTTP_COOKIE" { "; " } else { ", " };
+                    let joined = format!("{}{}{}", prev.cast::<PyString>()?.to_str()?, sep, latin1(py, value).to_str()?);
+                    env.set_item(key, joined)?;
+                }
+                None => env.set_item(key, latin1(py, value))?,
+            }
+        }
+        drop(keys);
+        let input = match body {
+            ReqBody::Empty => self.empty_input.bind(py).clone().into_any(),
+            ReqBody::Mem(v) => {
+                env.set_item(intern!(py, "CONTENT_LENGTH"), v.len().to_string())?;
+                self.bytes_io.bind(py).call1((PyBytes::new(py, &v),))?
+            }
+            ReqBody::File(f, n) => {
+                env.set_item(intern!(py, "CONTENT_LENGTH"), n.to_string())?;
+                use std::os::fd::IntoRawFd;
+                self.open.bind(py).call1((f.into_raw_fd(), "rb"))?
+            }
+        };
+        env.set_item(intern!(py, "wsgi.input"), input)?;
+        Ok(env)
+    }
+
+    fn run(&self, py: Python<'_>, req: &AppRequest, body: ReqBody) -> PyResult<Reply> {
+        let env = self.environ(py, req, body)?;
+        let sr = Bound::new(py, StartResponse { status: None, headers: Vec::new(), written: Vec::new() })?;
+        let result = self.app.bind(py).call1((env, &sr))?;
+        let collected = collect_body(py, &result, &sr);
+        // close() is called whatever happened while iterating (PEP 3333).
+        let plain = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
+        let closed = if !plain && result.hasattr(intern!(py, "close"))? {
+            result.call_method0(intern!(py, "close")).map(|_| ())
+        } else {
+            Ok(())
+        };
+        let (body, file) = collected?;
+        closed?;
+        let mut sr = sr.borrow_mut();
+        let Some((status, line)) = sr.status.take() else {
+            return Err(PyAssertionError::new_err("the application returned without calling start_response()"));
+        };
+        let mut all = std::mem::take(&mut sr.written);
+        all.extend_from_slice(&body);
+        let headers = std::mem::take(&mut sr.headers).into_iter().map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))).collect();
+        Ok(Reply { status, status_line: Cow::Owned(line), headers, body: all, file })
+    }
+}
+
+/// Iterate a WSGI response. A FileWrapper over a real file becomes a sendfile segment.
+fn collect_body(py: Python<'_>, result: &Bound<'_, PyAny>, _sr: &Bound<'_, StartResponse>) -> PyResult<(Vec<u8>, Option<(OwnedFd, u64, u64)>)> {
+    let mut body = Vec::new();
+    if let Ok(list) = result.cast::<PyList>() {
+        for item in list.iter() {
+            body.extend_from_slice(chunk(&item)?);
+        }
+        return Ok((body, None));
+    }
+    if let Ok(w) = result.cast::<FileWrapper>() {
+        if let Some(file) = sendfile_source(py, w.borrow().filelike.bind(py))? {
+            return Ok((body, Some(file)));
+        }
+    }
+    for item in result.try_iter()? {
+        body.extend_from_slice(chunk(&item?)?);
+    }
+    Ok((body, None))
+}
+
+fn chunk<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    item.cast::<PyBytes>().map(|b| b.as_bytes()).map_err(|_| PyTypeError::new_err("a WSGI application must yield bytes"))
+}
+
+/// The descriptor, position and remaining length of a regular file behind `filelike`.
+fn sendfile_source(py: Python<'_>, filelike: &Bound<'_, PyAny>) -> PyResult<Option<(OwnedFd, u64, u64)>> {
+    let Ok(fileno) = filelike.call_method0(intern!(py, "fileno")) else { return Ok(None) };
+    let fd: i32 = fileno.extract()?;
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(None);
+    }
+    let pos: u64 = filelike.call_method0(intern!(py, "tell")).and_then(|p| p.extract()).unwrap_or(0);
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Ok(None);
+    }
+    let len = (st.st_size as u64).saturating_sub(pos);
+    Ok(Some((unsafe { OwnedFd::from_raw_fd(dup) }, pos, len)))
+}
+
+impl App for Wsgi {
+    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
+        Python::attach(|py| match self.run(py, req, body) {
+            Ok(reply) => reply.write(clock, conn, head_only, out),
+            Err(e) => internal_error(py, e, "the WSGI application", clock, conn, head_only, out),
+        });
+        AppCall::Done
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<StartResponse>()?;
+    m.add_class::<FileWrapper>()?;
+    m.add_class::<EmptyInput>()?;
+    Ok(())
+}
