@@ -487,6 +487,9 @@ impl Proto {
                 }
                 self.out.owned_tail().extend_from_slice(&bytes);
             }
+            if let Some(seg) = e.file.take() {
+                self.out.push(seg);
+            }
             (e.finished, e.close || *close)
         };
         if finished {

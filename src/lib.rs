@@ -37,6 +37,8 @@ struct Options {
     stats_addr: usize,
     /// (path or "-", format)
     access_log: Option<(String, String)>,
+    /// Threads per worker that run a synchronous application's handlers.
+    threads: usize,
 }
 
 impl Options {
@@ -56,6 +58,7 @@ impl Options {
             not_found_page: None,
             stats_addr: 0,
             access_log: None,
+            threads: 64,
         };
         let Some(kwargs) = kwargs else { return Ok(o) };
         for (key, value) in kwargs.iter() {
@@ -80,6 +83,7 @@ impl Options {
                 "not_found_page" => o.not_found_page = value.extract()?,
                 "stats_addr" => o.stats_addr = value.extract()?,
                 "access_log" => o.access_log = value.extract()?,
+                "threads" => o.threads = value.extract::<usize>()?.max(1),
                 _ => return Err(PyValueError::new_err(format!("unknown worker option {key:?}"))),
             }
         }
@@ -173,16 +177,23 @@ fn run_worker(
     native: Option<(Vec<(String, String, Py<PyAny>, bool)>, Option<Py<PyAny>>)>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<()> {
-    let opts = Options::from_kwargs(options)?;
-    let app: Option<Box<dyn apps::App>> = match (wsgi, native) {
-        (Some((app, environ, script_name)), None) => Some(Box::new(apps::wsgi::Wsgi::new(py, app, environ, &script_name)?)),
-        (None, Some((routes, run_async))) => Some(Box::new(apps::native::Native::new(py, routes, run_async)?)),
+    let mut opts = Options::from_kwargs(options)?;
+    let threads = opts.threads;
+    let app: Option<std::sync::Arc<dyn apps::threads::SyncApp>> = match (wsgi, native) {
+        (Some((app, environ, script_name)), None) => Some(std::sync::Arc::new(apps::wsgi::Wsgi::new(py, app, environ, &script_name)?)),
+        (None, Some((routes, run_async))) => Some(std::sync::Arc::new(apps::native::Native::new(py, routes, run_async)?)),
         (None, None) => None,
         _ => return Err(PyValueError::new_err("give one application interface, not two")),
     };
     let result = match app {
-        // An application runs on this thread: keep the GIL (the loop lets go of it to wait).
-        Some(app) => opts.config(listen_fd, mounts, mime, Some(app), true).and_then(worker::Worker::new).and_then(|mut w| w.run()),
+        // The application runs on a pool of threads, the first of them this one (see
+        // apps::threads); each takes the GIL only to run Python.
+        Some(app) => {
+            opts.threads = threads;
+            py.detach(move || {
+                apps::threads::serve(app, threads, move |app| opts.config(listen_fd, mounts, mime, Some(app), false).and_then(worker::Worker::new))
+            })
+        }
         // Static files only: Python is never needed again.
         None => py.detach(move || opts.config(listen_fd, mounts, mime, None, false).and_then(worker::Worker::new).and_then(|mut w| w.run())),
     };

@@ -55,6 +55,8 @@ impl Default for Timeouts {
 
 const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
+/// The application's descriptor: other threads have output for connections.
+const APP_WAKE: u64 = u64::MAX - 2;
 const READ_SIZE: usize = 64 * 1024;
 /// Input kept while an application answers (pipelined requests); past it, reading pauses.
 const WAITING_INPUT_MAX: usize = 64 * 1024;
@@ -192,6 +194,9 @@ impl Worker {
         }
         ctl(ep, libc::EPOLL_CTL_ADD, cfg.listen_fd, libc::EPOLLIN as u32, LISTENER)?;
         ctl(ep, libc::EPOLL_CTL_ADD, sfd, libc::EPOLLIN as u32, SIGNALS)?;
+        if let Some(fd) = ctx.app.as_ref().and_then(|a| a.wake_fd()) {
+            ctl(ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, APP_WAKE)?;
+        }
         Ok(Worker {
             ep,
             sfd,
@@ -260,6 +265,7 @@ impl Worker {
             match data {
                 LISTENER => self.accept(),
                 SIGNALS => self.on_signal(),
+                APP_WAKE => self.take_done(),
                 fd => self.on_conn(fd as i32, flags),
             }
         }
@@ -620,9 +626,72 @@ impl Worker {
         conn.inbuf.drain(..used);
     }
 
+    /// A job queued on this turn, to run inline (see `apps::threads`).
+    pub fn next_job(&mut self) -> Option<Box<crate::apps::threads::Job>> {
+        self.ctx.app.as_mut().and_then(|a| a.next_job())
+    }
+
+    pub fn has_job(&self) -> bool {
+        self.ctx.app.as_ref().is_some_and(|a| a.has_job())
+    }
+
+    /// Deliver what other threads posted for connections.
+    pub fn take_done(&mut self) {
+        let done = self.ctx.app.as_mut().map(|a| a.take_done()).unwrap_or_default();
+        for d in done {
+            self.deliver(d);
+        }
+    }
+
+    /// Output of a job (run here or on another thread) for its connection's exchange; written
+    /// by the next `process_wakeups`.
+    pub fn deliver(&mut self, d: crate::apps::threads::Done) {
+        let ex = match self.conns.get(d.id.0 as usize) {
+            Some(Some(conn)) if conn.gen == d.id.1 => conn.proto.exchange().cloned(),
+            _ => None,
+        };
+        let Some(ex) = ex else {
+            if let Some(flow) = d.flow {
+                flow.cut(); // the client left before the response started
+            }
+            return;
+        };
+        {
+            let mut e = ex.borrow_mut();
+            let n = d.bytes.len();
+            if e.out.is_empty() {
+                e.out = d.bytes;
+            } else {
+                e.out.extend_from_slice(&d.bytes);
+            }
+            if let Some((fd, off, len)) = d.file {
+                e.file = Some(crate::response::Seg::File { fd: std::rc::Rc::new(fd), off, len });
+            }
+            e.finished |= d.finished;
+            e.close |= d.close;
+            e.defer_write = false;
+            if let Some(flow) = d.flow {
+                flow.moved(n);
+                if e.on_progress.is_none() {
+                    // After each write: how much is left, and whether the client is gone.
+                    let weak = std::rc::Rc::downgrade(&ex);
+                    e.on_progress = Some(Box::new(move || {
+                        if let Some(ex) = weak.upgrade() {
+                            let e = ex.borrow();
+                            flow.progress(e.unflushed + e.out.len(), e.gone);
+                        }
+                    }));
+                }
+            }
+        }
+        if let Some(w) = &self.wakeups {
+            w.list.borrow_mut().push(d.id);
+        }
+    }
+
     /// Applications that answer later have output for these connections: write it, and when a
     /// response is finished, go on with the requests that waited behind it.
-    fn process_wakeups(&mut self) {
+    pub fn process_wakeups(&mut self) {
         let Some(list) = self.wakeups.as_ref().map(|w| std::mem::take(&mut *w.list.borrow_mut())) else { return };
         for (fd, gen) in list {
             let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { continue };
@@ -664,6 +733,9 @@ impl Worker {
     fn write(&mut self, fd: i32) {
         let now = self.ctx.clock.sec;
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
+        if conn.proto.exchange().is_some_and(|ex| ex.borrow().defer_write) {
+            return; // written with the inline response that follows on this turn
+        }
         // The write timeout counts from the last time the client took bytes, not from the
         // last time there was something to send.
         let before = if conn.writing { conn.proto.out.pending_bytes() } else { usize::MAX };

@@ -124,13 +124,42 @@ class Reader:
         status = int(lines[0].split(" ")[1])
         assert lines[0].startswith("HTTP/1.1 "), lines[0]
         headers = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
-        n = 0 if head_request else int(dict((k.lower(), v) for k, v in headers).get("content-length", "0"))
+        fields = dict((k.lower(), v) for k, v in headers)
+        if not head_request and fields.get("transfer-encoding", "").lower() == "chunked" and status >= 200 \
+                and status not in (204, 304):
+            return Response(status, headers, self._chunked(), head)
+        n = 0 if head_request else int(fields.get("content-length", "0"))
         while len(self.buf) < n:
             if not self._fill():
                 raise EOFError("connection closed inside a body")
         body = bytes(self.buf[:n])
         del self.buf[:n]
         return Response(status, headers, body, head)
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            if not self._fill():
+                raise EOFError("connection closed inside a chunked body")
+        end = self.buf.index(b"\r\n")
+        line = bytes(self.buf[:end])
+        del self.buf[:end + 2]
+        return line
+
+    def _chunked(self) -> bytes:
+        """A chunked body, decoded (strictly: the size line, the data, CRLF; trailers skipped)."""
+        body = bytearray()
+        while True:
+            size = int(self._line().split(b";")[0], 16)
+            if size == 0:
+                while self._line():
+                    pass
+                return bytes(body)
+            while len(self.buf) < size + 2:
+                if not self._fill():
+                    raise EOFError("connection closed inside a chunk")
+            assert self.buf[size:size + 2] == b"\r\n", "chunk data not followed by CRLF"
+            body += self.buf[:size]
+            del self.buf[:size + 2]
 
     def closed(self, timeout: float = 3) -> bool:
         """True when the server closes the connection (EOF) without sending anything more."""

@@ -1,4 +1,5 @@
 """The app benchmark as a raw ASGI 3 app (granian, uvicorn, socketify)."""
+import asyncio
 import json
 
 HELLO = b"Hello, world!"
@@ -12,6 +13,9 @@ async def app(scope, receive, send):
             if event == "lifespan.shutdown":
                 return
     path = scope["path"]
+    if path == "/wait":  # a view that awaits 10 ms (a database query)
+        await asyncio.sleep(0.01)
+        path = "/"
     if path == "/":
         status, body, ctype = 200, HELLO, b"text/plain; charset=utf-8"
     elif path == "/json":

@@ -1,5 +1,6 @@
 """The app benchmark as a WSGI callable (vw, granian, bjoern, socketify)."""
 import json
+import time
 
 HELLO = b"Hello, world!"
 
@@ -7,6 +8,9 @@ HELLO = b"Hello, world!"
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/":
+        body, ctype = HELLO, "text/plain; charset=utf-8"
+    elif path == "/wait":  # a view that waits 10 ms on a database
+        time.sleep(0.01)
         body, ctype = HELLO, "text/plain; charset=utf-8"
     elif path == "/json":
         body = json.dumps({"message": "Hello, world!"}).encode()

@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how to call the application (default: detect)")
     r.add_argument("--static", action="append", default=SUPPRESS, metavar="/PREFIX=DIR",
                    help="also serve DIR's files under /PREFIX, straight from the Rust core (repeatable)")
+    r.add_argument("--threads", type=_int("--threads"), default=SUPPRESS, metavar="N",
+                   help="threads per worker for WSGI and sync vw.App handlers (default 64): a handler "
+                        "that waits (a database, an upstream) runs on one while the others serve; "
+                        "quick handlers run on the loop's own thread with no handoff")
     r.add_argument("--reload", action="store_true", default=SUPPRESS,
                    help="restart the workers gracefully when the application's code changes (development)")
     _common(r)

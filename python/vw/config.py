@@ -39,6 +39,7 @@ class ServeConfig:
     max_head: int = 16384
     max_headers: int = 100
     max_connections: int = 16384
+    threads: int = 64
     header_timeout: int = 10
     body_timeout: int = 30
     keepalive_timeout: int = 30
@@ -113,7 +114,8 @@ class ServeConfig:
         if self.max_body < 0:
             raise ConfigError(f"--max-body must be 0 or more, not {self.max_body}", "max_body")
         for name, low, high in (("max_request_line", 64, 1 << 20), ("max_head", 256, 1 << 24),
-                                ("max_headers", 1, 256), ("max_connections", 1, 1 << 24)):
+                                ("max_headers", 1, 256), ("max_connections", 1, 1 << 24),
+                                ("threads", 1, 4096)):
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between {low} and {high}, not {value}", name)

@@ -161,6 +161,8 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
             log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
             asgi.serve(sock.detach(), mounts, mime, app, (cfg.host, cfg.port), **options)
             return 0
+        if interface in ("wsgi", "native"):
+            options["threads"] = cfg.threads
         if interface == "wsgi":
             kwargs["wsgi"] = (app, wsgi_environ(cfg), "")
         elif interface == "native":
@@ -234,7 +236,7 @@ def wsgi_environ(cfg: ServeConfig) -> dict:
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
         "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
+        "wsgi.multithread": True,  # handlers run on a pool of threads (--threads)
         "wsgi.multiprocess": (cfg.workers or 1) > 1,
         "wsgi.run_once": False,
         "wsgi.input_terminated": True,

@@ -6,6 +6,7 @@
 pub mod asgi;
 pub mod native;
 pub mod reply;
+pub mod threads;
 pub mod wsgi;
 
 use crate::response::{Clock, OutQueue};
@@ -148,6 +149,11 @@ pub struct Exchange {
     pub unflushed: usize,
     /// Called by the worker after it moved output or saw the connection go (wakes waiters).
     pub on_progress: Option<Box<dyn Fn()>>,
+    /// A file to send after `out` (wsgi.file_wrapper).
+    pub file: Option<crate::response::Seg>,
+    /// The response will be run inline in this turn of the loop: leave the connection's output
+    /// unwritten until it is there too, so a pipelined batch goes out in one write.
+    pub defer_write: bool,
 }
 
 pub type SharedExchange = std::rc::Rc<std::cell::RefCell<Exchange>>;
@@ -179,6 +185,24 @@ pub trait App {
 
     /// For applications that answer later: where to report "connection `id` has new output".
     fn bind(&mut self, _wakeups: Wakeups) {}
+
+    /// A job queued by `call` to run on this turn of the loop, by the thread that leads it.
+    fn next_job(&mut self) -> Option<Box<threads::Job>> {
+        None
+    }
+
+    fn has_job(&self) -> bool {
+        false
+    }
+
+    /// A descriptor the worker polls: readable when `take_done` has output of other threads.
+    fn wake_fd(&self) -> Option<i32> {
+        None
+    }
+
+    fn take_done(&mut self) -> Vec<threads::Done> {
+        Vec::new()
+    }
 }
 
 /// Connections (fd, generation) whose exchange has new output, and the hook that makes the

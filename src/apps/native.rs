@@ -2,8 +2,9 @@
 //! use, and what a handler returns (bytes, str, JSON, None, `vw.Response`) made into a [`Reply`].
 
 use super::reply::{bad, internal_error, is_field_value, is_token, latin1, split_target, status_text, Reply, CONTENT_TYPE, TEXT_PLAIN};
-use super::{App, AppCall, AppRequest, ReqBody};
-use crate::response::{reason, Clock, OutQueue};
+use super::threads::{Job, Responder, Route as ThreadRoute, SyncApp};
+use super::{AppRequest, ReqBody};
+use crate::response::reason;
 use crate::statics::normalize_percent;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -152,6 +153,7 @@ pub struct Native {
     /// Routes without parameters: path → [(method, handler index)].
     exact: HashMap<Vec<u8>, Vec<(Vec<u8>, usize)>, crate::statics::PathHash>,
     run_async: Option<Py<PyAny>>,
+    async_turn: super::threads::Turn,
     json_dumps: Py<PyAny>,
 }
 
@@ -183,7 +185,7 @@ impl Native {
             handlers.push(Handler { method: method.into_bytes(), route, path: path.into_bytes(), func, is_async });
         }
         let json_dumps = py.import("json")?.getattr("dumps")?.unbind();
-        Ok(Native { handlers, exact, run_async, json_dumps })
+        Ok(Native { handlers, exact, run_async, async_turn: Default::default(), json_dumps })
     }
 
     /// The handler for (method, decoded path) and its path parameters; else the allowed methods.
@@ -257,6 +259,9 @@ impl Native {
         let mut result = h.func.bind(py).call1((request,))?;
         if h.is_async {
             let runner = self.run_async.as_ref().ok_or_else(|| bad("no event loop for async handlers"))?;
+            // The worker's one event loop runs one coroutine at a time: wait (without the GIL)
+            // for a coroutine another thread runs to finish.
+            let _turn = self.async_turn.take(py);
             result = runner.bind(py).call1((result,))?;
         }
         self.convert(py, &result)
@@ -401,8 +406,8 @@ fn json_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-impl App for Native {
-    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
+impl SyncApp for Native {
+    fn route(&self, req: &AppRequest) -> Result<ThreadRoute, Reply> {
         let (raw_path, _) = split_target(req.target);
         let path: Cow<[u8]> = if raw_path.contains(&b'%') {
             Cow::Owned(normalize_percent(raw_path).unwrap_or_else(|| raw_path.to_vec()))
@@ -410,10 +415,7 @@ impl App for Native {
             Cow::Borrowed(raw_path)
         };
         match self.find(req.method, &path) {
-            Ok((i, params)) => Python::attach(|py| match self.run(py, req, body, i, params) {
-                Ok(reply) => reply.write(clock, conn, head_only, out),
-                Err(e) => internal_error(py, e, "a handler", clock, conn, head_only, out),
-            }),
+            Ok((i, params)) => Ok(ThreadRoute { key: i, handler: i, params }),
             Err(allow) => {
                 let mut r = Reply::new(if allow.is_empty() { 404 } else { 405 });
                 if !allow.is_empty() {
@@ -421,10 +423,23 @@ impl App for Native {
                 }
                 r.headers.push((CONTENT_TYPE, TEXT_PLAIN));
                 r.body = [reason(r.status).as_bytes(), b"\n"].concat();
-                r.write(clock, conn, head_only, out);
+                Err(r)
             }
         }
-        AppCall::Done
+    }
+
+    fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder<'_>) {
+        let body = std::mem::replace(&mut job.body, ReqBody::Empty);
+        let params = std::mem::take(&mut job.route.params);
+        let reply = match self.run(py, &job.request(), body, job.route.handler, params) {
+            Ok(reply) => reply,
+            Err(e) => internal_error(py, e, "a handler"),
+        };
+        if job.head_only {
+            out.complete_head(reply);
+        } else {
+            out.complete(reply);
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! body), the checks on what it may contain, and the request target split for PATH_INFO and
 //! friends.
 
-use crate::response::{reason, Clock, OutQueue, Seg};
+use crate::response::{reason, Clock, OutQueue, Seg, CLOSE};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -40,41 +40,135 @@ impl Reply {
         Reply { status, status_line: status_text(status), headers: Vec::new(), body: Vec::new(), file: None }
     }
 
-    /// Frame the response: status line, the application's headers (checked), Server and Date
-    /// unless given, Content-Length from the real body, the Connection line.
-    pub fn write(self, clock: &Clock, conn: Option<&[u8]>, head_only: bool, out: &mut OutQueue) {
+    /// Frame the whole response into `out`: status line, the application's headers (checked),
+    /// Server and Date unless given, Content-Length from the real body, the Connection line.
+    /// Returns the file to send after the bytes, if any.
+    pub fn encode(self, date: &[u8], conn: Option<&[u8]>, head_only: bool, out: &mut Vec<u8>) -> Option<(OwnedFd, u64, u64)> {
         let no_body = self.status < 200 || self.status == 204 || self.status == 304;
         let body_len = self.body.len() as u64 + self.file.as_ref().map_or(0, |f| f.2);
-        let t = out.owned_tail();
-        t.extend_from_slice(b"HTTP/1.1 ");
-        t.extend_from_slice(&self.status_line);
-        t.extend_from_slice(b"\r\n");
-        let given_length = crate::response::app_headers(t, &self.headers, &clock.date);
+        let given = self.head_into(out, date);
         if !no_body {
-            t.extend_from_slice(b"Content-Length: ");
-            match given_length {
+            out.extend_from_slice(b"Content-Length: ");
+            match given {
                 // HEAD: the application may say how long the GET body would be.
-                Some(v) if head_only && body_len == 0 => match std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
-                    Some(n) => t.extend_from_slice(n.to_string().as_bytes()),
-                    None => t.push(b'0'),
-                },
-                _ => t.extend_from_slice(body_len.to_string().as_bytes()),
+                Some(n) if head_only && body_len == 0 => out.extend_from_slice(n.to_string().as_bytes()),
+                _ => out.extend_from_slice(body_len.to_string().as_bytes()),
             }
-            t.extend_from_slice(b"\r\n");
+            out.extend_from_slice(b"\r\n");
         }
         if let Some(line) = conn {
-            t.extend_from_slice(line);
+            out.extend_from_slice(line);
         }
-        t.extend_from_slice(b"\r\n");
+        out.extend_from_slice(b"\r\n");
         if head_only || no_body {
+            return None;
+        }
+        out.extend_from_slice(&self.body);
+        self.file.filter(|f| f.2 > 0)
+    }
+
+    /// The status line and the application's fields (with Server and Date): the head but for
+    /// its framing and Connection lines. Returns the Content-Length the application gave
+    /// (0 when it is not a number).
+    fn head_into(&self, out: &mut Vec<u8>, date: &[u8]) -> Option<u64> {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(&self.status_line);
+        out.extend_from_slice(b"\r\n");
+        crate::response::app_headers(out, &self.headers, date)
+            .map(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0))
+    }
+
+    /// The head of a response whose body follows in pieces (`Streamed::piece`), framed by the
+    /// Content-Length the application gave, else chunked (HTTP/1.1), else by the close.
+    pub fn encode_streamed(&self, date: &[u8], conn: Option<&'static [u8]>, minor: u8, out: &mut Vec<u8>) -> Streamed {
+        let no_body = self.status < 200 || self.status == 204 || self.status == 304;
+        let given = self.head_into(out, date);
+        let (framing, conn) = match given {
+            _ if no_body => (Framing::None, conn),
+            Some(n) => {
+                out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+                (Framing::Length(n), conn)
+            }
+            None if minor >= 1 => {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                (Framing::Chunked, conn)
+            }
+            None => (Framing::Close, Some(CLOSE)),
+        };
+        if let Some(line) = conn {
+            out.extend_from_slice(line);
+        }
+        out.extend_from_slice(b"\r\n");
+        Streamed { framing, sent: 0, close: conn == Some(CLOSE) }
+    }
+
+    /// `encode` into the output queue.
+    pub fn write(self, clock: &Clock, conn: Option<&[u8]>, head_only: bool, out: &mut OutQueue) {
+        let file = self.encode(&clock.date, conn, head_only, out.owned_tail());
+        if let Some((fd, off, len)) = file {
+            out.push(Seg::File { fd: Rc::new(fd), off, len });
+        }
+    }
+}
+
+/// How a streamed body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (1xx, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 without a length: the body ends with the connection.
+    Close,
+}
+
+/// The framing state of a body sent in pieces.
+pub struct Streamed {
+    pub framing: Framing,
+    pub sent: u64,
+    /// The connection closes after this response (close-delimited, or asked for).
+    pub close: bool,
+}
+
+impl Streamed {
+    /// Frame one piece of the body into `out`. Bytes past a given Content-Length are dropped
+    /// (and the connection then closes: the application broke its own framing).
+    pub fn piece(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if data.is_empty() {
             return;
         }
-        t.extend_from_slice(&self.body);
-        if let Some((fd, off, len)) = self.file {
-            if len > 0 {
-                out.push(Seg::File { fd: Rc::new(fd), off, len });
+        match self.framing {
+            Framing::None => {}
+            Framing::Length(n) => {
+                let room = n.saturating_sub(self.sent) as usize;
+                if data.len() > room {
+                    self.close = true;
+                }
+                out.extend_from_slice(&data[..data.len().min(room)]);
             }
+            Framing::Chunked => {
+                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\r\n");
+            }
+            Framing::Close => out.extend_from_slice(data),
         }
+        self.sent += data.len() as u64;
+    }
+
+    /// The end of the body: the last chunk, or a close when the body fell short of its length.
+    pub fn end(&mut self, out: &mut Vec<u8>) {
+        match self.framing {
+            Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+            Framing::Length(n) if self.sent < n => self.close = true,
+            Framing::Close => self.close = true,
+            _ => {}
+        }
+    }
+
+    /// True when a given length has been reached: the response is complete.
+    pub fn complete(&self) -> bool {
+        matches!(self.framing, Framing::Length(n) if self.sent >= n) || self.framing == Framing::None
     }
 }
 
@@ -88,14 +182,14 @@ pub fn status_text(status: u16) -> Cow<'static, [u8]> {
 pub const CONTENT_TYPE: Cow<'static, [u8]> = Cow::Borrowed(b"Content-Type");
 pub const TEXT_PLAIN: Cow<'static, [u8]> = Cow::Borrowed(b"text/plain; charset=utf-8");
 
-/// Append a 500 after logging the exception with its traceback.
-pub fn internal_error(py: Python<'_>, err: PyErr, what: &str, clock: &Clock, conn: Option<&[u8]>, head_only: bool, out: &mut OutQueue) {
+/// A 500, after logging the exception with its traceback.
+pub fn internal_error(py: Python<'_>, err: PyErr, what: &str) -> Reply {
     eprintln!("vw: {what} raised an exception; answering 500");
     err.print(py);
     let mut r = Reply::new(500);
     r.headers.push((CONTENT_TYPE, TEXT_PLAIN));
     r.body = b"Internal Server Error\n".to_vec();
-    r.write(clock, conn, head_only, out);
+    r
 }
 
 /// PATH_INFO and friends: the path percent-decoded (bytes as latin-1, per PEP 3333).

@@ -2,8 +2,8 @@
 //! `wsgi.file_wrapper`, and the response iterable collected into a [`Reply`].
 
 use super::reply::{bad, internal_error, is_field_value, is_token, latin1, split_target, Reply};
-use super::{App, AppCall, AppRequest, ReqBody};
-use crate::response::{Clock, OutQueue};
+use super::threads::{Job, Responder, Route, SyncApp};
+use super::{AppRequest, ReqBody};
 use crate::statics::normalize_percent;
 use pyo3::exceptions::{PyAssertionError, PyTypeError};
 use pyo3::intern;
@@ -130,7 +130,7 @@ pub struct Wsgi {
     open: Py<PyAny>,
     script_name: Vec<u8>,
     /// Environ keys already made, by field name as sent ("Host" → HTTP_HOST), interned.
-    keys: std::cell::RefCell<HashMap<Vec<u8>, Py<PyString>>>,
+    keys: std::sync::Mutex<HashMap<Vec<u8>, Py<PyString>>>,
     /// wsgi.input for requests without a body: one immutable empty stream per worker.
     empty_input: Py<EmptyInput>,
 }
@@ -206,7 +206,9 @@ impl Wsgi {
             env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
             env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
         }
-        let mut keys = self.keys.borrow_mut();
+        // Held with the GIL: never waited for (a thread that waits here holding the GIL could
+        // block one that holds the map and needs the GIL back); without it keys are made anew.
+        let mut keys = self.keys.try_lock().ok();
         for (name, value) in req.headers() {
             if name.contains(&b'_') {
                 continue; // X_Forwarded_For would alias X-Forwarded-For in the environ: drop it
@@ -215,7 +217,7 @@ impl Wsgi {
                 continue; // set below from the body actually read
             }
             // The environ key for a field name as sent, made once (interned) and then reused.
-            let key = match keys.get(name) {
+            let key = match keys.as_ref().and_then(|k| k.get(name)) {
                 Some(k) => k.bind(py).clone(),
                 None => {
                     let k: Vec<u8> = if name.eq_ignore_ascii_case(b"content-type") {
@@ -226,7 +228,7 @@ impl Wsgi {
                         k
                     };
                     let k = PyString::intern(py, std::str::from_utf8(&k).unwrap_or("HTTP_"));
-                    if keys.len() < 512 {
+                    if let Some(keys) = keys.as_mut().filter(|k| k.len() < 512) {
                         keys.insert(name.to_vec(), k.clone().unbind());
                     }
                     k
@@ -259,33 +261,79 @@ impl Wsgi {
         Ok(env)
     }
 
-    fn run(&self, py: Python<'_>, req: &AppRequest, body: ReqBody) -> PyResult<Reply> {
+    /// Call the application and send what it returns: a list, tuple or file wrapper whole
+    /// (one write, Content-Length from the body), any other iterable piece by piece as it is
+    /// produced (its Content-Length if given, else chunked), waiting while the client is behind.
+    /// `close()` is called whatever happened, also when the client left mid-stream.
+    fn respond(&self, py: Python<'_>, req: &AppRequest, body: ReqBody, head_only: bool, out: &mut Responder<'_>) -> PyResult<()> {
         let env = self.environ(py, req, body)?;
         let sr = Bound::new(py, StartResponse { status: None, headers: Vec::new(), written: Vec::new() })?;
         let result = self.app.bind(py).call1((env, &sr))?;
-        let collected = collect_body(py, &result, &sr);
-        // close() is called whatever happened while iterating (PEP 3333).
         let plain = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
+        let whole = plain || head_only || result.is_instance_of::<FileWrapper>();
+        let sent = if whole { collect_body(py, &result).map(Some) } else { stream_body(py, &result, &sr, out).map(|()| None) };
+        // close() is called whatever happened while iterating (PEP 3333).
         let closed = if !plain && result.hasattr(intern!(py, "close"))? {
             result.call_method0(intern!(py, "close")).map(|_| ())
         } else {
             Ok(())
         };
-        let (body, file) = collected?;
+        let sent = sent?;
         closed?;
-        let mut sr = sr.borrow_mut();
-        let Some((status, line)) = sr.status.take() else {
-            return Err(PyAssertionError::new_err("the application returned without calling start_response()"));
-        };
-        let mut all = std::mem::take(&mut sr.written);
-        all.extend_from_slice(&body);
-        let headers = std::mem::take(&mut sr.headers).into_iter().map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))).collect();
-        Ok(Reply { status, status_line: Cow::Owned(line), headers, body: all, file })
+        if out.started() {
+            out.end();
+            return Ok(());
+        }
+        let (body, file) = sent.unwrap_or_default();
+        let mut reply = reply_of(&sr)?;
+        reply.body.extend_from_slice(&body);
+        reply.file = file;
+        if head_only {
+            out.complete_head(reply);
+        } else {
+            out.complete(reply);
+        }
+        Ok(())
     }
 }
 
+/// The status and headers given to start_response, with what write() was given as the body.
+fn reply_of(sr: &Bound<'_, StartResponse>) -> PyResult<Reply> {
+    let mut sr = sr.borrow_mut();
+    let Some((status, line)) = sr.status.take() else {
+        return Err(PyAssertionError::new_err("the application returned without calling start_response()"));
+    };
+    let body = std::mem::take(&mut sr.written);
+    let headers = std::mem::take(&mut sr.headers).into_iter().map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))).collect();
+    Ok(Reply { status, status_line: Cow::Owned(line), headers, body, file: None })
+}
+
+/// Send an iterable's items as they come. Nothing is started for an iterable that yields no
+/// bytes (the caller then sends the whole, empty or written, response).
+fn stream_body(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartResponse>, out: &mut Responder<'_>) -> PyResult<()> {
+    for item in result.try_iter()? {
+        let item = item?;
+        let data = chunk(&item)?;
+        if data.is_empty() {
+            continue;
+        }
+        if !out.started() {
+            let mut reply = reply_of(sr)?;
+            let written = std::mem::take(&mut reply.body);
+            out.start(&reply);
+            if !written.is_empty() && !out.send(py, &written) {
+                return Ok(());
+            }
+        }
+        if !out.send(py, data) {
+            return Ok(()); // the client left: stop iterating (close() follows)
+        }
+    }
+    Ok(())
+}
+
 /// Iterate a WSGI response. A FileWrapper over a real file becomes a sendfile segment.
-fn collect_body(py: Python<'_>, result: &Bound<'_, PyAny>, _sr: &Bound<'_, StartResponse>) -> PyResult<(Vec<u8>, Option<(OwnedFd, u64, u64)>)> {
+fn collect_body(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Option<(OwnedFd, u64, u64)>)> {
     let mut body = Vec::new();
     if let Ok(list) = result.cast::<PyList>() {
         for item in list.iter() {
@@ -325,13 +373,28 @@ fn sendfile_source(py: Python<'_>, filelike: &Bound<'_, PyAny>) -> PyResult<Opti
     Ok(Some((unsafe { OwnedFd::from_raw_fd(dup) }, pos, len)))
 }
 
-impl App for Wsgi {
-    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
-        Python::attach(|py| match self.run(py, req, body) {
-            Ok(reply) => reply.write(clock, conn, head_only, out),
-            Err(e) => internal_error(py, e, "the WSGI application", clock, conn, head_only, out),
-        });
-        AppCall::Done
+impl SyncApp for Wsgi {
+    fn route(&self, req: &AppRequest) -> Result<Route, Reply> {
+        // Requests for one path share a slow mark.
+        let (path, _) = split_target(req.target);
+        let mut h: usize = 0xcbf29ce484222325u64 as usize;
+        for &b in path {
+            h = (h ^ b as usize).wrapping_mul(0x100000001b3);
+        }
+        Ok(Route { key: h, handler: 0, params: Vec::new() })
+    }
+
+    fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder<'_>) {
+        let body = std::mem::replace(&mut job.body, ReqBody::Empty);
+        if let Err(e) = self.respond(py, &job.request(), body, job.head_only, out) {
+            if out.started() {
+                eprintln!("vw: the WSGI application raised an exception mid-response; closing the connection");
+                e.print(py);
+                out.abort();
+            } else {
+                out.complete(internal_error(py, e, "the WSGI application"));
+            }
+        }
     }
 }
 

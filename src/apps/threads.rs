@@ -1,0 +1,675 @@
+//! Handlers that may wait: a leader/follower pool of threads per worker for the synchronous
+//! interfaces (WSGI and the sync handlers of vw.App).
+//!
+//! One thread at a time leads: it holds the worker (the baton) and runs its event loop. A request
+//! for the application becomes a [`Job`]. The leader runs it itself, with the baton put down, so a
+//! quick handler costs no handoff at all; when it returns, the leader picks the baton up again and
+//! goes on. Meanwhile a watcher thread looks every millisecond: when the same job is still running
+//! on its second look, the handler is waiting (a database, a sleep, a slow upstream) or computing,
+//! and the watcher takes the baton and leads in its place. The old leader finishes its job, posts
+//! the response to the worker (an eventfd wakes the loop) and becomes a follower.
+//!
+//! A route whose handler made the watcher take over is marked slow: its next jobs go straight to
+//! a follower (one futex wake and one eventfd write, nothing next to a handler that waits), so a
+//! slow route does not cost the loop a millisecond per request. A dispatched job that turns out
+//! quick lowers the mark, and the route runs inline again after a few.
+//!
+//! Lock order: a thread never blocks on the baton. It takes it with `try_lock` (after a job, or
+//! as the watcher) and whoever holds it leads; a job thread that finds it taken posts its
+//! response instead. The GIL is held only to run Python and is never awaited while holding the
+//! pool's small locks.
+
+use super::reply::{internal_error, Reply, Streamed};
+use super::{App, AppCall, AppRequest, Exchange, ReqBody, SharedExchange};
+use crate::response::{Clock, OutQueue, DATE_LEN};
+use crate::worker::Worker;
+use pyo3::prelude::*;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
+use std::time::Duration;
+
+/// How often the watcher looks at the running job. A job still running at its second look has
+/// run at least this long.
+const WATCH_TICK: Duration = Duration::from_millis(1);
+/// Looks without any job before the watcher sleeps until the next job (an idle worker does not
+/// wake every millisecond).
+const WATCH_IDLE_TICKS: u32 = 200;
+/// The slow mark a route gets when the watcher took over from one of its jobs; each quick
+/// dispatched job takes one off.
+const SLOW_MARK: u8 = 8;
+/// A dispatched job shorter than this counts as quick.
+const QUICK: Duration = Duration::from_micros(500);
+const ROUTE_SLOTS: usize = 256;
+/// A streamed body waits while this much of it is unwritten, until it is down to LOW_WATER.
+const HIGH_WATER: usize = 256 * 1024;
+const LOW_WATER: usize = 64 * 1024;
+
+/// An application called on the pool's threads.
+pub trait SyncApp: Send + Sync {
+    /// On the loop, without Python: which handler serves the request, or the answer itself
+    /// (a 404 or 405 of the router).
+    fn route(&self, req: &AppRequest) -> Result<Route, Reply>;
+    /// On a pool thread, holding the GIL: answer the job through `out`.
+    fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder<'_>);
+}
+
+/// Which handler serves a request.
+pub struct Route {
+    /// Jobs of one key share a slow mark.
+    pub key: usize,
+    pub handler: usize,
+    pub params: Vec<(usize, Vec<u8>)>,
+}
+
+/// A request handed to the application, owned (it may run on another thread).
+pub struct Job {
+    pub head: Vec<u8>,
+    pub method: Range<usize>,
+    pub target: Range<usize>,
+    pub minor: u8,
+    pub peer: Option<SocketAddr>,
+    pub local_port: u16,
+    pub body: ReqBody,
+    pub route: Route,
+    pub head_only: bool,
+    id: (i32, u64),
+    conn: Option<&'static [u8]>,
+    date: [u8; DATE_LEN],
+}
+
+impl Job {
+    pub fn request(&self) -> AppRequest<'_> {
+        AppRequest {
+            head: &self.head,
+            method: &self.head[self.method.clone()],
+            target: &self.head[self.target.clone()],
+            minor: self.minor,
+            peer: self.peer,
+            local_port: self.local_port,
+            conn_id: self.id,
+        }
+    }
+}
+
+/// Output of a job for the connection, applied by the leader ([`Worker::deliver`]).
+pub struct Done {
+    pub id: (i32, u64),
+    pub bytes: Vec<u8>,
+    pub file: Option<(OwnedFd, u64, u64)>,
+    pub finished: bool,
+    pub close: bool,
+    /// The first piece of a streamed response brings its flow control.
+    pub flow: Option<Arc<Flow>>,
+}
+
+/// A lock that is waited for without the GIL and held while running Python (a std Mutex guard
+/// cannot cross `detach`).
+#[derive(Default)]
+pub struct Turn {
+    busy: Mutex<bool>,
+    free: Condvar,
+}
+
+pub struct TurnGuard<'a>(&'a Turn);
+
+impl Turn {
+    pub fn take(&self, py: Python<'_>) -> TurnGuard<'_> {
+        let got = {
+            let mut b = self.busy.lock().unwrap();
+            !std::mem::replace(&mut *b, true)
+        };
+        if !got {
+            py.detach(|| {
+                let mut b = self.busy.lock().unwrap();
+                while *b {
+                    b = self.free.wait(b).unwrap();
+                }
+                *b = true;
+            });
+        }
+        TurnGuard(self)
+    }
+}
+
+impl Drop for TurnGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap() = false;
+        self.0.free.notify_one();
+    }
+}
+
+/// Backpressure for a streamed response: how much of it waits to be written.
+#[derive(Default)]
+pub struct Flow {
+    state: Mutex<FlowState>,
+    room: Condvar,
+}
+
+#[derive(Default)]
+struct FlowState {
+    /// Bytes in the connection's output queue not yet taken by the socket.
+    unflushed: usize,
+    /// Bytes posted to the leader and not yet moved to the connection.
+    posted: usize,
+    gone: bool,
+}
+
+impl Flow {
+    /// The leader moved `n` posted bytes to the connection.
+    pub fn moved(&self, n: usize) {
+        let mut s = self.state.lock().unwrap();
+        s.posted = s.posted.saturating_sub(n);
+        s.unflushed += n;
+    }
+
+    /// The connection went away before the response could start.
+    pub fn cut(&self) {
+        self.progress(0, true);
+    }
+
+    /// The leader wrote: `unflushed` bytes are left; `gone`: the connection is closed.
+    pub fn progress(&self, unflushed: usize, gone: bool) {
+        let mut s = self.state.lock().unwrap();
+        s.unflushed = unflushed;
+        s.gone |= gone;
+        if s.gone || s.unflushed + s.posted <= LOW_WATER {
+            self.room.notify_all();
+        }
+    }
+
+    /// Wait (without the GIL) until there is room for more; false when the client is gone.
+    fn wait_room(&self, py: Python<'_>, more: usize) -> bool {
+        let full = {
+            let s = self.state.lock().unwrap();
+            !s.gone && s.unflushed + s.posted > HIGH_WATER
+        };
+        if full {
+            py.detach(|| {
+                let mut s = self.state.lock().unwrap();
+                while !s.gone && s.unflushed + s.posted > LOW_WATER {
+                    s = self.room.wait(s).unwrap();
+                }
+            });
+        }
+        let mut s = self.state.lock().unwrap();
+        s.posted += more;
+        !s.gone
+    }
+
+    fn gone(&self) -> bool {
+        self.state.lock().unwrap().gone
+    }
+}
+
+/// The worker, to be held by one thread at a time.
+struct Baton(Worker);
+
+// SAFETY: the worker's Rc's and RefCells are reached only through the baton's mutex, by the one
+// thread that holds it; nothing that crosses threads (jobs, `Done`, `Flow`) holds any of them.
+unsafe impl Send for Baton {}
+
+/// What the pool's threads share.
+struct Shared {
+    app: Arc<dyn SyncApp>,
+    baton: std::sync::OnceLock<Mutex<Baton>>,
+    /// Odd while the baton is down for an inline job.
+    seq: AtomicU64,
+    /// The route key of the inline job running now.
+    running_key: AtomicUsize,
+    slow: Vec<AtomicU8>,
+    ctl: Mutex<Ctl>,
+    /// Followers wait here for a dispatched job or for the watcher's place.
+    work: Condvar,
+    /// The watcher waits here between looks (and while idle).
+    watch: Condvar,
+    done: Mutex<Vec<Done>>,
+    /// Registered with the worker's epoll: readable when `done` has something.
+    efd: i32,
+    /// The worker has stopped: every thread ends.
+    stop: AtomicBool,
+    max_threads: usize,
+}
+
+#[derive(Default)]
+struct Ctl {
+    jobs: VecDeque<Box<Job>>,
+    threads: usize,
+    idle: usize,
+    watcher: bool,
+    /// The watcher sleeps until a job starts.
+    watcher_parked: bool,
+    /// A job asked to be taken over now (it is about to wait).
+    promote_now: bool,
+}
+
+impl Shared {
+    fn post(&self, d: Done) {
+        let first = {
+            let mut list = self.done.lock().unwrap();
+            list.push(d);
+            list.len() == 1
+        };
+        if first {
+            let one: u64 = 1;
+            unsafe { libc::write(self.efd, &one as *const u64 as *const libc::c_void, 8) };
+        }
+    }
+
+    fn baton(&self) -> &Mutex<Baton> {
+        self.baton.get().expect("the worker is made before any thread runs")
+    }
+
+    fn is_slow(&self, key: usize) -> bool {
+        self.slow[key % ROUTE_SLOTS].load(Ordering::Relaxed) > 0
+    }
+
+    /// Start a thread if the pool may grow (called with `ctl` held).
+    fn grow(self: &Arc<Self>, ctl: &mut Ctl) {
+        if ctl.threads >= self.max_threads {
+            return;
+        }
+        ctl.threads += 1;
+        let me = self.clone();
+        let spawned = std::thread::Builder::new().name("vw-handler".into()).spawn(move || {
+            Python::attach(|py| py.detach(|| me.follow()));
+        });
+        if spawned.is_err() {
+            ctl.threads -= 1;
+        }
+    }
+
+    /// Hand a job to a follower.
+    fn dispatch(self: &Arc<Self>, job: Box<Job>) {
+        let mut ctl = self.ctl.lock().unwrap();
+        ctl.jobs.push_back(job);
+        if ctl.idle > 0 {
+            self.work.notify_one();
+        } else {
+            self.grow(&mut ctl);
+        }
+    }
+
+    /// A job is about to wait (for room to write): let the watcher take over at once.
+    fn yield_loop(&self) {
+        let mut ctl = self.ctl.lock().unwrap();
+        if ctl.watcher {
+            ctl.promote_now = true;
+            ctl.watcher_parked = false;
+            self.watch.notify_one();
+        }
+    }
+
+    /// A follower: run dispatched jobs, or watch when nobody does.
+    fn follow(self: &Arc<Self>) {
+        loop {
+            let job = {
+                let mut ctl = self.ctl.lock().unwrap();
+                loop {
+                    if self.stop.load(Ordering::Relaxed) {
+                        ctl.threads -= 1;
+                        return;
+                    }
+                    if let Some(job) = ctl.jobs.pop_front() {
+                        break Some(job);
+                    }
+                    if !ctl.watcher {
+                        ctl.watcher = true;
+                        break None;
+                    }
+                    ctl.idle += 1;
+                    ctl = self.work.wait(ctl).unwrap();
+                    ctl.idle -= 1;
+                }
+            };
+            match job {
+                Some(job) => self.run_dispatched(job),
+                None => {
+                    if let Some(baton) = self.watch_loop() {
+                        self.lead(baton);
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_dispatched(self: &Arc<Self>, mut job: Box<Job>) {
+        let started = std::time::Instant::now();
+        let done = Python::attach(|py| run_job(py, self, &mut job, false));
+        let slot = &self.slow[job.route.key % ROUTE_SLOTS];
+        if started.elapsed() < QUICK {
+            let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+        } else {
+            slot.store(SLOW_MARK, Ordering::Relaxed);
+        }
+        self.post(done);
+    }
+
+    /// Look at the inline job every tick; take the baton from one that runs too long. Returns
+    /// the baton when this thread is to lead, None when the pool stops.
+    fn watch_loop(self: &Arc<Self>) -> Option<std::sync::MutexGuard<'_, Baton>> {
+        let mut last = u64::MAX;
+        let mut quiet = 0;
+        let mut ctl = self.ctl.lock().unwrap();
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                ctl.watcher = false;
+                return None;
+            }
+            ctl = if ctl.watcher_parked {
+                self.watch.wait(ctl).unwrap()
+            } else {
+                self.watch.wait_timeout(ctl, WATCH_TICK).unwrap().0
+            };
+            let s = self.seq.load(Ordering::Acquire);
+            let urgent = std::mem::take(&mut ctl.promote_now);
+            if s % 2 == 1 && (s == last || urgent) {
+                if let Ok(baton) = self.baton().try_lock() {
+                    if self.seq.load(Ordering::Acquire) % 2 == 1 {
+                        self.seq.fetch_add(1, Ordering::AcqRel);
+                        if !urgent {
+                            self.slow[self.running_key.load(Ordering::Relaxed) % ROUTE_SLOTS].store(SLOW_MARK, Ordering::Relaxed);
+                        }
+                        ctl.watcher = false;
+                        // Another thread takes the watch.
+                        if ctl.idle > 0 {
+                            self.work.notify_one();
+                        } else {
+                            self.grow(&mut ctl);
+                        }
+                        return Some(baton);
+                    }
+                }
+            }
+            if s == last && s % 2 == 0 {
+                quiet += 1;
+                if quiet >= WATCH_IDLE_TICKS {
+                    ctl.watcher_parked = true;
+                    quiet = 0;
+                }
+            } else {
+                quiet = 0;
+            }
+            last = s;
+        }
+    }
+
+    /// Lead: run the worker's loop and its inline jobs until the baton is lost or the worker
+    /// stops.
+    fn lead<'a>(self: &'a Arc<Self>, mut baton: std::sync::MutexGuard<'a, Baton>) {
+        loop {
+            match baton.0.run_once(None) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => {
+                    baton.0.flush_log();
+                    self.stop_all();
+                    return;
+                }
+            }
+            loop {
+                while let Some(mut job) = baton.0.next_job() {
+                    let key = job.route.key;
+                    self.running_key.store(key, Ordering::Relaxed);
+                    self.seq.fetch_add(1, Ordering::AcqRel);
+                    {
+                        let mut ctl = self.ctl.lock().unwrap();
+                        if ctl.watcher_parked {
+                            ctl.watcher_parked = false;
+                            self.watch.notify_one();
+                        }
+                    }
+                    drop(baton);
+                    let done = Python::attach(|py| run_job(py, self, &mut job, true));
+                    match self.baton().try_lock() {
+                        Ok(b) => {
+                            self.seq.fetch_add(1, Ordering::AcqRel);
+                            baton = b;
+                            if done.flow.is_some() {
+                                baton.0.take_done(); // its earlier pieces, posted: they go first
+                            }
+                            baton.0.deliver(done);
+                        }
+                        Err(TryLockError::WouldBlock) => {
+                            self.post(done);
+                            return; // the new leader has the loop; follow
+                        }
+                        Err(TryLockError::Poisoned(_)) => return,
+                    }
+                }
+                baton.0.process_wakeups();
+                if !baton.0.has_job() {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn stop_all(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ctl = self.ctl.lock().unwrap();
+        self.work.notify_all();
+        self.watch.notify_all();
+    }
+}
+
+/// Run one job (holding the GIL) and give what is left to deliver. `inline`: this thread may
+/// still be the leader (a streamed response then hands the loop over before it waits).
+fn run_job(py: Python<'_>, shared: &Arc<Shared>, job: &mut Job, inline: bool) -> Done {
+    let app = shared.app.clone();
+    let mut out = Responder { shared, id: job.id, conn: job.conn, minor: job.minor, date: job.date, inline, bytes: Vec::new(), file: None, stream: None, flow: None, close: false, finished: false };
+    app.run(py, job, &mut out);
+    if !out.finished {
+        // The application neither answered nor failed: a 500 when nothing is out yet.
+        if out.stream.is_none() && out.bytes.is_empty() {
+            out.complete(internal_error(py, pyo3::exceptions::PyRuntimeError::new_err("no response"), "the application"));
+        } else {
+            out.end();
+        }
+    }
+    Done { id: job.id, bytes: out.bytes, file: out.file, finished: true, close: out.close, flow: out.flow }
+}
+
+/// Where a job's response goes: whole (`complete`), or head then pieces (`start`, `send`, `end`).
+pub struct Responder<'a> {
+    shared: &'a Arc<Shared>,
+    id: (i32, u64),
+    conn: Option<&'static [u8]>,
+    minor: u8,
+    date: [u8; DATE_LEN],
+    inline: bool,
+    bytes: Vec<u8>,
+    file: Option<(OwnedFd, u64, u64)>,
+    stream: Option<Streamed>,
+    flow: Option<Arc<Flow>>,
+    close: bool,
+    finished: bool,
+}
+
+impl Responder<'_> {
+    /// The whole response.
+    pub fn complete(&mut self, reply: Reply) {
+        let head_only = false;
+        self.file = reply.encode(&self.date, self.conn, head_only, &mut self.bytes);
+        self.finished = true;
+    }
+
+    /// The whole response to a HEAD request (no body, the length of the GET's).
+    pub fn complete_head(&mut self, reply: Reply) {
+        self.file = reply.encode(&self.date, self.conn, true, &mut self.bytes);
+        self.finished = true;
+    }
+
+    /// The status and headers of a body that follows in pieces.
+    pub fn start(&mut self, reply: &Reply) {
+        let s = reply.encode_streamed(&self.date, self.conn, self.minor, &mut self.bytes);
+        self.close |= s.close;
+        self.stream = Some(s);
+    }
+
+    /// True once the body reached the length the application gave (nothing more to send).
+    pub fn is_complete(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.complete())
+    }
+
+    /// One piece of the body. It goes out now (the connection's loop is woken for it) unless it
+    /// completes the body; waits while the client is behind. False: the client is gone, stop.
+    pub fn send(&mut self, py: Python<'_>, data: &[u8]) -> bool {
+        let Some(s) = self.stream.as_mut() else { return false };
+        s.piece(data, &mut self.bytes);
+        self.close |= s.close;
+        if s.complete() {
+            return true; // the end follows: sent with it, in one write
+        }
+        self.flush(py)
+    }
+
+    /// Post what is framed so far; false when the client is gone.
+    fn flush(&mut self, py: Python<'_>) -> bool {
+        let first = self.flow.is_none();
+        let flow: Arc<Flow> = self.flow.get_or_insert_with(Default::default).clone();
+        if !flow.wait_room(py, self.bytes.len()) {
+            return false;
+        }
+        let bytes = std::mem::take(&mut self.bytes);
+        self.shared.post(Done { id: self.id, bytes, file: None, finished: false, close: false, flow: Some(flow) });
+        if first && self.inline {
+            // From here on this job writes through the leader: let another thread lead now.
+            self.shared.yield_loop();
+            self.inline = false;
+        }
+        true
+    }
+
+    /// True when a streamed response's client has left.
+    pub fn gone(&self) -> bool {
+        self.flow.as_ref().is_some_and(|f| f.gone())
+    }
+
+    /// The end of a streamed body.
+    pub fn end(&mut self) {
+        if let Some(s) = self.stream.as_mut() {
+            s.end(&mut self.bytes);
+            self.close |= s.close;
+        }
+        self.finished = true;
+    }
+
+    /// The response cannot be finished (the application failed mid-body): close after what
+    /// went out.
+    pub fn abort(&mut self) {
+        self.close = true;
+        self.finished = true;
+    }
+
+    pub fn started(&self) -> bool {
+        self.stream.is_some()
+    }
+}
+
+/// The `App` the worker sees for a synchronous application: requests become jobs, run inline
+/// by the leader or dispatched to a follower.
+pub struct Threaded {
+    shared: Arc<Shared>,
+    inline: VecDeque<Box<Job>>,
+}
+
+/// Serve a synchronous application with a pool of at most `max_threads` threads: `make` builds
+/// the worker around the `App` it is given; this thread leads first. Returns when the worker
+/// has stopped.
+pub fn serve(app: Arc<dyn SyncApp>, max_threads: usize, make: impl FnOnce(Box<dyn App>) -> std::io::Result<Worker>) -> std::io::Result<()> {
+    let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if efd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let shared = Arc::new(Shared {
+        app,
+        baton: std::sync::OnceLock::new(),
+        seq: AtomicU64::new(0),
+        running_key: AtomicUsize::new(0),
+        slow: (0..ROUTE_SLOTS).map(|_| AtomicU8::new(0)).collect(),
+        ctl: Mutex::new(Ctl { threads: 1, ..Default::default() }),
+        work: Condvar::new(),
+        watch: Condvar::new(),
+        done: Mutex::new(Vec::new()),
+        efd,
+        stop: AtomicBool::new(false),
+        max_threads: max_threads.max(1),
+    });
+    let worker = make(Box::new(Threaded { shared: shared.clone(), inline: VecDeque::new() }))?;
+    if shared.baton.set(Mutex::new(Baton(worker))).is_err() {
+        unreachable!("the baton is made once");
+    }
+    {
+        // The watcher from the start (the first slow handler is then caught).
+        let mut ctl = shared.ctl.lock().unwrap();
+        shared.grow(&mut ctl);
+    }
+    let baton = shared.baton().lock().unwrap();
+    shared.lead(baton);
+    if !shared.stop.load(Ordering::Relaxed) {
+        shared.follow();
+    }
+    Ok(())
+}
+
+impl App for Threaded {
+    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
+        let route = match self.shared.app.route(req) {
+            Ok(r) => r,
+            Err(reply) => {
+                reply.write(clock, conn, head_only, out);
+                return AppCall::Done;
+            }
+        };
+        let base = req.head.as_ptr() as usize;
+        let at = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        let job = Box::new(Job {
+            method: at(req.method),
+            target: at(req.target),
+            head: req.head.to_vec(),
+            minor: req.minor,
+            peer: req.peer,
+            local_port: req.local_port,
+            body,
+            head_only,
+            id: req.conn_id,
+            conn,
+            date: clock.date,
+            route,
+        });
+        let ex: SharedExchange = Rc::new(RefCell::new(Exchange::default()));
+        if self.shared.is_slow(job.route.key) {
+            self.shared.dispatch(job);
+        } else {
+            ex.borrow_mut().defer_write = true;
+            self.inline.push_back(job);
+        }
+        AppCall::Pending(ex)
+    }
+
+    fn next_job(&mut self) -> Option<Box<Job>> {
+        self.inline.pop_front()
+    }
+
+    fn has_job(&self) -> bool {
+        !self.inline.is_empty()
+    }
+
+    fn wake_fd(&self) -> Option<i32> {
+        Some(self.shared.efd)
+    }
+
+    fn take_done(&mut self) -> Vec<Done> {
+        let mut n: u64 = 0;
+        unsafe { libc::read(self.shared.efd, &mut n as *mut u64 as *mut libc::c_void, 8) };
+        std::mem::take(&mut *self.shared.done.lock().unwrap())
+    }
+}
