@@ -2,7 +2,9 @@
 
 import django
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse
+import time
+
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
 
 settings.configure(
@@ -26,7 +28,17 @@ def echo(request, name):
                          "body": request.body.decode(), "host": request.get_host()})
 
 
-urlpatterns = [path("", index), path("echo/<str:name>/", echo)]
+def stream(request):
+    def rows():
+        for i in range(3):
+            if i:
+                time.sleep(0.3)
+            yield f"row {i}\n"
+
+    return StreamingHttpResponse(rows(), content_type="text/plain")
+
+
+urlpatterns = [path("", index), path("echo/<str:name>/", echo), path("stream/", stream)]
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 

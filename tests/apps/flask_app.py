@@ -1,6 +1,8 @@
 """An unmodified Flask application."""
 
-from flask import Flask, jsonify, request
+import time
+
+from flask import Flask, Response, jsonify, request, stream_with_context
 
 app = Flask(__name__)
 
@@ -25,3 +27,23 @@ def form():
 @app.route("/json", methods=["POST"])
 def js():
     return jsonify(got=request.get_json())
+
+
+@app.route("/events")
+def events():
+    who = request.args.get("who", "")
+
+    @stream_with_context
+    def generate():
+        for i in range(3):
+            if i:
+                time.sleep(0.3)
+            yield f"data: {i} {request.args.get('who', who)}\n\n"  # the request context stays available
+
+    return Response(generate(), mimetype="text/event-stream")
+
+
+@app.route("/wait")
+def wait():
+    time.sleep(0.3)  # a database query
+    return "waited"

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import time
 
 import vw
 
@@ -74,3 +75,9 @@ async def slow(req):
 @app.get("/status/{code}")
 def status(req):
     return vw.Response("", status=int(req.params["code"]))
+
+
+@app.get("/sleep")
+def sleeper(req):
+    time.sleep(0.3)  # a sync handler that waits on a database
+    return "slept"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from conftest import get, post_form, run_app
+from conftest import connect, get, post_form, run_app
+from test_threads import in_threads
 
 
 @pytest.fixture(scope="module")
@@ -46,5 +48,45 @@ def test_django():
         r = get(srv.port, "/echo/vw")  # CommonMiddleware adds the slash
         assert r.status == 301 and r.header("Location") == "/echo/vw/"
         assert get(srv.port, "/missing/").status == 404
+    finally:
+        assert srv.stop() == 0
+
+
+def first_piece_after(port: int, path: str, marker: bytes) -> tuple[float, bytes]:
+    """Seconds until `marker` arrives for GET path, and the whole (raw) response."""
+    with connect(port) as s:
+        t0 = time.monotonic()
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        data, first = b"", None
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return first, data
+            data += chunk
+            if first is None and marker in data:
+                first = time.monotonic() - t0
+
+
+def test_flask_streams_and_waits():
+    srv = run_app("flask_app:app")
+    try:
+        first, raw = first_piece_after(srv.port, "/events?who=vw", b"data: 0")
+        assert first < 0.2, f"Flask's first event came after {first:.2f} s (the next one is 0.3 s later)"
+        assert b"Transfer-Encoding: chunked" in raw and raw.endswith(b"0\r\n\r\n")
+        assert raw.count(b"data: ") == 3 and b"data: 2 vw" in raw
+        t0 = time.monotonic()
+        results = in_threads(8, lambda: get(srv.port, "/wait"))
+        assert [r.body for r in results] == [b"waited"] * 8
+        assert time.monotonic() - t0 < 1.2, "eight views that wait 0.3 s ran together"
+    finally:
+        assert srv.stop() == 0
+
+
+def test_django_streaming_response():
+    srv = run_app("django_app:application")
+    try:
+        first, raw = first_piece_after(srv.port, "/stream/", b"row 0")
+        assert first < 0.2, f"Django's first row came after {first:.2f} s"
+        assert raw.endswith(b"0\r\n\r\n") and b"row 2" in raw
     finally:
         assert srv.stop() == 0

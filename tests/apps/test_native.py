@@ -81,3 +81,23 @@ def test_pipelined_app_requests_answered_in_order(native):
         got = [rd.response() for _ in range(60)]
     assert [r.status for r in got] == [200, 200, 200, 404] * 15
     assert all(got[i].body == b"Hello, world!" for i in range(0, 60, 4))
+
+
+def test_sync_handlers_that_wait_do_not_stall_the_worker(native):
+    import threading
+    import time
+
+    results = []
+    ts = [threading.Thread(target=lambda: results.append(get(native.port, "/sleep").body)) for _ in range(6)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    time.sleep(0.05)
+    quick = time.monotonic()
+    assert get(native.port, "/").status == 200
+    quick = time.monotonic() - quick
+    for t in ts:
+        t.join(10)
+    assert results == [b"slept"] * 6
+    assert time.monotonic() - t0 < 1.0, "six handlers that wait 0.3 s ran together"
+    assert quick < 0.1, f"a quick request waited {quick * 1000:.0f} ms behind the sleeping ones"

@@ -1,0 +1,162 @@
+"""Handlers that wait and responses that stream (WSGI on the worker's thread pool)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import Reader, connect, get, peak_rss_kib, read_to_end, run_app
+
+
+@pytest.fixture(scope="module")
+def srv():
+    s = run_app("waiting_app:app", "--interface", "wsgi")
+    yield s
+    assert s.stop() == 0
+
+
+def state(port: int) -> dict[str, int]:
+    return {k: int(v) for k, v in (kv.split("=") for kv in get(port, "/state").body.decode().split())}
+
+
+def in_threads(n: int, fn) -> list:
+    out: list = [None] * n
+
+    def run(i: int) -> None:
+        out[i] = fn()
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    return out
+
+
+def test_waiting_handlers_run_concurrently(srv):
+    # One worker; 16 requests that each wait 0.3 s: together, not one after the other (4.8 s).
+    t0 = time.monotonic()
+    results = in_threads(16, lambda: get(srv.port, "/wait?s=0.3"))
+    elapsed = time.monotonic() - t0
+    assert [(r.status, r.body) for r in results] == [(200, b"done")] * 16
+    assert elapsed < 1.5, f"16 waits of 0.3 s took {elapsed:.2f} s"
+    assert state(srv.port)["most_running"] >= 8
+
+
+def test_quick_requests_keep_their_latency_beside_waiting_ones(srv):
+    waiting = threading.Thread(target=lambda: in_threads(4, lambda: get(srv.port, "/wait?s=1.5")))
+    waiting.start()
+    time.sleep(0.1)
+    latencies = []
+    with connect(srv.port) as s:
+        rd = Reader(s)
+        for _ in range(30):
+            t = time.monotonic()
+            s.sendall(b"GET /quick HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert rd.response().body == b"quick"
+            latencies.append(time.monotonic() - t)
+    assert state(srv.port)["running"] == 4, "the waiting handlers were still waiting"
+    waiting.join(10)
+    assert max(latencies) < 0.1, f"a quick request waited {max(latencies) * 1000:.0f} ms behind slow ones"
+
+
+def test_server_sent_events_arrive_as_they_are_produced(srv):
+    with connect(srv.port) as s:
+        t0 = time.monotonic()
+        s.sendall(b"GET /events?every=0.4&n=3 HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while b"data: 0" not in data:
+            data += s.recv(65536)
+        first = time.monotonic() - t0
+        rest = Reader(s)
+        rest.buf = bytearray(data)
+        # The whole response, decoded, once the last event is there.
+        r = rest.response()
+        total = time.monotonic() - t0
+    assert first < 0.25, f"the first event came after {first:.2f} s (the second is produced at 0.4 s)"
+    assert r.header("Transfer-Encoding") == "chunked" and r.header("Content-Length") is None
+    events = [e for e in r.body.decode().split("\n\n") if e]
+    assert [e.split()[1] for e in events] == ["0", "1", "2"]
+    assert total >= 0.8
+
+
+def test_a_slow_reader_holds_the_generator_back(srv):
+    """200 MiB generated in 64 KiB pieces for a client that does not read for a second: the
+    generator waits (backpressure), and the worker's memory stays bounded."""
+    pid = srv.workers[0][0]
+    before = peak_rss_kib(pid)
+    n, size = 3200, 65536
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.connect(("127.0.0.1", srv.port))
+    s.sendall(f"GET /big?n={n}&size={size}&length=1 HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    time.sleep(1.0)
+    held = state(srv.port)["produced"]
+    assert held * size < 16 << 20, f"{held} pieces were produced for a client that read nothing"
+    got = 0
+    s.settimeout(10)
+    while got < n * size:
+        chunk = s.recv(1 << 20)
+        assert chunk
+        got += len(chunk)
+    s.close()
+    head = 0  # the head is a few hundred bytes; the body is all that counts
+    assert got - head >= n * size
+    grew = peak_rss_kib(pid) - before
+    assert grew < 32 * 1024, f"the worker's peak memory grew by {grew} KiB for a 200 MiB stream"
+
+
+def test_a_client_that_leaves_mid_stream_stops_the_iteration(srv):
+    closed = state(srv.port)["closed"]
+    with connect(srv.port) as s:
+        s.sendall(b"GET /big?n=100000&size=65536 HTTP/1.1\r\nHost: t\r\n\r\n")
+        got = 0
+        while got < 1 << 20:
+            got += len(s.recv(65536))
+    deadline = time.monotonic() + 5
+    while state(srv.port)["closed"] == closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    st = state(srv.port)
+    assert st["closed"] == closed + 1, "close() was called when the client left"
+    time.sleep(0.3)
+    assert state(srv.port)["produced"] == st["produced"] < 1000, "the iteration stopped"
+
+
+def test_streamed_framing(srv):
+    with connect(srv.port) as s:
+        rd = Reader(s)
+        # Content-Length given: honoured, not chunked; the connection stays usable.
+        s.sendall(b"GET /big?n=4&size=1000&length=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = rd.response()
+        assert r.header("Content-Length") == "4000" and r.header("Transfer-Encoding") is None
+        assert r.body == b"x" * 4000
+        # No length: chunked.
+        s.sendall(b"GET /big?n=3&size=10&delay=0.01 HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = rd.response()
+        assert r.header("Transfer-Encoding") == "chunked" and r.body == b"x" * 30
+        # HEAD: the length of the GET's body, no body.
+        s.sendall(b"HEAD /big?n=3&size=10 HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = rd.response(head_request=True)
+        assert r.header("Content-Length") == "30" and r.body == b""
+        s.sendall(b"GET /quick HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert rd.response().body == b"quick"
+    # HTTP/1.0 without a length: the body ends with the connection.
+    with connect(srv.port) as s:
+        s.sendall(b"GET /big?n=3&size=10&delay=0.01 HTTP/1.0\r\n\r\n")
+        raw = read_to_end(s)
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert b"Connection: close" in head and b"Content-Length" not in head and b"chunked" not in head
+    assert body == b"x" * 30
+
+
+def test_pipelined_requests_to_waiting_handlers_answer_in_order(srv):
+    with connect(srv.port) as s:
+        s.sendall(b"GET /wait?s=0.05 HTTP/1.1\r\nHost: t\r\n\r\nGET /quick HTTP/1.1\r\nHost: t\r\n\r\n"
+                  b"GET /events?every=0.01&n=2 HTTP/1.1\r\nHost: t\r\n\r\nGET /quick HTTP/1.1\r\nHost: t\r\n\r\n")
+        rd = Reader(s)
+        bodies = [rd.response().body for _ in range(4)]
+    assert bodies[0] == b"done" and bodies[1] == b"quick" and bodies[3] == b"quick"
+    assert bodies[2].count(b"data: ") == 2
