@@ -504,7 +504,7 @@ mod tests {
         for (open, close) in [(&b"3;a="[..], &b""[..]), (b"3;a=\"", b"\"")] {
             let fill = MAX_EXTENSION as usize - (open.len() - 2) - close.len();
             let mut line = open.to_vec();
-            line.extend(std::iter::repeat(b'x').take(fill));
+            line.extend(std::iter::repeat_n(b'x', fill));
             line.extend_from_slice(close);
             let mut good = line.clone();
             good.extend_from_slice(b"\r\nabc\r\n0\r\n\r\n");
@@ -516,7 +516,7 @@ mod tests {
         }
         // Whitespace before `;` counts too: it cannot go on forever.
         let mut ws = b"3".to_vec();
-        ws.extend(std::iter::repeat(b' ').take(MAX_EXTENSION as usize + 1));
+        ws.extend(std::iter::repeat_n(b' ', MAX_EXTENSION as usize + 1));
         assert_eq!(assert_rejected(&ws), BodyError::BadChunkExtension);
     }
 }
