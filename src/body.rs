@@ -1,8 +1,23 @@
 //! Request body framing: Content-Length counting and a strict chunked decoder (RFC 9112 §7.1).
 //!
 //! The decoder is a byte-driven state machine so that a body split anywhere across reads decodes
-//! the same. It accepts exactly: 1..=16 hex digits, optional `;` extensions of visible characters,
-//! CRLF, the data, CRLF; after the `0` chunk, trailer fields and a final CRLF. Anything else is an
+//! the same. It accepts exactly the RFC 9112 grammar:
+//!
+//! ```text
+//! chunk          = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+//! chunk-size     = 1*HEXDIG                     ; any number of leading zeros, value <= u64::MAX
+//! chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+//! chunk-ext-name = token
+//! chunk-ext-val  = token / quoted-string
+//! quoted-string  = DQUOTE *( qdtext / quoted-pair ) DQUOTE
+//! qdtext         = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+//! quoted-pair    = "\" ( HTAB / SP / VCHAR / obs-text )
+//! trailer-section = *( field-line CRLF ) CRLF   ; no obs-fold, no bare CR or LF
+//! ```
+//!
+//! A CR or LF anywhere but in the CRLF ending a line (inside a quoted-string too: a peer that
+//! reads the string across lines would disagree about where the body ends), an unterminated
+//! quoted-string, whitespace before the size or before the CRLF, a `0x` prefix: each is an
 //! error, and the connection is closed: nothing after a framing error is parsed as a request.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,7 +29,10 @@ pub enum BodyError {
     TooLarge,
 }
 
-const MAX_SIZE_DIGITS: u32 = 16;
+/// Hex digits on one size line. Not a grammar limit (leading zeros are legal at any length and
+/// the value is what is checked for overflow): it only bounds a line of zeros that never ends.
+const MAX_SIZE_DIGITS: u32 = 4096;
+/// Bytes of one chunk line after the size (whitespace and extensions).
 const MAX_EXTENSION: u32 = 4096;
 const MAX_TRAILERS: u32 = 16 * 1024;
 
@@ -22,10 +40,26 @@ const MAX_TRAILERS: u32 = 16 * 1024;
 enum St {
     /// Reading hex digits; `digits` read so far.
     Size { digits: u32 },
-    /// Optional whitespace after the digits, before `;` or CR.
+    /// BWS after the digits: only a `;` may follow, never the CRLF.
     SizeWs,
-    /// Inside a chunk extension (after `;`), counting its length.
-    Ext { len: u32 },
+    /// After `;`: BWS, then the extension name.
+    ExtPreName,
+    /// In the extension name (a token).
+    ExtName,
+    /// BWS after the name: `=` or the next `;` follows.
+    ExtPostName,
+    /// After `=`: BWS, then a token or a quoted-string.
+    ExtPreVal,
+    /// In a token value.
+    ExtToken,
+    /// In a quoted-string value.
+    ExtQuoted,
+    /// After a `\` in a quoted-string.
+    ExtQuotedPair,
+    /// Just after the closing DQUOTE: BWS, `;` or CR.
+    ExtAfterQuoted,
+    /// BWS after a value: only the next `;` may follow.
+    ExtPostVal,
     /// CR seen after the size line; expecting LF.
     SizeLf,
     Data,
@@ -45,6 +79,8 @@ enum St {
 pub struct Chunked {
     st: St,
     size: u64,
+    /// Bytes of the current chunk line after the size, checked against `MAX_EXTENSION`.
+    ext_len: u32,
     trailer_bytes: u32,
     /// Sum of chunk sizes so far, checked against `max_body`.
     total: u64,
@@ -53,7 +89,7 @@ pub struct Chunked {
 
 impl Chunked {
     pub fn new(max_body: u64) -> Self {
-        Chunked { st: St::Size { digits: 0 }, size: 0, trailer_bytes: 0, total: 0, max_body }
+        Chunked { st: St::Size { digits: 0 }, size: 0, ext_len: 0, trailer_bytes: 0, total: 0, max_body }
     }
 
     pub fn is_done(&self) -> bool {
@@ -72,33 +108,48 @@ impl Chunked {
                         if digits == MAX_SIZE_DIGITS {
                             return Err(BodyError::BadChunkSize);
                         }
+                        // By value: leading zeros cost nothing, a 17th significant digit overflows.
+                        if self.size > u64::MAX >> 4 {
+                            return Err(BodyError::BadChunkSize);
+                        }
                         self.size = (self.size << 4) | d as u64;
                         self.st = St::Size { digits: digits + 1 };
                     }
                     None if digits == 0 => return Err(BodyError::BadChunkSize),
-                    None => match b {
-                        b'\r' => self.st = St::SizeLf,
-                        b';' => self.st = St::Ext { len: 0 },
-                        b' ' | b'\t' => self.st = St::SizeWs,
-                        _ => return Err(BodyError::BadChunkSize),
-                    },
+                    None => {
+                        // The limit counts from after `<size>;`, or from the first BWS.
+                        self.ext_len = 0;
+                        match b {
+                            b'\r' => self.st = St::SizeLf,
+                            b';' => self.st = St::ExtPreName,
+                            b' ' | b'\t' => {
+                                self.ext_len = 1;
+                                self.st = St::SizeWs
+                            }
+                            _ => return Err(BodyError::BadChunkSize),
+                        }
+                    }
                 },
-                // BWS is allowed only before a `;` extension, never before the CRLF.
-                St::SizeWs => match b {
-                    b' ' | b'\t' => {}
-                    b';' => self.st = St::Ext { len: 0 },
-                    _ => return Err(BodyError::BadChunkSize),
-                },
-                St::Ext { len } => match b {
-                    b'\r' => self.st = St::SizeLf,
-                    b'\t' | 0x20..=0x7e | 0x80..=0xff => {
-                        if len >= MAX_EXTENSION {
+                St::SizeWs
+                | St::ExtPreName
+                | St::ExtName
+                | St::ExtPostName
+                | St::ExtPreVal
+                | St::ExtToken
+                | St::ExtQuoted
+                | St::ExtQuotedPair
+                | St::ExtAfterQuoted
+                | St::ExtPostVal => {
+                    if b == b'\r' && matches!(self.st, St::ExtName | St::ExtToken | St::ExtAfterQuoted) {
+                        self.st = St::SizeLf;
+                    } else {
+                        if self.ext_len >= MAX_EXTENSION {
                             return Err(BodyError::BadChunkExtension);
                         }
-                        self.st = St::Ext { len: len + 1 };
+                        self.ext_len += 1;
+                        self.st = ext_step(self.st, b)?;
                     }
-                    _ => return Err(BodyError::BadChunkExtension),
-                },
+                }
                 St::SizeLf => {
                     if b != b'\n' {
                         return Err(BodyError::BadChunkSize);
@@ -185,6 +236,38 @@ impl Chunked {
     }
 }
 
+/// One byte of `chunk-ext` other than the CR that ends the line (which the caller takes in the
+/// states where the grammar allows it: after a name, a token value or a closing DQUOTE).
+#[inline]
+fn ext_step(st: St, b: u8) -> Result<St, BodyError> {
+    let ws = b == b' ' || b == b'\t';
+    Ok(match st {
+        St::SizeWs if ws => St::SizeWs,
+        St::SizeWs if b == b';' => St::ExtPreName,
+        St::SizeWs => return Err(BodyError::BadChunkSize),
+        St::ExtPreName if ws => St::ExtPreName,
+        St::ExtPreName | St::ExtName if is_tchar(b) => St::ExtName,
+        St::ExtName | St::ExtPostName if ws => St::ExtPostName,
+        St::ExtName | St::ExtPostName if b == b'=' => St::ExtPreVal,
+        St::ExtPreVal if ws => St::ExtPreVal,
+        St::ExtPreVal | St::ExtToken if is_tchar(b) => St::ExtToken,
+        St::ExtPreVal if b == b'"' => St::ExtQuoted,
+        St::ExtQuoted => match b {
+            b'"' => St::ExtAfterQuoted,
+            b'\\' => St::ExtQuotedPair,
+            b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => St::ExtQuoted,
+            _ => return Err(BodyError::BadChunkExtension),
+        },
+        St::ExtQuotedPair => match b {
+            b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => St::ExtQuoted,
+            _ => return Err(BodyError::BadChunkExtension),
+        },
+        St::ExtToken | St::ExtAfterQuoted | St::ExtPostVal if ws => St::ExtPostVal,
+        St::ExtName | St::ExtPostName | St::ExtToken | St::ExtAfterQuoted | St::ExtPostVal if b == b';' => St::ExtPreName,
+        _ => return Err(BodyError::BadChunkExtension),
+    })
+}
+
 #[inline]
 fn hex(b: u8) -> Option<u8> {
     match b {
@@ -223,6 +306,23 @@ mod tests {
         (b"a;name=value\r\n0123456789\r\n0;x\r\n\r\n", b"0123456789"),
         (b"3 ;ext=\"q\"\r\nabc\r\n0\r\nTrailer-A: 1\r\nB:\r\n\r\n", b"abc"),
         (b"0000000000000003\r\nabc\r\n0\r\n\r\n", b"abc"),
+        // Leading zeros are legal at any length: the value is checked, not the digits.
+        (b"00000000000000001\r\nx\r\n0\r\n\r\n", b"x"),
+        (b"000000000000000000000005\r\nhello\r\n000000000000000000000000\r\n\r\n", b"hello"),
+        (b"00000000000000000000000000000000000000000000000000000000000000000003\r\nabc\r\n0\r\n\r\n", b"abc"),
+        // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+        (b"3 ; a = b\r\nabc\r\n0\r\n\r\n", b"abc"),
+        (b"3\t;\ta\t=\tb\r\nabc\r\n0\r\n\r\n", b"abc"),
+        (b"3;a;b=c;d=\"e\";f\r\nabc\r\n0;last=\"1\"\r\n\r\n", b"abc"),
+        (b"3;a=b ;c=d\r\nabc\r\n0\r\n\r\n", b"abc"),
+        (b"3;a=\"\" ; b\r\nabc\r\n0\r\n\r\n", b"abc"),
+        (b"3;!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~\r\nabc\r\n0\r\n\r\n", b"abc"),
+        // quoted-string: qdtext (HTAB, SP, ! # .. [ ] .. ~, obs-text) and quoted-pairs
+        (b"3;a=\"x y\tz,;=[]{}\x80\xff\"\r\nabc\r\n0\r\n\r\n", b"abc"),
+        (b"3;a=\"\\\"\\\\\\ \\\t\\a\\\x80\"\r\nabc\r\n0\r\n\r\n", b"abc"),
+        (b"3;a=\";\";b=\"\\\";\"\r\nabc\r\n0\r\n\r\n", b"abc"),
+        // trailers
+        (b"0\r\nA: 1\r\nB: \t x\x80 \r\n\r\n", b""),
     ];
 
     #[test]
@@ -252,18 +352,41 @@ mod tests {
         assert_eq!(&input[n..], b"GET / HTTP/1.1\r\n");
     }
 
+    /// `feed` itself must fail (not merely wait for more), whole and byte by byte.
+    fn assert_rejected(input: &[u8]) -> BodyError {
+        let mut c = Chunked::new(u64::MAX);
+        let whole = c.feed(input, &mut |_| {});
+        let Err(e) = whole else { panic!("accepted {:?}: {:?}", String::from_utf8_lossy(input), whole) };
+        let mut c = Chunked::new(u64::MAX);
+        let mut got = None;
+        for b in input.chunks(1) {
+            if let Err(e) = c.feed(b, &mut |_| {}) {
+                got = Some(e);
+                break;
+            }
+        }
+        assert_eq!(got, Some(e), "byte by byte {:?}", String::from_utf8_lossy(input));
+        e
+    }
+
     #[test]
     fn rejects_bad_chunks() {
         let bad: &[&[u8]] = &[
             b"x\r\n",                         // not hex
             b"0x5\r\nhello\r\n0\r\n\r\n",     // 0x prefix
+            b"0X5\r\nhello\r\n0\r\n\r\n",
+            b"x5\r\nhello\r\n0\r\n\r\n",
             b"+5\r\nhello\r\n0\r\n\r\n",      // sign
             b"-5\r\nhello\r\n0\r\n\r\n",
             b" 5\r\nhello\r\n0\r\n\r\n",      // leading whitespace
+            b"\t5\r\nhello\r\n0\r\n\r\n",
             b"\r\n",                          // empty size
-            b"00000000000000001\r\nx\r\n",     // 17 digits
+            b";a\r\n",                        // extension without a size
             b"5\nhello\r\n0\r\n\r\n",         // bare LF after size
             b"5\r\rhello\r\n0\r\n\r\n",
+            b"5\n\nhello\n0\n\n",             // LF-only lines throughout
+            b"5\x00\r\nhello\r\n0\r\n\r\n",
+            b"5_0\r\nhello\r\n0\r\n\r\n",
             b"5;a\nb\r\nhello\r\n0\r\n\r\n",  // bare LF in extension
             b"5;a\rb\r\nhello\r\n0\r\n\r\n",  // bare CR in extension
             b"5;a\x00b\r\nhello\r\n0\r\n\r\n",
@@ -271,18 +394,83 @@ mod tests {
             b"5\r\nhello\n0\r\n\r\n",         // bare LF after data
             b"5\r\nhello\r0\r\n\r\n",
             b"5\r\nhello0\r\n\r\n",           // nothing after data
+            b"5\r\nhello\r\n\r\n0\r\n\r\n",   // an extra CRLF after data
             b"0\r\nX : y\r\n\r\n",            // bad trailer name
             b"0\r\n y\r\n\r\n",               // obs-fold in trailers
+            b"0\r\n\ty\r\n\r\n",
+            b"0\r\nX: a\r\n b\r\n\r\n",
             b"0\r\nNoColon\r\n\r\n",
+            b"0\r\n: v\r\n\r\n",              // empty trailer name
             b"0\r\nX: a\rb\r\n\r\n",
             b"0\r\nX: a\nb\r\n\r\n",
+            b"0\r\nX: a\n\r\n",               // bare LF ending a trailer
+            b"0\r\nX: a\r\n\n",               // bare LF as the final line
+            b"0\r\n\n",
+            b"0\n\r\n",
+            b"0\r\nX: a\x00\r\n\r\n",         // NUL, other CTLs and DEL in a trailer value
+            b"0\r\nX: a\x01\r\n\r\n",
+            b"0\r\nX: a\x7f\r\n\r\n",
+            b"0\r\nX\x00: a\r\n\r\n",
             b"0\r\n\rx",
             b"5 x\r\nhello\r\n0\r\n\r\n",     // junk after size
             b"5 \r\nhello\r\n0\r\n\r\n",      // whitespace before CRLF
+            b"5\t\r\nhello\r\n0\r\n\r\n",
+            // chunk-ext grammar
+            b"5;\r\nhello\r\n0\r\n\r\n",      // empty name
+            b"5; \r\nhello\r\n0\r\n\r\n",
+            b"5;;a\r\nhello\r\n0\r\n\r\n",
+            b"5;a;\r\nhello\r\n0\r\n\r\n",
+            b"5;=b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",    // empty value
+            b"5;a= \r\nhello\r\n0\r\n\r\n",
+            b"5;a==b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b=c\r\nhello\r\n0\r\n\r\n",
+            b"5;a b\r\nhello\r\n0\r\n\r\n",   // two names without `;`
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5;a \r\nhello\r\n0\r\n\r\n",    // BWS before the CRLF
+            b"5;a=b \r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\" \r\nhello\r\n0\r\n\r\n",
+            b"5;a,b\r\nhello\r\n0\r\n\r\n",   // not token characters
+            b"5;a=b,c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=@\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b/c\r\nhello\r\n0\r\n\r\n",
+            b"5;a(b)\r\nhello\r\n0\r\n\r\n",
+            b"5;\x80\r\nhello\r\n0\r\n\r\n",  // obs-text only inside a quoted-string
+            b"5;a=\x80\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\x7f\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b\nhello\r\n0\r\n\r\n",     // bare LF ending the line
+            b"5;a\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\"\nhello\r\n0\r\n\r\n",
+            // quoted-string: CR or LF inside, unterminated, bad bytes, junk after it
+            b"5;a=\"x\r\ny\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\ny\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\ry\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\r\nhello\r\n0\r\n\r\n",          // unterminated
+            b"5;a=\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\\\"\r\nhello\r\n0\r\n\r\n",      // escaped DQUOTE, so still unterminated
+            b"5;a=\"x\\\r\nhello\r\n0\r\n\r\n",        // quoted-pair of CR
+            b"5;a=\"x\\\ny\"\r\nhello\r\n0\r\n\r\n",   // quoted-pair of LF
+            b"5;a=\"x\\\x00\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\\\x7f\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\x00\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\x01\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\x7f\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\"y\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\"\"y\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=x\"y\"\r\nhello\r\n0\r\n\r\n",
+            b"5;\"a\"=b\r\nhello\r\n0\r\n\r\n",        // a name is never quoted
+            // Funky Chunks 2: a quoted CRLF that would hide a chunk from a peer reading across it
+            b"2;a=\"\r\nxx\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n\"\r\nyy\r\n0\r\n\r\n",
+            b"0;a=\"\r\n\r\n\"\r\n\r\n",
         ];
         for b in bad {
-            assert!(decode_all(b).is_err(), "{:?}", String::from_utf8_lossy(b));
+            assert_rejected(b);
         }
+        // Each error where it belongs.
+        assert_eq!(assert_rejected(b"5;a=\"x\r\n"), BodyError::BadChunkExtension);
+        assert_eq!(assert_rejected(b"5 \r\n"), BodyError::BadChunkSize);
+        assert_eq!(assert_rejected(b"5\r\nhelloX"), BodyError::BadChunkEnd);
+        assert_eq!(assert_rejected(b"0\r\nX: a\n"), BodyError::BadTrailer);
     }
 
     #[test]
@@ -292,5 +480,43 @@ mod tests {
         // 16 hex digits of f: no overflow panic, just too large.
         let mut c = Chunked::new(u64::MAX - 1);
         assert_eq!(c.feed(b"ffffffffffffffff\r\n", &mut |_| {}), Err(BodyError::TooLarge));
+        // Leading zeros do not count towards overflow; a 17th significant digit does.
+        let mut c = Chunked::new(u64::MAX - 1);
+        assert_eq!(c.feed(b"00000000ffffffffffffffff\r\n", &mut |_| {}), Err(BodyError::TooLarge));
+        assert_eq!(assert_rejected(b"10000000000000000\r\n"), BodyError::BadChunkSize);
+        assert_eq!(assert_rejected(b"0000000010000000000000000\r\n"), BodyError::BadChunkSize);
+        assert_eq!(assert_rejected(b"fffffffffffffffff\r\n"), BodyError::BadChunkSize);
+        // The sum of the chunks is held to the limit too.
+        let mut c = Chunked::new(8);
+        assert_eq!(c.feed(b"5\r\nhello\r\n0004\r\n", &mut |_| {}), Err(BodyError::TooLarge));
+    }
+
+    #[test]
+    fn line_limits() {
+        // Leading zeros: any length a client sends in practice; a line of them that never ends
+        // is cut off by a resource limit, not by the grammar.
+        let mut ok = vec![b'0'; MAX_SIZE_DIGITS as usize - 1];
+        ok.extend_from_slice(b"3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(decode_all(&ok).unwrap().0, b"abc");
+        let zeros = vec![b'0'; MAX_SIZE_DIGITS as usize + 1];
+        assert_eq!(assert_rejected(&zeros), BodyError::BadChunkSize);
+        // Extensions: the existing 4 KiB limit on the rest of the line after `3;`, quoted or not.
+        for (open, close) in [(&b"3;a="[..], &b""[..]), (b"3;a=\"", b"\"")] {
+            let fill = MAX_EXTENSION as usize - (open.len() - 2) - close.len();
+            let mut line = open.to_vec();
+            line.extend(std::iter::repeat_n(b'x', fill));
+            line.extend_from_slice(close);
+            let mut good = line.clone();
+            good.extend_from_slice(b"\r\nabc\r\n0\r\n\r\n");
+            assert_eq!(decode_all(&good).unwrap().0, b"abc");
+            let mut long = line;
+            long.insert(open.len(), b'x');
+            long.extend_from_slice(b"\r\nabc\r\n0\r\n\r\n");
+            assert_eq!(assert_rejected(&long), BodyError::BadChunkExtension);
+        }
+        // Whitespace before `;` counts too: it cannot go on forever.
+        let mut ws = b"3".to_vec();
+        ws.extend(std::iter::repeat_n(b' ', MAX_EXTENSION as usize + 1));
+        assert_eq!(assert_rejected(&ws), BodyError::BadChunkExtension);
     }
 }

@@ -691,6 +691,117 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
         assert!(close);
     }
 
+    /// The strictness classes (RFC 9112 §3.2 Host, §2.2 line endings, an absolute-form
+    /// authority): each is a 400 with `Connection: close`, and the request after it is not read.
+    #[test]
+    fn strict_head_rejections_answer_400_and_stop() {
+        let mut c = ctx();
+        let heads: &[&[u8]] = &[
+            b"GET /1b HTTP/1.1\r\nHost: a:80:80\r\n\r\n",
+            b"GET /1b HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            b"GET /1b HTTP/1.1\r\nHost: ::1\r\n\r\n",
+            b"GET /1b HTTP/1.1\r\nHost: a, b\r\n\r\n",
+            b"GET /1b HTTP/1.1\r\nHost: a@b\r\n\r\n",
+            b"GET /1b HTTP/1.1\r\nHost: a:8x\r\n\r\n",
+            b"GET /1b HTTP/1.0\r\nHost: a/b\r\n\r\n",
+            b"GET http://u@a/1b HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http://a:80:80/1b HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\nGET /1b HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /1b HTTP/1.1\nHost: a\n\n",
+        ];
+        for head in heads {
+            let mut stream = head.to_vec();
+            stream.extend_from_slice(b"GET /1b HTTP/1.1\r\nHost: a\r\n\r\n");
+            let (out, close) = run(&mut c, &[&stream]);
+            assert_eq!(statuses(&out), vec![400], "{}", String::from_utf8_lossy(head));
+            assert!(String::from_utf8(out).unwrap().contains("Connection: close\r\n"));
+            assert!(close);
+        }
+        // The valid neighbours are served.
+        for head in [
+            &b"GET /1b HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"[..],
+            b"GET /1b HTTP/1.1\r\nHost: example.com:\r\n\r\n",
+            b"GET /1b HTTP/1.1\r\nHost:\r\n\r\n",
+            b"GET http://[::1]/1b HTTP/1.1\r\nHost: other\r\n\r\n",
+        ] {
+            let (out, close) = run(&mut c, &[head]);
+            assert_eq!(statuses(&out), vec![200], "{}", String::from_utf8_lossy(head));
+            assert!(!close);
+        }
+    }
+
+    /// An application that answers 200 with the length of the body it was given.
+    struct BodyLen;
+    impl App for BodyLen {
+        fn call(&mut self, _: &AppRequest, body: crate::app::ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
+            let n = match body {
+                crate::app::ReqBody::Empty => 0,
+                crate::app::ReqBody::Mem(v) => v.len() as u64,
+                crate::app::ReqBody::File(_, n) => n,
+            };
+            simple(out.owned_tail(), clock, 200, format!("X-Body: {n}\r\n").as_bytes(), conn, head_only);
+            AppCall::Done
+        }
+    }
+
+    /// Chunked framing errors: for a request the application reads, a 400 with
+    /// `Connection: close` instead of its answer; for a static one, whose answer is already
+    /// queued, the connection closes after it. Either way nothing after the error is read.
+    #[test]
+    fn chunked_framing_errors_answer_400_and_stop() {
+        let mut c = ctx();
+        c.mounts.clear();
+        c.app = Some(Box::new(BodyLen));
+        let head: &[u8] = b"POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let bodies: &[&[u8]] = &[
+            b"5;a=\"x\r\ny\"\r\nhello\r\n0\r\n\r\n", // CRLF inside a quoted-string
+            b"5;a=\"x\nhello\r\n0\r\n\r\n",          // LF inside a quoted-string
+            b"5;a=\"x\r\nhello\r\n0\r\n\r\n",        // unterminated
+            b"5;a=\"x\\\r\nhello\r\n0\r\n\r\n",      // quoted-pair of CR
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5;a \r\nhello\r\n0\r\n\r\n",
+            b"5;=b\r\nhello\r\n0\r\n\r\n",
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b"5\nhello\n0\n\n",
+            b"5\r\nhelloX\r\n0\r\n\r\n",
+            b"10000000000000000\r\n",
+            b"5\r\nhello\r\n0\r\nX: a\n\r\n",
+            b"5\r\nhello\r\n0\r\nX: a\x00\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nX: a\r\n b\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+        ];
+        for body in bodies {
+            let mut stream = head.to_vec();
+            stream.extend_from_slice(body);
+            stream.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+            let (out, close) = run(&mut c, &[&stream]);
+            assert_eq!(statuses(&out), vec![400], "{}", String::from_utf8_lossy(body));
+            assert!(String::from_utf8(out).unwrap().contains("Connection: close\r\n"));
+            assert!(close);
+        }
+        // Leading zeros at any length, and extensions by the grammar, are read.
+        let good: &[&[u8]] = &[
+            b"000000000000000000000005\r\nhello\r\n0000000000000000000\r\n\r\n",
+            b"5 ; a = \"x;\\\"y\" ; b=c\r\nhello\r\n0;z\r\n\r\n",
+        ];
+        for body in good {
+            let mut stream = head.to_vec();
+            stream.extend_from_slice(body);
+            stream.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+            let (out, close) = run(&mut c, &[&stream]);
+            assert_eq!(statuses(&out), vec![200, 200], "{}", String::from_utf8_lossy(body));
+            assert!(String::from_utf8(out).unwrap().contains("X-Body: 5\r\n"));
+            assert!(!close);
+        }
+        // Static: the 405 is queued before the body is read; the bad chunk then ends it.
+        let mut c = ctx();
+        let (out, close) = run(&mut c, &[b"POST /1b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\"\r\n\"\r\nhello\r\n0\r\n\r\nGET /1b HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert_eq!(statuses(&out), vec![405]);
+        assert!(close);
+    }
+
     #[test]
     fn body_over_the_limit_is_413_and_close() {
         let mut c = ctx();

@@ -152,6 +152,13 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
             return Err(Reject::BadRequest("bare LF"));
         }
     }
+    // httparse also skips empty lines before the request line that are a bare LF.
+    if let Some(m) = req.method {
+        let at = m.as_ptr() as usize - rest.as_ptr() as usize;
+        if !rest[..at].chunks(2).all(|p| p == b"\r\n") {
+            return Err(Reject::BadRequest("bare LF"));
+        }
+    }
     let line_end = match req.headers.first() {
         Some(h) => h.name.as_ptr() as usize - rest.as_ptr() as usize,
         None => n - 2,
@@ -251,6 +258,14 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
     if minor == 1 && hosts == 0 {
         return Err(Reject::BadRequest("missing Host"));
     }
+    // An absolute-form target's authority is what the request is for (the server ignores Host,
+    // RFC 9112 §3.2.2, so the two are not compared): it must be a host as valid as Host, and not
+    // empty (RFC 9110 §4.2.1), and it has no userinfo (§4.2.4).
+    if let Some(authority) = absolute_authority(path.as_bytes()) {
+        if authority.is_empty() || !valid_host(authority) {
+            return Err(Reject::BadRequest("invalid authority in the target"));
+        }
+    }
     let body = if te_seen {
         if content_length.is_some() {
             return Err(Reject::BadRequest("Content-Length with Transfer-Encoding"));
@@ -308,27 +323,115 @@ pub fn parse_content_length(v: &[u8]) -> Result<u64, Reject> {
     Ok(n)
 }
 
-/// Host = uri-host [ ":" port ]; we only refuse bytes that can never appear in one.
+/// `Host = uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2-3.2.3), where
+/// `uri-host = IP-literal / IPv4address / reg-name` and `port = *DIGIT`.
+///
+/// An empty value is valid: RFC 9112 §3.2 has a client send one when the target URI has no
+/// authority, and the server cannot tell from an origin-form target. Stricter than RFC 3986, for
+/// the same reason as everywhere here (two parsers must not read one message two ways):
+/// no `,` in a reg-name (a Host that reads as a list), no empty host before a port (an `http`
+/// URI with an empty host is invalid, RFC 9110 §4.2.1), and a port of at most 65535 by value.
 fn valid_host(v: &[u8]) -> bool {
-    v.iter().all(|&b| HOST_CHARS[b as usize])
+    if v.is_empty() {
+        return true;
+    }
+    let port = if v[0] == b'[' {
+        // IP-literal = "[" ( IPv6address / IPvFuture ) "]"
+        let Some(close) = v.iter().position(|&b| b == b']') else { return false };
+        if !valid_ip_literal(&v[1..close]) {
+            return false;
+        }
+        match &v[close + 1..] {
+            [] => return true,
+            [b':', port @ ..] => port,
+            _ => return false,
+        }
+    } else {
+        // IPv4address is a reg-name too; neither has a ':', so the first one starts the port.
+        let (host, port) = match v.iter().position(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i + 1..]),
+            None => (v, &b""[..]),
+        };
+        if host.is_empty() || !valid_reg_name(host) {
+            return false;
+        }
+        port
+    };
+    let mut n: u32 = 0;
+    for &b in port {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        n = n * 10 + (b - b'0') as u32;
+        if n > 65535 {
+            return false;
+        }
+    }
+    true
 }
 
-const HOST_CHARS: [bool; 256] = {
-    let mut t = [false; 256];
-    let extra = b"-._~%!$&'()*+,;=:[]";
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )`, less `,`.
+fn valid_reg_name(v: &[u8]) -> bool {
     let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric();
+    while i < v.len() {
+        match v[i] {
+            b'%' => {
+                if !(i + 2 < v.len() && v[i + 1].is_ascii_hexdigit() && v[i + 2].is_ascii_hexdigit()) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b if is_unreserved(b) || (is_sub_delim(b) && b != b',') => {}
+            _ => return false,
+        }
         i += 1;
     }
-    let mut j = 0;
-    while j < extra.len() {
-        t[extra[j] as usize] = true;
-        j += 1;
+    true
+}
+
+/// What is inside the brackets: `IPv6address` (RFC 3986 §3.2.2; no zone identifier) or
+/// `IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`.
+fn valid_ip_literal(v: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = v {
+        let Some(dot) = rest.iter().position(|&b| b == b'.') else { return false };
+        let (ver, tail) = (&rest[..dot], &rest[dot + 1..]);
+        return !ver.is_empty()
+            && ver.iter().all(u8::is_ascii_hexdigit)
+            && !tail.is_empty()
+            && tail.iter().all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':');
     }
-    t
-};
+    // std's parser takes exactly the RFC 4291 text forms (h16 groups, one "::", a trailing
+    // IPv4 part without leading zeros), which is RFC 3986's IPv6address.
+    v.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        && std::str::from_utf8(v).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+#[inline]
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+#[inline]
+fn is_sub_delim(b: u8) -> bool {
+    matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+}
+
+/// The authority of an absolute-form `http` or `https` target (RFC 9112 §3.2.2), or `None` for
+/// any other form. Everything between `//` and the path, query or fragment.
+fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
+    let ci = |p: &[u8]| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
+    let skip = if ci(b"http://") {
+        7
+    } else if ci(b"https://") {
+        8
+    } else {
+        return None;
+    };
+    let rest = &target[skip..];
+    let end = rest.iter().position(|&b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
 
 /// Split a comma-separated field value into trimmed elements.
 fn split_list(v: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -386,6 +489,10 @@ mod tests {
         b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
         b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nX-Tab:\tv\t\r\nX-Empty:\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+        b"GET http://[::1]:80/a HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+        b"\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
     ];
 
     #[test]
@@ -522,6 +629,190 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(rejects(&many), Reject::HeadTooLarge);
+    }
+
+    fn host(v: &[u8]) -> ParseResult {
+        let mut req = b"GET / HTTP/1.1\r\nHost: ".to_vec();
+        req.extend_from_slice(v);
+        req.extend_from_slice(b"\r\n\r\n");
+        parse(&req)
+    }
+
+    #[test]
+    fn host_grammar() {
+        let good: &[&[u8]] = &[
+            b"example.com",
+            b"example.com:",
+            b"example.com:8080",
+            b"example.com:0",
+            b"example.com:65535",
+            b"example.com:00080", // the port is checked by value
+            b"example.com.",
+            b"EXAMPLE.com",
+            b"localhost",
+            b"127.0.0.1",
+            b"127.0.0.1:80",
+            b"1.2.3.4.5",       // not an IPv4address, but a reg-name
+            b"256.1.1.1",
+            b"xn--bcher-kva.example",
+            b"a_b-c~d",
+            b"a%41b",           // pct-encoded
+            b"a!$&'()*+;=b",    // sub-delims, except ','
+            b"[::1]",
+            b"[::1]:80",
+            b"[::1]:",
+            b"[::]",
+            b"[2001:db8::8:800:200c:417a]",
+            b"[2001:DB8:0:0:8:800:200C:417A]:443",
+            b"[::ffff:192.0.2.1]",
+            b"[1:2:3:4:5:6:7::]",
+            b"[v1.fe]",
+            b"[v7.a:b!$]:80",
+            b"[VF.x]",
+            b"",                // empty: a target without authority (RFC 9112 §3.2)
+            b" a ",             // OWS around the value is not part of it
+        ];
+        for v in good {
+            assert!(matches!(host(v), Ok(Some(_))), "{:?}: {:?}", String::from_utf8_lossy(v), host(v));
+        }
+        let bad: &[&[u8]] = &[
+            b"a:80:80",
+            b"a:80:",
+            b"a::80",
+            b"[::1",
+            b"[::1:80",
+            b"::1",
+            b"::1]",
+            b"[::1]]",
+            b"[::1]x",
+            b"[::1]80",
+            b"[::1]:8x",
+            b"[::1]:80:80",
+            b"[[::1]]",
+            b"[]",
+            b"[:::1]",
+            b"[1:2:3:4:5:6:7:8:9]",
+            b"[1::2:3:4:5:6:7:8]", // "::" standing for no group
+            b"[::ffff:01.2.3.4]",
+            b"[12345::1]",
+            b"[::g]",
+            b"[1.2.3.4]",
+            b"[::1.2.3]",
+            b"[::1.2.3.04]",
+            b"[fe80::1%25eth0]", // zone identifiers are not in RFC 3986
+            b"[fe80::1%eth0]",
+            b"[v.x]",
+            b"[v1x]",
+            b"[v1.]",
+            b"[vg.x]",
+            b"[v1.x/y]",
+            b"a]",
+            b"a[b",
+            b"a b",
+            b"a\tb",
+            b"a/b",
+            b"a@b",
+            b"user@a",
+            b"a?b",
+            b"a#b",
+            b"a\\b",
+            b"a\"b",
+            b"a<b",
+            b"a{b",
+            b"a^b",
+            b"a|b",
+            b"a`b",
+            b"a:8x",
+            b"a:-1",
+            b"a:+80",
+            b"a: 80",
+            b"a :80",
+            b"a:65536",
+            b"a:99999999999999999999",
+            b"a:0x50",
+            b":80",            // an empty host before a port
+            b":",
+            b"a,b",            // a list
+            b"a, b",
+            b"a,",
+            b",",
+            b"a%",             // broken pct-encoding
+            b"a%4",
+            b"a%4g",
+            b"a%%41",
+            b"\x80",           // obs-text
+            b"b\xc3\xbccher.example",
+        ];
+        for v in bad {
+            assert_eq!(host(v), Err(Reject::BadRequest("invalid Host")), "{:?}", String::from_utf8_lossy(v));
+        }
+        // HTTP/1.0 does not need Host, but one that is sent is held to the same grammar.
+        assert!(matches!(parse(b"GET / HTTP/1.0\r\nHost: a:80:80\r\n\r\n"), Err(Reject::BadRequest(_))));
+        assert!(matches!(parse(b"GET / HTTP/1.0\r\nHost: a:80\r\n\r\n"), Ok(Some(_))));
+        // The field is one value: a second line is a repeat, not a list element.
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\nHost:\r\n\r\n"), Err(Reject::BadRequest("repeated Host")));
+    }
+
+    #[test]
+    fn absolute_form_authority() {
+        // The server goes by the target's authority and ignores Host (RFC 9112 §3.2.2): they are
+        // not compared, but both must be valid.
+        for t in [&b"http://example.com/a"[..], b"HTTP://example.com:8080/a?b", b"https://[::1]:443/", b"http://a", b"http://a?q", b"http://a:/"] {
+            let mut req = b"GET ".to_vec();
+            req.extend_from_slice(t);
+            req.extend_from_slice(b" HTTP/1.1\r\nHost: other\r\n\r\n");
+            assert!(matches!(parse(&req), Ok(Some(_))), "{:?}", String::from_utf8_lossy(t));
+        }
+        for t in [
+            &b"http:///a"[..],
+            b"http://",
+            b"http://:80/",
+            b"http://a:80:80/",
+            b"http://[::1/",
+            b"http://user@a/",
+            b"http://user:pw@a/",
+            b"http://a%/",
+            b"http://a,b/",
+            b"https://a:99999/",
+        ] {
+            let mut req = b"GET ".to_vec();
+            req.extend_from_slice(t);
+            req.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(parse(&req), Err(Reject::BadRequest("invalid authority in the target")), "{:?}", String::from_utf8_lossy(t));
+        }
+        // A valid authority does not excuse an invalid Host.
+        assert_eq!(parse(b"GET http://a/ HTTP/1.1\r\nHost: [::1\r\n\r\n"), Err(Reject::BadRequest("invalid Host")));
+    }
+
+    #[test]
+    fn line_ending_neighbours() {
+        // Bare LF, or a bare CR, anywhere a CRLF belongs; in leading empty lines too (httparse
+        // skips bare-LF empty lines before the request line).
+        let bad: &[&[u8]] = &[
+            b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\r\n\r\n\r\n\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\r\n\r\n\r\n\r\n\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\rGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\r\rGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.0\n\n",
+            b"GET / HTTP/1.0\n\r\n",
+            b"GET / HTTP/1.0\r\n\n",
+            b"GET / HTTP/1.1\r\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: b\n\r\n",
+            b"GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /\tHTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\n Host: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\tHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n \r\n\r\n",
+        ];
+        for b in bad {
+            let r = rejects(b);
+            assert_eq!(r.status(), 400, "{:?} -> {:?}", String::from_utf8_lossy(b), r);
+        }
     }
 
     #[test]
