@@ -733,11 +733,11 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
     /// An application that answers 200 with the length of the body it was given.
     struct BodyLen;
     impl App for BodyLen {
-        fn call(&mut self, _: &AppRequest, body: crate::app::ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
+        fn call(&mut self, _: &AppRequest, body: crate::apps::ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
             let n = match body {
-                crate::app::ReqBody::Empty => 0,
-                crate::app::ReqBody::Mem(v) => v.len() as u64,
-                crate::app::ReqBody::File(_, n) => n,
+                crate::apps::ReqBody::Empty => 0,
+                crate::apps::ReqBody::Mem(v) => v.len() as u64,
+                crate::apps::ReqBody::File(_, n) => n,
             };
             simple(out.owned_tail(), clock, 200, format!("X-Body: {n}\r\n").as_bytes(), conn, head_only);
             AppCall::Done
