@@ -192,3 +192,41 @@ def test_large_files_are_mapped_and_let_go_once_deleted(server, docroot):
     new = os.urandom(3 << 20)
     path.write_bytes(new)
     assert get(server.port, "/m.bin").body == new
+
+
+def test_cache_max_bytes_empties_the_cache_when_a_file_would_pass_it(tmp_path):
+    """Within a second of its last check a cached file is served from memory, unchanged on disk or
+    not. So a file rewritten in that second shows whether it was still cached: after two files
+    that fit under --cache-max-bytes it still is; after one that would pass it, the cache was
+    emptied and the file is read anew."""
+    from conftest import Server
+
+    root = tmp_path / "www"
+    root.mkdir()
+    srv = Server([str(root), "--cache-max-bytes", "100000"])
+    try:
+        def still_cached(first: str, second: str, size: int) -> bool | None:
+            """GET first; rewrite it (same size); GET it (cached: the old bytes, else None: the
+            second turned, try again); GET second; whether first is still the old bytes."""
+            (root / first).write_bytes(b"a" * size)
+            (root / second).write_bytes(b"b" * size)
+            t0 = time.monotonic()
+            assert get(srv.port, f"/{first}").body == b"a" * size
+            (root / first).write_bytes(b"c" * size)
+            if get(srv.port, f"/{first}").body != b"a" * size:
+                return None
+            assert get(srv.port, f"/{second}").body == b"b" * size
+            body = get(srv.port, f"/{first}").body
+            if time.monotonic() - t0 > 0.5:
+                return None  # too slow to be sure it all happened within one second
+            return body == b"a" * size
+
+        # (three tries of two 12,000-byte files still fit: a retry does not empty the cache itself)
+        for n, (size, kept) in enumerate([(12_000, True), (60_000, False)]):
+            for attempt in range(3):
+                seen = still_cached(f"f{n}-{attempt}", f"g{n}-{attempt}", size)
+                if seen is not None:
+                    break
+            assert seen is kept, f"two {size}-byte files under a 100,000-byte cache: kept {seen}"
+    finally:
+        srv.stop()
