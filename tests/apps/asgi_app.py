@@ -68,6 +68,11 @@ async def app(scope, receive, send):
             left -= len(piece)
             await send({"type": "http.response.body", "body": piece, "more_body": left > 0})
             progress["big"] += len(piece)
+    elif path == "/loop":
+        loop = type(asyncio.get_running_loop())
+        data = f"{loop.__module__}.{loop.__qualname__}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": data})
     elif path == "/progress":
         data = json.dumps(progress).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})

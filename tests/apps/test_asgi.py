@@ -130,6 +130,15 @@ def test_client_closing_is_a_disconnect(asgi):
         time.sleep(0.1)
 
 
+def test_the_event_loop_is_uvloop(asgi):
+    """uvloop is a test dependency, so the path production takes when it is installed is the one
+    tested (the README: "uvloop when installed")."""
+    import importlib.util
+
+    assert importlib.util.find_spec("uvloop"), "uvloop is not installed: pip install -e '.[test]' installs it"
+    assert get(asgi.port, "/loop").body.startswith(b"uvloop"), get(asgi.port, "/loop").body
+
+
 def test_interim_status_from_the_app_is_refused(asgi):
     assert get(asgi.port, "/early-hints").status == 500
 
