@@ -34,7 +34,7 @@ fuzz-smoke:
 	cd fuzz && cargo fuzz run -s none conn regressions/*
 	cd fuzz && cargo fuzz run -s none parse -- -max_total_time=15 -seed=1
 	cd fuzz && cargo fuzz run -s none conn -- -max_total_time=15 -seed=1
-	cd fuzz && cargo fuzz run -s none negotiate -- -max_total_time=10 -seed=1
+	cd fuzz && cargo fuzz run -s none negotiate -- -max_total_time=15 -seed=1
 
 # Long runs, for a developer: make fuzz FUZZ_SECONDS=1800
 FUZZ_SECONDS ?= 600

@@ -23,9 +23,9 @@ class Server:
     """`python -m vw serve ...` in a child process; its stderr is collected line by line."""
 
     def __init__(self, args: list[str], workers: int = 1, prefix: list[str] | None = None, timeout: float = 20,
-                 command: str = "serve", cwd: str | None = None):
+                 command: str = "serve", cwd: str | None = None, stdout=subprocess.DEVNULL):
         cmd = [*(prefix or []), sys.executable, "-m", "vw", command, *args, "--port", "0", "--workers", str(workers)]
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=cwd)
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=stdout, text=True, cwd=cwd)
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._eof = False

@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="vw-bench", metavar="DIR", help="where to write the results (default ./vw-bench)")
     b.add_argument("--against", type=lambda t: [x for x in t.split(",") if x], default=[], metavar="SERVERS",
                    help="also measure these, comma-separated: floor (a C server that only answers: the "
-                        "kernel's cost), nginx, h2o, nginx-nosendfile (skipped when not installed)")
+                        "kernel's cost), nginx, h2o, nginx-nosendfile (each must be installed: a missing "
+                        "one stops the run, naming the package to install)")
     b.add_argument("--duration", type=_int("--duration"), default=10, metavar="S", help="seconds per run (default 10)")
     b.add_argument("--rounds", type=_int("--rounds"), default=1, metavar="N",
                    help="rounds, interleaving the servers; medians are reported (default 1)")

@@ -6,6 +6,7 @@ import hashlib
 import json
 
 events = []
+progress = {"big": 0}  # body bytes of /big whose send() has returned
 seen = contextvars.ContextVar("seen", default=None)
 
 
@@ -61,10 +62,21 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(size).encode())]})
         block = b"x" * 65536
         left = size
+        progress["big"] = 0
         while left > 0:
             piece = block[:min(left, len(block))]
             left -= len(piece)
             await send({"type": "http.response.body", "body": piece, "more_body": left > 0})
+            progress["big"] += len(piece)
+    elif path == "/loop":
+        loop = type(asyncio.get_running_loop())
+        data = f"{loop.__module__}.{loop.__qualname__}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": data})
+    elif path == "/progress":
+        data = json.dumps(progress).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": data})
     elif path == "/slow":
         await asyncio.sleep(0.2)
         await send({"type": "http.response.start", "status": 200, "headers": []})

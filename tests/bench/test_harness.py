@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -304,7 +305,7 @@ def test_results_files_hold_the_nginx_ratio_and_connections(tmp_path):
             _run("h2o", "plain", 1, 40, 6.0, 2.0, path="/4m")]
     for r in runs:
         r.connections = 10
-    meta = {"date": "d", "command": "c", "versions": {},
+    meta = {"date": "d", "command": "c", "versions": {}, "commit": {"sha": "abc123", "dirty": True},
             "machine": {"nproc": 2, "cpu": "x", "kernel": "k", "python": "3",
                         "wrk": "wrk 4.1.0", "nginx": "nginx version: nginx/1.22.1",
                         "h2o": "h2o version 2.2.5"},
@@ -321,7 +322,58 @@ def test_results_files_hold_the_nginx_ratio_and_connections(tmp_path):
     assert "CPU/req ÷ nginx" in md
     assert "300 connections, 10 for /4m," in md and "/other" not in md
     assert "nginx/1.22.1, h2o version 2.2.5" in md
-    assert "compare to nginx (sendfile on), not to the floor" in md
+    assert "- commit: abc123 with changes not committed" in md
+    assert "CPU/req ÷ nginx compares with nginx (sendfile on)" in md
+    assert "1-byte" not in md and "the floor" not in md.split("## Medians")[0], "no floor in this run"
+    meta["config"]["servers"] = ["floor", "nginx"]
+    run.write_results(tmp_path, meta, runs, run.summarize(runs))
+    md = (tmp_path / "results.md").read_text()
+    # since each sized file got its own floor, the floor's body is as long as the file
+    assert ("The floor answers each path with a body as long as the file it names (1 byte for a "
+            "path that names none of them)") in md
+    assert "same 1-byte reply" not in md
+
+
+def test_a_path_that_does_not_answer_2xx_is_an_error(monkeypatch, tmp_path):
+    """wrk counts only 4xx/5xx as errors: a redirect must stop the run, before wrk measures it."""
+    answers = {"/ok": b"200 OK", "/moved": b"301 Moved Permanently", "/gone": b"404 Not Found"}
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                path = conn.recv(4096).split(b" ")[1].decode()
+                conn.sendall(b"HTTP/1.1 " + answers[path] + b"\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        run.check_2xx("x", port, "/ok")
+        for path in ("/moved", "/gone"):
+            with pytest.raises(run.BenchError, match=f"^x answers 'HTTP/1.1 {answers[path][:3].decode()}"):
+                run.check_2xx("x", port, path)
+        # measure() checks before wrk runs: no wrk is started for a path that redirects
+        monkeypatch.setattr(run, "start_server", lambda *a, **k: (None, port))
+        monkeypatch.setattr(run, "stop_server", lambda proc: None)
+        monkeypatch.setattr(run, "run_wrk", lambda *a: pytest.fail("wrk ran against a redirect"))
+        args = run.parse_args(["--servers", "vw", "--paths", "/moved"])
+        ctx = run.Context(workdir=tmp_path, docroot=tmp_path)
+        with pytest.raises(run.BenchError, match="must answer 2xx"):
+            run.measure("vw", "/moved", "plain", 1, args, ctx)
+    finally:
+        listener.close()
+
+
+def test_results_record_the_commit_measured(tmp_path):
+    commit = run.git_commit()
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert head.returncode == 0, "the tests run from a git checkout"
+    assert commit["sha"] == head.stdout.strip() and isinstance(commit["dirty"], bool)
+    assert run.git_commit(tmp_path) is None, "not a checkout: no commit"
 
 
 def test_rotation_interleaves_servers():
@@ -444,13 +496,12 @@ def _require_wrk():
                     "smoke test needs it; CI installs it)")
 
 
-def _nginx_installed():
-    return shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)
-
-
 def test_harness_smoke(tmp_path):
+    """The floor and nginx, end to end. nginx is part of what this names: missing, the test fails
+    (make deps installs it) rather than quietly measuring the floor alone."""
     _require_wrk()
-    servers = "floor,nginx" if _nginx_installed() else "floor"
+    assert run.find_sbin("nginx"), "nginx is not installed: apt-get install nginx-light (make deps does)"
+    servers = "floor,nginx"
     out = tmp_path / "results"
     res = subprocess.run(
         [sys.executable, str(RUN_PY), "--servers", servers, "--rounds", "1",
@@ -469,6 +520,10 @@ def test_harness_smoke(tmp_path):
         assert r["socket_errors"] == 0 and r["non_2xx_3xx"] == 0, r
         assert r["cpu_us_per_request"] > 0, r
     assert data["machine"]["nproc"] == os.cpu_count()
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert data["commit"]["sha"] == head.stdout.strip()
+    assert data["argv"][:2] == ["python", "bench/run.py"] and data["command"] == shlex.join(data["argv"])
+    assert run.parse_args(data["argv"][2:]).servers == ["floor", "nginx"], "the command reruns it"
 
 
 def test_harness_without_wrk_says_how_to_install(tmp_path):
@@ -647,12 +702,16 @@ def test_find_python_takes_the_first_that_imports(tmp_path):
     assert run.find_python(("json", "no_such_module_for_vw"), [sys.executable]) is None
 
 
-def test_peer_pythons_start_with_the_peers_venv():
-    venv_python = REPO / "bench" / ".peers-venv" / "bin" / "python"
+def test_peer_pythons_start_with_the_peers_venv(tmp_path, monkeypatch):
+    venv = tmp_path / ".peers-venv"
+    monkeypatch.setattr(run, "PEERS_VENV", venv)
     pythons = run.peer_pythons()
-    assert sys.executable in pythons
-    if os.access(venv_python, os.X_OK):
-        assert pythons[0] == str(venv_python)
+    assert sys.executable in pythons and not any(p.startswith(str(venv)) for p in pythons), \
+        "no venv: the interpreters on PATH and this one"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    pythons = run.peer_pythons()
+    assert pythons[0] == str(venv / "bin" / "python") and sys.executable in pythons
 
 
 def test_server_groups_and_default_paths():
@@ -763,9 +822,34 @@ def test_vw_bench_runs_the_seed_experiment_with_progress_table_chart_and_json(tm
     assert "| /1b | plain | vw |" in res.stdout and "| /1b | pipelined | vw |" in res.stdout, res.stdout
     data = json.loads((out / "results.json").read_text())
     assert {r["mode"] for r in data["summary"]} == {"plain", "pipelined"}
-    assert all(r["requests"] > 0 for r in data["runs"]) and data["command"].startswith("vw bench")
+    assert all(r["requests"] > 0 for r in data["runs"])
+    # the command recorded is one `vw bench` takes: it reruns this
+    assert data["command"] == f"vw bench --rounds 1 --duration 2 --connections 300 --out {out}"
+    from vw.cli import build_parser
+    again = build_parser().parse_args(data["argv"][1:])
+    assert (again.command, again.against, again.duration, again.out) == ("bench", [], 2, str(out))
+    assert f"- command: `{data['command']}`" in (out / "results.md").read_text()
     png = (out / "results.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_vw_bench_against_what_is_missing_is_an_error(tmp_path, monkeypatch, capsys):
+    """--against names servers to measure: one that is not installed stops the run, naming the
+    package (its help says so), rather than being left out of the results."""
+    from vw.benchmark import command
+    from vw.cli import build_parser
+
+    monkeypatch.setattr(run, "find_sbin", lambda name: None)
+    monkeypatch.setattr(run, "measure", lambda *a: pytest.fail("measured without nginx"))
+    args = build_parser().parse_args(["bench", "--against", "nginx", "--out", str(tmp_path / "o")])
+    assert command.main(args) == 1
+    err = capsys.readouterr().err
+    assert "vw bench: nginx: nginx not found: apt-get install nginx-light" in err, err
+    assert not (tmp_path / "o").exists()
+    assert command.rerun_command(args) == ["vw", "bench", "--against", "nginx", "--rounds", "1", "--duration",
+                                           "10", "--connections", "300", "--out", str(tmp_path / "o")]
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["bench"].format_help().split())
+    assert "each must be installed" in help_text and "skipped" not in help_text
 
 
 def test_vw_bench_without_wrk_says_what_to_install(tmp_path):

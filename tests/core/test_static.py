@@ -27,19 +27,26 @@ def test_directories(server):
 
 def test_traversal_never_leaves_docroot(server, docroot):
     os.symlink(docroot.parent / "outside.txt", docroot / "escape")
+    os.symlink("../outside.txt", docroot / "relescape")
     os.symlink("1b", docroot / "inside")
-    attempts = [
-        "/../outside.txt", "/%2e%2e/outside.txt", "/%2E%2E%2Foutside.txt", "/sub/../../outside.txt",
-        "/sub/%2e%2e/%2e%2e/outside.txt", "/..%2foutside.txt", "/.%2e/outside.txt", "/escape",
-        "/.secret", "/sub/../.secret", "/%2esecret", "/1b%00", "//../outside.txt",
-    ]
-    for path in attempts:
+    # The README: a path that climbs above the docroot (after percent-decoding once and resolving
+    # dot segments) is a 400, as is one that decodes to a NUL; a name starting with a dot and a
+    # symlink leading out of the docroot are 404.
+    attempts = {
+        "/../outside.txt": 400, "/%2e%2e/outside.txt": 400, "/%2E%2E%2Foutside.txt": 400,
+        "/sub/../../outside.txt": 400, "/sub/%2e%2e/%2e%2e/outside.txt": 400, "/..%2foutside.txt": 400,
+        "/.%2e/outside.txt": 400, "//../outside.txt": 400, "/..": 400, "/1b%00": 400, "/1b%zz": 400,
+        "/escape": 404, "/relescape": 404,
+        "/.secret": 404, "/sub/../.secret": 404, "/%2esecret": 404,
+    }
+    for path, status in attempts.items():
         with connect(server.port) as s:
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
             r = Reader(s).response()
-        assert r.status in (400, 404), (path, r.status)
+        assert r.status == status, (path, r.status)
         assert b"SECRET" not in r.body and b"hidden" not in r.body, path
     assert get(server.port, "/inside").body == b"x"  # a symlink inside the docroot is followed
+    assert get(server.port, "/sub/%2e%2e/1b").body == b"x"  # dot segments that stay inside are fine
 
 
 def test_multi_mib_file_intact(server, docroot):
@@ -185,3 +192,41 @@ def test_large_files_are_mapped_and_let_go_once_deleted(server, docroot):
     new = os.urandom(3 << 20)
     path.write_bytes(new)
     assert get(server.port, "/m.bin").body == new
+
+
+def test_cache_max_bytes_empties_the_cache_when_a_file_would_pass_it(tmp_path):
+    """Within a second of its last check a cached file is served from memory, unchanged on disk or
+    not. So a file rewritten in that second shows whether it was still cached: after two files
+    that fit under --cache-max-bytes it still is; after one that would pass it, the cache was
+    emptied and the file is read anew."""
+    from conftest import Server
+
+    root = tmp_path / "www"
+    root.mkdir()
+    srv = Server([str(root), "--cache-max-bytes", "100000"])
+    try:
+        def still_cached(first: str, second: str, size: int) -> bool | None:
+            """GET first; rewrite it (same size); GET it (cached: the old bytes, else None: the
+            second turned, try again); GET second; whether first is still the old bytes."""
+            (root / first).write_bytes(b"a" * size)
+            (root / second).write_bytes(b"b" * size)
+            t0 = time.monotonic()
+            assert get(srv.port, f"/{first}").body == b"a" * size
+            (root / first).write_bytes(b"c" * size)
+            if get(srv.port, f"/{first}").body != b"a" * size:
+                return None
+            assert get(srv.port, f"/{second}").body == b"b" * size
+            body = get(srv.port, f"/{first}").body
+            if time.monotonic() - t0 > 0.5:
+                return None  # too slow to be sure it all happened within one second
+            return body == b"a" * size
+
+        # (three tries of two 12,000-byte files still fit: a retry does not empty the cache itself)
+        for n, (size, kept) in enumerate([(12_000, True), (60_000, False)]):
+            for attempt in range(3):
+                seen = still_cached(f"f{n}-{attempt}", f"g{n}-{attempt}", size)
+                if seen is not None:
+                    break
+            assert seen is kept, f"two {size}-byte files under a 100,000-byte cache: kept {seen}"
+    finally:
+        srv.stop()

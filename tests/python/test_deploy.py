@@ -88,21 +88,39 @@ def test_socket_activation_refuses_what_it_cannot_serve(docroot, tmp_path):
 
 
 def test_pid_file_and_drain_timeout(docroot, tmp_path):
+    """--shutdown-timeout 2 cuts a response still in flight after 1-2 s (the worker's clock counts
+    whole seconds): later than the idle connections' close (the next second), sooner than the
+    default 4 s drain would."""
+    (docroot / "large.bin").write_bytes(os.urandom(32 << 20))
     pid_file = tmp_path / "vw.pid"
     proc = subprocess.Popen([sys.executable, "-m", "vw", "serve", str(docroot), "--port", "0", "--workers", "1",
-                             "--pid-file", str(pid_file), "--shutdown-timeout", "1"],
+                             "--pid-file", str(pid_file), "--shutdown-timeout", "2"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         port = int(wait_line(proc, LISTEN_RE.pattern).group(1))
         wait_line(proc, r"^worker 0 pid")
         assert pid_file.read_text().strip() == str(proc.pid)
-        # an idle keep-alive client does not hold the stop back past the drain timeout
-        idle = socket.create_connection(("127.0.0.1", port))
+        busy = socket.create_connection(("127.0.0.1", port), timeout=10)
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        busy.sendall(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        got = busy.recv(65536)
+        assert got.startswith(b"HTTP/1.1 200 "), got[:100]
+        # the client reads nothing more: 32 MiB cannot go out, the response stays in flight
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
-        assert time.monotonic() - started < 3
-        idle.close()
+        took = time.monotonic() - started
+        assert 1.0 < took < 2.9, f"vw stopped {took:.2f} s after SIGTERM (--shutdown-timeout 2)"
+        try:
+            while True:
+                chunk = busy.recv(1 << 20)
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionResetError:
+            pass
+        busy.close()
+        assert len(got) < 32 << 20, "the response was cut, not finished"
     finally:
         if proc.poll() is None:
             proc.kill()

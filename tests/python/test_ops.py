@@ -147,3 +147,99 @@ def test_admin_port_in_use_is_one_line(docroot):
 
         r = vw_cmd("serve", str(docroot), "--port", "0", "--admin-port", str(port))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "admin" in r.stderr, r.stderr
+
+
+def test_readyz_is_503_while_draining(docroot):
+    """From the stop signal on, /readyz says 503 (a load balancer stops sending) while /healthz
+    still says 200 and the workers finish what is in flight."""
+    (docroot / "large.bin").write_bytes(os.urandom(32 << 20))
+    admin = free_port()
+    srv = Server([str(docroot), "--admin-port", str(admin), "--shutdown-timeout", "3"])
+    try:
+        srv.wait_for(__import__("re").compile(r"vw admin on"))
+        assert fetch(admin, "/readyz") == (200, "ready\n")
+        with connect(srv.port, timeout=10) as s:  # a response in flight keeps the drain going
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.sendall(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            srv.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 1
+            while (ready := fetch(admin, "/readyz")) != (503, "not ready\n"):
+                assert ready == (200, "ready\n") and time.monotonic() < deadline, ready
+                time.sleep(0.02)
+            assert srv.proc.poll() is None, "still draining"
+            assert fetch(admin, "/healthz") == (200, "ok\n")
+    finally:
+        assert srv.stop() == 0
+
+
+def test_readyz_is_503_while_a_worker_is_missing(docroot):
+    """The supervisor's own readiness, served by its admin listener: every worker slot must hold
+    a worker (between a worker's death and its replacement one is missing) and no stop asked."""
+    from vw import admin
+    from vw.config import ServeConfig
+    from vw.supervisor import Supervisor, WorkerProc
+
+    sup = Supervisor(ServeConfig(docroot=docroot, workers=2).validate())
+    server = admin.AdminServer("127.0.0.1", 0, sup.stats, sup.worker_infos, sup.ready)
+    server.start()
+    try:
+        assert fetch(server.port, "/readyz") == (503, "not ready\n"), "no worker yet"
+        sup.workers = {os.getpid(): WorkerProc(0, 0, os.getpid(), time.monotonic())}
+        assert fetch(server.port, "/readyz")[0] == 503, "worker 1 is missing"
+        sup.workers[os.getppid()] = WorkerProc(1, 1, os.getppid(), time.monotonic())
+        assert fetch(server.port, "/readyz") == (200, "ready\n")
+        del sup.workers[os.getpid()]
+        assert fetch(server.port, "/readyz")[0] == 503, "worker 0 died, not yet replaced"
+        sup.workers[os.getpid()] = WorkerProc(0, 0, os.getpid(), time.monotonic())
+        sup.stopping = True
+        assert fetch(server.port, "/readyz")[0] == 503, "draining"
+        assert fetch(server.port, "/healthz") == (200, "ok\n")
+    finally:
+        server.close()
+
+
+def test_admin_host(docroot):
+    """--admin-host puts the admin listener on that address only."""
+    admin = free_port()
+    srv = Server([str(docroot), "--admin-port", str(admin), "--admin-host", "127.0.0.2"])
+    try:
+        srv.wait_for(__import__("re").compile(rf"vw admin on http://127\.0\.0\.2:{admin}/metrics"))
+        with urllib.request.urlopen(f"http://127.0.0.2:{admin}/healthz", timeout=5) as r:
+            assert (r.status, r.read()) == (200, b"ok\n")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", admin), timeout=2).close()
+    finally:
+        assert srv.stop() == 0
+
+
+def test_stdout_log_is_written_in_pieces_under_4_kib(docroot):
+    """To standard output (maybe a pipe shared by the workers, where only writes up to 4096 bytes
+    are atomic) a batch is cut at line ends into writes of at most 4096 bytes. Standard output is
+    a SOCK_SEQPACKET socket here, so each write(2) arrives as one record."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    srv = Server([str(docroot), "--access-log", "-", "--access-log-format", "json"], stdout=theirs.fileno())
+    theirs.close()
+    count = 400
+    try:
+        with connect(srv.port) as s:  # ~200-byte lines, all within a second or two: one batch or a few
+            s.sendall(b"".join(b"GET /1b?%s HTTP/1.1\r\nHost: t\r\n\r\n" % (b"%04d" % i + b"q" * 60)
+                               for i in range(count)))
+            rd = Reader(s)
+            for _ in range(count):
+                assert rd.response().status == 200
+    finally:
+        assert srv.stop() == 0
+    ours.settimeout(2)
+    records = []
+    try:
+        while record := ours.recv(1 << 20):
+            records.append(record)
+    except socket.timeout:
+        pass
+    ours.close()
+    assert sum(map(len, records)) > 3 * 4096, "enough lines to need several writes"
+    assert all(len(r) <= 4096 and r.endswith(b"\n") for r in records), [len(r) for r in records]
+    assert max(map(len, records)) > 3000, "batched: many lines per write, not one"
+    lines = b"".join(records).decode().splitlines()
+    assert [json.loads(x)["target"][4:8] for x in lines] == [b"%04d".decode() % i for i in range(count)]

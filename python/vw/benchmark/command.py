@@ -100,19 +100,27 @@ def chart(rows: list, out: Path) -> Path | None:
     return target
 
 
+def rerun_command(args) -> list[str]:
+    """The `vw bench` command line that runs this again (recorded in results.json and .md)."""
+    against = [s for s in (args.against or []) if s != "vw"]
+    return ["vw", "bench", *(["--against", ",".join(against)] if against else []),
+            "--rounds", str(args.rounds), "--duration", str(args.duration),
+            "--connections", str(args.connections), "--out", str(args.out)]
+
+
 def main(args) -> int:
     """Run from `vw bench` (vw.cli) with its parsed arguments."""
     if shutil.which("wrk") is None:
         print("vw bench: wrk is not installed: apt-get install wrk (or your system's wrk package)", file=sys.stderr)
         return 2
-    servers = ["vw"] + [s for s in (args.against or []) if s != "vw"]
+    against = [s for s in (args.against or []) if s != "vw"]
+    servers = ["vw", *against]
     out = Path(args.out)
     argv = ["--servers", ",".join(servers), "--rounds", str(args.rounds), "--duration", str(args.duration),
             "--connections", str(args.connections), "--paths", "/1b", "--out", str(out)]
-    harness.COMMAND = ["vw", "bench"]
     progress = Progress()
     try:
-        rows = harness.run(argv, on_run=progress.on_run)
+        rows = harness.run(argv, on_run=progress.on_run, command=rerun_command(args))
     except harness.BenchError as e:
         progress.stop.set()
         print(f"\nvw bench: {e}", file=sys.stderr)

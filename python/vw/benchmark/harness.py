@@ -513,6 +513,15 @@ def probe_status(port: int, path: str) -> str:
     return data.split(b"\r\n", 1)[0].decode("latin-1")
 
 
+def check_2xx(name: str, port: int, path: str) -> None:
+    """A benchmarked path must answer 2xx. wrk counts only 4xx and 5xx answers as errors ("Non-2xx
+    or 3xx responses"), so a redirect would pass for a success: it is an error here."""
+    status = probe_status(port, path)
+    if not re.match(r"HTTP/1\.[01] 2\d\d", status):
+        raise BenchError(f"{name} answers {status!r} for {path}: a benchmarked path must answer "
+                         "2xx (wrk would count a 3xx as a success)")
+
+
 # --------------------------------------------------------------------------
 # wrk
 
@@ -579,8 +588,8 @@ class Summary:
     cpu_ratio: float | None = None   # CPU/request divided by the floor's
     rps_ratio: float | None = None   # req/s divided by the floor's
     p99_ratio: float | None = None   # p99 divided by the floor's
-    # The same against nginx (sendfile on), the yardstick for files larger
-    # than the floor's 1-byte reply; None when nginx is not in the run.
+    # The same against nginx (sendfile on), as Debian ships it; None when
+    # nginx is not in the run.
     nginx_cpu_ratio: float | None = None
     nginx_rps_ratio: float | None = None
 
@@ -597,9 +606,7 @@ def measure(name: str, path: str, mode: str, rnd: int, args: argparse.Namespace,
     log = ctx.workdir / f"{name}-{slug}-{mode}-r{rnd}.log"
     proc, port = start_server(name, args.server_cpu, ctx, log, path)
     try:
-        status = probe_status(port, path)
-        if not re.match(r"HTTP/1\.[01] 2\d\d", status):
-            print(f"warning: {name} answers {status!r} for {path}", file=sys.stderr)
+        check_2xx(name, port, path)
         warm = min(1.0, args.duration)
         run_wrk(wrk_command(port, path, mode, warm, conns, args.wrk_cpu), warm)
         time.sleep(SETTLE_S)
@@ -610,6 +617,7 @@ def measure(name: str, path: str, mode: str, rnd: int, args: argparse.Namespace,
         cores1 = read_core_times(args.server_cpu), read_core_times(args.wrk_cpu)
         time.sleep(SETTLE_S)
         cpu = tree_cpu_seconds(proc.pid) - cpu0
+        check_2xx(name, port, path)
     finally:
         stop_server(proc)
     if wrk.requests == 0:
@@ -748,6 +756,9 @@ def render_markdown(meta: dict, runs: list[RunResult], rows: list[Summary]) -> s
         "",
         f"- date: {meta['date']}",
         f"- command: `{meta['command']}`",
+        *([f"- commit: {meta['commit']['sha']}"
+           + (" with changes not committed" if meta["commit"].get("dirty") else "")]
+          if meta.get("commit") else []),
         f"- machine: {m['nproc']} CPUs ({m['cpu']}), kernel {m['kernel']}, "
         f"Python {m['python']}, {m['wrk']}" + "".join(
             f", {m[k]}" for k in ("nginx", "h2o") if m.get(k)),
@@ -757,9 +768,14 @@ def render_markdown(meta: dict, runs: list[RunResult], rows: list[Summary]) -> s
         f"{connections_text(cfg)}, {cfg['duration']:g} s) to CPU "
         f"{cfg['wrk_cpu']}; URL paths {', '.join(cfg['paths'])}; CPU = user+system time of the "
         f"server's process tree from /proc; medians over {cfg['rounds']} "
-        "interleaved round(s); errors = socket errors + non-2xx/3xx, summed."
-        + (" The floor sends the same 1-byte reply for every path: for larger "
-           "files compare to nginx (sendfile on), not to the floor." if files else ""),
+        "interleaved round(s); errors = socket errors + 4xx/5xx answers (wrk's "
+        "\"non-2xx or 3xx\"), summed; every path was checked to answer 2xx before "
+        "and after each run (wrk takes a 3xx for a success)."
+        + (" The floor answers each path with a body as long as the file it names "
+           "(1 byte for a path that names none of them), from memory: CPU/req ÷ floor "
+           "is the cost over the kernel's own for those bytes." if "floor" in cfg.get("servers", ()) else "")
+        + (" CPU/req ÷ nginx compares with nginx (sendfile on), as Debian ships it."
+           if files else ""),
         "",
         "## Medians",
         "",
@@ -858,8 +874,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "for app servers only, else /1b). The generated docroot also holds "
                    "/100b, /4k, /64k and /4m (100 B, 4 KiB, 64 KiB, 4 MiB of "
                    "application/octet-stream): `--servers files --paths "
-                   "/100b,/4k,/64k,/4m` is the file-size run, read against nginx "
-                   "(the floor sends 1 byte whatever the path)")
+                   "/100b,/4k,/64k,/4m` is the file-size run (the floor answers each "
+                   "with a body of that size, any other path with 1 byte)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--docroot", type=Path, default=None,
                    help="serve this directory instead of a generated one")
@@ -942,15 +958,32 @@ def command_line(argv: list[str]) -> str:
     return shlex.join([*COMMAND, *argv])
 
 
+def git_commit(where: Path = HERE) -> dict[str, object] | None:
+    """The commit of the checkout the harness runs from, and whether tracked files differ from it
+    (then the figures measured code that no commit holds); None outside a git checkout."""
+    try:
+        sha = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        status = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {"sha": sha.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
 def run_seconds(args: argparse.Namespace) -> float:
     """About how long one measured run takes: start, warm-up, the run, pauses, stop."""
     return 1.5 + min(1.0, args.duration) + args.duration + 2 * SETTLE_S
 
 
-def run(argv: list[str], on_run=None) -> list[Summary]:
+def run(argv: list[str], on_run=None, command: list[str] | None = None) -> list[Summary]:
     """Run the benchmark and write its report. `on_run(done, total, label, args)` is called
-    before each measured run (vw bench draws its progress bar with it)."""
+    before each measured run (vw bench draws its progress bar with it). `command`: the command
+    line that reruns this (default: COMMAND followed by argv), recorded with the results."""
     args = parse_args(argv)
+    command = [*COMMAND, *argv] if command is None else command
     started = datetime.datetime.now(datetime.timezone.utc)
     with tempfile.TemporaryDirectory(prefix="vw-bench-") as tmp:
         servers, ctx = prepare(args, Path(tmp))
@@ -972,7 +1005,9 @@ def run(argv: list[str], on_run=None) -> list[Summary]:
     rows = summarize(runs)
     meta = {
         "date": started.isoformat(timespec="seconds"),
-        "command": command_line(argv),
+        "command": shlex.join(command),
+        "argv": command,
+        "commit": git_commit(),
         "machine": machine_info(),
         "versions": ctx.versions,
         "config": {"servers": servers, "modes": args.modes, "rounds": args.rounds,
