@@ -181,7 +181,7 @@ fn run_worker(
     let threads = opts.threads;
     let app: Option<std::sync::Arc<dyn apps::threads::SyncApp>> = match (wsgi, native) {
         (Some((app, environ, script_name)), None) => Some(std::sync::Arc::new(apps::wsgi::Wsgi::new(py, app, environ, &script_name)?)),
-        (None, Some((routes, run_async))) => Some(std::sync::Arc::new(apps::native::Native::new(py, routes, run_async)?)),
+        (None, Some((routes, event_loop))) => Some(std::sync::Arc::new(apps::native::Native::new(py, routes, event_loop)?)),
         (None, None) => None,
         _ => return Err(PyValueError::new_err("give one application interface, not two")),
     };

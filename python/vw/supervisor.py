@@ -166,7 +166,7 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
         if interface == "wsgi":
             kwargs["wsgi"] = (app, wsgi_environ(cfg), "")
         elif interface == "native":
-            kwargs["native"] = (app.routes(), _async_runner())
+            kwargs["native"] = (app.routes(), _event_loop())
         log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
         settle_gc()
         _core.run_worker(sock.detach(), mounts, mime, **kwargs, **options)
@@ -243,18 +243,17 @@ def wsgi_environ(cfg: ServeConfig) -> dict:
     }
 
 
-def _async_runner():
-    """The worker's event loop (uvloop when installed), for `async def` handlers."""
+def _event_loop():
+    """The worker's event loop (uvloop when installed), where `async def` handlers run as tasks
+    (on a thread of their own, started with the first one)."""
     import asyncio
 
     try:
         import uvloop  # type: ignore
 
-        loop = uvloop.new_event_loop()
+        return uvloop.new_event_loop()
     except ImportError:
-        loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    return loop.run_until_complete
+        return asyncio.new_event_loop()
 
 
 class Supervisor:

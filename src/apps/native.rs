@@ -152,14 +152,14 @@ pub struct Native {
     handlers: Vec<Handler>,
     /// Routes without parameters: path → [(method, handler index)].
     exact: HashMap<Vec<u8>, Vec<(Vec<u8>, usize)>, crate::statics::PathHash>,
-    run_async: Option<Py<PyAny>>,
-    async_turn: super::threads::Turn,
+    /// The worker's asyncio loop, for async handlers.
+    event_loop: Option<Py<PyAny>>,
     json_dumps: Py<PyAny>,
 }
 
 impl Native {
     /// `routes`: (method, path pattern with `{name}` segments, handler, is coroutine function).
-    pub fn new(py: Python<'_>, routes: Vec<(String, String, Py<PyAny>, bool)>, run_async: Option<Py<PyAny>>) -> PyResult<Self> {
+    pub fn new(py: Python<'_>, routes: Vec<(String, String, Py<PyAny>, bool)>, event_loop: Option<Py<PyAny>>) -> PyResult<Self> {
         let mut handlers = Vec::new();
         let mut exact = HashMap::with_hasher(crate::statics::PathHash::new());
         for (method, path, func, is_async) in routes {
@@ -185,7 +185,7 @@ impl Native {
             handlers.push(Handler { method: method.into_bytes(), route, path: path.into_bytes(), func, is_async });
         }
         let json_dumps = py.import("json")?.getattr("dumps")?.unbind();
-        Ok(Native { handlers, exact, run_async, async_turn: Default::default(), json_dumps })
+        Ok(Native { handlers, exact, event_loop, json_dumps })
     }
 
     /// The handler for (method, decoded path) and its path parameters; else the allowed methods.
@@ -228,7 +228,8 @@ impl Native {
         Err(allow)
     }
 
-    fn run(&self, py: Python<'_>, req: &AppRequest, body: ReqBody, i: usize, params: Vec<(usize, Vec<u8>)>) -> PyResult<Reply> {
+    /// Call handler `i`: its return value (a coroutine for an async handler).
+    fn call_handler<'py>(&self, py: Python<'py>, req: &AppRequest, body: ReqBody, i: usize, params: Vec<(usize, Vec<u8>)>) -> PyResult<Bound<'py, PyAny>> {
         let h = &self.handlers[i];
         let mut named = Vec::new();
         if let Route::Pattern(_, names) = &h.route {
@@ -256,15 +257,9 @@ impl Native {
             params_dict: None,
             headers: None,
         };
-        let mut result = h.func.bind(py).call1((request,))?;
-        if h.is_async {
-            let runner = self.run_async.as_ref().ok_or_else(|| bad("no event loop for async handlers"))?;
-            // The worker's one event loop runs one coroutine at a time: wait (without the GIL)
-            // for a coroutine another thread runs to finish.
-            let _turn = self.async_turn.take(py);
-            result = runner.bind(py).call1((result,))?;
-        }
-        self.convert(py, &result)
+        // An async handler gives its coroutine: it runs on the worker's event loop (the
+        // pool's async lane), and `convert` makes its result a reply there.
+        h.func.bind(py).call1((request,))
     }
 
     /// bytes, str, dict/list (JSON), None (204) or a Response.
@@ -415,7 +410,7 @@ impl SyncApp for Native {
             Cow::Borrowed(raw_path)
         };
         match self.find(req.method, &path) {
-            Ok((i, params)) => Ok(ThreadRoute { key: i, handler: i, params }),
+            Ok((i, params)) => Ok(ThreadRoute { key: i, handler: i, params, is_async: self.handlers[i].is_async }),
             Err(allow) => {
                 let mut r = Reply::new(if allow.is_empty() { 404 } else { 405 });
                 if !allow.is_empty() {
@@ -431,7 +426,7 @@ impl SyncApp for Native {
     fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder<'_>) {
         let body = std::mem::replace(&mut job.body, ReqBody::Empty);
         let params = std::mem::take(&mut job.route.params);
-        let reply = match self.run(py, &job.request(), body, job.route.handler, params) {
+        let reply = match self.call_handler(py, &job.request(), body, job.route.handler, params).and_then(|r| self.convert(py, &r)) {
             Ok(reply) => reply,
             Err(e) => internal_error(py, e, "a handler"),
         };
@@ -440,6 +435,23 @@ impl SyncApp for Native {
         } else {
             out.complete(reply);
         }
+    }
+
+    fn start_async<'py>(&self, py: Python<'py>, job: &mut Job) -> PyResult<Bound<'py, PyAny>> {
+        let body = std::mem::replace(&mut job.body, ReqBody::Empty);
+        let params = std::mem::take(&mut job.route.params);
+        self.call_handler(py, &job.request(), body, job.route.handler, params)
+    }
+
+    fn finish_async(&self, py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> Reply {
+        match result.and_then(|r| self.convert(py, &r)) {
+            Ok(reply) => reply,
+            Err(e) => internal_error(py, e, "a handler"),
+        }
+    }
+
+    fn event_loop(&self) -> Option<&Py<PyAny>> {
+        self.event_loop.as_ref()
     }
 }
 

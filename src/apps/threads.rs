@@ -57,6 +57,22 @@ pub trait SyncApp: Send + Sync {
     fn route(&self, req: &AppRequest) -> Result<Route, Reply>;
     /// On a pool thread, holding the GIL: answer the job through `out`.
     fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder<'_>);
+
+    /// For an async route, on the event loop's thread: the coroutine that answers the job.
+    fn start_async<'py>(&self, _py: Python<'py>, _job: &mut Job) -> PyResult<Bound<'py, PyAny>> {
+        Err(pyo3::exceptions::PyRuntimeError::new_err("this application has no async handlers"))
+    }
+
+    /// The reply made of what the coroutine returned (or raised).
+    fn finish_async(&self, py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> Reply {
+        let err = result.err().unwrap_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no async handlers"));
+        internal_error(py, err, "the application")
+    }
+
+    /// The asyncio loop async routes run on.
+    fn event_loop(&self) -> Option<&Py<PyAny>> {
+        None
+    }
 }
 
 /// Which handler serves a request.
@@ -65,6 +81,8 @@ pub struct Route {
     pub key: usize,
     pub handler: usize,
     pub params: Vec<(usize, Vec<u8>)>,
+    /// The handler is a coroutine function: it runs on the worker's event loop.
+    pub is_async: bool,
 }
 
 /// A request handed to the application, owned (it may run on another thread).
@@ -106,42 +124,6 @@ pub struct Done {
     pub close: bool,
     /// The first piece of a streamed response brings its flow control.
     pub flow: Option<Arc<Flow>>,
-}
-
-/// A lock that is waited for without the GIL and held while running Python (a std Mutex guard
-/// cannot cross `detach`).
-#[derive(Default)]
-pub struct Turn {
-    busy: Mutex<bool>,
-    free: Condvar,
-}
-
-pub struct TurnGuard<'a>(&'a Turn);
-
-impl Turn {
-    pub fn take(&self, py: Python<'_>) -> TurnGuard<'_> {
-        let got = {
-            let mut b = self.busy.lock().unwrap();
-            !std::mem::replace(&mut *b, true)
-        };
-        if !got {
-            py.detach(|| {
-                let mut b = self.busy.lock().unwrap();
-                while *b {
-                    b = self.free.wait(b).unwrap();
-                }
-                *b = true;
-            });
-        }
-        TurnGuard(self)
-    }
-}
-
-impl Drop for TurnGuard<'_> {
-    fn drop(&mut self) {
-        *self.0.busy.lock().unwrap() = false;
-        self.0.free.notify_one();
-    }
 }
 
 /// Backpressure for a streamed response: how much of it waits to be written.
@@ -234,6 +216,16 @@ struct Shared {
     /// The worker has stopped: every thread ends.
     stop: AtomicBool,
     max_threads: usize,
+    lane: Lane,
+}
+
+/// Async handlers: one thread per worker runs the asyncio loop (uvloop when installed) forever,
+/// started with the first async job; jobs reach it through `jobs` and an eventfd the loop reads,
+/// and every coroutine runs as a task of that loop, concurrently.
+struct Lane {
+    jobs: Mutex<VecDeque<Box<Job>>>,
+    efd: i32,
+    started: std::sync::Once,
 }
 
 #[derive(Default)]
@@ -293,6 +285,52 @@ impl Shared {
         } else {
             self.grow(&mut ctl);
         }
+    }
+
+    /// Hand an async job to the event loop's thread.
+    fn dispatch_async(self: &Arc<Self>, job: Box<Job>) {
+        let first = {
+            let mut q = self.lane.jobs.lock().unwrap();
+            q.push_back(job);
+            q.len() == 1
+        };
+        self.lane.started.call_once(|| {
+            let me = self.clone();
+            let _ = std::thread::Builder::new().name("vw-async".into()).spawn(move || {
+                Python::attach(|py| {
+                    if let Err(e) = me.run_lane(py) {
+                        eprintln!("vw: the event loop of async handlers stopped");
+                        e.print(py);
+                    }
+                })
+            });
+        });
+        if first {
+            let one: u64 = 1;
+            unsafe { libc::write(self.lane.efd, &one as *const u64 as *const libc::c_void, 8) };
+        }
+    }
+
+    fn run_lane(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
+        let Some(event_loop) = self.app.event_loop() else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("no event loop"));
+        };
+        let event_loop = event_loop.bind(py).clone();
+        let drain = Bound::new(py, LaneDrain { shared: self.clone(), event_loop: event_loop.clone().unbind() })?;
+        event_loop.call_method1("add_reader", (self.lane.efd, drain))?;
+        event_loop.call_method0("run_forever")?;
+        Ok(())
+    }
+
+    /// Post the whole response `reply` for `job`.
+    fn answer(self: &Arc<Self>, job: &Job, reply: Reply) {
+        let mut out = Responder { shared: self, id: job.id, conn: job.conn, minor: job.minor, date: job.date, inline: false, bytes: Vec::new(), file: None, stream: None, flow: None, close: false, finished: false };
+        if job.head_only {
+            out.complete_head(reply);
+        } else {
+            out.complete(reply);
+        }
+        self.post(Done { id: job.id, bytes: out.bytes, file: out.file, finished: true, close: out.close, flow: None });
     }
 
     /// A job is about to wait (for room to write): let the watcher take over at once.
@@ -583,7 +621,8 @@ pub struct Threaded {
 /// has stopped.
 pub fn serve(app: Arc<dyn SyncApp>, max_threads: usize, make: impl FnOnce(Box<dyn App>) -> std::io::Result<Worker>) -> std::io::Result<()> {
     let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if efd < 0 {
+    let lane_efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if efd < 0 || lane_efd < 0 {
         return Err(std::io::Error::last_os_error());
     }
     let shared = Arc::new(Shared {
@@ -599,6 +638,7 @@ pub fn serve(app: Arc<dyn SyncApp>, max_threads: usize, make: impl FnOnce(Box<dy
         efd,
         stop: AtomicBool::new(false),
         max_threads: max_threads.max(1),
+        lane: Lane { jobs: Mutex::new(VecDeque::new()), efd: lane_efd, started: std::sync::Once::new() },
     });
     let worker = make(Box::new(Threaded { shared: shared.clone(), inline: VecDeque::new() }))?;
     if shared.baton.set(Mutex::new(Baton(worker))).is_err() {
@@ -646,7 +686,9 @@ impl App for Threaded {
             route,
         });
         let ex: SharedExchange = Rc::new(RefCell::new(Exchange::default()));
-        if self.shared.is_slow(job.route.key) {
+        if job.route.is_async {
+            self.shared.dispatch_async(job);
+        } else if self.shared.is_slow(job.route.key) {
             self.shared.dispatch(job);
         } else {
             ex.borrow_mut().defer_write = true;
@@ -671,5 +713,53 @@ impl App for Threaded {
         let mut n: u64 = 0;
         unsafe { libc::read(self.shared.efd, &mut n as *mut u64 as *mut libc::c_void, 8) };
         std::mem::take(&mut *self.shared.done.lock().unwrap())
+    }
+}
+
+/// Read by the event loop when async jobs are queued: starts a task for each.
+#[pyclass(module = "vw._core")]
+struct LaneDrain {
+    shared: Arc<Shared>,
+    event_loop: Py<PyAny>,
+}
+
+#[pymethods]
+impl LaneDrain {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let mut n: u64 = 0;
+        unsafe { libc::read(self.shared.lane.efd, &mut n as *mut u64 as *mut libc::c_void, 8) };
+        let jobs = std::mem::take(&mut *self.shared.lane.jobs.lock().unwrap());
+        for mut job in jobs {
+            let app = self.shared.app.clone();
+            match app.start_async(py, &mut job) {
+                Ok(coro) => {
+                    let task = self.event_loop.bind(py).call_method1("create_task", (coro,))?;
+                    let done = Bound::new(py, AsyncDone { shared: self.shared.clone(), job: Some(job) })?;
+                    task.call_method1("add_done_callback", (done,))?;
+                }
+                Err(e) => {
+                    let reply = app.finish_async(py, Err(e));
+                    self.shared.answer(&job, reply);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The end of an async handler's task: its result becomes the response.
+#[pyclass(module = "vw._core")]
+struct AsyncDone {
+    shared: Arc<Shared>,
+    job: Option<Box<Job>>,
+}
+
+#[pymethods]
+impl AsyncDone {
+    fn __call__(&mut self, py: Python<'_>, task: Bound<'_, PyAny>) {
+        let Some(job) = self.job.take() else { return };
+        let result = task.call_method0("result");
+        let reply = self.shared.app.finish_async(py, result);
+        self.shared.answer(&job, reply);
     }
 }

@@ -381,7 +381,7 @@ impl SyncApp for Wsgi {
         for &b in path {
             h = (h ^ b as usize).wrapping_mul(0x100000001b3);
         }
-        Ok(Route { key: h, handler: 0, params: Vec::new() })
+        Ok(Route { key: h, handler: 0, params: Vec::new(), is_async: false })
     }
 
     fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder<'_>) {

@@ -81,3 +81,9 @@ def status(req):
 def sleeper(req):
     time.sleep(0.3)  # a sync handler that waits on a database
     return "slept"
+
+
+@app.get("/async-wait")
+async def async_wait(req):
+    await asyncio.sleep(0.3)  # an async handler that awaits a database
+    return {"waited": req.query}

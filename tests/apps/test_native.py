@@ -101,3 +101,18 @@ def test_sync_handlers_that_wait_do_not_stall_the_worker(native):
     assert results == [b"slept"] * 6
     assert time.monotonic() - t0 < 1.0, "six handlers that wait 0.3 s ran together"
     assert quick < 0.1, f"a quick request waited {quick * 1000:.0f} ms behind the sleeping ones"
+
+
+def test_async_handlers_run_concurrently(native):
+    import threading
+    import time
+
+    results = []
+    ts = [threading.Thread(target=lambda i=i: results.append(get(native.port, f"/async-wait?{i}").body)) for i in range(16)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(10)
+    assert sorted(json.loads(b)["waited"] for b in results) == sorted(str(i) for i in range(16))
+    assert time.monotonic() - t0 < 1.2, "sixteen async handlers that await 0.3 s ran together"
