@@ -2,15 +2,10 @@
 //! calls `run_worker`, which serves until a stop signal without entering Python per request.
 
 pub mod apps;
-pub mod body;
-pub mod conn;
-pub mod negotiate;
-pub mod observe;
-pub mod parse;
-pub mod response;
+pub mod h1;
+pub mod io;
+pub mod service;
 pub mod statics;
-pub mod tee;
-pub mod worker;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::types::PyDict;
@@ -26,8 +21,8 @@ struct Options {
     max_body: u64,
     max_connections: usize,
     shutdown_timeout: i64,
-    timeouts: worker::Timeouts,
-    limits: parse::Limits,
+    timeouts: io::worker::Timeouts,
+    limits: h1::parse::Limits,
     /// (URL path prefix, Cache-Control value) for static files.
     cache_control: Vec<(String, String)>,
     compress: bool,
@@ -51,8 +46,8 @@ impl Options {
             max_body: 1 << 30,
             max_connections: 100_000,
             shutdown_timeout: 4,
-            timeouts: worker::Timeouts::default(),
-            limits: parse::Limits::default(),
+            timeouts: io::worker::Timeouts::default(),
+            limits: h1::parse::Limits::default(),
             cache_control: Vec::new(),
             compress: false,
             not_found_page: None,
@@ -77,7 +72,7 @@ impl Options {
                 "write_timeout" => o.timeouts.write = value.extract()?,
                 "max_request_line" => o.limits.max_request_line = value.extract()?,
                 "max_head" => o.limits.max_head = value.extract()?,
-                "max_headers" => o.limits.max_headers = value.extract::<usize>()?.min(parse::MAX_HEADERS_LIMIT),
+                "max_headers" => o.limits.max_headers = value.extract::<usize>()?.min(h1::parse::MAX_HEADERS_LIMIT),
                 "cache_control" => o.cache_control = value.extract()?,
                 "compress" => o.compress = value.extract()?,
                 "not_found_page" => o.not_found_page = value.extract()?,
@@ -91,22 +86,22 @@ impl Options {
     }
 
     fn config(self, listen_fd: i32, mounts: Vec<(String, String, Vec<String>)>, mime: HashMap<String, String>,
-              app: Option<Box<dyn apps::App>>, holds_gil: bool) -> std::io::Result<worker::WorkerConfig> {
+              app: Option<Box<dyn apps::App>>, holds_gil: bool) -> std::io::Result<io::worker::WorkerConfig> {
         let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg);
         let stats = if self.stats_addr == 0 {
-            observe::Counters::local()
+            service::observe::Counters::local()
         } else {
             if self.stats_addr % 8 != 0 {
                 return Err(invalid("stats_addr must be 8-byte aligned".into()));
             }
             // SAFETY: the supervisor maps the region before forking and keeps it for its life.
-            unsafe { observe::Counters::at(self.stats_addr) }
+            unsafe { service::observe::Counters::at(self.stats_addr) }
         };
         let log = match &self.access_log {
             None => None,
             Some((path, format)) => {
-                let format = observe::Format::parse(format).ok_or_else(|| invalid(format!("unknown access log format {format:?}")))?;
-                Some(observe::AccessLog::open(Some(path.as_str()), format).map_err(|e| invalid(format!("access log {path}: {e}")))?)
+                let format = service::observe::Format::parse(format).ok_or_else(|| invalid(format!("unknown access log format {format:?}")))?;
+                Some(service::observe::AccessLog::open(Some(path.as_str()), format).map_err(|e| invalid(format!("access log {path}: {e}")))?)
             }
         };
         let mounts = mounts
@@ -124,7 +119,7 @@ impl Options {
                 (prefix.as_bytes().to_vec(), c, preload)
             })
             .collect();
-        Ok(worker::WorkerConfig {
+        Ok(io::worker::WorkerConfig {
             listen_fd,
             mounts,
             app,
@@ -191,11 +186,11 @@ fn run_worker(
         Some(app) => {
             opts.threads = threads;
             py.detach(move || {
-                apps::threads::serve(app, threads, move |app| opts.config(listen_fd, mounts, mime, Some(app), false).and_then(worker::Worker::new))
+                apps::threads::serve(app, threads, move |app| opts.config(listen_fd, mounts, mime, Some(app), false).and_then(io::worker::Worker::new))
             })
         }
         // Static files only: Python is never needed again.
-        None => py.detach(move || opts.config(listen_fd, mounts, mime, None, false).and_then(worker::Worker::new).and_then(|mut w| w.run())),
+        None => py.detach(move || opts.config(listen_fd, mounts, mime, None, false).and_then(io::worker::Worker::new).and_then(|mut w| w.run())),
     };
     result.map_err(|e: std::io::Error| PyOSError::new_err(e.to_string()))
 }
@@ -236,13 +231,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     apps::register(m)?;
     m.add_function(wrap_pyfunction!(asgi_worker, m)?)?;
     // The layout of a worker's counters slot, for the supervisor's /metrics.
-    m.add("STATS_SLOT_WORDS", observe::slot::WORDS)?;
-    m.add("STATS_BUCKETS_US", observe::BUCKETS_US.to_vec())?;
-    m.add("STATS_CLASSES", observe::slot::CLASSES)?;
-    m.add("STATS_BYTES", observe::slot::BYTES)?;
-    m.add("STATS_OPEN", observe::slot::OPEN)?;
-    m.add("STATS_ACCEPTED", observe::slot::ACCEPTED)?;
-    m.add("STATS_LATENCY_SUM_US", observe::slot::LATENCY_SUM_US)?;
-    m.add("STATS_LATENCY_BUCKETS", observe::slot::LATENCY_BUCKETS)?;
+    m.add("STATS_SLOT_WORDS", service::observe::slot::WORDS)?;
+    m.add("STATS_BUCKETS_US", service::observe::BUCKETS_US.to_vec())?;
+    m.add("STATS_CLASSES", service::observe::slot::CLASSES)?;
+    m.add("STATS_BYTES", service::observe::slot::BYTES)?;
+    m.add("STATS_OPEN", service::observe::slot::OPEN)?;
+    m.add("STATS_ACCEPTED", service::observe::slot::ACCEPTED)?;
+    m.add("STATS_LATENCY_SUM_US", service::observe::slot::LATENCY_SUM_US)?;
+    m.add("STATS_LATENCY_BUCKETS", service::observe::slot::LATENCY_BUCKETS)?;
     Ok(())
 }

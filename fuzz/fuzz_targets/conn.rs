@@ -2,8 +2,8 @@
 //! bytes choose the cuts): it must never panic, and every cut must give the output of the whole.
 #![no_main]
 
-use _core::conn::{Ctx, Mount, Proto};
-use _core::response::Clock;
+use _core::h1::conn::{Ctx, Mount, Proto};
+use _core::h1::encode::Clock;
 use _core::statics::{StaticConfig, StaticFiles};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;

@@ -2,8 +2,8 @@
 //! parses never claims more bytes than it was given.
 #![no_main]
 
-use _core::body::Chunked;
-use _core::parse::{parse_head, Limits};
+use _core::h1::body::Chunked;
+use _core::h1::parse::{parse_head, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,8 +7,9 @@
 //! write it with one `call_soon` per loop turn, however many responses are ready.
 
 use crate::apps::{App, AppCall, AppRequest, Exchange, ReqBody, SharedExchange, Wakeups};
-use crate::response::{reason, Clock, OutQueue};
-use crate::worker::{Worker, WorkerConfig};
+use crate::h1::encode::{reason, Clock};
+use crate::io::out::OutQueue;
+use crate::io::worker::{Worker, WorkerConfig};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -144,7 +145,7 @@ pub struct Channel {
     head_only: bool,
     minor: u8,
     conn: Option<&'static [u8]>,
-    date: [u8; crate::response::DATE_LEN],
+    date: [u8; crate::h1::encode::DATE_LEN],
     framing: Option<Framing>,
     pending_start: Option<(u16, Vec<(Vec<u8>, Vec<u8>)>)>,
 }
@@ -175,7 +176,7 @@ impl Channel {
         head.push(b' ');
         head.extend_from_slice(reason(status).as_bytes());
         head.extend_from_slice(b"\r\n");
-        let mut length = match crate::response::app_headers(&mut head, &headers, &self.date) {
+        let mut length = match crate::h1::encode::app_headers(&mut head, &headers, &self.date) {
             Some(v) => Some(
                 std::str::from_utf8(v)
                     .ok()
@@ -203,7 +204,7 @@ impl Channel {
                 None => close_after = true, // HTTP/1.0: the body ends with the connection
             }
         }
-        let conn = if close_after { Some(crate::response::CLOSE) } else { self.conn };
+        let conn = if close_after { Some(crate::h1::encode::CLOSE) } else { self.conn };
         if let Some(line) = conn {
             head.extend_from_slice(line);
         }
@@ -312,7 +313,7 @@ fn headers_from(v: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let value = item.get_item(1)?;
         let name = name.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("ASGI header names must be bytes"))?.as_bytes().to_vec();
         let value = value.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("ASGI header values must be bytes"))?.as_bytes().to_vec();
-        if name.is_empty() || !name.iter().all(|&c| crate::body::is_tchar(c)) || !value.iter().all(|&c| c == b'\t' || (c >= 0x20 && c != 0x7f)) {
+        if name.is_empty() || !name.iter().all(|&c| crate::h1::body::is_tchar(c)) || !value.iter().all(|&c| c == b'\t' || (c >= 0x20 && c != 0x7f)) {
             return Err(PyValueError::new_err(format!("invalid header {:?}", String::from_utf8_lossy(&name))));
         }
         out.push((name, value));

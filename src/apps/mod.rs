@@ -9,7 +9,8 @@ pub mod reply;
 pub mod threads;
 pub mod wsgi;
 
-use crate::response::{Clock, OutQueue};
+use crate::h1::encode::Clock;
+use crate::io::out::OutQueue;
 use pyo3::prelude::*;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -150,7 +151,7 @@ pub struct Exchange {
     /// Called by the worker after it moved output or saw the connection go (wakes waiters).
     pub on_progress: Option<Box<dyn Fn()>>,
     /// A file to send after `out` (wsgi.file_wrapper).
-    pub file: Option<crate::response::Seg>,
+    pub file: Option<crate::io::out::Seg>,
     /// The response will be run inline in this turn of the loop: leave the connection's output
     /// unwritten until it is there too, so a pipelined batch goes out in one write.
     pub defer_write: bool,

@@ -4,7 +4,7 @@
 use super::reply::{bad, internal_error, is_field_value, is_token, latin1, split_target, status_text, Reply, CONTENT_TYPE, TEXT_PLAIN};
 use super::threads::{Job, Responder, Route as ThreadRoute, SyncApp};
 use super::{AppRequest, ReqBody};
-use crate::response::reason;
+use crate::h1::encode::reason;
 use crate::statics::normalize_percent;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;

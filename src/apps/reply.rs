@@ -2,7 +2,8 @@
 //! body), the checks on what it may contain, and the request target split for PATH_INFO and
 //! friends.
 
-use crate::response::{reason, Clock, OutQueue, Seg, CLOSE};
+use crate::h1::encode::{reason, Clock, CLOSE};
+use crate::io::out::{OutQueue, Seg};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -26,7 +27,7 @@ pub fn bad(msg: impl Into<String>) -> PyErr {
 }
 
 pub fn is_token(b: &[u8]) -> bool {
-    !b.is_empty() && b.iter().all(|&c| crate::body::is_tchar(c))
+    !b.is_empty() && b.iter().all(|&c| crate::h1::body::is_tchar(c))
 }
 
 /// A field value may hold visible characters, spaces, tabs and obs-text: never CR, LF, NUL or
@@ -74,7 +75,7 @@ impl Reply {
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(&self.status_line);
         out.extend_from_slice(b"\r\n");
-        crate::response::app_headers(out, &self.headers, date)
+        crate::h1::encode::app_headers(out, &self.headers, date)
             .map(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0))
     }
 

@@ -21,8 +21,9 @@
 
 use super::reply::{internal_error, Reply, Streamed};
 use super::{App, AppCall, AppRequest, Exchange, ReqBody, SharedExchange};
-use crate::response::{Clock, OutQueue, DATE_LEN};
-use crate::worker::Worker;
+use crate::h1::encode::{Clock, DATE_LEN};
+use crate::io::out::OutQueue;
+use crate::io::worker::Worker;
 use pyo3::prelude::*;
 use std::cell::RefCell;
 use std::collections::VecDeque;

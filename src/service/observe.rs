@@ -2,7 +2,8 @@
 //! of a memory region shared with the supervisor (which sums the slots on a scrape), and the
 //! access log, formatted here and written in batches (never one write per request).
 
-use crate::response::{civil_from_days, errno};
+use crate::h1::encode::civil_from_days;
+use crate::io::out::errno;
 use std::ffi::CString;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -159,7 +160,7 @@ impl OwnedRequest {
 /// The Referer and User-Agent of a request head (empty when absent).
 pub fn referer_and_agent(head: &[u8]) -> (&[u8], &[u8]) {
     let (mut referer, mut agent): (&[u8], &[u8]) = (b"", b"");
-    for (name, value) in crate::negotiate::head_fields(head) {
+    for (name, value) in crate::statics::negotiate::head_fields(head) {
         if name.eq_ignore_ascii_case(b"referer") {
             referer = value;
         } else if name.eq_ignore_ascii_case(b"user-agent") {

@@ -6,10 +6,11 @@
 //! that the event loop writes with one `writev`.
 
 use crate::apps::{App, AppCall, AppRequest, BodySink, SharedExchange};
-use crate::body::Chunked;
-use crate::observe::{now_ns, referer_and_agent, AccessLog, Counters, Entry, OwnedRequest};
-use crate::parse::{parse_head, Body, Head, Limits, Method};
-use crate::response::{simple, Clock, OutQueue, CLOSE, KEEP_ALIVE};
+use crate::h1::body::Chunked;
+use crate::service::observe::{now_ns, referer_and_agent, AccessLog, Counters, Entry, OwnedRequest};
+use crate::h1::parse::{parse_head, Body, Head, Limits, Method};
+use crate::h1::encode::{simple, Clock, CLOSE, KEEP_ALIVE};
+use crate::io::out::OutQueue;
 use crate::statics::{request_path, Outcome, StaticFiles, StaticRequest};
 use std::net::SocketAddr;
 
@@ -205,7 +206,7 @@ impl Proto {
                                 dec.is_done()
                             }
                             Err(e) => {
-                                let status = if e == crate::body::BodyError::TooLarge { 413 } else { 400 };
+                                let status = if e == crate::h1::body::BodyError::TooLarge { 413 } else { 400 };
                                 let mark = self.out.position();
                                 simple(self.out.owned_tail(), &ctx.clock, status, b"", Some(CLOSE), false);
                                 self.observed(ctx, mark, 0, None);

@@ -4,10 +4,11 @@
 //! Each readable event is one read, every request in it answered with one writev.
 
 use crate::apps::{notify, App, Wakeups};
-use crate::conn::{Ctx, Mount, Proto, ReadState};
-use crate::parse::Limits;
-use crate::response::{errno, Clock, Flush};
-use crate::observe::{AccessLog, Counters};
+use crate::h1::conn::{Ctx, Mount, Proto, ReadState};
+use crate::h1::parse::Limits;
+use crate::h1::encode::Clock;
+use crate::io::out::{errno, Flush};
+use crate::service::observe::{AccessLog, Counters};
 use crate::statics::{StaticConfig, StaticFiles};
 use std::io;
 use std::net::SocketAddr;
@@ -232,7 +233,7 @@ impl Worker {
         let timeout = match wait_ms {
             Some(ms) => ms,
             None if self.stop_deadline.is_some() => 100,
-            None => crate::response::ms_to_next_second(),
+            None => crate::h1::encode::ms_to_next_second(),
         };
         let events = &mut self.events;
         let n = if self.holds_gil && timeout != 0 {
@@ -665,7 +666,7 @@ impl Worker {
                 e.out.extend_from_slice(&d.bytes);
             }
             if let Some((fd, off, len)) = d.file {
-                e.file = Some(crate::response::Seg::File { fd: std::rc::Rc::new(fd), off, len });
+                e.file = Some(crate::io::out::Seg::File { fd: std::rc::Rc::new(fd), off, len });
             }
             e.finished |= d.finished;
             e.close |= d.close;

@@ -178,7 +178,7 @@ pub fn parse_http_date(v: &[u8]) -> Option<i64> {
 
 fn current_year() -> i64 {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    crate::response::civil_from_days(secs.div_euclid(86400)).0
+    crate::h1::encode::civil_from_days(secs.div_euclid(86400)).0
 }
 
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -384,7 +384,7 @@ mod tests {
         assert_eq!(parse_http_date(b"yesterday"), None);
         assert_eq!(parse_http_date(b""), None);
         let now = 1_795_000_000;
-        assert_eq!(parse_http_date(&crate::response::http_date(now)), Some(now));
+        assert_eq!(parse_http_date(&crate::h1::encode::http_date(now)), Some(now));
     }
 
     #[test]

@@ -3,22 +3,25 @@
 //! A hit is one shared buffer holding status line, headers and body together, queued by reference:
 //! no formatting and no copying per request. The Date inside it is patched at most once a second.
 //! Bodies of 32 KiB and more held in memory are also put in a pipe once, and leave with tee and
-//! splice (see [`crate::tee`]). Files above `inline_max` keep only their header in memory: their
+//! splice (see [`crate::io::tee`]). Files above `inline_max` keep only their header in memory: their
 //! body is written from a read-only mapping of the file (up to 64 MiB, see
-//! [`crate::response::Mapping`]), or sent with sendfile beyond.
+//! [`crate::io::out::Mapping`]), or sent with sendfile beyond.
 //! Each entry is re-checked against the file system at most once a second, so a changed, new or
 //! deleted file is served fresh without a restart. Misses resolve the path with `openat2`
 //! (RESOLVE_BENEATH): nothing outside the docroot is ever opened, symlinks included.
 //!
 //! A request with preconditions, a Range or an Accept-Encoding that matters goes through
-//! [`answer`], which applies RFC 9110 with the rules of [`crate::negotiate`]: 304, 412, 206, 416,
+//! [`answer`], which applies RFC 9110 with the rules of [`crate::statics::negotiate`]: 304, 412, 206, 416,
 //! and the choice between the file and its precompressed siblings (`x.css.br`, `x.css.gz`, or a
 //! gzip made once when the file is loaded, with `compress`).
 
-use crate::negotiate::{self, Coding, Fields, RangeAsk};
-use crate::parse::COND_OTHER;
-use crate::response::{http_date, Clock, Mapping, OutQueue, Seg, DATE_LEN};
-use crate::tee::BodyPipe;
+pub mod negotiate;
+
+use negotiate::{Coding, Fields, RangeAsk};
+use crate::h1::parse::COND_OTHER;
+use crate::h1::encode::{http_date, Clock, DATE_LEN};
+use crate::io::out::{Mapping, OutQueue, Seg};
+use crate::io::tee::BodyPipe;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::hash::{BuildHasher, Hasher};
@@ -104,10 +107,10 @@ struct Rep {
     date_sec: i64,
     /// The body is not in `buf`: it is sent from the file.
     large: bool,
-    /// A large body's file, mapped (up to [`crate::response::MAP_MAX`]); without it the file is opened for each
+    /// A large body's file, mapped (up to [`crate::io::out::MAP_MAX`]); without it the file is opened for each
     /// response and sent with sendfile.
     map: Option<Rc<Mapping>>,
-    /// The in-memory body also held in a pipe, sent with tee and splice (see [`crate::tee`]):
+    /// The in-memory body also held in a pipe, sent with tee and splice (see [`crate::io::tee`]):
     /// made at the first full GET of a cached entry (`pipe_tried`), never for one served once.
     pipe: Option<Rc<BodyPipe>>,
     pipe_tried: bool,
@@ -123,7 +126,7 @@ struct Rep {
 }
 
 impl Rep {
-    /// Put the in-memory body in a pipe, once (see [`crate::tee`] for which bodies qualify).
+    /// Put the in-memory body in a pipe, once (see [`crate::io::tee`] for which bodies qualify).
     fn make_pipe(&mut self) {
         if !self.pipe_tried {
             self.pipe_tried = true;
@@ -813,7 +816,7 @@ fn openat2_beneath(dirfd: i32, path: &CString) -> Result<i32, i32> {
     if fd >= 0 {
         return Ok(fd as i32);
     }
-    let err = crate::response::errno();
+    let err = crate::io::out::errno();
     // ENOSYS: a kernel before 5.6; EPERM: a seccomp filter that refuses openat2.
     if err != libc::ENOSYS && err != libc::EPERM {
         return Err(err);
@@ -821,7 +824,7 @@ fn openat2_beneath(dirfd: i32, path: &CString) -> Result<i32, i32> {
     // Kernels before 5.6: open, then check that the real path is still below the root.
     let fd = unsafe { libc::openat(dirfd, path.as_ptr(), flags) };
     if fd < 0 {
-        return Err(crate::response::errno());
+        return Err(crate::io::out::errno());
     }
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let real = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(|_| libc::ENOENT)?;
@@ -851,7 +854,7 @@ fn read_all(fd: &OwnedFd, size: u64) -> std::io::Result<Vec<u8>> {
             libc::pread(fd.as_raw_fd(), buf[got..].as_mut_ptr() as *mut _, buf.len() - got, got as libc::off_t)
         };
         if n < 0 {
-            if crate::response::errno() == libc::EINTR {
+            if crate::io::out::errno() == libc::EINTR {
                 continue;
             }
             return Err(std::io::Error::last_os_error());

@@ -1,0 +1,243 @@
+//! Response heads for HTTP/1.1: the per-second Date cache, reason phrases, the fields of an
+//! application's head (framing left to us), and the small generated responses (errors,
+//! redirects). Static heads are prepared once in `statics`; every other head is written here.
+
+
+/// An IMF-fixdate, e.g. `Thu, 26 Nov 2026 16:31:53 GMT` (RFC 9110 §5.6.7).
+pub const DATE_LEN: usize = 29;
+
+pub fn http_date(unix: i64) -> [u8; DATE_LEN] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let mut out = [0u8; DATE_LEN];
+    out[..3].copy_from_slice(DAYS[days.rem_euclid(7) as usize]);
+    out[3] = b',';
+    out[4] = b' ';
+    two(&mut out[5..7], d as u32);
+    out[7] = b' ';
+    out[8..11].copy_from_slice(MONTHS[(m - 1) as usize]);
+    out[11] = b' ';
+    let y = y.clamp(0, 9999) as u32;
+    two(&mut out[12..14], y / 100);
+    two(&mut out[14..16], y % 100);
+    out[16] = b' ';
+    two(&mut out[17..19], (secs / 3600) as u32);
+    out[19] = b':';
+    two(&mut out[20..22], ((secs / 60) % 60) as u32);
+    out[22] = b':';
+    two(&mut out[23..25], (secs % 60) as u32);
+    out[25..].copy_from_slice(b" GMT");
+    out
+}
+
+fn two(dst: &mut [u8], v: u32) {
+    dst[0] = b'0' + (v / 10) as u8;
+    dst[1] = b'0' + (v % 10) as u8;
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
+}
+
+/// The clock of one worker: the current second and its formatted Date, refreshed once per loop.
+pub struct Clock {
+    pub sec: i64,
+    pub date: [u8; DATE_LEN],
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let sec = now_coarse();
+        Clock { sec, date: http_date(sec) }
+    }
+
+    /// Re-read the coarse clock (a vDSO call, no syscall); reformat only when the second changes.
+    #[inline]
+    pub fn tick(&mut self) {
+        let sec = now_coarse();
+        if sec != self.sec {
+            self.sec = sec;
+            self.date = http_date(sec);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn fixed(sec: i64) -> Self {
+        Clock { sec, date: http_date(sec) }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// Milliseconds until the coarse clock turns to the next second (at least 1).
+pub fn ms_to_next_second() -> i32 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    (1000 - (ts.tv_nsec / 1_000_000) as i32).clamp(1, 1000) + 1
+}
+
+fn now_coarse() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    ts.tv_sec as i64
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a teapot",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Write an application's header fields, leaving out those whose job is framing (vw frames the
+/// body itself), then `Server` and `Date` unless the application gave them. Returns the value of
+/// the application's Content-Length, if it gave one (the caller decides what to make of it).
+pub fn app_headers<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(out: &mut Vec<u8>, headers: &'h [(N, V)], date: &[u8]) -> Option<&'h [u8]> {
+    let (mut server, mut has_date, mut length) = (false, false, None);
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            length = Some(value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"transfer-encoding") || name.eq_ignore_ascii_case(b"keep-alive") {
+            continue;
+        }
+        server |= name.eq_ignore_ascii_case(b"server");
+        has_date |= name.eq_ignore_ascii_case(b"date");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !server {
+        out.extend_from_slice(b"Server: vw\r\n");
+    }
+    if !has_date {
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n");
+    }
+    length
+}
+
+/// Append a short plain-text response (errors, redirects). These are rare, so they are formatted.
+/// `extra` is a block of complete header lines (each ending in CRLF).
+/// `conn` is the Connection line to add, if any.
+pub fn simple(out: &mut Vec<u8>, clock: &Clock, status: u16, extra: &[u8], conn: Option<&[u8]>, head_only: bool) {
+    let reason = reason(status);
+    let body_len = reason.len() + 1;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\nServer: vw\r\nDate: ");
+    out.extend_from_slice(&clock.date);
+    out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    out.extend_from_slice(body_len.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra);
+    if let Some(line) = conn {
+        out.extend_from_slice(line);
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(reason.as_bytes());
+        out.push(b'\n');
+    }
+}
+
+pub const CLOSE: &[u8] = b"Connection: close\r\n";
+pub const KEEP_ALIVE: &[u8] = b"Connection: keep-alive\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(&http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&http_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&http_date(1_795_710_713), b"Thu, 26 Nov 2026 16:31:53 GMT");
+        assert_eq!(&http_date(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn simple_response_is_well_formed() {
+        let mut v = Vec::new();
+        simple(&mut v, &Clock::fixed(0), 404, b"", None, false);
+        let s = String::from_utf8(v).unwrap();
+        assert!(s.starts_with("HTTP/1.1 404 Not Found\r\nServer: vw\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"));
+        assert!(s.ends_with("Content-Length: 10\r\n\r\nNot Found\n"));
+        let mut v = Vec::new();
+        simple(&mut v, &Clock::fixed(0), 405, b"Allow: GET, HEAD\r\n", Some(CLOSE), true);
+        let s = String::from_utf8(v).unwrap();
+        assert!(s.ends_with("Allow: GET, HEAD\r\nConnection: close\r\n\r\n"));
+    }
+}
