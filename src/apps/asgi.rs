@@ -6,7 +6,8 @@
 //! the response here and hands it to the connection through an `Exchange`; the worker is asked to
 //! write it with one `call_soon` per loop turn, however many responses are ready.
 
-use crate::apps::{App, AppCall, AppRequest, Exchange, ReqBody, SharedExchange, Wakeups};
+use crate::apps::{App, AppCall, AppRequest, Exchange, Inbox, ReqBody, SharedExchange, Taken, Wakeups};
+use std::sync::Arc;
 use crate::h1::encode::{reason, Clock};
 use crate::io::out::OutQueue;
 use crate::io::worker::{Worker, WorkerConfig};
@@ -87,6 +88,36 @@ impl Ready {
 struct Waiters {
     drain: Vec<Py<PyAny>>,
     disconnect: Vec<Py<PyAny>>,
+    /// A request body arriving as the application reads it, and the receive() waiting for it.
+    inbox: Option<Arc<Inbox>>,
+    body: Option<Py<PyAny>>,
+}
+
+fn body_message<'py>(py: Python<'py>, data: &[u8], more: bool) -> PyResult<Bound<'py, PyDict>> {
+    let msg = PyDict::new(py);
+    msg.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
+    msg.set_item(intern!(py, "body"), PyBytes::new(py, data))?;
+    msg.set_item(intern!(py, "more_body"), more)?;
+    Ok(msg)
+}
+
+impl Waiters {
+    /// The next message of a streamed body, if there is one now (None: wait). The inbox is
+    /// dropped at the end of the body; a cut body is a disconnect.
+    fn next_body<'py>(&mut self, py: Python<'py>) -> PyResult<(Option<Bound<'py, PyDict>>, bool)> {
+        let Some(inbox) = &self.inbox else { return Ok((None, false)) };
+        let (taken, wake) = inbox.take_flag(BODY_CHUNK);
+        let msg = match taken {
+            Taken::Data(d) => Some(body_message(py, &d, !inbox.at_end())?),
+            Taken::End => Some(body_message(py, b"", false)?),
+            Taken::Broken => Some(disconnect_message(py)?),
+            Taken::Empty => None,
+        };
+        if msg.is_some() && inbox.at_end() {
+            self.inbox = None;
+        }
+        Ok((msg, wake))
+    }
 }
 
 fn disconnect_message(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -102,6 +133,13 @@ fn settle(py: Python<'_>, ex: &SharedExchange, waiters: &RefCell<Waiters>) {
         (e.gone, e.finished || e.peer_eof, e.out.len() + e.unflushed)
     };
     let mut w = waiters.borrow_mut();
+    if w.body.is_some() {
+        if let Ok((Some(msg), _)) = w.next_body(py) {
+            if let Some(fut) = w.body.take() {
+                set_result(py, &fut, msg.into_any());
+            }
+        }
+    }
     if gone || backlog <= LOW_WATER {
         for fut in w.drain.drain(..) {
             set_result(py, &fut, py.None().into_bound(py));
@@ -324,11 +362,23 @@ fn headers_from(v: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
 #[pymethods]
 impl Channel {
     fn receive<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if self.waiters.borrow().inbox.is_some() {
+            let (msg, wake) = self.waiters.borrow_mut().next_body(py)?;
+            if wake {
+                self.waker.kick(py, self.id); // asked for body (100 Continue), or made room
+            }
+            if let Some(msg) = msg {
+                return Ok(Bound::new(py, Ready { value: msg.into_any().unbind() })?.into_any());
+            }
+            let fut = self.create_future.bind(py).call0()?;
+            self.waiters.borrow_mut().body = Some(fut.clone().unbind());
+            return Ok(fut);
+        }
         if let Some(body) = self.body.take() {
             let msg = PyDict::new(py);
             msg.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
             let (data, more) = match body {
-                ReqBody::Empty => (Vec::new(), false),
+                ReqBody::Empty | ReqBody::Stream(_) => (Vec::new(), false),
                 ReqBody::Mem(v) => (v, false),
                 ReqBody::File(mut f, n) => {
                     let mut buf = vec![0u8; BODY_CHUNK.min(n as usize)];
@@ -622,6 +672,10 @@ impl Asgi {
 }
 
 impl App for Asgi {
+    fn streams_body(&self) -> bool {
+        true
+    }
+
     fn bind(&mut self, wakeups: Wakeups) {
         Python::attach(|py| {
             self.waker = Some(Waker {
@@ -636,6 +690,13 @@ impl App for Asgi {
     fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, _out: &mut OutQueue) -> AppCall {
         let ex: SharedExchange = Rc::new(RefCell::new(Exchange::default()));
         let waiters: Rc<RefCell<Waiters>> = Rc::default();
+        let body = match body {
+            ReqBody::Stream(inbox) => {
+                waiters.borrow_mut().inbox = Some(inbox);
+                None
+            }
+            other => Some(other),
+        };
         {
             // A weak reference: the exchange must not keep itself alive through its own hook.
             let (ex2, w2) = (Rc::downgrade(&ex), waiters.clone());
@@ -656,7 +717,7 @@ impl App for Asgi {
                     waker,
                     create_future: self.create_future.clone_ref(py),
                     done: self.done.clone_ref(py),
-                    body: Some(body),
+                    body,
                     head_only,
                     minor: req.minor,
                     conn,

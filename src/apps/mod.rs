@@ -53,12 +53,177 @@ fn subslice<'a>(whole: &'a [u8], part: &[u8]) -> &'a [u8] {
     &whole[off..off + part.len()]
 }
 
-/// A request body, complete.
+/// A request body: complete, or arriving.
 pub enum ReqBody {
     Empty,
     Mem(Vec<u8>),
     /// Spooled to an unlinked temporary file, rewound; the length is known.
     File(std::fs::File, u64),
+    /// Streamed: the connection puts the body here as it arrives, the application takes it.
+    Stream(std::sync::Arc<Inbox>),
+}
+
+/// Unread body the application may hold before the connection stops reading the socket.
+pub const INBOX_HIGH: usize = 256 * 1024;
+
+/// A request body on its way from the connection (the loop's thread) to the application (a
+/// handler thread, or the ASGI task): bounded, so the socket is not read further while the
+/// application has `INBOX_HIGH` bytes it has not taken.
+#[derive(Default)]
+pub struct Inbox {
+    state: std::sync::Mutex<InboxState>,
+    ready: std::sync::Condvar,
+    /// Tells the connection's loop that the application asked for body (the first time: send
+    /// 100 Continue) or made room: set by the application side.
+    waker: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+#[derive(Default)]
+struct InboxState {
+    chunks: std::collections::VecDeque<Vec<u8>>,
+    len: usize,
+    /// The whole body is in.
+    done: bool,
+    /// It never will be: the client left or broke the framing.
+    broken: bool,
+    /// The application asked for body while there was none (not yet told to the loop).
+    asked: bool,
+    /// The application asked at least once.
+    ever_asked: bool,
+}
+
+/// What a take found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// Bytes (maybe more to come).
+    Data(Vec<u8>),
+    /// Nothing yet: wait.
+    Empty,
+    /// The end of the body.
+    End,
+    /// The body is incomplete and will stay so.
+    Broken,
+}
+
+impl Inbox {
+    pub fn set_waker(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.waker.set(f);
+    }
+
+    /// Connection side: body bytes arrived.
+    pub fn push(&self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let mut s = self.state.lock().unwrap();
+        s.len += data.len();
+        s.chunks.push_back(data.to_vec());
+        self.ready.notify_all();
+    }
+
+    /// Connection side: the body ended (`broken`: it will never be complete).
+    pub fn end(&self, broken: bool) {
+        let mut s = self.state.lock().unwrap();
+        if !s.done {
+            s.done = true;
+            s.broken = broken;
+        }
+        self.ready.notify_all();
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.state.lock().unwrap().len < INBOX_HIGH
+    }
+
+    /// Connection side: whether the application asked for body since the last look (and
+    /// whether it ever did).
+    pub fn asked(&self) -> (bool, bool) {
+        let mut s = self.state.lock().unwrap();
+        (std::mem::take(&mut s.asked), s.ever_asked)
+    }
+
+    /// Application side: up to `max` bytes, without waiting; the waker is called when the
+    /// loop must hear of it.
+    pub fn take(&self, max: usize) -> Taken {
+        let (taken, wake) = self.take_flag(max);
+        if wake {
+            if let Some(w) = self.waker.get() {
+                w();
+            }
+        }
+        taken
+    }
+
+    /// `take`, returning whether the loop must hear of it instead of calling the waker.
+    pub fn take_flag(&self, max: usize) -> (Taken, bool) {
+        {
+            let mut s = self.state.lock().unwrap();
+            let was_full = s.len >= INBOX_HIGH;
+            let first = !s.ever_asked;
+            s.ever_asked = true;
+            if s.chunks.is_empty() {
+                let t = if s.broken { Taken::Broken } else if s.done { Taken::End } else { Taken::Empty };
+                let ask = t == Taken::Empty && !s.asked;
+                s.asked |= ask;
+                (t, ask || first)
+            } else {
+                let mut out = Vec::new();
+                while let Some(front) = s.chunks.front_mut() {
+                    let want = max - out.len();
+                    if front.len() <= want {
+                        let c = s.chunks.pop_front().unwrap();
+                        if out.is_empty() {
+                            out = c;
+                        } else {
+                            out.extend_from_slice(&c);
+                        }
+                    } else {
+                        out.extend_from_slice(&front[..want]);
+                        front.drain(..want);
+                    }
+                    if out.len() >= max {
+                        break;
+                    }
+                }
+                s.len -= out.len();
+                (Taken::Data(out), first || (was_full && s.len < INBOX_HIGH))
+            }
+        }
+    }
+
+    /// The whole body is in and taken.
+    pub fn at_end(&self) -> bool {
+        let s = self.state.lock().unwrap();
+        s.done && s.chunks.is_empty()
+    }
+
+    /// Application side, for an application that needs the whole body (vw.App's
+    /// `request.body`): wait for it all, without the GIL.
+    pub fn read_all(&self, py: pyo3::Python<'_>) -> Result<Vec<u8>, &'static str> {
+        let mut all = Vec::new();
+        loop {
+            match self.take(usize::MAX) {
+                Taken::Data(d) => all.extend_from_slice(&d),
+                Taken::End => return Ok(all),
+                Taken::Broken => return Err("the request body is incomplete: the client ended it or broke its framing"),
+                Taken::Empty => py.detach(|| self.wait()),
+            }
+        }
+    }
+
+    /// Application side: wait until there is body, or its end (the caller has let go of the
+    /// GIL).
+    pub fn wait(&self) {
+        let mut s = self.state.lock().unwrap();
+        while s.chunks.is_empty() && !s.done {
+            s = self.ready.wait(s).unwrap();
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        let s = self.state.lock().unwrap();
+        !s.chunks.is_empty() || s.done
+    }
 }
 
 /// Collects a body as it arrives: in memory up to `spool_over` bytes, then in a temporary file,
@@ -186,6 +351,12 @@ pub trait App {
 
     /// For applications that answer later: where to report "connection `id` has new output".
     fn bind(&mut self, _wakeups: Wakeups) {}
+
+    /// The application takes request bodies as they arrive ([`ReqBody::Stream`]), called at
+    /// the end of the head; otherwise a body is read whole (spooled past 1 MiB) first.
+    fn streams_body(&self) -> bool {
+        false
+    }
 
     /// A job queued by `call` to run on this turn of the loop, by the thread that leads it.
     fn next_job(&mut self) -> Option<Box<threads::Job>> {

@@ -240,6 +240,7 @@ impl Native {
         let body = match body {
             ReqBody::Empty => None,
             ReqBody::Mem(v) => Some(PyBytes::new(py, &v).unbind()),
+            ReqBody::Stream(inbox) => Some(PyBytes::new(py, &inbox.read_all(py).map_err(bad)?).unbind()),
             ReqBody::File(mut f, n) => {
                 use std::io::Read;
                 let mut v = Vec::with_capacity(n as usize);

@@ -70,6 +70,11 @@ pub trait SyncApp: Send + Sync {
         internal_error(py, err, "the application")
     }
 
+    /// Request bodies go to the application as they arrive (`ReqBody::Stream`).
+    fn streams_body(&self) -> bool {
+        false
+    }
+
     /// The asyncio loop async routes run on.
     fn event_loop(&self) -> Option<&Py<PyAny>> {
         None
@@ -262,9 +267,11 @@ impl Shared {
         self.slow[key % ROUTE_SLOTS].load(Ordering::Relaxed) > 0
     }
 
-    /// Start a thread if the pool may grow (called with `ctl` held).
+    /// Start a thread if the pool may grow (called with `ctl` held): up to `max_threads` that
+    /// run handlers, and one more so that there is always a watcher to take the loop over.
     fn grow(self: &Arc<Self>, ctl: &mut Ctl) {
-        if ctl.threads >= self.max_threads {
+        let cap = if ctl.watcher { self.max_threads } else { self.max_threads + 1 };
+        if ctl.threads >= cap {
             return;
         }
         ctl.threads += 1;
@@ -335,12 +342,16 @@ impl Shared {
     }
 
     /// A job is about to wait (for room to write): let the watcher take over at once.
-    fn yield_loop(&self) {
+    fn yield_loop(self: &Arc<Self>) {
         let mut ctl = self.ctl.lock().unwrap();
+        ctl.promote_now = true;
+        ctl.watcher_parked = false;
         if ctl.watcher {
-            ctl.promote_now = true;
-            ctl.watcher_parked = false;
             self.watch.notify_one();
+        } else if ctl.idle > 0 {
+            self.work.notify_one(); // it becomes the watcher and takes over at its first look
+        } else {
+            self.grow(&mut ctl);
         }
     }
 
@@ -686,6 +697,12 @@ impl App for Threaded {
             date: clock.date,
             route,
         });
+        if let ReqBody::Stream(inbox) = &job.body {
+            // The application asked for body, or made room: the loop sends 100 Continue or
+            // reads on (a message with no output wakes it for this connection).
+            let (shared, id) = (self.shared.clone(), job.id);
+            inbox.set_waker(Box::new(move || shared.post(Done { id, bytes: Vec::new(), file: None, finished: false, close: false, flow: None })));
+        }
         let ex: SharedExchange = Rc::new(RefCell::new(Exchange::default()));
         if job.route.is_async {
             self.shared.dispatch_async(job);
@@ -700,6 +717,10 @@ impl App for Threaded {
 
     fn next_job(&mut self) -> Option<Box<Job>> {
         self.inline.pop_front()
+    }
+
+    fn streams_body(&self) -> bool {
+        self.shared.app.streams_body()
     }
 
     fn has_job(&self) -> bool {

@@ -3,9 +3,9 @@
 
 use super::reply::{bad, internal_error, is_field_value, is_token, latin1, split_target, Reply};
 use super::threads::{Job, Responder, Route, SyncApp};
-use super::{AppRequest, ReqBody};
+use super::{AppRequest, Inbox, ReqBody, Taken};
 use crate::statics::normalize_percent;
-use pyo3::exceptions::{PyAssertionError, PyTypeError};
+use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -251,6 +251,13 @@ impl Wsgi {
                 env.set_item(intern!(py, "CONTENT_LENGTH"), v.len().to_string())?;
                 self.bytes_io.bind(py).call1((PyBytes::new(py, &v),))?
             }
+            ReqBody::Stream(inbox) => {
+                // Read as it arrives: wsgi.input blocks this handler's thread until it has.
+                if let Some((_, v)) = req.headers().into_iter().find(|(n, _)| n.eq_ignore_ascii_case(b"content-length")) {
+                    env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, v))?;
+                }
+                Bound::new(py, Input { inbox, buf: Vec::new(), end: false })?.into_any()
+            }
             ReqBody::File(f, n) => {
                 env.set_item(intern!(py, "CONTENT_LENGTH"), n.to_string())?;
                 use std::os::fd::IntoRawFd;
@@ -373,7 +380,120 @@ fn sendfile_source(py: Python<'_>, filelike: &Bound<'_, PyAny>) -> PyResult<Opti
     Ok(Some((unsafe { OwnedFd::from_raw_fd(dup) }, pos, len)))
 }
 
+/// `wsgi.input` for a body still arriving: reads wait (without the GIL) for the bytes they ask
+/// for, or the end of the body; a body the client cut raises OSError.
+#[pyclass(module = "vw._core")]
+pub struct Input {
+    inbox: std::sync::Arc<Inbox>,
+    /// Taken from the inbox, not yet read.
+    buf: Vec<u8>,
+    end: bool,
+}
+
+impl Input {
+    /// Take more of the body into `buf`, waiting for it; false at its end.
+    fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if self.end {
+            return Ok(false);
+        }
+        loop {
+            match self.inbox.take(1 << 20) {
+                Taken::Data(d) => {
+                    if self.buf.is_empty() {
+                        self.buf = d;
+                    } else {
+                        self.buf.extend_from_slice(&d);
+                    }
+                    return Ok(true);
+                }
+                Taken::End => {
+                    self.end = true;
+                    return Ok(false);
+                }
+                Taken::Broken => return Err(PyOSError::new_err("the request body is incomplete: the client ended it or broke its framing")),
+                Taken::Empty => {
+                    let inbox = self.inbox.clone();
+                    py.detach(move || inbox.wait());
+                }
+            }
+        }
+    }
+
+    fn split(&mut self, n: usize) -> Vec<u8> {
+        if n >= self.buf.len() {
+            std::mem::take(&mut self.buf)
+        } else {
+            let rest = self.buf.split_off(n);
+            std::mem::replace(&mut self.buf, rest)
+        }
+    }
+}
+
+#[pymethods]
+impl Input {
+    #[pyo3(signature = (size=-1))]
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let size = size.unwrap_or(-1);
+        if size < 0 {
+            while self.fill(py)? {}
+            return Ok(PyBytes::new(py, &std::mem::take(&mut self.buf)));
+        }
+        let size = size as usize;
+        while self.buf.len() < size && self.fill(py)? {}
+        Ok(PyBytes::new(py, &self.split(size)))
+    }
+
+    #[pyo3(signature = (size=-1))]
+    fn readline<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let limit = match size.unwrap_or(-1) {
+            n if n < 0 => usize::MAX,
+            n => n as usize,
+        };
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                return Ok(PyBytes::new(py, &self.split((i + 1).min(limit))));
+            }
+            if self.buf.len() >= limit || !self.fill(py)? {
+                return Ok(PyBytes::new(py, &self.split(limit)));
+            }
+        }
+    }
+
+    #[pyo3(signature = (hint=-1))]
+    fn readlines<'py>(&mut self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
+        let hint = hint.unwrap_or(-1);
+        let lines = PyList::empty(py);
+        let mut total = 0usize;
+        loop {
+            let line = self.readline(py, None)?;
+            if line.as_bytes().is_empty() {
+                return Ok(lines);
+            }
+            total += line.as_bytes().len();
+            lines.append(line)?;
+            if hint > 0 && total >= hint as usize {
+                return Ok(lines);
+            }
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.readline(py, None)?;
+        Ok(if line.as_bytes().is_empty() { None } else { Some(line) })
+    }
+
+    fn close(&self) {}
+}
+
 impl SyncApp for Wsgi {
+    fn streams_body(&self) -> bool {
+        true
+    }
+
     fn route(&self, req: &AppRequest) -> Result<Route, Reply> {
         // Requests for one path share a slow mark.
         let (path, _) = split_target(req.target);
@@ -402,5 +522,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StartResponse>()?;
     m.add_class::<FileWrapper>()?;
     m.add_class::<EmptyInput>()?;
+    m.add_class::<Input>()?;
     Ok(())
 }

@@ -96,6 +96,11 @@ impl Chunked {
         self.st == St::Done
     }
 
+    /// Allow at most `more` bytes of chunk data from here on (a body that is only skipped).
+    pub fn limit(&mut self, more: u64) {
+        self.max_body = self.max_body.min(self.total.saturating_add(more));
+    }
+
     /// Consume bytes from `input`, returning how many were used. Stops at the end of the body
     /// (so bytes after it, the next request, are left alone) or at the end of input.
     pub fn feed(&mut self, input: &[u8], sink: &mut impl FnMut(&[u8])) -> Result<usize, BodyError> {

@@ -5,7 +5,7 @@
 //! Every complete request in the bytes it is given is answered, in order, into one output queue
 //! that the event loop writes with one `writev`.
 
-use crate::apps::{App, AppCall, AppRequest, BodySink, SharedExchange};
+use crate::apps::{App, AppCall, AppRequest, BodySink, Inbox, ReqBody, SharedExchange};
 use crate::h1::body::Chunked;
 use crate::service::observe::{now_ns, referer_and_agent, AccessLog, Counters, Entry, OwnedRequest};
 use crate::h1::parse::{parse_head, Body, Head, Limits, Method};
@@ -97,6 +97,9 @@ pub enum ReadState {
     /// The application answers later; nothing is parsed until it has (pipelined requests wait
     /// in the connection's input, so responses stay in order).
     Waiting(SharedExchange, bool),
+    /// The application runs while its request body arrives: the body goes to its inbox as it
+    /// is decoded, as long as the inbox has room.
+    AppStream(Box<Streaming>),
     /// Nothing more will be parsed: the last response closes the connection.
     Done,
 }
@@ -110,6 +113,22 @@ pub struct Pending {
     chunked: Option<Chunked>,
     sink: BodySink,
 }
+
+/// A request body streamed to a running application.
+pub struct Streaming {
+    ex: SharedExchange,
+    close: bool,
+    remaining: u64,
+    chunked: Option<Chunked>,
+    inbox: std::sync::Arc<Inbox>,
+    /// The client waits for 100 Continue, not sent yet: sent when the application first asks.
+    expect_continue: bool,
+}
+
+/// After an application answered without reading all of its body: the rest is read and
+/// dropped when it is at most this long (or chunked: up to this much), else the connection
+/// closes after the response.
+const DRAIN_MAX: u64 = 64 * 1024;
 
 /// A response that an application finishes later: what to count and log when it does.
 pub struct Watch {
@@ -153,6 +172,47 @@ impl Proto {
             match &mut self.read {
                 ReadState::Done => return data.len(),
                 ReadState::Waiting(..) => return pos,
+                ReadState::AppStream(st) => {
+                    if !st.inbox.has_room() || pos == data.len() {
+                        return pos; // the rest waits in the connection's input
+                    }
+                    let done = if let Some(dec) = &mut st.chunked {
+                        let inbox = &st.inbox;
+                        match dec.feed(&data[pos..], &mut |d| inbox.push(d)) {
+                            Ok(n) => {
+                                pos += n;
+                                dec.is_done()
+                            }
+                            Err(_) => {
+                                // The framing is broken: the application sees an incomplete
+                                // body, and nothing after it is read.
+                                st.inbox.end(true);
+                                crate::apps::notify(&st.ex);
+                                let ReadState::AppStream(st) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
+                                self.read = ReadState::Waiting(st.ex, true);
+                                self.take_app_output(ctx);
+                                return data.len();
+                            }
+                        }
+                    } else {
+                        let n = st.remaining.min((data.len() - pos) as u64) as usize;
+                        st.inbox.push(&data[pos..pos + n]);
+                        pos += n;
+                        st.remaining -= n as u64;
+                        st.remaining == 0
+                    };
+                    crate::apps::notify(&st.ex);
+                    if done {
+                        st.inbox.end(false);
+                        crate::apps::notify(&st.ex);
+                        let ReadState::AppStream(st) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
+                        self.read = ReadState::Waiting(st.ex, st.close);
+                        if self.take_app_output(ctx) {
+                            continue; // the response was already complete: parse what follows
+                        }
+                    }
+                    return pos;
+                }
                 ReadState::Head => {
                     if pos == data.len() {
                         return pos;
@@ -233,7 +293,7 @@ impl Proto {
                         self.finish();
                         return data.len();
                     }
-                    self.call_app(&p.head, &p.parsed, p.sink, p.close, ctx);
+                    self.call_app(&p.head, &p.parsed, p.sink.finish(), p.close, ctx);
                     if p.close && !matches!(self.read, ReadState::Waiting(..)) {
                         self.finish();
                         return data.len();
@@ -420,19 +480,34 @@ impl Proto {
     fn app_request(&mut self, req: &[u8], head: Head, ctx: &mut Ctx) {
         let (close, _) = Self::connection(&head, ctx, true);
         if head.body == Body::None {
-            self.call_app(req, &head, BodySink::new(0), close, ctx);
+            self.call_app(req, &head, ReqBody::Empty, close, ctx);
             if close && !matches!(self.read, ReadState::Waiting(..)) {
                 self.finish();
+            }
+            return;
+        }
+        let (remaining, chunked) = match head.body {
+            Body::Length(n) => (n, None),
+            _ => (0, Some(Chunked::new(ctx.max_body))),
+        };
+        if ctx.app.as_ref().is_some_and(|a| a.streams_body()) {
+            // The application is called now and takes the body as it comes.
+            let inbox = std::sync::Arc::new(Inbox::default());
+            self.call_app(req, &head, ReqBody::Stream(inbox.clone()), close, ctx);
+            match std::mem::replace(&mut self.read, ReadState::Head) {
+                ReadState::Waiting(ex, close) => {
+                    let expect_continue = head.expect_continue;
+                    self.read = ReadState::AppStream(Box::new(Streaming { ex, close, remaining, chunked, inbox, expect_continue }));
+                }
+                // Answered at once (a router's 404): the body is skipped like a static one's.
+                ReadState::Done => self.read = ReadState::Done,
+                _ => self.skip_body(&head, close, ctx),
             }
             return;
         }
         if head.expect_continue {
             self.out.owned_tail().extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let (remaining, chunked) = match head.body {
-            Body::Length(n) => (n, None),
-            _ => (0, Some(Chunked::new(ctx.max_body))),
-        };
         self.read = ReadState::AppBody(Box::new(Pending {
             head: req.to_vec(),
             parsed: head,
@@ -443,7 +518,7 @@ impl Proto {
         }));
     }
 
-    fn call_app(&mut self, req: &[u8], head: &Head, body: BodySink, close: bool, ctx: &mut Ctx) {
+    fn call_app(&mut self, req: &[u8], head: &Head, body: ReqBody, close: bool, ctx: &mut Ctx) {
         let conn = if close { Some(CLOSE) } else if head.minor == 0 { Some(KEEP_ALIVE) } else { None };
         let areq = AppRequest {
             head: req,
@@ -456,7 +531,7 @@ impl Proto {
         };
         let app = ctx.app.as_mut().expect("routed to the app");
         let (mark, start) = (self.out.position(), now_ns());
-        match app.call(&areq, body.finish(), conn, head.method == Method::Head, &ctx.clock, &mut self.out) {
+        match app.call(&areq, body, conn, head.method == Method::Head, &ctx.clock, &mut self.out) {
             AppCall::Done => self.observed(ctx, mark, start, Some((req, head))),
             AppCall::Close => {
                 self.observed(ctx, mark, start, Some((req, head)));
@@ -477,7 +552,11 @@ impl Proto {
     /// response is finished, parsing resumes (the caller feeds the buffered input again).
     /// Returns true when the response finished.
     pub fn take_app_output(&mut self, ctx: &mut Ctx) -> bool {
-        let ReadState::Waiting(ex, close) = &self.read else { return false };
+        let (ex, close) = match &self.read {
+            ReadState::Waiting(ex, close) => (ex, close),
+            ReadState::AppStream(st) => (&st.ex, &st.close),
+            _ => return false,
+        };
         let (finished, must_close) = {
             let mut e = ex.borrow_mut();
             if !e.out.is_empty() {
@@ -498,6 +577,27 @@ impl Proto {
                 let status = w.status;
                 self.record_watch(ctx, w, status);
             }
+            if let ReadState::AppStream(st) = std::mem::replace(&mut self.read, ReadState::Head) {
+                // Answered before the whole body came: nobody will read the rest. Drop a short
+                // rest; a long one (or one the client waits to be asked for) ends the connection.
+                st.inbox.end(true);
+                let drain = !must_close && !st.expect_continue && match &st.chunked {
+                    None => st.remaining <= DRAIN_MAX,
+                    Some(_) => true,
+                };
+                self.read = match st.chunked {
+                    _ if !drain => ReadState::Done,
+                    None => ReadState::BodyLength(st.remaining),
+                    Some(mut dec) => {
+                        dec.limit(DRAIN_MAX);
+                        ReadState::BodyChunked(Box::new(dec))
+                    }
+                };
+                if !drain {
+                    self.close_after_flush = true;
+                }
+                return finished;
+            }
             if must_close {
                 self.finish();
             } else {
@@ -505,6 +605,47 @@ impl Proto {
             }
         }
         finished
+    }
+
+    /// The application asked for its streamed body, or made room in its inbox: send the 100
+    /// Continue the client waits for (the first time), and go on decoding what is buffered
+    /// (the caller feeds the connection's input again).
+    pub fn resume_body(&mut self) -> bool {
+        let ReadState::AppStream(st) = &mut self.read else { return false };
+        let (asked, ever) = st.inbox.asked();
+        if st.expect_continue && (asked || ever) {
+            st.expect_continue = false;
+            if self.watch.as_ref().is_some_and(|w| w.status == 0) {
+                self.out.owned_tail().extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+        }
+        true
+    }
+
+    /// The body being streamed will not be complete (the client ended its input, or stalled).
+    pub fn body_cut(&mut self) {
+        if let ReadState::AppStream(st) = &self.read {
+            st.inbox.end(true);
+            crate::apps::notify(&st.ex);
+        }
+    }
+
+    /// Skip the body of a request already answered (keep-alive), or end the connection.
+    fn skip_body(&mut self, head: &Head, close: bool, ctx: &Ctx) {
+        if close {
+            self.finish();
+            return;
+        }
+        self.read = match head.body {
+            Body::None => ReadState::Head,
+            Body::Length(n) => ReadState::BodyLength(n),
+            Body::Chunked => ReadState::BodyChunked(Box::new(Chunked::new(ctx.max_body))),
+        };
+    }
+
+    /// Waiting for the client's body (not for the application): the body timeout applies.
+    pub fn reading_body(&self) -> bool {
+        matches!(&self.read, ReadState::AppStream(st) if st.inbox.has_room())
     }
 
     /// The connection is closing with an application's response unfinished: count and log it
@@ -531,6 +672,7 @@ impl Proto {
     pub fn exchange(&self) -> Option<&SharedExchange> {
         match &self.read {
             ReadState::Waiting(ex, _) => Some(ex),
+            ReadState::AppStream(st) => Some(&st.ex),
             _ => None,
         }
     }
@@ -739,6 +881,7 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
                 crate::apps::ReqBody::Empty => 0,
                 crate::apps::ReqBody::Mem(v) => v.len() as u64,
                 crate::apps::ReqBody::File(_, n) => n,
+                crate::apps::ReqBody::Stream(_) => unreachable!("BodyLen reads bodies whole"),
             };
             simple(out.owned_tail(), clock, 200, format!("X-Body: {n}\r\n").as_bytes(), conn, head_only);
             AppCall::Done
@@ -986,5 +1129,160 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(statuses(&out), vec![405, 200]);
         assert!(out.ends_with(b"\r\n\r\nx"));
         assert!(!close);
+    }
+
+    /// An application that takes its body as it arrives: the test drives each exchange.
+    type Calls = std::rc::Rc<std::cell::RefCell<Vec<(SharedExchange, Option<std::sync::Arc<Inbox>>, Vec<u8>)>>>;
+    struct Streamer(Calls);
+    impl App for Streamer {
+        fn streams_body(&self) -> bool {
+            true
+        }
+        fn call(&mut self, req: &AppRequest, body: ReqBody, _conn: Option<&'static [u8]>, _: bool, _: &Clock, _: &mut OutQueue) -> AppCall {
+            let ex: SharedExchange = Default::default();
+            let inbox = match body {
+                ReqBody::Stream(i) => Some(i),
+                _ => None,
+            };
+            self.0.borrow_mut().push((ex.clone(), inbox, req.target.to_vec()));
+            AppCall::Pending(ex)
+        }
+    }
+
+    fn streaming_ctx() -> (Ctx, Calls) {
+        let mut c = ctx();
+        c.mounts.clear();
+        let calls: Calls = Default::default();
+        c.app = Some(Box::new(Streamer(calls.clone())));
+        (c, calls)
+    }
+
+    fn answer(p: &mut Proto, c: &mut Ctx, ex: &SharedExchange, body: &str) {
+        {
+            let mut e = ex.borrow_mut();
+            e.out.extend_from_slice(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+            e.finished = true;
+        }
+        p.take_app_output(c);
+    }
+
+    fn take_all(inbox: &Inbox) -> Vec<u8> {
+        let mut got = Vec::new();
+        while let crate::apps::Taken::Data(d) = inbox.take(usize::MAX) {
+            got.extend_from_slice(&d);
+        }
+        got
+    }
+
+    #[test]
+    fn a_streamed_body_reaches_the_application_as_it_arrives() {
+        for chunked in [false, true] {
+            let (mut c, calls) = streaming_ctx();
+            let mut p = Proto::default();
+            let head = if chunked { "POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" } else { "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n" };
+            let (first, second): (&[u8], &[u8]) = if chunked { (b"5\r\nhello", b"\r\n5\r\nworld\r\n0\r\n\r\n") } else { (b"hello", b"world") };
+            let mut input = head.as_bytes().to_vec();
+            input.extend_from_slice(first);
+            assert_eq!(p.feed(&input, &mut c), input.len());
+            let (ex, inbox, _) = calls.borrow()[0].clone();
+            let inbox = inbox.expect("a streamed body");
+            assert_eq!(take_all(&inbox), b"hello", "the first piece, before the rest is sent");
+            assert!(!inbox.at_end());
+            let mut rest = second.to_vec();
+            rest.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+            let used = p.feed(&rest, &mut c);
+            assert_eq!(used, second.len(), "the next request waits for this response");
+            assert_eq!(take_all(&inbox), b"world");
+            assert!(inbox.at_end());
+            answer(&mut p, &mut c, &ex, "ok");
+            assert_eq!(p.feed(&rest[used..], &mut c), rest.len() - used);
+            assert_eq!(calls.borrow().len(), 2, "the pipelined request reached the application");
+        }
+    }
+
+    #[test]
+    fn an_early_answer_drains_a_short_rest_and_closes_on_a_long_one() {
+        // A short rest is read and dropped: the request after it is parsed, never the body.
+        let (mut c, calls) = streaming_ctx();
+        let mut p = Proto::default();
+        let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+        let head = format!("POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", smuggled.len() + 4);
+        assert_eq!(p.feed(head.as_bytes(), &mut c), head.len());
+        let (ex, inbox, _) = calls.borrow()[0].clone();
+        answer(&mut p, &mut c, &ex, "denied");
+        assert_eq!(inbox.unwrap().take(10), crate::apps::Taken::Broken, "nobody reads the rest");
+        let mut rest = b"abcd".to_vec();
+        rest.extend_from_slice(smuggled);
+        rest.extend_from_slice(b"GET /real HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(p.feed(&rest, &mut c), rest.len());
+        let targets: Vec<Vec<u8>> = calls.borrow().iter().map(|c| c.2.clone()).collect();
+        assert_eq!(targets, vec![b"/u".to_vec(), b"/real".to_vec()], "the body is skipped, never parsed");
+        assert!(!p.close_after_flush);
+        // A long one ends the connection after the answer.
+        let (mut c, calls) = streaming_ctx();
+        let mut p = Proto::default();
+        let head = b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 500000\r\n\r\n";
+        p.feed(head, &mut c);
+        let ex = calls.borrow()[0].0.clone();
+        answer(&mut p, &mut c, &ex, "too big");
+        assert!(p.close_after_flush);
+        let after = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(p.feed(after, &mut c), after.len(), "input after it is dropped");
+        assert_eq!(calls.borrow().len(), 1);
+        assert!(String::from_utf8_lossy(&p.out.to_bytes()).ends_with("too big"));
+    }
+
+    #[test]
+    fn continue_is_sent_when_the_application_first_asks() {
+        let (mut c, calls) = streaming_ctx();
+        let mut p = Proto::default();
+        let head = b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+        p.feed(head, &mut c);
+        assert!(p.resume_body());
+        assert!(p.out.is_empty(), "no 100 Continue before the application reads");
+        let inbox = calls.borrow()[0].1.clone().unwrap();
+        assert_eq!(inbox.take(10), crate::apps::Taken::Empty);
+        p.resume_body();
+        assert_eq!(p.out.to_bytes(), b"HTTP/1.1 100 Continue\r\n\r\n");
+        p.resume_body();
+        assert_eq!(p.out.to_bytes(), b"HTTP/1.1 100 Continue\r\n\r\n", "once");
+        // Answered without reading: no 100, and the connection closes (the client may never send).
+        let (mut c, calls) = streaming_ctx();
+        let mut p = Proto::default();
+        p.feed(head, &mut c);
+        let ex = calls.borrow()[0].0.clone();
+        answer(&mut p, &mut c, &ex, "no");
+        assert!(!String::from_utf8_lossy(&p.out.to_bytes()).contains("100 Continue"));
+        assert!(p.close_after_flush);
+    }
+
+    #[test]
+    fn a_full_inbox_stops_the_decoding_and_a_bad_chunk_cuts_the_body() {
+        let (mut c, calls) = streaming_ctx();
+        let mut p = Proto::default();
+        let head = b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 900000\r\n\r\n";
+        p.feed(head, &mut c);
+        let inbox = calls.borrow()[0].1.clone().unwrap();
+        let block = vec![b'x'; 64 * 1024];
+        let mut fed = 0;
+        for _ in 0..8 {
+            fed += p.feed(&block, &mut c);
+        }
+        assert_eq!(fed, crate::apps::INBOX_HIGH, "decoding stops at the inbox's bound");
+        assert!(!p.reading_body(), "not waiting for the client while the application is behind");
+        assert_eq!(take_all(&inbox).len(), crate::apps::INBOX_HIGH);
+        assert!(p.reading_body());
+        // Chunked framing broken mid-body: the application sees a cut body; nothing more is read.
+        let (mut c, calls) = streaming_ctx();
+        let mut p = Proto::default();
+        let bad = b"POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\nGET / HTTP/1.1\r\n\r\n";
+        assert_eq!(p.feed(bad, &mut c), bad.len());
+        let (ex, inbox, _) = calls.borrow()[0].clone();
+        let inbox = inbox.unwrap();
+        assert_eq!(take_all(&inbox), b"abc");
+        assert_eq!(inbox.take(10), crate::apps::Taken::Broken);
+        answer(&mut p, &mut c, &ex, "bad");
+        assert!(p.close_after_flush);
+        assert_eq!(calls.borrow().len(), 1);
     }
 }

@@ -370,6 +370,11 @@ impl Worker {
             self.close(fd);
         } else if idle {
             self.start_close(fd); // idle keep-alive, or a client that never sent a byte
+        } else if matches!(c.proto.read, ReadState::AppStream(_)) {
+            // A body stalled while the application reads it: the application sees it cut, and
+            // the connection ends (its response can't be told from one to a complete body).
+            c.proto.body_cut();
+            self.abort(fd);
         } else {
             c.inbuf = Vec::new();
             c.proto.timed_out(&mut self.ctx);
@@ -396,6 +401,8 @@ impl Worker {
                 ReadState::Head => c.head_started.get_or_insert(now).saturating_add(t.header),
                 ReadState::Done => now + t.write,
                 ReadState::Waiting(..) => i64::MAX, // the application takes the time it takes
+                ReadState::AppStream(_) if c.proto.reading_body() => now + t.body,
+                ReadState::AppStream(_) => i64::MAX, // the application has body it has not read
                 _ => now + t.body,
             }
         };
@@ -551,6 +558,7 @@ impl Worker {
                     unsafe { conn.inbuf.set_len(have + n as usize) };
                 } else if n == 0 {
                     conn.eof_pending = true;
+                    conn.proto.body_cut(); // a body still arriving never will
                     if let Some(ex) = conn.proto.exchange() {
                         ex.borrow_mut().peer_eof = true;
                         notify(ex);
@@ -559,6 +567,13 @@ impl Worker {
                     self.close(fd);
                     return;
                 }
+            }
+            if conn.proto.resume_body() {
+                // The application takes its body as it comes: decode what arrived.
+                Self::feed_inbuf(conn, &mut self.ctx);
+                self.write(fd);
+                self.arm(fd);
+                return;
             }
             self.sync_interest(fd);
             return;
@@ -698,6 +713,9 @@ impl Worker {
             let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { continue };
             if conn.gen != gen || conn.proto.exchange().is_none() {
                 continue;
+            }
+            if conn.proto.resume_body() && !conn.inbuf.is_empty() {
+                Self::feed_inbuf(conn, &mut self.ctx); // the application made room for more body
             }
             if conn.proto.take_app_output(&mut self.ctx) {
                 if !conn.inbuf.is_empty() {

@@ -51,6 +51,11 @@ async def app(scope, receive, send):
                 break
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": f"{n} {h.hexdigest()}".encode()})
+    elif path == "/first":  # answers with the first body message, before the rest is sent
+        m = await receive()
+        out = f"{len(m['body'])} {m['more_body']}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(out)).encode())]})
+        await send({"type": "http.response.body", "body": out})
     elif path == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         for i in range(5):

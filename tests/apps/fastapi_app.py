@@ -1,6 +1,6 @@
 """An unmodified FastAPI application."""
 
-from fastapi import BackgroundTasks, FastAPI, File, Form, UploadFile
+from fastapi import BackgroundTasks, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -55,3 +55,14 @@ async def background(tasks: BackgroundTasks):
 @app.get("/background")
 async def background_result():
     return {"done": done}
+
+
+@app.post("/count")
+async def count(request: Request):
+    """Starlette's request.stream(): the pieces as they arrive, and when each came."""
+    import time
+    pieces = []
+    async for piece in request.stream():
+        if piece:
+            pieces.append((len(piece), time.monotonic()))
+    return {"sizes": [n for n, _ in pieces], "spread": pieces[-1][1] - pieces[0][1] if pieces else 0}

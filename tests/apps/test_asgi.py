@@ -57,6 +57,16 @@ def test_chunked_upload_streamed_to_the_app(asgi):
     assert r.body.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}"
 
 
+def test_receive_gives_the_body_as_it_arrives(asgi):
+    with connect(asgi.port) as s:
+        rd = Reader(s)
+        s.sendall(b"POST /first HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+        assert rd.response().body == b"5 True", "the first 5 bytes, more to come, before the rest is sent"
+        s.sendall(b"world")  # drained: the connection goes on
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert rd.response().status == 200
+
+
 def test_streaming_response_is_chunked(asgi):
     with connect(asgi.port) as s:
         s.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -221,6 +231,15 @@ def test_fastapi():
             while not raw.endswith(b"0\r\n\r\n"):
                 raw += s.recv(65536)
         assert b"chunk 0\n" in raw and b"chunk 2\n" in raw
+        # request.stream() yields the body as it comes: three pieces sent 0.2 s apart.
+        with connect(srv.port) as s:
+            s.sendall(b"POST /count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(3):
+                s.sendall(b"4\r\nabcd\r\n")
+                time.sleep(0.2)
+            s.sendall(b"0\r\n\r\n")
+            got = json.loads(Reader(s).response().body)
+        assert got["sizes"] == [4, 4, 4] and got["spread"] >= 0.3, got
         assert json.loads(get(srv.port, "/background", method="POST").body) == {"scheduled": True}
         deadline = time.monotonic() + 5
         while json.loads(get(srv.port, "/background").body) != {"done": ["ran"]}:

@@ -160,3 +160,44 @@ def test_pipelined_requests_to_waiting_handlers_answer_in_order(srv):
         bodies = [rd.response().body for _ in range(4)]
     assert bodies[0] == b"done" and bodies[1] == b"quick" and bodies[3] == b"quick"
     assert bodies[2].count(b"data: ") == 2
+
+
+def test_the_body_reaches_the_application_while_it_uploads(srv):
+    with connect(srv.port) as s:
+        rd = Reader(s)
+        s.sendall(b"POST /first HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello\n\r\n")
+        r = rd.response()  # answered before the rest of the body exists
+        assert (r.status, r.body) == (200, b"hello\n")
+        # The rest (short) is read and dropped; the connection goes on with the next request.
+        s.sendall(b"5\r\nworld\r\n0\r\n\r\nGET /quick HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert rd.response().body == b"quick"
+
+
+def test_an_early_answer_is_not_followed_by_the_body_parsed_as_a_request(srv):
+    smuggled = b"GET /quick HTTP/1.1\r\nHost: t\r\n\r\n"
+    with connect(srv.port) as s:
+        s.sendall(b"POST /deny HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(smuggled) + smuggled
+                  + b"GET /state HTTP/1.1\r\nHost: t\r\n\r\n")
+        rd = Reader(s)
+        assert (rd.response().status, rd.response().body[:8]) == (401, b"produced")
+    # A long body behind an early answer: the connection closes after the answer.
+    with connect(srv.port) as s:
+        s.sendall(b"POST /deny HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 100000)
+        raw = read_to_end(s)
+    assert raw.startswith(b"HTTP/1.1 401 ") and raw.endswith(b"denied") and raw.count(b"HTTP/1.1") == 1
+
+
+def test_continue_is_sent_when_the_application_reads(srv):
+    with connect(srv.port) as s:
+        t0 = time.monotonic()
+        s.sendall(b"POST /read-later?s=0.4 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        rd = Reader(s)
+        r = rd.response()
+        assert r.status == 100
+        assert time.monotonic() - t0 >= 0.35, "100 Continue only once the application reads"
+        s.sendall(b"hello")
+        assert rd.response().body == b"5"
+    with connect(srv.port) as s:
+        s.sendall(b"POST /deny HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        raw = read_to_end(s)
+    assert raw.startswith(b"HTTP/1.1 401 ") and b"100 Continue" not in raw, "no 100 for a body never read"

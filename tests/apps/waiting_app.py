@@ -61,6 +61,19 @@ def app(environ, start_response):
             headers.append(("Content-Length", str(n * size)))
         start_response("200 OK", headers)
         return Counted(n, size, float(query.get("delay", "0")))
+    if path == "/first":  # answers with the first line of the body, before the rest is sent
+        line = environ["wsgi.input"].readline()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(line)))])
+        return [line]
+    if path == "/deny":  # answers 401 without reading the body
+        start_response("401 Unauthorized", [("Content-Length", "6")])
+        return [b"denied"]
+    if path == "/read-later":  # waits, then reads the whole body
+        time.sleep(float(query.get("s", "0.3")))
+        body = environ["wsgi.input"].read()
+        out = f"{len(body)}".encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(out)))])
+        return [out]
     if path == "/state":
         body = " ".join(f"{k}={v}" for k, v in STATE.items()).encode()
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
