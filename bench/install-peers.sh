@@ -30,7 +30,7 @@ fi
 "$venv/bin/python" -m pip install -q --upgrade pip
 
 failed=()
-for pkg in granian 'uvicorn[standard]' bjoern socketify; do
+for pkg in granian 'uvicorn[standard]' bjoern socketify gunicorn; do
     echo "install-peers: $pkg" >&2
     "$venv/bin/python" -m pip install -q "$pkg" || failed+=("$pkg")
 done

@@ -154,8 +154,34 @@ def apps_table(run: Run) -> str:
     return "\n".join(lines)
 
 
+def wait_table(run: Run) -> str:
+    """Applications that wait and stream (bench/wait.py): each server with 2 workers, defaults."""
+    sync_peers = [s for s in ("granian-wsgi", "gunicorn-gthread") if (s, "/wait", "wait") in run.rows]
+    async_peers = [s for s in ("granian-asgi", "uvicorn") if (s, "/wait", "wait") in run.rows]
+    best = {kind: max((run.row(s, "/wait", "wait")["req_s"] for s in peers), default=None)
+            for kind, peers in (("sync", sync_peers), ("async", async_peers))}
+    lines = ["| server | view | 10 ms wait: req/s | p99 ms | ÷ best peer | SSE: first event | 200 MiB stream: RSS |",
+             "|---|---|--:|--:|--:|--:|--:|"]
+    for server in run.servers:
+        for path, label, kind in (("/wait", "sync" if server not in ("vw-asgi", "granian-asgi", "uvicorn") else "async", None),
+                                  ("/await", "async def", "async")):
+            if (server, path, "wait") not in run.rows:
+                continue
+            kind = kind or label
+            r = run.row(server, path, "wait")
+            sse = run.rows.get((server, "/events", "sse"))
+            stream = run.rows.get((server, "/big", "stream"))
+            first = f"{sse['first_event_s']:.2f} s" if sse and path == "/wait" else "–"
+            rss = f"+{stream['rss_growth_mib']:.0f} MiB" if stream and path == "/wait" else "–"
+            vs = ratio(r["req_s"], best["async" if kind != "sync" else "sync"])
+            req_s = f"{r['req_s']:,.0f}"
+            lines.append(f"| {bold(server, is_vw(server))} | {label} | {bold(req_s, is_vw(server))} | "
+                         f"{num(r.get('p99_ms'), 1)} | {num(vs)} | {first} | {rss} |")
+    return "\n".join(lines)
+
+
 KINDS = {"static": static_table, "files": files_table, "files-pipelined": files_pipelined_table,
-         "apps": apps_table}
+         "apps": apps_table, "wait": wait_table}
 
 
 def block(kind: str, name: str, root: Path = ROOT) -> str:

@@ -176,6 +176,20 @@ class Reader:
             return False
 
 
+def first_then_whole(port: int, path: str, marker: bytes) -> tuple[float, Response]:
+    """GET path: seconds until `marker` arrived (a streamed response's first piece), and the
+    whole response once it is complete."""
+    with connect(port) as s:
+        t0 = time.monotonic()
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        rd = Reader(s)
+        while marker not in rd.buf:
+            if not rd._fill():
+                raise EOFError(f"closed before {marker!r}: {bytes(rd.buf[:200])!r}")
+        first = time.monotonic() - t0
+        return first, rd.response()
+
+
 def get(port: int, path: str, method: str = "GET", headers: str = "Host: t\r\n", body: bytes = b"") -> Response:
     with connect(port) as s:
         if body:

@@ -12,6 +12,18 @@ def app(environ, start_response):
     elif path == "/wait":  # a view that waits 10 ms on a database
         time.sleep(0.01)
         body, ctype = HELLO, "text/plain; charset=utf-8"
+    elif path == "/events":  # server-sent events, one every 0.2 s
+        def events():
+            for i in range(5):
+                if i:
+                    time.sleep(0.2)
+                yield f"data: {i}\n\n".encode()
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+        return events()
+    elif path == "/big":  # 200 MiB generated in 64 KiB pieces
+        piece = b"x" * 65536
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (piece for _ in range(3200))
     elif path == "/json":
         body = json.dumps({"message": "Hello, world!"}).encode()
         ctype = "application/json"

@@ -168,6 +168,17 @@ struct Framing {
     length: Option<u64>,
     chunked: bool,
     sent: u64,
+    /// Trailer fields follow the body (http.response.trailers): the last chunk waits for them.
+    trailers: bool,
+    /// The last body message came (more_body false).
+    body_done: bool,
+}
+
+/// What `http.response.start` said, until the first body message tells the framing.
+struct Start {
+    status: u16,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    trailers: bool,
 }
 
 /// `receive` and `send` of one request.
@@ -185,7 +196,10 @@ pub struct Channel {
     conn: Option<&'static [u8]>,
     date: [u8; crate::h1::encode::DATE_LEN],
     framing: Option<Framing>,
-    pending_start: Option<(u16, Vec<(Vec<u8>, Vec<u8>)>)>,
+    pending_start: Option<Start>,
+    trailer_block: Vec<u8>,
+    /// The request has `TE: trailers`: trailer fields may be sent.
+    te_trailers: bool,
 }
 
 impl Channel {
@@ -206,7 +220,17 @@ impl Channel {
 
     /// Write the head once the first body message tells how the body is delimited.
     fn start(&mut self, py: Python<'_>, first_body: &[u8], more: bool) -> PyResult<()> {
-        let (status, headers) = self.pending_start.take().ok_or_else(|| PyRuntimeError::new_err("http.response.body before http.response.start"))?;
+        self.start_with(py, first_body, more, None)
+    }
+
+    /// The head; `file_len`: the body is a file of this length (pathsend).
+    fn start_with(&mut self, py: Python<'_>, first_body: &[u8], more: bool, file_len: Option<u64>) -> PyResult<()> {
+        let Start { status, mut headers, trailers } = self.pending_start.take().ok_or_else(|| PyRuntimeError::new_err("http.response.body before http.response.start"))?;
+        // Trailers go out only in a chunked body, to a client that said it takes them.
+        let trailers = trailers && self.te_trailers && self.minor == 1 && !self.head_only && file_len.is_none();
+        if trailers || file_len.is_some() {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"content-length"));
+        }
         let no_body = status < 200 || status == 204 || status == 304;
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(b"HTTP/1.1 ");
@@ -226,7 +250,9 @@ impl Channel {
         let mut chunked = false;
         let mut close_after = false;
         if !no_body {
-            if length.is_none() && !more {
+            if file_len.is_some() {
+                length = file_len;
+            } else if length.is_none() && !more && !trailers {
                 length = Some(first_body.len() as u64);
             }
             match length {
@@ -250,7 +276,7 @@ impl Channel {
         if close_after {
             self.ex.borrow_mut().close = true;
         }
-        self.framing = Some(Framing { status, length, chunked, sent: 0 });
+        self.framing = Some(Framing { status, length, chunked, sent: 0, trailers: trailers && chunked, body_done: false });
         self.emit(py, &head);
         Ok(())
     }
@@ -285,6 +311,10 @@ impl Channel {
         if !more {
             let f = self.framing.as_ref().expect("started");
             let short = !head_only && !no_body && f.length.is_some_and(|n| f.sent < n);
+            if f.trailers {
+                self.framing.as_mut().expect("started").body_done = true;
+                return Ok(()); // the last chunk goes with the trailer fields
+            }
             if f.chunked {
                 self.emit(py, b"0\r\n\r\n");
             }
@@ -323,6 +353,9 @@ impl Channel {
                 out.extend_from_slice(body);
             }
             self.emit(py, &out);
+            self.finish(py, false);
+        } else if self.framing.as_ref().is_some_and(|f| f.trailers && f.body_done) && error.is_none() {
+            self.emit(py, b"0\r\n\r\n"); // a whole body whose trailers never came
             self.finish(py, false);
         } else {
             self.finish(py, true); // the response started: only closing can end it now
@@ -437,7 +470,70 @@ impl Channel {
                     Some(h) => headers_from(&h)?,
                     None => Vec::new(),
                 };
-                self.pending_start = Some((status, headers));
+                let trailers = match field(message, intern!(py, "trailers"))? {
+                    Some(t) => t.is_truthy()?,
+                    None => false,
+                };
+                self.pending_start = Some(Start { status, headers, trailers });
+            }
+            "http.response.pathsend" => {
+                // The core sends the file itself (sendfile), as it sends static files.
+                if self.framing.is_some() || self.pending_start.is_none() {
+                    return Err(PyRuntimeError::new_err("http.response.pathsend must follow http.response.start, alone"));
+                }
+                let path: std::path::PathBuf = field(message, intern!(py, "path"))?.ok_or_else(|| PyValueError::new_err("http.response.pathsend without a path"))?.extract()?;
+                if !path.is_absolute() {
+                    return Err(PyValueError::new_err("http.response.pathsend: the path must be absolute"));
+                }
+                let file = std::fs::File::open(&path).map_err(|e| PyOSError::new_err(format!("{}: {e}", path.display())))?;
+                let meta = file.metadata().map_err(|e| PyOSError::new_err(e.to_string()))?;
+                if !meta.is_file() {
+                    return Err(PyValueError::new_err(format!("{}: not a regular file", path.display())));
+                }
+                let len = meta.len();
+                self.start_with(py, b"", false, Some(len))?;
+                let f = self.framing.as_mut().expect("started");
+                let no_body = f.status < 200 || f.status == 204 || f.status == 304;
+                if !self.head_only && !no_body && len > 0 {
+                    f.sent = len;
+                    self.ex.borrow_mut().file = Some(crate::io::out::Seg::File { fd: Rc::new(file.into()), off: 0, len });
+                }
+                self.finish(py, false);
+            }
+            "http.response.trailers" => {
+                let more = match field(message, intern!(py, "more_trailers"))? {
+                    Some(m) => m.is_truthy()?,
+                    None => false,
+                };
+                let pending = self.framing.as_ref().is_some_and(|f| f.trailers) && !self.ex.borrow().finished;
+                if !pending {
+                    return Ok(self.done.bind(py).clone().into_any()); // not asked for by the client: dropped
+                }
+                let headers = match field(message, intern!(py, "headers"))? {
+                    Some(h) => headers_from(&h)?,
+                    None => Vec::new(),
+                };
+                let mut block = std::mem::take(&mut self.trailer_block);
+                for (name, value) in headers {
+                    // Fields that frame or route a message have no place in trailers.
+                    let forbidden = [&b"content-length"[..], b"transfer-encoding", b"host", b"connection", b"te", b"trailer"];
+                    if forbidden.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+                        continue;
+                    }
+                    block.extend_from_slice(&name);
+                    block.extend_from_slice(b": ");
+                    block.extend_from_slice(&value);
+                    block.extend_from_slice(b"\r\n");
+                }
+                if more {
+                    self.trailer_block = block;
+                } else {
+                    let mut out = b"0\r\n".to_vec();
+                    out.extend_from_slice(&block);
+                    out.extend_from_slice(b"\r\n");
+                    self.emit(py, &out);
+                    self.finish(py, false);
+                }
             }
             "http.response.body" => {
                 if self.ex.borrow().finished {
@@ -452,7 +548,7 @@ impl Channel {
                     None => self.body(py, b"", more)?,
                 }
             }
-            _ => {} // trailers, pathsend, ...: not offered in the scope's extensions
+            _ => {} // not offered in the scope's extensions
         }
         let backlog = {
             let e = self.ex.borrow();
@@ -584,6 +680,8 @@ pub struct Asgi {
     asgi_info: Py<PyDict>,
     /// Every scope key in order, with the values that do not change.
     template: Py<PyDict>,
+    /// scope["extensions"].
+    extensions: Py<PyDict>,
     last_ip: Option<(std::net::IpAddr, Py<PyString>)>,
     coroutine_type: Py<PyAny>,
 }
@@ -594,6 +692,10 @@ impl Asgi {
         let asgi_info = PyDict::new(py);
         asgi_info.set_item("version", "3.0")?;
         asgi_info.set_item("spec_version", "2.3")?;
+        // One dict for every request (apps read it): pathsend always; trailers are added, in a
+        // copy, for a request that says `TE: trailers`.
+        let extensions = PyDict::new(py);
+        extensions.set_item("http.response.pathsend", PyDict::new(py))?;
         let template = PyDict::new(py);
         for (key, value) in [
             ("type", PyString::new(py, "http").into_any()),
@@ -609,6 +711,7 @@ impl Asgi {
             ("client", py.None().into_bound(py)),
             ("server", server.bind(py).clone()),
             ("state", py.None().into_bound(py)),
+            ("extensions", extensions.clone().into_any()),
         ] {
             template.set_item(PyString::intern(py, key), value)?;
         }
@@ -616,6 +719,7 @@ impl Asgi {
             done: Py::new(py, Ready { value: py.None() })?,
             asgi_info: asgi_info.unbind(),
             template: template.unbind(),
+            extensions: extensions.unbind(),
             last_ip: None,
             coroutine_type: py.import("types")?.getattr("CoroutineType")?.unbind(),
             app,
@@ -706,6 +810,7 @@ impl App for Asgi {
                 }
             }));
         }
+        let te_trailers = req.headers().iter().any(|(n, v)| n.eq_ignore_ascii_case(b"te") && v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers")));
         let result = Python::attach(|py| -> PyResult<()> {
             let waker = self.waker.clone().ok_or_else(|| PyRuntimeError::new_err("ASGI app not bound to a worker"))?;
             let chan = Bound::new(
@@ -724,9 +829,16 @@ impl App for Asgi {
                     date: clock.date,
                     framing: None,
                     pending_start: None,
+                    trailer_block: Vec::new(),
+                    te_trailers,
                 },
             )?;
             let scope = self.scope(py, req)?;
+            if te_trailers {
+                let ext = self.extensions.bind(py).copy()?;
+                ext.set_item(intern!(py, "http.response.trailers"), PyDict::new(py))?;
+                scope.set_item(intern!(py, "extensions"), ext)?;
+            }
             let receive = chan.getattr(intern!(py, "receive"))?;
             let send = chan.getattr(intern!(py, "send"))?;
             let mut coro = self.app.bind(py).call1((scope, receive, send))?;

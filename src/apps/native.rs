@@ -229,8 +229,10 @@ impl Native {
     }
 
     /// Call handler `i`: its return value (a coroutine for an async handler).
-    fn call_handler<'py>(&self, py: Python<'py>, req: &AppRequest, body: ReqBody, i: usize, params: Vec<(usize, Vec<u8>)>) -> PyResult<Bound<'py, PyAny>> {
-        let h = &self.handlers[i];
+    fn call_handler<'py>(&self, py: Python<'py>, job: &mut Job) -> PyResult<Bound<'py, PyAny>> {
+        let body = std::mem::replace(&mut job.body, ReqBody::Empty);
+        let params = std::mem::take(&mut job.route.params);
+        let h = &self.handlers[job.route.handler];
         let mut named = Vec::new();
         if let Route::Pattern(_, names) = &h.route {
             for (n, (_, v)) in params.into_iter().enumerate() {
@@ -248,11 +250,11 @@ impl Native {
                 Some(PyBytes::new(py, &v).unbind())
             }
         };
-        let target_start = req.target.as_ptr() as usize - req.head.as_ptr() as usize;
+        // The request keeps the job's head (the job is done with it).
         let request = Request {
-            head: req.head.to_vec(),
-            method_len: req.method.len(),
-            target: target_start..target_start + req.target.len(),
+            method_len: job.method.len(),
+            target: job.target.clone(),
+            head: std::mem::take(&mut job.head),
             body,
             params: named,
             params_dict: None,
@@ -402,6 +404,77 @@ fn json_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// A body that is an iterator (a generator), given as the return value or as a Response's
+/// body: the head to send before it, and the iterator.
+fn streamed<'py>(result: &Bound<'py, PyAny>) -> PyResult<Option<(Reply, Bound<'py, PyAny>)>> {
+    let is_iter = |v: &Bound<'py, PyAny>| !v.is_instance_of::<PyBytes>() && !v.is_instance_of::<PyString>() && v.hasattr("__next__").unwrap_or(false);
+    let octets = (CONTENT_TYPE, Cow::Borrowed(&b"application/octet-stream"[..]));
+    if let Ok(r) = result.cast::<PyResponse>() {
+        let r = r.borrow();
+        let body = r.body.bind(result.py());
+        if !is_iter(body) {
+            return Ok(None);
+        }
+        let mut head = Reply::new(r.status);
+        head.headers = r.headers.iter().map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone()))).collect();
+        if let Some(ct) = &r.content_type {
+            head.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"content-type"));
+            head.headers.push((CONTENT_TYPE, Cow::Owned(ct.clone())));
+        } else if !head.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(b"content-type")) {
+            head.headers.push(octets);
+        }
+        return Ok(Some((head, body.clone())));
+    }
+    if is_iter(result) {
+        let mut head = Reply::new(200);
+        head.headers.push(octets);
+        return Ok(Some((head, result.clone())));
+    }
+    Ok(None)
+}
+
+/// Send an iterator's items (bytes, or str as UTF-8) as they come; `close()` it at the end.
+fn stream(py: Python<'_>, head: Reply, items: &Bound<'_, PyAny>, out: &mut Responder<'_>) {
+    out.start(&head);
+    let mut failed = None;
+    for item in items.try_iter().into_iter().flatten() {
+        let sent = match item {
+            Ok(i) => match (i.cast::<PyBytes>(), i.cast::<PyString>()) {
+                (Ok(b), _) => out.send(py, b.as_bytes()),
+                (_, Ok(s)) => match s.to_str() {
+                    Ok(t) => out.send(py, t.as_bytes()),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                },
+                _ => {
+                    failed = Some(PyTypeError::new_err("a streamed body yields bytes or str"));
+                    break;
+                }
+            },
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        };
+        if !sent {
+            break; // the client left
+        }
+    }
+    if items.hasattr("close").unwrap_or(false) {
+        let _ = items.call_method0("close");
+    }
+    match failed {
+        Some(e) => {
+            eprintln!("vw: a handler's streamed body raised an exception; closing the connection");
+            e.print(py);
+            out.abort();
+        }
+        None => out.end(),
+    }
+}
+
 impl SyncApp for Native {
     fn route(&self, req: &AppRequest) -> Result<ThreadRoute, Reply> {
         let (raw_path, _) = split_target(req.target);
@@ -425,9 +498,15 @@ impl SyncApp for Native {
     }
 
     fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder<'_>) {
-        let body = std::mem::replace(&mut job.body, ReqBody::Empty);
-        let params = std::mem::take(&mut job.route.params);
-        let reply = match self.call_handler(py, &job.request(), body, job.route.handler, params).and_then(|r| self.convert(py, &r)) {
+        let result = self.call_handler(py, job);
+        if let Ok(r) = &result {
+            match streamed(r) {
+                Ok(Some((head, items))) if !job.head_only => return stream(py, head, &items, out),
+                Ok(_) => {}
+                Err(e) => return out.complete(internal_error(py, e, "a handler")),
+            }
+        }
+        let reply = match result.and_then(|r| self.convert(py, &r)) {
             Ok(reply) => reply,
             Err(e) => internal_error(py, e, "a handler"),
         };
@@ -439,9 +518,7 @@ impl SyncApp for Native {
     }
 
     fn start_async<'py>(&self, py: Python<'py>, job: &mut Job) -> PyResult<Bound<'py, PyAny>> {
-        let body = std::mem::replace(&mut job.body, ReqBody::Empty);
-        let params = std::mem::take(&mut job.route.params);
-        self.call_handler(py, &job.request(), body, job.route.handler, params)
+        self.call_handler(py, job)
     }
 
     fn finish_async(&self, py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> Reply {

@@ -221,6 +221,8 @@ struct Shared {
     efd: i32,
     /// The worker has stopped: every thread ends.
     stop: AtomicBool,
+    /// `Ctl::watcher_parked`, readable without the lock (checked for every inline job).
+    watcher_parked: AtomicBool,
     max_threads: usize,
     lane: Lane,
 }
@@ -346,6 +348,7 @@ impl Shared {
         let mut ctl = self.ctl.lock().unwrap();
         ctl.promote_now = true;
         ctl.watcher_parked = false;
+        self.watcher_parked.store(false, Ordering::Relaxed);
         if ctl.watcher {
             self.watch.notify_one();
         } else if ctl.idle > 0 {
@@ -439,7 +442,13 @@ impl Shared {
             if s == last && s % 2 == 0 {
                 quiet += 1;
                 if quiet >= WATCH_IDLE_TICKS {
-                    ctl.watcher_parked = true;
+                    // Park, unless a job started meanwhile (it bumps `seq`, then reads the flag:
+                    // with both sequentially consistent, one of the two sees the other).
+                    self.watcher_parked.store(true, Ordering::SeqCst);
+                    ctl.watcher_parked = self.seq.load(Ordering::SeqCst) % 2 == 0;
+                    if !ctl.watcher_parked {
+                        self.watcher_parked.store(false, Ordering::SeqCst);
+                    }
                     quiet = 0;
                 }
             } else {
@@ -461,40 +470,47 @@ impl Shared {
                     return;
                 }
             }
-            loop {
-                while let Some(mut job) = baton.0.next_job() {
-                    let key = job.route.key;
-                    self.running_key.store(key, Ordering::Relaxed);
-                    self.seq.fetch_add(1, Ordering::AcqRel);
-                    {
-                        let mut ctl = self.ctl.lock().unwrap();
-                        if ctl.watcher_parked {
-                            ctl.watcher_parked = false;
-                            self.watch.notify_one();
-                        }
+            // The jobs of this turn, and those the answers let through (pipelined requests),
+            // under one hold of the GIL; the baton is put down for each job.
+            let mut held = Some(baton);
+            let kept = Python::attach(|py| loop {
+                let b = held.as_mut().expect("held between jobs");
+                let Some(mut job) = b.0.next_job() else {
+                    b.0.process_wakeups();
+                    if b.0.has_job() {
+                        continue;
                     }
-                    drop(baton);
-                    let done = Python::attach(|py| run_job(py, self, &mut job, true));
-                    match self.baton().try_lock() {
-                        Ok(b) => {
-                            self.seq.fetch_add(1, Ordering::AcqRel);
-                            baton = b;
-                            if done.flow.is_some() {
-                                baton.0.take_done(); // its earlier pieces, posted: they go first
-                            }
-                            baton.0.deliver(done);
+                    return true;
+                };
+                self.running_key.store(job.route.key, Ordering::Relaxed);
+                self.seq.fetch_add(1, Ordering::SeqCst);
+                if self.watcher_parked.load(Ordering::SeqCst) {
+                    let mut ctl = self.ctl.lock().unwrap();
+                    ctl.watcher_parked = false;
+                    self.watcher_parked.store(false, Ordering::Relaxed);
+                    self.watch.notify_one();
+                }
+                held = None;
+                let done = run_job(py, self, &mut job, true);
+                match self.baton().try_lock() {
+                    Ok(mut b) => {
+                        self.seq.fetch_add(1, Ordering::AcqRel);
+                        if done.flow.is_some() {
+                            b.0.take_done(); // its earlier pieces, posted: they go first
                         }
-                        Err(TryLockError::WouldBlock) => {
-                            self.post(done);
-                            return; // the new leader has the loop; follow
-                        }
-                        Err(TryLockError::Poisoned(_)) => return,
+                        b.0.deliver(done);
+                        held = Some(b);
                     }
+                    Err(TryLockError::WouldBlock) => {
+                        self.post(done);
+                        return false; // the new leader has the loop; follow
+                    }
+                    Err(TryLockError::Poisoned(_)) => return false,
                 }
-                baton.0.process_wakeups();
-                if !baton.0.has_job() {
-                    break;
-                }
+            });
+            match held {
+                Some(b) if kept => baton = b,
+                _ => return,
             }
         }
     }
@@ -511,7 +527,7 @@ impl Shared {
 /// still be the leader (a streamed response then hands the loop over before it waits).
 fn run_job(py: Python<'_>, shared: &Arc<Shared>, job: &mut Job, inline: bool) -> Done {
     let app = shared.app.clone();
-    let mut out = Responder { shared, id: job.id, conn: job.conn, minor: job.minor, date: job.date, inline, bytes: Vec::new(), file: None, stream: None, flow: None, close: false, finished: false };
+    let mut out = Responder { shared, id: job.id, conn: job.conn, minor: job.minor, date: job.date, inline, bytes: Vec::with_capacity(512), file: None, stream: None, flow: None, close: false, finished: false };
     app.run(py, job, &mut out);
     if !out.finished {
         // The application neither answered nor failed: a 500 when nothing is out yet.
@@ -649,6 +665,7 @@ pub fn serve(app: Arc<dyn SyncApp>, max_threads: usize, make: impl FnOnce(Box<dy
         done: Mutex::new(Vec::new()),
         efd,
         stop: AtomicBool::new(false),
+        watcher_parked: AtomicBool::new(false),
         max_threads: max_threads.max(1),
         lane: Lane { jobs: Mutex::new(VecDeque::new()), efd: lane_efd, started: std::sync::Once::new() },
     });

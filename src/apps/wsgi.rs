@@ -13,12 +13,17 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-/// `start_response` and `write` for one request.
-#[pyclass(module = "vw._core")]
+/// `start_response` and `write` for one request. `write()` sends at once (PEP 3333): the head
+/// goes out with the first write. Unsendable: it is used only on the thread that runs the job.
+#[pyclass(module = "vw._core", unsendable)]
 pub struct StartResponse {
     status: Option<(u16, Vec<u8>)>,
     headers: Vec<(Vec<u8>, Vec<u8>)>,
     written: Vec<u8>,
+    /// While the application runs: where write() sends (the job's responder, on this thread);
+    /// None for HEAD, whose written bytes only count.
+    out: Option<*mut Responder<'static>>,
+    ended: bool,
 }
 
 #[pymethods]
@@ -35,8 +40,12 @@ impl StartResponse {
         if me.status.is_some() && !has_exc {
             return Err(PyAssertionError::new_err("start_response() called a second time without exc_info"));
         }
-        // Nothing is sent before the application returns, so a later call with exc_info may
-        // always replace the status and headers (PEP 3333).
+        if has_exc && me.sent() {
+            // The head is out: the error can't replace it (PEP 3333: re-raise).
+            let exc = exc_info.unwrap().get_item(1)?;
+            return Err(PyErr::from_value(exc));
+        }
+        // Until something is sent, a later call with exc_info replaces the status and headers.
         let s = status.to_str()?.as_bytes();
         if s.len() < 4 || !s[..3].iter().all(u8::is_ascii_digit) || s[3] != b' ' || !is_field_value(s) {
             return Err(bad(format!("invalid WSGI status {:?}", status.to_str()?)));
@@ -68,12 +77,38 @@ impl StartResponse {
         slf.getattr(intern!(slf.py(), "write"))
     }
 
-    fn write(&mut self, data: &Bound<'_, PyBytes>) -> PyResult<()> {
-        if self.status.is_none() {
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<()> {
+        let Some((status, line)) = &self.status else {
             return Err(PyAssertionError::new_err("write() before start_response()"));
+        };
+        if self.ended {
+            return Err(PyAssertionError::new_err("write() after the response ended"));
         }
-        self.written.extend_from_slice(data.as_bytes());
+        let Some(out) = self.out else {
+            self.written.extend_from_slice(data.as_bytes());
+            return Ok(());
+        };
+        if data.as_bytes().is_empty() {
+            return Ok(());
+        }
+        // SAFETY: `out` is set only while `respond` runs this job on this thread (the class is
+        // unsendable), and the responder lives on that call's stack; it is cleared before.
+        let out = unsafe { &mut *out };
+        if !out.started() {
+            let headers = self.headers.iter().map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone()))).collect();
+            out.start(&Reply { status: *status, status_line: Cow::Owned(line.clone()), headers, body: Vec::new(), file: None });
+        }
+        if !out.send(py, data.as_bytes()) {
+            return Err(PyOSError::new_err("the client has gone"));
+        }
         Ok(())
+    }
+}
+
+impl StartResponse {
+    fn sent(&self) -> bool {
+        // SAFETY: as in `write`.
+        self.out.is_some_and(|o| unsafe { (*o).started() })
     }
 }
 
@@ -274,10 +309,21 @@ impl Wsgi {
     /// `close()` is called whatever happened, also when the client left mid-stream.
     fn respond(&self, py: Python<'_>, req: &AppRequest, body: ReqBody, head_only: bool, out: &mut Responder<'_>) -> PyResult<()> {
         let env = self.environ(py, req, body)?;
-        let sr = Bound::new(py, StartResponse { status: None, headers: Vec::new(), written: Vec::new() })?;
-        let result = self.app.bind(py).call1((env, &sr))?;
+        // SAFETY: the pointer is cleared (below) before `out` goes out of scope.
+        let ptr = out as *mut Responder<'_> as *mut Responder<'static>;
+        let sr = Bound::new(py, StartResponse { status: None, headers: Vec::new(), written: Vec::new(), out: (!head_only).then_some(ptr), ended: false })?;
+        let result = self.app.bind(py).call1((env, &sr));
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let mut sr = sr.borrow_mut();
+                (sr.out, sr.ended) = (None, true);
+                return Err(e);
+            }
+        };
         let plain = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
-        let whole = plain || head_only || result.is_instance_of::<FileWrapper>();
+        // Once write() has sent the head, whatever the iterable holds follows in pieces.
+        let whole = !out.started() && (plain || head_only || result.is_instance_of::<FileWrapper>());
         let sent = if whole { collect_body(py, &result).map(Some) } else { stream_body(py, &result, &sr, out).map(|()| None) };
         // close() is called whatever happened while iterating (PEP 3333).
         let closed = if !plain && result.hasattr(intern!(py, "close"))? {
@@ -285,6 +331,10 @@ impl Wsgi {
         } else {
             Ok(())
         };
+        {
+            let mut sr = sr.borrow_mut();
+            (sr.out, sr.ended) = (None, true);
+        }
         let sent = sent?;
         closed?;
         if out.started() {

@@ -565,7 +565,7 @@ impl Proto {
                     // The first output is the head: "HTTP/1.1 200 ..."
                     w.status = bytes.get(9..12).and_then(|d| std::str::from_utf8(d).ok()?.parse().ok()).unwrap_or(0);
                 }
-                self.out.owned_tail().extend_from_slice(&bytes);
+                self.out.push_owned(bytes);
             }
             if let Some(seg) = e.file.take() {
                 self.out.push(seg);

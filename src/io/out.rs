@@ -136,6 +136,14 @@ impl OutQueue {
         self.segs.push_back(seg);
     }
 
+    /// Queue bytes made elsewhere (an application's response): as a segment of their own, so
+    /// they are not copied.
+    pub fn push_owned(&mut self, buf: Vec<u8>) {
+        if !buf.is_empty() {
+            self.push(Seg::Owned { buf, start: 0 });
+        }
+    }
+
     pub fn push_shared(&mut self, buf: &Rc<[u8]>, start: usize, end: usize) {
         if start < end {
             self.push(Seg::Shared { buf: buf.clone(), start, end });

@@ -108,6 +108,8 @@ pub struct Worker {
     /// Connections an application that answers later has output for.
     wakeups: Option<Wakeups>,
     events: Vec<libc::epoll_event>,
+    /// Kept between turns for `process_wakeups`.
+    wake_scratch: Vec<(i32, u64)>,
     last_sec: i64,
     max_connections: usize,
 }
@@ -213,6 +215,7 @@ impl Worker {
             generation: 0,
             wakeups,
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 512],
+            wake_scratch: Vec::new(),
             last_sec: 0,
             max_connections: cfg.max_connections,
             scratch: vec![0u8; READ_SIZE],
@@ -708,8 +711,11 @@ impl Worker {
     /// Applications that answer later have output for these connections: write it, and when a
     /// response is finished, go on with the requests that waited behind it.
     pub fn process_wakeups(&mut self) {
-        let Some(list) = self.wakeups.as_ref().map(|w| std::mem::take(&mut *w.list.borrow_mut())) else { return };
-        for (fd, gen) in list {
+        let Some(w) = self.wakeups.as_ref() else { return };
+        // The list is swapped with a kept one, so that neither is allocated anew each turn.
+        let mut list = std::mem::take(&mut self.wake_scratch);
+        std::mem::swap(&mut list, &mut *w.list.borrow_mut());
+        for (fd, gen) in list.drain(..) {
             let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { continue };
             if conn.gen != gen || conn.proto.exchange().is_none() {
                 continue;
@@ -728,6 +734,7 @@ impl Worker {
             self.write(fd);
             self.arm(fd);
         }
+        self.wake_scratch = list;
     }
 
     /// What the connection waits for now: the one place that decides its epoll interest.

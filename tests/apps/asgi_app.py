@@ -51,6 +51,21 @@ async def app(scope, receive, send):
                 break
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": f"{n} {h.hexdigest()}".encode()})
+    elif path == "/pathsend":  # the core sends the file
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream"), (b"content-length", b"1")]})
+        await send({"type": "http.response.pathsend", "path": scope["query_string"].decode()})
+    elif path == "/trailers":
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"text/plain"), (b"trailer", b"x-checksum")]})
+        await send({"type": "http.response.body", "body": b"hello", "more_body": True})
+        await send({"type": "http.response.body", "body": b" world", "more_body": False})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"5eb63bbb")],
+                    "more_trailers": False})
+    elif path == "/extensions":
+        data = json.dumps(sorted(scope.get("extensions", {}))).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": data})
     elif path == "/first":  # answers with the first body message, before the rest is sent
         m = await receive()
         out = f"{len(m['body'])} {m['more_body']}".encode()

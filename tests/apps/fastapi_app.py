@@ -1,7 +1,7 @@
 """An unmodified FastAPI application."""
 
 from fastapi import BackgroundTasks, FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 
 app = FastAPI()
@@ -66,3 +66,9 @@ async def count(request: Request):
         if piece:
             pieces.append((len(piece), time.monotonic()))
     return {"sizes": [n for n, _ in pieces], "spread": pieces[-1][1] - pieces[0][1] if pieces else 0}
+
+
+@app.get("/file")
+async def file():
+    import os
+    return FileResponse(os.path.join(os.path.dirname(__file__), "test_asgi.py"))

@@ -87,3 +87,22 @@ def sleeper(req):
 async def async_wait(req):
     await asyncio.sleep(0.3)  # an async handler that awaits a database
     return {"waited": req.query}
+
+
+@app.get("/gen")
+def gen(req):
+    def pieces():
+        yield "first "
+        time.sleep(0.4)
+        yield b"second"
+    return pieces()
+
+
+@app.get("/events")
+def events(req):
+    def stream():
+        for i in range(3):
+            if i:
+                time.sleep(0.2)
+            yield f"data: {i}\n\n"
+    return vw.Response(stream(), content_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -57,6 +57,25 @@ def test_chunked_upload_streamed_to_the_app(asgi):
     assert r.body.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}"
 
 
+def test_pathsend_and_trailers(asgi, tmp_path):
+    f = tmp_path / "data.bin"
+    f.write_bytes(os.urandom(300_000))
+    assert json.loads(get(asgi.port, "/extensions").body) == ["http.response.pathsend"]
+    assert json.loads(get(asgi.port, "/extensions", headers="Host: t\r\nTE: trailers\r\n").body) == \
+        ["http.response.pathsend", "http.response.trailers"]
+    r = get(asgi.port, f"/pathsend?{f}")
+    assert r.status == 200 and r.header("Content-Length") == "300000" and r.body == f.read_bytes()
+    with connect(asgi.port) as s:
+        s.sendall(b"GET /trailers HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\nGET /trailers HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while data.count(b"0\r\n") < 2 or not data.endswith(b"\r\n\r\n"):
+            data += s.recv(65536)
+    with_trailers, without = data.split(b"HTTP/1.1 200 OK")[1:]
+    assert b"Transfer-Encoding: chunked" in with_trailers
+    assert with_trailers.endswith(b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-checksum: 5eb63bbb\r\n\r\n"), with_trailers
+    assert without.endswith(b"6\r\n world\r\n0\r\n\r\n") and b"x-checksum: 5eb" not in without, "no TE: trailers, no trailers"
+
+
 def test_receive_gives_the_body_as_it_arrives(asgi):
     with connect(asgi.port) as s:
         rd = Reader(s)
@@ -231,6 +250,10 @@ def test_fastapi():
             while not raw.endswith(b"0\r\n\r\n"):
                 raw += s.recv(65536)
         assert b"chunk 0\n" in raw and b"chunk 2\n" in raw
+        # FileResponse takes the pathsend extension: the file goes out from the core.
+        r = get(srv.port, "/file")
+        assert r.status == 200 and r.body == open(__file__, "rb").read()
+        assert r.header("Content-Length") == str(len(r.body)) and r.header("ETag")
         # request.stream() yields the body as it comes: three pieces sent 0.2 s apart.
         with connect(srv.port) as s:
             s.sendall(b"POST /count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import Reader, connect, get, run_app
+from conftest import Reader, connect, first_then_whole, get, run_app
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,12 @@ def test_async_handlers_run_concurrently(native):
         t.join(10)
     assert sorted(json.loads(b)["waited"] for b in results) == sorted(str(i) for i in range(16))
     assert time.monotonic() - t0 < 1.2, "sixteen async handlers that await 0.3 s ran together"
+
+
+def test_an_iterator_body_streams(native):
+    first, r = first_then_whole(native.port, "/gen", b"first")
+    assert first < 0.3 and r.body == b"first second"
+    assert r.header("Transfer-Encoding") == "chunked" and r.header("Content-Type") == "application/octet-stream"
+    r = get(native.port, "/events")
+    assert r.header("Content-Type") == "text/event-stream" and r.header("Cache-Control") == "no-cache"
+    assert r.body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import Reader, connect, get, peak_rss_kib, read_to_end, run_app
+from conftest import Reader, connect, first_then_whole, get, peak_rss_kib, read_to_end, run_app
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +64,9 @@ def test_quick_requests_keep_their_latency_beside_waiting_ones(srv):
 
 
 def test_server_sent_events_arrive_as_they_are_produced(srv):
-    with connect(srv.port) as s:
-        t0 = time.monotonic()
-        s.sendall(b"GET /events?every=0.4&n=3 HTTP/1.1\r\nHost: t\r\n\r\n")
-        data = b""
-        while b"data: 0" not in data:
-            data += s.recv(65536)
-        first = time.monotonic() - t0
-        rest = Reader(s)
-        rest.buf = bytearray(data)
-        # The whole response, decoded, once the last event is there.
-        r = rest.response()
-        total = time.monotonic() - t0
+    t0 = time.monotonic()
+    first, r = first_then_whole(srv.port, "/events?every=0.4&n=3", b"data: 0")
+    total = time.monotonic() - t0
     assert first < 0.25, f"the first event came after {first:.2f} s (the second is produced at 0.4 s)"
     assert r.header("Transfer-Encoding") == "chunked" and r.header("Content-Length") is None
     events = [e for e in r.body.decode().split("\n\n") if e]

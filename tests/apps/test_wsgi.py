@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import Reader, check_100_mib_upload, connect, get, read_to_end, run_app
+from conftest import Reader, check_100_mib_upload, connect, first_then_whole, get, read_to_end, run_app
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +106,19 @@ def test_exc_info_and_errors(wsgi):
     assert get(wsgi.port, "/write").status == 200, "the worker keeps serving"
 
 
-def test_exc_info_after_write_replaces_the_body(wsgi):
-    r = get(wsgi.port, "/write-then-error")
-    assert (r.status, r.body) == (500, b"error page")
+def test_exc_info_after_write_cuts_the_response(wsgi):
+    # write() sent the head and its bytes: start_response(exc_info) re-raises (PEP 3333), and
+    # the response can only be cut (no last chunk, the connection closes).
+    with connect(wsgi.port) as s:
+        s.sendall(b"GET /write-then-error HTTP/1.1\r\nHost: t\r\n\r\n")
+        raw = read_to_end(s)
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and raw.endswith(b"8\r\npartial \r\n"), raw
+
+
+def test_write_sends_at_once(wsgi):
+    first, r = first_then_whole(wsgi.port, "/write-stream", b"first")
+    assert r.body == b"first second"
+    assert first < 0.3, f"write()'s bytes came after {first:.2f} s, with the rest"
 
 
 def test_file_wrapper_is_sent_whole(wsgi, big_file):

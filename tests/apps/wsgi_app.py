@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 
 CLOSED = os.environ.get("VW_TEST_CLOSE_MARKER", "/tmp/vw-close-marker")
 
@@ -54,6 +55,11 @@ def app(environ, start_response):
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written ")
         return [b"then ", b"returned"]
+    if path == "/write-stream":  # write() sends at once; the iterable follows
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"first ")
+        time.sleep(0.4)
+        return [b"second"]
     if path == "/generator":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Tracked([b"a", b"b", b"c"])
