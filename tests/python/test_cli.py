@@ -49,6 +49,8 @@ def test_bad_options():
     _one_line_error(vw_cmd("serve", "--workers", "two"), "--workers")
     _one_line_error(vw_cmd("serve", "--port", "70000"), "--port")
     _one_line_error(vw_cmd("frobnicate"), "frobnicate")
+    _one_line_error(vw_cmd("run", "app:app", "--threads", "0"), "--threads")
+    _one_line_error(vw_cmd("run", "app:app", "--threads", "many"), "--threads")
 
 
 def test_port_in_use():
