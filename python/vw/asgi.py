@@ -92,7 +92,7 @@ def serve(listen_fd: int, mounts: list, mime: dict, app, server: tuple, **option
     state: dict = {}
     lifespan = Lifespan(app, state)
     loop.run_until_complete(lifespan.startup())
-    from vw.supervisor import settle_gc
+    from vw.runtime import settle_gc
 
     settle_gc()  # after startup: what it made lives as long as the worker
     holder: dict = {}

@@ -8,10 +8,7 @@ to the Rust loop, which serves until it is told to stop.
 
 from __future__ import annotations
 
-import errno
-import gc
 import os
-import resource
 import signal
 import socket
 import sys
@@ -20,105 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vw import reload, static
+from vw.child import worker_main
 from vw.config import ConfigError, ServeConfig
+from vw.console import log
+from vw.privileges import check_realtime, drop_privileges, lookup_user, raise_fd_limit
+from vw.sockets import ENV_FDS, _inherited_listeners, listen_socket, reserve_port, systemd_listeners
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 WAITED = (signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, *STOP_SIGNALS)
-# Handed from a supervisor to the one it execs on reload: its listeners, and its workers to retire.
-ENV_FDS = "VW_REEXEC_LISTENERS"
+# Handed from a supervisor to the one it execs on reload: its workers to retire (its listeners:
+# sockets.ENV_FDS).
 ENV_OLD = "VW_REEXEC_RETIRE"
 # A worker that dies this soon after starting, this many times in a row, is not restarted again.
 FAST_DEATH_SECONDS = 1.0
 FAST_DEATH_LIMIT = 5
-EXIT_WORKER_START_FAILED = 3
-
-
-def log(msg: str) -> None:
-    """One line to stderr in one write(2), so lines from several workers never interleave."""
-    sys.stderr.flush()
-    data = (msg + "\n").encode("utf-8", "replace")
-    while data:
-        data = data[os.write(2, data):]
-
-
-def _addr(host: str, port: int) -> tuple[int, tuple]:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as e:
-        raise ConfigError(f"cannot resolve host {host!r}: {e.strerror}") from None
-    family, _, _, _, sockaddr = infos[0]
-    return family, sockaddr
-
-
-def _describe_bind_error(host: str, port: int, e: OSError) -> str:
-    if e.errno == errno.EADDRINUSE:
-        return f"cannot listen on {host}:{port}: address already in use"
-    if e.errno == errno.EACCES:
-        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need root)"
-    if e.errno == errno.EADDRNOTAVAIL:
-        return f"cannot listen on {host}:{port}: no such local address"
-    return f"cannot listen on {host}:{port}: {e.strerror}"
-
-
-def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
-    """Check that host:port is free and hold it while the listeners are made.
-
-    A plain bind (no SO_REUSEPORT) fails if anything, another vw included, already listens there.
-    Then a bound, non-listening SO_REUSEPORT socket (it takes no connections) keeps the port ours
-    until the per-slot listeners hold it; with port 0 it also fixes the port they all use.
-    """
-    family, sockaddr = _addr(host, port)
-    probe = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(sockaddr)
-        port = probe.getsockname()[1]
-    except OSError as e:
-        raise ConfigError(_describe_bind_error(host, port, e)) from None
-    finally:
-        probe.close()
-    holder = socket.socket(family, socket.SOCK_STREAM)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        holder.bind(_addr(host, port)[1])
-    except OSError as e:
-        holder.close()
-        raise ConfigError(_describe_bind_error(host, port, e)) from None
-    return holder, port
-
-
-def check_realtime() -> None:
-    """Refuse --realtime up front, with the reason, when the scheduler will not grant it."""
-    if os.sched_getscheduler(0) == os.SCHED_RR:
-        return  # already granted (a reload of a supervisor that has dropped its rights)
-    try:
-        prio = os.sched_get_priority_max(os.SCHED_RR)
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
-        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    except PermissionError:
-        raise ConfigError("--realtime needs permission to use SCHED_RR "
-                          "(run as root, or grant CAP_SYS_NICE or an RLIMIT_RTPRIO)") from None
-
-
-def raise_fd_limit() -> None:
-    """Each connection is a descriptor: lift the soft limit to the hard one (workers inherit it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-
-
-def listen_socket(host: str, port: int) -> socket.socket:
-    family, sockaddr = _addr(host, port)
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    s.bind(sockaddr)
-    s.listen(4096)
-    return s
 
 
 @dataclass
@@ -128,132 +40,6 @@ class WorkerProc:
     pid: int
     started: float
     fast_deaths: int = 0
-
-
-def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_fd: int, app=None,
-                interface: str | None = None, stats_addr: int = 0) -> int:
-    """Runs in the forked child: pin, report, serve on this worker's own listener."""
-    from vw import _core
-
-    try:
-        if cfg.pin:
-            os.sched_setaffinity(0, {cfg.cpu_for(index)})
-        if cfg.realtime and os.sched_getscheduler(0) != os.SCHED_RR:
-            prio = os.sched_get_priority_max(os.SCHED_RR)
-            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
-        if cfg.user is not None and os.geteuid() == 0:
-            drop_privileges(cfg.user)  # (the supervisor has dropped already; this is a safeguard)
-        sock = socket.socket(fileno=listen_fd)
-        kwargs = {}
-        options = dict(inline_max=cfg.inline_max, cache_max_bytes=cfg.cache_max_bytes,
-                       max_body=cfg.max_body, shutdown_timeout=cfg.shutdown_timeout,
-                       header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout,
-                       keepalive_timeout=cfg.keepalive_timeout, write_timeout=cfg.write_timeout,
-                       max_request_line=cfg.max_request_line, max_head=cfg.max_head,
-                       max_headers=cfg.max_headers, max_connections=cfg.max_connections,
-                       cache_control=cfg.cache_control, compress=cfg.compress,
-                       not_found_page=static.page(cfg.not_found_page, mime), stats_addr=stats_addr)
-        if cfg.access_log is not None:
-            options["access_log"] = (cfg.access_log, cfg.access_log_format)
-        if interface == "asgi":
-            from vw import asgi
-
-            log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
-            asgi.serve(sock.detach(), mounts, mime, app, (cfg.host, cfg.port), **options)
-            return 0
-        if interface in ("wsgi", "native"):
-            options["threads"] = cfg.threads
-        if interface == "wsgi":
-            kwargs["wsgi"] = (app, wsgi_environ(cfg), "")
-        elif interface == "native":
-            kwargs["native"] = (app.routes(), _event_loop())
-        log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
-        settle_gc()
-        _core.run_worker(sock.detach(), mounts, mime, **kwargs, **options)
-        return 0
-    except Exception as e:  # one line in the log; the supervisor decides what happens next
-        log(f"vw: worker {index}: {type(e).__name__}: {e}")
-        return EXIT_WORKER_START_FAILED
-
-
-def lookup_user(name: str) -> tuple[int, int]:
-    """(uid, gid) of a user name or number; ConfigError when there is none."""
-    import pwd
-
-    try:
-        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
-    except (KeyError, ValueError):
-        raise ConfigError(f"--user {name!r}: no such user") from None
-    return entry.pw_uid, entry.pw_gid
-
-
-def drop_privileges(name: str) -> None:
-    """Become `name` for good: its group, no supplementary groups, its uid (real, effective, saved).
-    Nothing to do when already unprivileged (after a reload)."""
-    if os.geteuid() != 0:
-        return
-    uid, gid = lookup_user(name)
-    os.setgroups([])
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
-
-
-def systemd_listeners() -> list[socket.socket]:
-    """The sockets systemd passed (socket activation: LISTEN_PID is us, LISTEN_FDS of them from
-    fd 3), or none. The variables are removed so that nothing started later takes them too."""
-    pid, count = os.environ.pop("LISTEN_PID", ""), os.environ.pop("LISTEN_FDS", "")
-    os.environ.pop("LISTEN_FDNAMES", None)
-    if pid != str(os.getpid()) or not count.isdigit():
-        return []
-    out = []
-    for fd in range(3, 3 + int(count)):
-        os.set_inheritable(fd, False)
-        s = socket.socket(fileno=fd)
-        if s.type != socket.SOCK_STREAM or s.family not in (socket.AF_INET, socket.AF_INET6):
-            raise ConfigError(f"socket activation: fd {fd} is not a TCP socket (vw serves TCP only)")
-        s.setblocking(True)
-        out.append(s)
-    return out
-
-
-def settle_gc() -> None:
-    """Set up the cyclic garbage collector of an application worker, once the application is
-    loaded: what exists now lives as long as the worker, so it is frozen out of every collection;
-    and a request allocates a dozen tracked objects (scope or environ, headers, task, ...), which
-    at Python's default threshold (700) runs a young collection every few dozen requests over all
-    that is in flight. 10,000 makes that ~14 times rarer; cyclic garbage still goes, a little later.
-    """
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-
-
-def wsgi_environ(cfg: ServeConfig) -> dict:
-    """The part of every WSGI environ that does not change between requests."""
-    return {
-        "SERVER_NAME": cfg.host,
-        "SERVER_PORT": str(cfg.port),
-        "SCRIPT_NAME": "",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,  # handlers run on a pool of threads (--threads)
-        "wsgi.multiprocess": (cfg.workers or 1) > 1,
-        "wsgi.run_once": False,
-        "wsgi.input_terminated": True,
-    }
-
-
-def _event_loop():
-    """The worker's event loop (uvloop when installed), where `async def` handlers run as tasks
-    (on a thread of their own, started with the first one)."""
-    import asyncio
-
-    try:
-        import uvloop  # type: ignore
-
-        return uvloop.new_event_loop()
-    except ImportError:
-        return asyncio.new_event_loop()
 
 
 class Supervisor:
@@ -487,20 +273,6 @@ def write_pid_file(path: str) -> None:
         tmp.replace(path)
     except OSError as e:
         raise ConfigError(f"--pid-file {path!r}: {e.strerror}") from None
-
-
-def _inherited_listeners() -> list[socket.socket]:
-    """The listeners a reloading supervisor handed to this one, if any (one socket object per
-    descriptor: slots that shared a socket share it again)."""
-    fds = os.environ.pop(ENV_FDS, "")
-    by_fd: dict[int, socket.socket] = {}
-    out = []
-    for fd in (int(f) for f in fds.split(",") if f):
-        if fd not in by_fd:
-            os.set_inheritable(fd, False)
-            by_fd[fd] = socket.socket(fileno=fd)
-        out.append(by_fd[fd])
-    return out
 
 
 def _fmt_host(host: str) -> str:

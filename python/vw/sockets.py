@@ -1,0 +1,102 @@
+"""The listening sockets: the port checked and held, one SO_REUSEPORT listener per worker slot,
+and those handed over by systemd (socket activation) or by a reloading supervisor."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+from vw.config import ConfigError
+
+# Handed from a supervisor to the one it execs on reload: its listeners.
+ENV_FDS = "VW_REEXEC_LISTENERS"
+
+
+def _addr(host: str, port: int) -> tuple[int, tuple]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ConfigError(f"cannot resolve host {host!r}: {e.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def _describe_bind_error(host: str, port: int, e: OSError) -> str:
+    if e.errno == errno.EADDRINUSE:
+        return f"cannot listen on {host}:{port}: address already in use"
+    if e.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need root)"
+    if e.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}:{port}: no such local address"
+    return f"cannot listen on {host}:{port}: {e.strerror}"
+
+
+def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
+    """Check that host:port is free and hold it while the listeners are made.
+
+    A plain bind (no SO_REUSEPORT) fails if anything, another vw included, already listens there.
+    Then a bound, non-listening SO_REUSEPORT socket (it takes no connections) keeps the port ours
+    until the per-slot listeners hold it; with port 0 it also fixes the port they all use.
+    """
+    family, sockaddr = _addr(host, port)
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(sockaddr)
+        port = probe.getsockname()[1]
+    except OSError as e:
+        raise ConfigError(_describe_bind_error(host, port, e)) from None
+    finally:
+        probe.close()
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        holder.bind(_addr(host, port)[1])
+    except OSError as e:
+        holder.close()
+        raise ConfigError(_describe_bind_error(host, port, e)) from None
+    return holder, port
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    family, sockaddr = _addr(host, port)
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(sockaddr)
+    s.listen(4096)
+    return s
+
+
+def systemd_listeners() -> list[socket.socket]:
+    """The sockets systemd passed (socket activation: LISTEN_PID is us, LISTEN_FDS of them from
+    fd 3), or none. The variables are removed so that nothing started later takes them too."""
+    pid, count = os.environ.pop("LISTEN_PID", ""), os.environ.pop("LISTEN_FDS", "")
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if pid != str(os.getpid()) or not count.isdigit():
+        return []
+    out = []
+    for fd in range(3, 3 + int(count)):
+        os.set_inheritable(fd, False)
+        s = socket.socket(fileno=fd)
+        if s.type != socket.SOCK_STREAM or s.family not in (socket.AF_INET, socket.AF_INET6):
+            raise ConfigError(f"socket activation: fd {fd} is not a TCP socket (vw serves TCP only)")
+        s.setblocking(True)
+        out.append(s)
+    return out
+
+
+def _inherited_listeners() -> list[socket.socket]:
+    """The listeners a reloading supervisor handed to this one, if any (one socket object per
+    descriptor: slots that shared a socket share it again)."""
+    fds = os.environ.pop(ENV_FDS, "")
+    by_fd: dict[int, socket.socket] = {}
+    out = []
+    for fd in (int(f) for f in fds.split(",") if f):
+        if fd not in by_fd:
+            os.set_inheritable(fd, False)
+            by_fd[fd] = socket.socket(fileno=fd)
+        out.append(by_fd[fd])
+    return out
