@@ -509,6 +509,11 @@ impl Worker {
                 unsafe { libc::close(fd) };
                 if let Some(ex) = conn.proto.exchange() {
                     ex.borrow_mut().gone = true;
+                }
+                // A handler waiting for body the client will never send is told (it raises, or
+                // gets http.disconnect) instead of waiting for ever.
+                conn.proto.body_cut();
+                if let Some(ex) = conn.proto.exchange() {
                     notify(ex);
                 }
             }

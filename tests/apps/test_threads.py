@@ -192,3 +192,19 @@ def test_continue_is_sent_when_the_application_reads(srv):
         s.sendall(b"POST /deny HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
         raw = read_to_end(s)
     assert raw.startswith(b"HTTP/1.1 401 ") and b"100 Continue" not in raw, "no 100 for a body never read"
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_a_handler_reading_a_body_the_client_abandons_is_told(srv, reset):
+    import struct
+
+    cut = state(srv.port)["cut"]
+    with connect(srv.port) as s:
+        s.sendall(b"POST /read-or-count HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
+        time.sleep(0.2)
+        if reset:  # an RST, not an end of stream: the worker closes the connection on the error
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    deadline = time.monotonic() + 5
+    while state(srv.port)["cut"] == cut and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state(srv.port)["cut"] == cut + 1, "wsgi.input raised OSError when the client left mid-body"

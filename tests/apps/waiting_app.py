@@ -5,7 +5,7 @@ module so that another request can ask for it."""
 import threading
 import time
 
-STATE = {"produced": 0, "closed": 0, "running": 0, "most_running": 0}
+STATE = {"produced": 0, "closed": 0, "running": 0, "most_running": 0, "cut": 0}
 LOCK = threading.Lock()
 
 
@@ -74,6 +74,15 @@ def app(environ, start_response):
         out = f"{len(body)}".encode()
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(out)))])
         return [out]
+    if path == "/read-or-count":  # reads the whole body; a body the client cut is counted
+        try:
+            environ["wsgi.input"].read()
+        except OSError:
+            with LOCK:
+                STATE["cut"] += 1
+            raise
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
     if path == "/state":
         body = " ".join(f"{k}={v}" for k, v in STATE.items()).encode()
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
