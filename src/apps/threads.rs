@@ -223,6 +223,9 @@ struct Shared {
     stop: AtomicBool,
     /// `Ctl::watcher_parked`, readable without the lock (checked for every inline job).
     watcher_parked: AtomicBool,
+    /// `Ctl::watcher`, readable without the lock: the baton is put down for an inline job only
+    /// while someone watches (else nobody could take the loop over from it).
+    watcher_present: AtomicBool,
     max_threads: usize,
     lane: Lane,
 }
@@ -241,6 +244,8 @@ struct Ctl {
     jobs: VecDeque<Box<Job>>,
     threads: usize,
     idle: usize,
+    /// Idle followers notified and not yet awake (so that two notifies are not spent on one).
+    pending: usize,
     watcher: bool,
     /// The watcher sleeps until a job starts.
     watcher_parked: bool,
@@ -286,15 +291,21 @@ impl Shared {
         }
     }
 
+    /// Wake an idle follower not already woken, or start a thread (called with `ctl` held).
+    fn wake_one(self: &Arc<Self>, ctl: &mut Ctl) {
+        if ctl.idle > ctl.pending {
+            ctl.pending += 1;
+            self.work.notify_one();
+        } else {
+            self.grow(ctl);
+        }
+    }
+
     /// Hand a job to a follower.
     fn dispatch(self: &Arc<Self>, job: Box<Job>) {
         let mut ctl = self.ctl.lock().unwrap();
         ctl.jobs.push_back(job);
-        if ctl.idle > 0 {
-            self.work.notify_one();
-        } else {
-            self.grow(&mut ctl);
-        }
+        self.wake_one(&mut ctl);
     }
 
     /// Hand an async job to the event loop's thread.
@@ -351,10 +362,8 @@ impl Shared {
         self.watcher_parked.store(false, Ordering::Relaxed);
         if ctl.watcher {
             self.watch.notify_one();
-        } else if ctl.idle > 0 {
-            self.work.notify_one(); // it becomes the watcher and takes over at its first look
         } else {
-            self.grow(&mut ctl);
+            self.wake_one(&mut ctl); // it becomes the watcher and takes over at its first look
         }
     }
 
@@ -368,16 +377,20 @@ impl Shared {
                         ctl.threads -= 1;
                         return;
                     }
+                    // A queued job first (without a watcher the leader queues every job, so a
+                    // thread that watched instead could leave it there for good); then the watch.
                     if let Some(job) = ctl.jobs.pop_front() {
                         break Some(job);
                     }
                     if !ctl.watcher {
                         ctl.watcher = true;
+                        self.watcher_present.store(true, Ordering::SeqCst);
                         break None;
                     }
                     ctl.idle += 1;
                     ctl = self.work.wait(ctl).unwrap();
                     ctl.idle -= 1;
+                    ctl.pending = ctl.pending.saturating_sub(1);
                 }
             };
             match job {
@@ -412,6 +425,7 @@ impl Shared {
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 ctl.watcher = false;
+                self.watcher_present.store(false, Ordering::SeqCst);
                 return None;
             }
             ctl = if ctl.watcher_parked {
@@ -429,12 +443,9 @@ impl Shared {
                             self.slow[self.running_key.load(Ordering::Relaxed) % ROUTE_SLOTS].store(SLOW_MARK, Ordering::Relaxed);
                         }
                         ctl.watcher = false;
+                        self.watcher_present.store(false, Ordering::SeqCst);
                         // Another thread takes the watch.
-                        if ctl.idle > 0 {
-                            self.work.notify_one();
-                        } else {
-                            self.grow(&mut ctl);
-                        }
+                        self.wake_one(&mut ctl);
                         return Some(baton);
                     }
                 }
@@ -462,7 +473,9 @@ impl Shared {
     /// stops.
     fn lead<'a>(self: &'a Arc<Self>, mut baton: std::sync::MutexGuard<'a, Baton>) {
         loop {
-            match baton.0.run_once(None) {
+            // Jobs left from a takeover run now, not after the next second's tick.
+            let wait = if baton.0.has_job() { Some(0) } else { None };
+            match baton.0.run_once(wait) {
                 Ok(true) => {}
                 Ok(false) | Err(_) => {
                     baton.0.flush_log();
@@ -482,6 +495,13 @@ impl Shared {
                     }
                     return true;
                 };
+                if !self.watcher_present.load(Ordering::SeqCst) {
+                    // Nobody could take the loop over from this job: a follower runs it (its
+                    // connection's output is written when its answer comes).
+                    b.0.undefer(job.id);
+                    self.dispatch(job);
+                    continue;
+                }
                 self.running_key.store(job.route.key, Ordering::Relaxed);
                 self.seq.fetch_add(1, Ordering::SeqCst);
                 if self.watcher_parked.load(Ordering::SeqCst) {
@@ -666,6 +686,7 @@ pub fn serve(app: Arc<dyn SyncApp>, max_threads: usize, make: impl FnOnce(Box<dy
         efd,
         stop: AtomicBool::new(false),
         watcher_parked: AtomicBool::new(false),
+        watcher_present: AtomicBool::new(false),
         max_threads: max_threads.max(1),
         lane: Lane { jobs: Mutex::new(VecDeque::new()), efd: lane_efd, started: std::sync::Once::new() },
     });
@@ -770,11 +791,17 @@ impl LaneDrain {
         let jobs = std::mem::take(&mut *self.shared.lane.jobs.lock().unwrap());
         for mut job in jobs {
             let app = self.shared.app.clone();
-            match app.start_async(py, &mut job) {
-                Ok(coro) => {
-                    let task = self.event_loop.bind(py).call_method1("create_task", (coro,))?;
+            let started = app.start_async(py, &mut job).and_then(|coro| self.event_loop.bind(py).call_method1("create_task", (coro,)));
+            match started {
+                Ok(task) => {
+                    // The callback owns the job; if it cannot be attached, the job is answered.
                     let done = Bound::new(py, AsyncDone { shared: self.shared.clone(), job: Some(job) })?;
-                    task.call_method1("add_done_callback", (done,))?;
+                    if let Err(e) = task.call_method1("add_done_callback", (&done,)) {
+                        if let Some(job) = done.borrow_mut().job.take() {
+                            let reply = app.finish_async(py, Err(e));
+                            self.shared.answer(&job, reply);
+                        }
+                    }
                 }
                 Err(e) => {
                     let reply = app.finish_async(py, Err(e));

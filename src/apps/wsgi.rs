@@ -309,32 +309,25 @@ impl Wsgi {
     /// `close()` is called whatever happened, also when the client left mid-stream.
     fn respond(&self, py: Python<'_>, req: &AppRequest, body: ReqBody, head_only: bool, out: &mut Responder<'_>) -> PyResult<()> {
         let env = self.environ(py, req, body)?;
-        // SAFETY: the pointer is cleared (below) before `out` goes out of scope.
+        // write() reaches the responder through this pointer while the application runs; `out`
+        // itself is not used again until the guard has cleared it (on every way out).
         let ptr = out as *mut Responder<'_> as *mut Responder<'static>;
         let sr = Bound::new(py, StartResponse { status: None, headers: Vec::new(), written: Vec::new(), out: (!head_only).then_some(ptr), ended: false })?;
-        let result = self.app.bind(py).call1((env, &sr));
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let mut sr = sr.borrow_mut();
-                (sr.out, sr.ended) = (None, true);
-                return Err(e);
-            }
-        };
+        let guard = Ended(&sr);
+        let result = self.app.bind(py).call1((env, &sr))?;
         let plain = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
         // Once write() has sent the head, whatever the iterable holds follows in pieces.
-        let whole = !out.started() && (plain || head_only || result.is_instance_of::<FileWrapper>());
-        let sent = if whole { collect_body(py, &result).map(Some) } else { stream_body(py, &result, &sr, out).map(|()| None) };
+        // SAFETY: a short use of the pointer, between Python calls, on this thread.
+        let started = unsafe { (*ptr).started() };
+        let whole = !started && (plain || head_only || result.is_instance_of::<FileWrapper>());
+        let sent = if whole { collect_body(py, &result).map(Some) } else { stream_body(py, &result, &sr, ptr).map(|()| None) };
+        drop(guard);
         // close() is called whatever happened while iterating (PEP 3333).
-        let closed = if !plain && result.hasattr(intern!(py, "close"))? {
-            result.call_method0(intern!(py, "close")).map(|_| ())
-        } else {
-            Ok(())
+        let closed = match result.hasattr(intern!(py, "close")) {
+            Ok(true) if !plain => result.call_method0(intern!(py, "close")).map(|_| ()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
         };
-        {
-            let mut sr = sr.borrow_mut();
-            (sr.out, sr.ended) = (None, true);
-        }
         let sent = sent?;
         closed?;
         if out.started() {
@@ -365,15 +358,32 @@ fn reply_of(sr: &Bound<'_, StartResponse>) -> PyResult<Reply> {
     Ok(Reply { status, status_line: Cow::Owned(line), headers, body, file: None })
 }
 
+/// Clears `StartResponse::out` when dropped: write() can't reach the responder afterwards,
+/// however `respond` returns.
+struct Ended<'a, 'py>(&'a Bound<'py, StartResponse>);
+
+impl Drop for Ended<'_, '_> {
+    fn drop(&mut self) {
+        if let Ok(mut sr) = self.0.try_borrow_mut() {
+            (sr.out, sr.ended) = (None, true);
+        }
+    }
+}
+
 /// Send an iterable's items as they come. Nothing is started for an iterable that yields no
-/// bytes (the caller then sends the whole, empty or written, response).
-fn stream_body(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartResponse>, out: &mut Responder<'_>) -> PyResult<()> {
+/// bytes (the caller then sends the whole, empty or written, response). The responder is
+/// reached through `ptr` for each step only: the iterable's Python code may call write(),
+/// which reaches it through the same pointer.
+fn stream_body(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartResponse>, ptr: *mut Responder<'static>) -> PyResult<()> {
     for item in result.try_iter()? {
         let item = item?;
         let data = chunk(&item)?;
         if data.is_empty() {
             continue;
         }
+        // SAFETY: no other reference to the responder is live while this one is (the
+        // application's code runs between these uses, never during them).
+        let out = unsafe { &mut *ptr };
         if !out.started() {
             let mut reply = reply_of(sr)?;
             let written = std::mem::take(&mut reply.body);

@@ -659,6 +659,19 @@ impl Worker {
         self.ctx.app.as_ref().is_some_and(|a| a.has_job())
     }
 
+    /// A job that was to run inline goes to another thread: its connection's output is written
+    /// as usual meanwhile.
+    pub fn undefer(&mut self, id: (i32, u64)) {
+        if let Some(Some(conn)) = self.conns.get(id.0 as usize) {
+            if conn.gen == id.1 {
+                if let Some(ex) = conn.proto.exchange() {
+                    ex.borrow_mut().defer_write = false;
+                }
+            }
+        }
+        self.write(id.0);
+    }
+
     /// Deliver what other threads posted for connections.
     pub fn take_done(&mut self) {
         let done = self.ctx.app.as_mut().map(|a| a.take_done()).unwrap_or_default();
@@ -764,7 +777,7 @@ impl Worker {
     fn write(&mut self, fd: i32) {
         let now = self.ctx.clock.sec;
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
-        if conn.proto.exchange().is_some_and(|ex| ex.borrow().defer_write) {
+        if !conn.writing && conn.proto.exchange().is_some_and(|ex| ex.borrow().defer_write) {
             return; // written with the inline response that follows on this turn
         }
         // The write timeout counts from the last time the client took bytes, not from the

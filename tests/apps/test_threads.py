@@ -208,3 +208,33 @@ def test_a_handler_reading_a_body_the_client_abandons_is_told(srv, reset):
     while state(srv.port)["cut"] == cut and time.monotonic() < deadline:
         time.sleep(0.05)
     assert state(srv.port)["cut"] == cut + 1, "wsgi.input raised OSError when the client left mid-body"
+
+
+def test_one_thread_streams_two_responses_without_stalling():
+    """--threads 1: a streamed response hands the loop over; a second one, on another
+    connection, must not be run where nobody could take the loop from it (both would wait for
+    room for ever). With one handler thread the second waits for the first, then streams."""
+    one = run_app("waiting_app:app", "--interface", "wsgi", "--threads", "1")
+    try:
+        socks = []
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", one.port), timeout=10)
+            s.sendall(b"GET /big?n=100&size=65536 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            socks.append(s)
+        time.sleep(0.3)  # both are behind (neither client has read)
+        got = [0, 0]
+
+        def read(i: int) -> None:
+            got[i] = len(read_to_end(socks[i], timeout=10))
+
+        readers = [threading.Thread(target=read, args=(i,)) for i in range(2)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join(20)
+        assert all(n > 100 * 65536 for n in got), got
+        assert get(one.port, "/quick").body == b"quick", "the loop still serves"
+        for s in socks:
+            s.close()
+    finally:
+        assert one.stop() == 0
