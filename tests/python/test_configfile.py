@@ -34,11 +34,21 @@ def test_serve_from_a_config_file_and_flags_win(docroot, tmp_path):
 
 def test_run_from_a_config_file(tmp_path, docroot):
     cfg = tmp_path / "vw.toml"
-    cfg.write_text(f'app = "native_app:app"\ninterface = "native"\n[static]\n"/files" = "{docroot}"\n')
+    cfg.write_text(f'app = "native_app:app"\ninterface = "native"\nthreads = 2\n[static]\n"/files" = "{docroot}"\n')
     srv = Server(["--config", str(cfg)], command="run", cwd=APPS)
     try:
         assert get(srv.port, "/").body == b"Hello, world!"
         assert get(srv.port, "/files/1b").body == b"x"
+        # threads = 2: four handlers that sleep 0.3 s take two turns, not one
+        import threading
+        import time
+        t0 = time.monotonic()
+        ts = [threading.Thread(target=lambda: get(srv.port, "/sleep")) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10)
+        assert time.monotonic() - t0 >= 0.55, "the file's threads = 2 limits the handlers that wait"
     finally:
         srv.stop()
 
