@@ -220,10 +220,6 @@ impl Inbox {
         }
     }
 
-    pub fn is_ready(&self) -> bool {
-        let s = self.state.lock().unwrap();
-        !s.chunks.is_empty() || s.done
-    }
 }
 
 /// Collects a body as it arrives: in memory up to `spool_over` bytes, then in a temporary file,

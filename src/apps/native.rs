@@ -503,18 +503,14 @@ impl SyncApp for Native {
             match streamed(r) {
                 Ok(Some((head, items))) if !job.head_only => return stream(py, head, &items, out),
                 Ok(_) => {}
-                Err(e) => return out.complete(internal_error(py, e, "a handler")),
+                Err(e) => return out.complete(internal_error(py, e, "a handler"), job.head_only),
             }
         }
         let reply = match result.and_then(|r| self.convert(py, &r)) {
             Ok(reply) => reply,
             Err(e) => internal_error(py, e, "a handler"),
         };
-        if job.head_only {
-            out.complete_head(reply);
-        } else {
-            out.complete(reply);
-        }
+        out.complete(reply, job.head_only);
     }
 
     fn start_async<'py>(&self, py: Python<'py>, job: &mut Job) -> PyResult<Bound<'py, PyAny>> {

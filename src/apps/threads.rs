@@ -190,9 +190,6 @@ impl Flow {
         !s.gone
     }
 
-    fn gone(&self) -> bool {
-        self.state.lock().unwrap().gone
-    }
 }
 
 /// The worker, to be held by one thread at a time.
@@ -346,11 +343,7 @@ impl Shared {
     /// Post the whole response `reply` for `job`.
     fn answer(self: &Arc<Self>, job: &Job, reply: Reply) {
         let mut out = Responder { shared: self, id: job.id, conn: job.conn, minor: job.minor, date: job.date, inline: false, bytes: Vec::new(), file: None, stream: None, flow: None, close: false, finished: false };
-        if job.head_only {
-            out.complete_head(reply);
-        } else {
-            out.complete(reply);
-        }
+        out.complete(reply, job.head_only);
         self.post(Done { id: job.id, bytes: out.bytes, file: out.file, finished: true, close: out.close, flow: None });
     }
 
@@ -552,7 +545,7 @@ fn run_job(py: Python<'_>, shared: &Arc<Shared>, job: &mut Job, inline: bool) ->
     if !out.finished {
         // The application neither answered nor failed: a 500 when nothing is out yet.
         if out.stream.is_none() && out.bytes.is_empty() {
-            out.complete(internal_error(py, pyo3::exceptions::PyRuntimeError::new_err("no response"), "the application"));
+            out.complete(internal_error(py, pyo3::exceptions::PyRuntimeError::new_err("no response"), "the application"), job.head_only);
         } else {
             out.end();
         }
@@ -577,16 +570,9 @@ pub struct Responder<'a> {
 }
 
 impl Responder<'_> {
-    /// The whole response.
-    pub fn complete(&mut self, reply: Reply) {
-        let head_only = false;
+    /// The whole response; `head_only`: to a HEAD request (no body, the length of the GET's).
+    pub fn complete(&mut self, reply: Reply, head_only: bool) {
         self.file = reply.encode(&self.date, self.conn, head_only, &mut self.bytes);
-        self.finished = true;
-    }
-
-    /// The whole response to a HEAD request (no body, the length of the GET's).
-    pub fn complete_head(&mut self, reply: Reply) {
-        self.file = reply.encode(&self.date, self.conn, true, &mut self.bytes);
         self.finished = true;
     }
 
@@ -595,11 +581,6 @@ impl Responder<'_> {
         let s = reply.encode_streamed(&self.date, self.conn, self.minor, &mut self.bytes);
         self.close |= s.close;
         self.stream = Some(s);
-    }
-
-    /// True once the body reached the length the application gave (nothing more to send).
-    pub fn is_complete(&self) -> bool {
-        self.stream.as_ref().is_some_and(|s| s.complete())
     }
 
     /// One piece of the body. It goes out now (the connection's loop is woken for it) unless it
@@ -629,11 +610,6 @@ impl Responder<'_> {
             self.inline = false;
         }
         true
-    }
-
-    /// True when a streamed response's client has left.
-    pub fn gone(&self) -> bool {
-        self.flow.as_ref().is_some_and(|f| f.gone())
     }
 
     /// The end of a streamed body.

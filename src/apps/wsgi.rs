@@ -338,11 +338,7 @@ impl Wsgi {
         let mut reply = reply_of(&sr)?;
         reply.body.extend_from_slice(&body);
         reply.file = file;
-        if head_only {
-            out.complete_head(reply);
-        } else {
-            out.complete(reply);
-        }
+        out.complete(reply, head_only);
         Ok(())
     }
 }
@@ -572,7 +568,7 @@ impl SyncApp for Wsgi {
                 e.print(py);
                 out.abort();
             } else {
-                out.complete(internal_error(py, e, "the WSGI application"));
+                out.complete(internal_error(py, e, "the WSGI application"), job.head_only);
             }
         }
     }

@@ -104,13 +104,40 @@ pub enum ReadState {
     Done,
 }
 
+/// What is left of a request body the application gets: a length, or a chunked decoder.
+pub struct BodyLeft {
+    remaining: u64,
+    chunked: Option<Chunked>,
+}
+
+impl BodyLeft {
+    fn new(body: Body, max_body: u64) -> Self {
+        match body {
+            Body::Length(n) => BodyLeft { remaining: n, chunked: None },
+            _ => BodyLeft { remaining: 0, chunked: Some(Chunked::new(max_body)) },
+        }
+    }
+
+    /// Decode from `data` into `sink`: (bytes used, whether the body is complete).
+    fn decode(&mut self, data: &[u8], sink: &mut impl FnMut(&[u8])) -> Result<(usize, bool), crate::h1::body::BodyError> {
+        match &mut self.chunked {
+            Some(dec) => dec.feed(data, sink).map(|n| (n, dec.is_done())),
+            None => {
+                let n = self.remaining.min(data.len() as u64) as usize;
+                sink(&data[..n]);
+                self.remaining -= n as u64;
+                Ok((n, self.remaining == 0))
+            }
+        }
+    }
+}
+
 /// An application request waiting for its body.
 pub struct Pending {
     head: Vec<u8>,
     parsed: Head,
     close: bool,
-    remaining: u64,
-    chunked: Option<Chunked>,
+    body: BodyLeft,
     sink: BodySink,
 }
 
@@ -118,8 +145,7 @@ pub struct Pending {
 pub struct Streaming {
     ex: SharedExchange,
     close: bool,
-    remaining: u64,
-    chunked: Option<Chunked>,
+    body: BodyLeft,
     inbox: std::sync::Arc<Inbox>,
     /// The client waits for 100 Continue, not sent yet: sent when the application first asks.
     expect_continue: bool,
@@ -176,35 +202,28 @@ impl Proto {
                     if !st.inbox.has_room() || pos == data.len() {
                         return pos; // the rest waits in the connection's input
                     }
-                    let done = if let Some(dec) = &mut st.chunked {
-                        let inbox = &st.inbox;
-                        match dec.feed(&data[pos..], &mut |d| inbox.push(d)) {
-                            Ok(n) => {
-                                pos += n;
-                                dec.is_done()
-                            }
-                            Err(_) => {
-                                // The framing is broken: the application sees an incomplete
-                                // body, and nothing after it is read.
-                                st.inbox.end(true);
-                                crate::apps::notify(&st.ex);
-                                let ReadState::AppStream(st) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
-                                self.read = ReadState::Waiting(st.ex, true);
-                                self.take_app_output(ctx);
-                                return data.len();
-                            }
+                    let inbox = &st.inbox;
+                    let done = match st.body.decode(&data[pos..], &mut |d| inbox.push(d)) {
+                        Ok((n, done)) => {
+                            pos += n;
+                            done
                         }
-                    } else {
-                        let n = st.remaining.min((data.len() - pos) as u64) as usize;
-                        st.inbox.push(&data[pos..pos + n]);
-                        pos += n;
-                        st.remaining -= n as u64;
-                        st.remaining == 0
+                        Err(_) => {
+                            // The framing is broken: the application sees an incomplete
+                            // body, and nothing after it is read.
+                            st.inbox.end(true);
+                            crate::apps::notify(&st.ex);
+                            let ReadState::AppStream(st) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
+                            self.read = ReadState::Waiting(st.ex, true);
+                            self.take_app_output(ctx);
+                            return data.len();
+                        }
                     };
-                    crate::apps::notify(&st.ex);
                     if done {
                         st.inbox.end(false);
-                        crate::apps::notify(&st.ex);
+                    }
+                    crate::apps::notify(&st.ex);
+                    if done {
                         let ReadState::AppStream(st) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
                         self.read = ReadState::Waiting(st.ex, st.close);
                         if self.take_app_output(ctx) {
@@ -258,28 +277,20 @@ impl Proto {
                     }
                 },
                 ReadState::AppBody(p) => {
-                    let done = if let Some(dec) = &mut p.chunked {
-                        let sink = &mut p.sink;
-                        match dec.feed(&data[pos..], &mut |d| sink.push(d)) {
-                            Ok(n) => {
-                                pos += n;
-                                dec.is_done()
-                            }
-                            Err(e) => {
-                                let status = if e == crate::h1::body::BodyError::TooLarge { 413 } else { 400 };
-                                let mark = self.out.position();
-                                simple(self.out.owned_tail(), &ctx.clock, status, b"", Some(CLOSE), false);
-                                self.observed(ctx, mark, 0, None);
-                                self.finish();
-                                return data.len();
-                            }
+                    let sink = &mut p.sink;
+                    let done = match p.body.decode(&data[pos..], &mut |d| sink.push(d)) {
+                        Ok((n, done)) => {
+                            pos += n;
+                            done
                         }
-                    } else {
-                        let n = p.remaining.min((data.len() - pos) as u64) as usize;
-                        p.sink.push(&data[pos..pos + n]);
-                        pos += n;
-                        p.remaining -= n as u64;
-                        p.remaining == 0
+                        Err(e) => {
+                            let status = if e == crate::h1::body::BodyError::TooLarge { 413 } else { 400 };
+                            let mark = self.out.position();
+                            simple(self.out.owned_tail(), &ctx.clock, status, b"", Some(CLOSE), false);
+                            self.observed(ctx, mark, 0, None);
+                            self.finish();
+                            return data.len();
+                        }
                     };
                     if !done {
                         return pos;
@@ -465,15 +476,7 @@ impl Proto {
             }
             _ => simple(self.out.owned_tail(), &ctx.clock, status, &extra, conn, head_only),
         }
-        if close {
-            self.finish();
-            return status;
-        }
-        self.read = match head.body {
-            Body::None => ReadState::Head,
-            Body::Length(n) => ReadState::BodyLength(n),
-            Body::Chunked => ReadState::BodyChunked(Box::new(Chunked::new(ctx.max_body))),
-        };
+        self.skip_body(head, close, ctx);
         status
     }
 
@@ -486,10 +489,7 @@ impl Proto {
             }
             return;
         }
-        let (remaining, chunked) = match head.body {
-            Body::Length(n) => (n, None),
-            _ => (0, Some(Chunked::new(ctx.max_body))),
-        };
+        let body = BodyLeft::new(head.body, ctx.max_body);
         if ctx.app.as_ref().is_some_and(|a| a.streams_body()) {
             // The application is called now and takes the body as it comes.
             let inbox = std::sync::Arc::new(Inbox::default());
@@ -497,7 +497,7 @@ impl Proto {
             match std::mem::replace(&mut self.read, ReadState::Head) {
                 ReadState::Waiting(ex, close) => {
                     let expect_continue = head.expect_continue;
-                    self.read = ReadState::AppStream(Box::new(Streaming { ex, close, remaining, chunked, inbox, expect_continue }));
+                    self.read = ReadState::AppStream(Box::new(Streaming { ex, close, body, inbox, expect_continue }));
                 }
                 // Answered at once (a router's 404): the body is skipped like a static one's.
                 ReadState::Done => self.read = ReadState::Done,
@@ -512,8 +512,7 @@ impl Proto {
             head: req.to_vec(),
             parsed: head,
             close,
-            remaining,
-            chunked,
+            body,
             sink: BodySink::new(ctx.spool_over),
         }));
     }
@@ -581,13 +580,13 @@ impl Proto {
                 // Answered before the whole body came: nobody will read the rest. Drop a short
                 // rest; a long one (or one the client waits to be asked for) ends the connection.
                 st.inbox.end(true);
-                let drain = !must_close && !st.expect_continue && match &st.chunked {
-                    None => st.remaining <= DRAIN_MAX,
+                let drain = !must_close && !st.expect_continue && match &st.body.chunked {
+                    None => st.body.remaining <= DRAIN_MAX,
                     Some(_) => true,
                 };
-                self.read = match st.chunked {
+                self.read = match st.body.chunked {
                     _ if !drain => ReadState::Done,
-                    None => ReadState::BodyLength(st.remaining),
+                    None => ReadState::BodyLength(st.body.remaining),
                     Some(mut dec) => {
                         dec.limit(DRAIN_MAX);
                         ReadState::BodyChunked(Box::new(dec))

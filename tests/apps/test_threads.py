@@ -178,6 +178,13 @@ def test_an_early_answer_is_not_followed_by_the_body_parsed_as_a_request(srv):
     assert raw.startswith(b"HTTP/1.1 401 ") and raw.endswith(b"denied") and raw.count(b"HTTP/1.1") == 1
 
 
+def test_an_empty_body_is_complete_at_once(srv):
+    # Content-Length: 0 as the last bytes read: nothing more will come, and wsgi.input ends.
+    with connect(srv.port) as s:
+        s.sendall(b"POST /read-later?s=0 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        assert Reader(s).response().body == b"0"
+
+
 def test_continue_is_sent_when_the_application_reads(srv):
     with connect(srv.port) as s:
         t0 = time.monotonic()
