@@ -735,7 +735,9 @@ impl Asgi {
 
     /// The scope of one request: a copy of a template holding the keys in their order (so no
     /// insertion grows the dict), then the per-request values put in place.
-    fn scope<'py>(&mut self, py: Python<'py>, req: &AppRequest) -> PyResult<Bound<'py, PyDict>> {
+    /// The scope, and whether the request says `TE: trailers` (read in the same pass over the
+    /// fields).
+    fn scope<'py>(&mut self, py: Python<'py>, req: &AppRequest) -> PyResult<(Bound<'py, PyDict>, bool)> {
         let scope = self.template.bind(py).copy()?;
         // A dict of its own per request: middleware may write to scope["asgi"].
         scope.set_item(intern!(py, "asgi"), self.asgi_info.bind(py).copy()?)?;
@@ -753,7 +755,9 @@ impl Asgi {
         };
         scope.set_item(intern!(py, "query_string"), PyBytes::new(py, query))?;
         let headers = PyList::empty(py);
+        let mut te_trailers = false;
         for (name, value) in req.headers() {
+            te_trailers |= name.eq_ignore_ascii_case(b"te") && value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
             let lower: Vec<u8> = name.to_ascii_lowercase();
             headers.append(PyTuple::new(py, [PyBytes::new(py, &lower), PyBytes::new(py, value)])?)?;
         }
@@ -771,7 +775,7 @@ impl Asgi {
             scope.set_item(intern!(py, "client"), (host, p.port()))?;
         }
         scope.set_item(intern!(py, "state"), self.state.bind(py).copy()?)?;
-        Ok(scope)
+        Ok((scope, te_trailers))
     }
 }
 
@@ -810,8 +814,8 @@ impl App for Asgi {
                 }
             }));
         }
-        let te_trailers = req.headers().iter().any(|(n, v)| n.eq_ignore_ascii_case(b"te") && v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers")));
         let result = Python::attach(|py| -> PyResult<()> {
+            let (scope, te_trailers) = self.scope(py, req)?;
             let waker = self.waker.clone().ok_or_else(|| PyRuntimeError::new_err("ASGI app not bound to a worker"))?;
             let chan = Bound::new(
                 py,
@@ -833,7 +837,6 @@ impl App for Asgi {
                     te_trailers,
                 },
             )?;
-            let scope = self.scope(py, req)?;
             if te_trailers {
                 let ext = self.extensions.bind(py).copy()?;
                 ext.set_item(intern!(py, "http.response.trailers"), PyDict::new(py))?;
