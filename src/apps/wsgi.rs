@@ -244,12 +244,17 @@ impl Wsgi {
         // Held with the GIL: never waited for (a thread that waits here holding the GIL could
         // block one that holds the map and needs the GIL back); without it keys are made anew.
         let mut keys = self.keys.try_lock().ok();
+        let mut length = None;
         for (name, value) in req.headers() {
             if name.contains(&b'_') {
                 continue; // X_Forwarded_For would alias X-Forwarded-For in the environ: drop it
             }
-            if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding") {
-                continue; // set below from the body actually read
+            if name.eq_ignore_ascii_case(b"content-length") {
+                length = Some(value); // set below, for a body read as it arrives
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                continue;
             }
             // The environ key for a field name as sent, made once (interned) and then reused.
             let key = match keys.as_ref().and_then(|k| k.get(name)) {
@@ -288,7 +293,7 @@ impl Wsgi {
             }
             ReqBody::Stream(inbox) => {
                 // Read as it arrives: wsgi.input blocks this handler's thread until it has.
-                if let Some((_, v)) = req.headers().into_iter().find(|(n, _)| n.eq_ignore_ascii_case(b"content-length")) {
+                if let Some(v) = length {
                     env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, v))?;
                 }
                 Bound::new(py, Input { inbox, buf: Vec::new(), end: false })?.into_any()
