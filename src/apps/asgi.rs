@@ -8,7 +8,7 @@
 
 use crate::apps::{App, AppCall, AppRequest, Exchange, Inbox, ReqBody, SharedExchange, Taken, Wakeups};
 use std::sync::Arc;
-use crate::h1::encode::{reason, Clock};
+use crate::h1::encode::{self, Clock, Streamed};
 use crate::io::out::OutQueue;
 use crate::io::worker::{Worker, WorkerConfig};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
@@ -161,13 +161,10 @@ fn set_result(py: Python<'_>, fut: &Py<PyAny>, value: Bound<'_, PyAny>) {
     }
 }
 
-/// The response being framed: what `http.response.start` said, and how the body is delimited.
+/// The response being framed: how its body is delimited (see `h1::encode`), and whether
+/// trailer fields follow it.
 struct Framing {
-    status: u16,
-    /// Content-Length given by the application, or computed from a single body message.
-    length: Option<u64>,
-    chunked: bool,
-    sent: u64,
+    body: Streamed,
     /// Trailer fields follow the body (http.response.trailers): the last chunk waits for them.
     trailers: bool,
     /// The last body message came (more_body false).
@@ -231,52 +228,25 @@ impl Channel {
         if trailers || file_len.is_some() {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"content-length"));
         }
-        let no_body = status < 200 || status == 204 || status == 304;
         let mut head = Vec::with_capacity(256);
-        head.extend_from_slice(b"HTTP/1.1 ");
-        head.extend_from_slice(status.to_string().as_bytes());
-        head.push(b' ');
-        head.extend_from_slice(reason(status).as_bytes());
-        head.extend_from_slice(b"\r\n");
-        let mut length = match crate::h1::encode::app_headers(&mut head, &headers, &self.date) {
-            Some(v) => Some(
-                std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .ok_or_else(|| PyValueError::new_err("invalid content-length from the application"))?,
-            ),
-            None => None,
+        let given = encode::app_head_start(&mut head, &encode::status_line(status), &headers, &self.date)
+            .map(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()))
+            .map(|n| n.ok_or_else(|| PyValueError::new_err("invalid content-length from the application")))
+            .transpose()?;
+        let framing = match (file_len, given) {
+            _ if encode::bodiless(status) => encode::Framing::None,
+            (Some(n), _) | (None, Some(n)) => encode::Framing::Length(n),
+            // One body message and no length given: its length.
+            (None, None) if !more && !trailers => encode::Framing::Length(first_body.len() as u64),
+            (None, None) if self.minor == 1 => encode::Framing::Chunked,
+            (None, None) => encode::Framing::Close, // HTTP/1.0: the body ends with the connection
         };
-        let mut chunked = false;
-        let mut close_after = false;
-        if !no_body {
-            if file_len.is_some() {
-                length = file_len;
-            } else if length.is_none() && !more && !trailers {
-                length = Some(first_body.len() as u64);
-            }
-            match length {
-                Some(n) => {
-                    head.extend_from_slice(b"Content-Length: ");
-                    head.extend_from_slice(n.to_string().as_bytes());
-                    head.extend_from_slice(b"\r\n");
-                }
-                None if self.minor == 1 => {
-                    head.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-                    chunked = !self.head_only;
-                }
-                None => close_after = true, // HTTP/1.0: the body ends with the connection
-            }
-        }
-        let conn = if close_after { Some(crate::h1::encode::CLOSE) } else { self.conn };
-        if let Some(line) = conn {
-            head.extend_from_slice(line);
-        }
-        head.extend_from_slice(b"\r\n");
-        if close_after {
+        let body = encode::framed_end(&mut head, framing, self.conn, self.head_only);
+        if framing == encode::Framing::Close {
             self.ex.borrow_mut().close = true;
         }
-        self.framing = Some(Framing { status, length, chunked, sent: 0, trailers: trailers && chunked, body_done: false });
+        let trailers = trailers && body.framing == encode::Framing::Chunked;
+        self.framing = Some(Framing { body, trailers, body_done: false });
         self.emit(py, &head);
         Ok(())
     }
@@ -285,42 +255,33 @@ impl Channel {
         if self.framing.is_none() {
             self.start(py, data, more)?;
         }
-        let head_only = self.head_only;
         let f = self.framing.as_mut().expect("started");
-        let no_body = f.status < 200 || f.status == 204 || f.status == 304;
-        if !head_only && !no_body && !data.is_empty() {
-            let mut data = data;
-            if let Some(n) = f.length {
-                let room = n.saturating_sub(f.sent) as usize;
-                if data.len() > room {
-                    data = &data[..room]; // more than it announced: never past the framing
-                    self.ex.borrow_mut().close = true;
-                }
+        if !data.is_empty() && f.body.framing != encode::Framing::None {
+            let was_closing = f.body.close;
+            f.body.piece(data, &mut self.ex.borrow_mut().out);
+            if f.body.close && !was_closing {
+                self.ex.borrow_mut().close = true; // more than it announced: never past the framing
             }
-            let f = self.framing.as_mut().expect("started");
-            f.sent += data.len() as u64;
-            if f.chunked {
-                let mut buf = format!("{:x}\r\n", data.len()).into_bytes();
-                buf.extend_from_slice(data);
-                buf.extend_from_slice(b"\r\n");
-                self.emit(py, &buf);
-            } else {
-                self.emit(py, data);
-            }
+            self.waker.kick(py, self.id);
         }
         if !more {
-            let f = self.framing.as_ref().expect("started");
-            let short = !head_only && !no_body && f.length.is_some_and(|n| f.sent < n);
             if f.trailers {
-                self.framing.as_mut().expect("started").body_done = true;
+                f.body_done = true;
                 return Ok(()); // the last chunk goes with the trailer fields
             }
-            if f.chunked {
-                self.emit(py, b"0\r\n\r\n");
-            }
-            self.finish(py, short);
+            self.end_body(py, b"");
         }
         Ok(())
+    }
+
+    /// The end of the body (the last chunk, with these trailer fields), and of the response.
+    fn end_body(&mut self, py: Python<'_>, trailers: &[u8]) {
+        let f = self.framing.as_mut().expect("started");
+        let was_closing = f.body.close;
+        f.body.end(trailers, &mut self.ex.borrow_mut().out);
+        let short = f.body.close && !was_closing; // fell short of its length: only closing ends it
+        self.waker.kick(py, self.id);
+        self.finish(py, short);
     }
 
     /// The task ended: if it did not complete its response, complete or cut it.
@@ -339,24 +300,11 @@ impl Channel {
         }
         if self.framing.is_none() {
             let mut out = Vec::new();
-            let body = b"Internal Server Error\n";
-            out.extend_from_slice(b"HTTP/1.1 500 Internal Server Error\r\nServer: vw\r\nDate: ");
-            out.extend_from_slice(&self.date);
-            out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
-            out.extend_from_slice(body.len().to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
-            if let Some(line) = self.conn {
-                out.extend_from_slice(line);
-            }
-            out.extend_from_slice(b"\r\n");
-            if !self.head_only {
-                out.extend_from_slice(body);
-            }
+            encode::simple(&mut out, &self.date, 500, b"", self.conn, self.head_only);
             self.emit(py, &out);
             self.finish(py, false);
         } else if self.framing.as_ref().is_some_and(|f| f.trailers && f.body_done) && error.is_none() {
-            self.emit(py, b"0\r\n\r\n"); // a whole body whose trailers never came
-            self.finish(py, false);
+            self.end_body(py, b""); // a whole body whose trailers never came
         } else {
             self.finish(py, true); // the response started: only closing can end it now
         }
@@ -492,10 +440,8 @@ impl Channel {
                 }
                 let len = meta.len();
                 self.start_with(py, b"", false, Some(len))?;
-                let f = self.framing.as_mut().expect("started");
-                let no_body = f.status < 200 || f.status == 204 || f.status == 304;
-                if !self.head_only && !no_body && len > 0 {
-                    f.sent = len;
+                let f = self.framing.as_ref().expect("started");
+                if f.body.framing != encode::Framing::None && len > 0 {
                     self.ex.borrow_mut().file = Some(crate::io::out::Seg::File { fd: Rc::new(file.into()), off: 0, len });
                 }
                 self.finish(py, false);
@@ -528,11 +474,7 @@ impl Channel {
                 if more {
                     self.trailer_block = block;
                 } else {
-                    let mut out = b"0\r\n".to_vec();
-                    out.extend_from_slice(&block);
-                    out.extend_from_slice(b"\r\n");
-                    self.emit(py, &out);
-                    self.finish(py, false);
+                    self.end_body(py, &block);
                 }
             }
             "http.response.body" => {
@@ -859,9 +801,7 @@ impl App for Asgi {
                 e.print(py);
             });
             let mut x = ex.borrow_mut();
-            x.out.extend_from_slice(b"HTTP/1.1 500 Internal Server Error\r\nServer: vw\r\nContent-Length: 0\r\n");
-            x.out.extend_from_slice(conn.unwrap_or(b""));
-            x.out.extend_from_slice(b"\r\n");
+            encode::simple(&mut x.out, &clock.date, 500, b"", conn, head_only);
             x.finished = true;
         }
         AppCall::Pending(ex)

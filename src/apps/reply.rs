@@ -2,7 +2,8 @@
 //! body), the checks on what it may contain, and the request target split for PATH_INFO and
 //! friends.
 
-use crate::h1::encode::{reason, Clock, CLOSE};
+use crate::h1::encode::{self, Clock, Framing};
+pub use crate::h1::encode::Streamed;
 use crate::io::out::{OutQueue, Seg};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -45,62 +46,33 @@ impl Reply {
     /// Server and Date unless given, Content-Length from the real body, the Connection line.
     /// Returns the file to send after the bytes, if any.
     pub fn encode(self, date: &[u8], conn: Option<&[u8]>, head_only: bool, out: &mut Vec<u8>) -> Option<(OwnedFd, u64, u64)> {
-        let no_body = self.status < 200 || self.status == 204 || self.status == 304;
         let body_len = self.body.len() as u64 + self.file.as_ref().map_or(0, |f| f.2);
-        let given = self.head_into(out, date);
-        if !no_body {
-            out.extend_from_slice(b"Content-Length: ");
-            match given {
-                // HEAD: the application may say how long the GET body would be.
-                Some(n) if head_only && body_len == 0 => out.extend_from_slice(n.to_string().as_bytes()),
-                _ => out.extend_from_slice(body_len.to_string().as_bytes()),
-            }
-            out.extend_from_slice(b"\r\n");
-        }
-        if let Some(line) = conn {
-            out.extend_from_slice(line);
-        }
-        out.extend_from_slice(b"\r\n");
-        if head_only || no_body {
+        let given = given_length(encode::app_head_start(out, &self.status_line, &self.headers, date));
+        let framing = match given {
+            _ if encode::bodiless(self.status) => Framing::None,
+            // HEAD: the application may say how long the GET body would be.
+            Some(n) if head_only && body_len == 0 => Framing::Length(n),
+            _ => Framing::Length(body_len),
+        };
+        encode::framed_end(out, framing, conn, head_only);
+        if head_only || framing == Framing::None {
             return None;
         }
         out.extend_from_slice(&self.body);
         self.file.filter(|f| f.2 > 0)
     }
 
-    /// The status line and the application's fields (with Server and Date): the head but for
-    /// its framing and Connection lines. Returns the Content-Length the application gave
-    /// (0 when it is not a number).
-    fn head_into(&self, out: &mut Vec<u8>, date: &[u8]) -> Option<u64> {
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(&self.status_line);
-        out.extend_from_slice(b"\r\n");
-        crate::h1::encode::app_headers(out, &self.headers, date)
-            .map(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0))
-    }
-
     /// The head of a response whose body follows in pieces (`Streamed::piece`), framed by the
     /// Content-Length the application gave, else chunked (HTTP/1.1), else by the close.
     pub fn encode_streamed(&self, date: &[u8], conn: Option<&'static [u8]>, minor: u8, out: &mut Vec<u8>) -> Streamed {
-        let no_body = self.status < 200 || self.status == 204 || self.status == 304;
-        let given = self.head_into(out, date);
-        let (framing, conn) = match given {
-            _ if no_body => (Framing::None, conn),
-            Some(n) => {
-                out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
-                (Framing::Length(n), conn)
-            }
-            None if minor >= 1 => {
-                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-                (Framing::Chunked, conn)
-            }
-            None => (Framing::Close, Some(CLOSE)),
+        let given = given_length(encode::app_head_start(out, &self.status_line, &self.headers, date));
+        let framing = match given {
+            _ if encode::bodiless(self.status) => Framing::None,
+            Some(n) => Framing::Length(n),
+            None if minor >= 1 => Framing::Chunked,
+            None => Framing::Close,
         };
-        if let Some(line) = conn {
-            out.extend_from_slice(line);
-        }
-        out.extend_from_slice(b"\r\n");
-        Streamed { framing, sent: 0, close: conn == Some(CLOSE) }
+        encode::framed_end(out, framing, conn, false)
     }
 
     /// `encode` into the output queue.
@@ -112,73 +84,13 @@ impl Reply {
     }
 }
 
-/// How a streamed body is delimited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// No body (1xx, 204, 304).
-    None,
-    Length(u64),
-    Chunked,
-    /// HTTP/1.0 without a length: the body ends with the connection.
-    Close,
+/// The Content-Length an application gave, as a number (0 when it is not one: the real body
+/// then decides).
+fn given_length(v: Option<&[u8]>) -> Option<u64> {
+    v.map(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0))
 }
 
-/// The framing state of a body sent in pieces.
-pub struct Streamed {
-    pub framing: Framing,
-    pub sent: u64,
-    /// The connection closes after this response (close-delimited, or asked for).
-    pub close: bool,
-}
-
-impl Streamed {
-    /// Frame one piece of the body into `out`. Bytes past a given Content-Length are dropped
-    /// (and the connection then closes: the application broke its own framing).
-    pub fn piece(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if data.is_empty() {
-            return;
-        }
-        match self.framing {
-            Framing::None => {}
-            Framing::Length(n) => {
-                let room = n.saturating_sub(self.sent) as usize;
-                if data.len() > room {
-                    self.close = true;
-                }
-                out.extend_from_slice(&data[..data.len().min(room)]);
-            }
-            Framing::Chunked => {
-                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                out.extend_from_slice(data);
-                out.extend_from_slice(b"\r\n");
-            }
-            Framing::Close => out.extend_from_slice(data),
-        }
-        self.sent += data.len() as u64;
-    }
-
-    /// The end of the body: the last chunk, or a close when the body fell short of its length.
-    pub fn end(&mut self, out: &mut Vec<u8>) {
-        match self.framing {
-            Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
-            Framing::Length(n) if self.sent < n => self.close = true,
-            Framing::Close => self.close = true,
-            _ => {}
-        }
-    }
-
-    /// True when a given length has been reached: the response is complete.
-    pub fn complete(&self) -> bool {
-        matches!(self.framing, Framing::Length(n) if self.sent >= n) || self.framing == Framing::None
-    }
-}
-
-pub fn status_text(status: u16) -> Cow<'static, [u8]> {
-    match status {
-        200 => Cow::Borrowed(b"200 OK"),
-        _ => Cow::Owned(format!("{} {}", status, reason(status)).into_bytes()),
-    }
-}
+pub use crate::h1::encode::status_line as status_text;
 
 pub const CONTENT_TYPE: Cow<'static, [u8]> = Cow::Borrowed(b"Content-Type");
 pub const TEXT_PLAIN: Cow<'static, [u8]> = Cow::Borrowed(b"text/plain; charset=utf-8");

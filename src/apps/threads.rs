@@ -615,7 +615,7 @@ impl Responder<'_> {
     /// The end of a streamed body.
     pub fn end(&mut self) {
         if let Some(s) = self.stream.as_mut() {
-            s.end(&mut self.bytes);
+            s.end(b"", &mut self.bytes);
             self.close |= s.close;
         }
         self.finished = true;

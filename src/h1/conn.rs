@@ -245,7 +245,7 @@ impl Proto {
                         }
                         Err(reject) => {
                             let mark = self.out.position();
-                            simple(self.out.owned_tail(), &ctx.clock, reject.status(), b"", Some(CLOSE), false);
+                            simple(self.out.owned_tail(), &ctx.clock.date, reject.status(), b"", Some(CLOSE), false);
                             self.observed(ctx, mark, 0, None);
                             self.finish();
                             return data.len();
@@ -286,7 +286,7 @@ impl Proto {
                         Err(e) => {
                             let status = if e == crate::h1::body::BodyError::TooLarge { 413 } else { 400 };
                             let mark = self.out.position();
-                            simple(self.out.owned_tail(), &ctx.clock, status, b"", Some(CLOSE), false);
+                            simple(self.out.owned_tail(), &ctx.clock.date, status, b"", Some(CLOSE), false);
                             self.observed(ctx, mark, 0, None);
                             self.finish();
                             return data.len();
@@ -299,7 +299,7 @@ impl Proto {
                     let p = *p;
                     if p.sink.failed {
                         let mark = self.out.position();
-                        simple(self.out.owned_tail(), &ctx.clock, 500, b"", Some(CLOSE), false);
+                        simple(self.out.owned_tail(), &ctx.clock.date, 500, b"", Some(CLOSE), false);
                         self.observed(ctx, mark, 0, None);
                         self.finish();
                         return data.len();
@@ -322,7 +322,7 @@ impl Proto {
     /// The worker has no room for this connection: 503, then close.
     pub fn refuse(&mut self, ctx: &mut Ctx) {
         let mark = self.out.position();
-        simple(self.out.owned_tail(), &ctx.clock, 503, b"Retry-After: 1\r\n", Some(CLOSE), false);
+        simple(self.out.owned_tail(), &ctx.clock.date, 503, b"Retry-After: 1\r\n", Some(CLOSE), false);
         self.observed(ctx, mark, 0, None);
         self.finish();
     }
@@ -330,7 +330,7 @@ impl Proto {
     /// The client took too long with a request: 408, then close.
     pub fn timed_out(&mut self, ctx: &mut Ctx) {
         let mark = self.out.position();
-        simple(self.out.owned_tail(), &ctx.clock, 408, b"", Some(CLOSE), false);
+        simple(self.out.owned_tail(), &ctx.clock.date, 408, b"", Some(CLOSE), false);
         self.observed(ctx, mark, 0, None);
         self.finish();
     }
@@ -380,7 +380,7 @@ impl Proto {
         let start = if ctx.log.is_some() { now_ns() } else { 0 };
         if let Body::Length(n) = head.body {
             if n > ctx.max_body {
-                simple(self.out.owned_tail(), &ctx.clock, 413, b"", Some(CLOSE), false);
+                simple(self.out.owned_tail(), &ctx.clock.date, 413, b"", Some(CLOSE), false);
                 self.observed(ctx, mark, start, Some((req, &head)));
                 self.finish();
                 return;
@@ -388,7 +388,7 @@ impl Proto {
         }
         let path = request_path(&req[head.target.clone()]);
         if path.first() != Some(&b'/') && !(path == b"*" && ctx.app.is_some()) {
-            simple(self.out.owned_tail(), &ctx.clock, 400, b"", Some(CLOSE), false);
+            simple(self.out.owned_tail(), &ctx.clock.date, 400, b"", Some(CLOSE), false);
             self.observed(ctx, mark, start, Some((req, &head)));
             self.finish();
             return;
@@ -426,7 +426,7 @@ impl Proto {
         let outcome = match (head.method, mount) {
             (Method::Other, _) => {
                 let (_, conn) = Self::connection(head, ctx, false);
-                simple(self.out.owned_tail(), &ctx.clock, 405, ALLOW, conn, false);
+                simple(self.out.owned_tail(), &ctx.clock.date, 405, ALLOW, conn, false);
                 Outcome::Served(405)
             }
             (_, None) => Outcome::NotFound,
@@ -463,18 +463,16 @@ impl Proto {
             _ if queued => {}
             (Some((ctype, body)), 404) => {
                 let t = self.out.owned_tail();
-                t.extend_from_slice(b"HTTP/1.1 404 Not Found\r\nServer: vw\r\nDate: ");
-                t.extend_from_slice(&ctx.clock.date);
-                t.extend_from_slice(b"\r\nContent-Type: ");
+                crate::h1::encode::head_start(t, b"404 Not Found", &ctx.clock.date);
+                t.extend_from_slice(b"Content-Type: ");
                 t.extend_from_slice(ctype);
-                t.extend_from_slice(format!("\r\nContent-Length: {}\r\n", body.len()).as_bytes());
-                t.extend_from_slice(conn.unwrap_or(b""));
                 t.extend_from_slice(b"\r\n");
+                crate::h1::encode::head_end(t, Some(body.len() as u64), conn);
                 if !head_only {
                     self.out.push_shared(body, 0, body.len());
                 }
             }
-            _ => simple(self.out.owned_tail(), &ctx.clock, status, &extra, conn, head_only),
+            _ => simple(self.out.owned_tail(), &ctx.clock.date, status, &extra, conn, head_only),
         }
         self.skip_body(head, close, ctx);
         status
@@ -506,7 +504,7 @@ impl Proto {
             return;
         }
         if head.expect_continue {
-            self.out.owned_tail().extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.out.owned_tail().extend_from_slice(crate::h1::encode::CONTINUE);
         }
         self.read = ReadState::AppBody(Box::new(Pending {
             head: req.to_vec(),
@@ -615,7 +613,7 @@ impl Proto {
         if st.expect_continue && (asked || ever) {
             st.expect_continue = false;
             if self.watch.as_ref().is_some_and(|w| w.status == 0) {
-                self.out.owned_tail().extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                self.out.owned_tail().extend_from_slice(crate::h1::encode::CONTINUE);
             }
         }
         true
@@ -882,7 +880,7 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
                 crate::apps::ReqBody::File(_, n) => n,
                 crate::apps::ReqBody::Stream(_) => unreachable!("BodyLen reads bodies whole"),
             };
-            simple(out.owned_tail(), clock, 200, format!("X-Body: {n}\r\n").as_bytes(), conn, head_only);
+            simple(out.owned_tail(), &clock.date, 200, format!("X-Body: {n}\r\n").as_bytes(), conn, head_only);
             AppCall::Done
         }
     }

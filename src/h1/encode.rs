@@ -1,6 +1,8 @@
-//! Response heads for HTTP/1.1: the per-second Date cache, reason phrases, the fields of an
-//! application's head (framing left to us), and the small generated responses (errors,
-//! redirects). Static heads are prepared once in `statics`; every other head is written here.
+//! Every byte of an HTTP/1.1 response that is not body is written here: status lines, the
+//! fields vw adds (Server, Date, framing, Connection), an application's fields (framing left
+//! to us), the framing of a body sent in pieces (chunks, the last chunk, trailers), the small
+//! generated responses (errors, redirects) and `100 Continue`. Static heads are built with
+//! these functions once per file and kept; the per-second Date cache lives here too.
 
 
 /// An IMF-fixdate, e.g. `Thu, 26 Nov 2026 16:31:53 GMT` (RFC 9110 §5.6.7).
@@ -187,29 +189,155 @@ pub fn app_headers<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(out: &mut Vec<u8>, header
     length
 }
 
-/// Append a short plain-text response (errors, redirects). These are rare, so they are formatted.
-/// `extra` is a block of complete header lines (each ending in CRLF).
-/// `conn` is the Connection line to add, if any.
-pub fn simple(out: &mut Vec<u8>, clock: &Clock, status: u16, extra: &[u8], conn: Option<&[u8]>, head_only: bool) {
-    let reason = reason(status);
-    let body_len = reason.len() + 1;
+/// The start of a head vw writes itself: the status line ("200 OK"), Server and Date. Returns
+/// where the Date value starts in `out` (a kept head rewrites it each second).
+pub fn head_start(out: &mut Vec<u8>, status_line: &[u8], date: &[u8]) -> usize {
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.to_string().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(status_line);
     out.extend_from_slice(b"\r\nServer: vw\r\nDate: ");
-    out.extend_from_slice(&clock.date);
-    out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
-    out.extend_from_slice(body_len.to_string().as_bytes());
+    let at = out.len();
+    out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(extra);
+    at
+}
+
+/// The end of a head: Content-Length when given, the Connection line when given, the blank line.
+pub fn head_end(out: &mut Vec<u8>, length: Option<u64>, conn: Option<&[u8]>) {
+    if let Some(n) = length {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if let Some(line) = conn {
         out.extend_from_slice(line);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The interim response a client that sent `Expect: 100-continue` waits for.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// "404 Not Found": the status line of a status.
+pub fn status_line(status: u16) -> std::borrow::Cow<'static, [u8]> {
+    match status {
+        200 => std::borrow::Cow::Borrowed(b"200 OK"),
+        _ => std::borrow::Cow::Owned(format!("{} {}", status, reason(status)).into_bytes()),
+    }
+}
+
+/// Append a short plain-text response (errors, redirects). These are rare, so they are formatted.
+/// `extra` is a block of complete header lines (each ending in CRLF).
+/// `conn` is the Connection line to add, if any.
+pub fn simple(out: &mut Vec<u8>, date: &[u8], status: u16, extra: &[u8], conn: Option<&[u8]>, head_only: bool) {
+    let reason = reason(status);
+    head_start(out, &status_line(status), date);
+    out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(reason.len() + 1).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra);
+    head_end(out, None, conn);
     if !head_only {
         out.extend_from_slice(reason.as_bytes());
         out.push(b'\n');
+    }
+}
+
+/// A response whose fields come from an application: the status line and its fields, with
+/// Server and Date unless it gave them. Returns the value of the Content-Length it gave, if any:
+/// the caller chooses the framing and ends the head with [`framed_end`].
+pub fn app_head_start<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(out: &mut Vec<u8>, status_line: &[u8], fields: &'h [(N, V)], date: &[u8]) -> Option<&'h [u8]> {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status_line);
+    out.extend_from_slice(b"\r\n");
+    app_headers(out, fields, date)
+}
+
+/// How a response's body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (1xx, 204, 304, or the answer to HEAD).
+    None,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 without a length: the body ends with the connection.
+    Close,
+}
+
+/// No body may follow a response with this status (RFC 9110 §6.4.1).
+pub fn bodiless(status: u16) -> bool {
+    status < 200 || status == 204 || status == 304
+}
+
+/// End a head started with [`app_head_start`]: the framing field, the Connection line (close
+/// for a close-delimited body), the blank line. `head_only`: the answer to HEAD, whose head
+/// says how the GET body would be framed but which sends none. Returns the body's framing state.
+pub fn framed_end(out: &mut Vec<u8>, framing: Framing, conn: Option<&[u8]>, head_only: bool) -> Streamed {
+    let conn = if framing == Framing::Close { Some(CLOSE) } else { conn };
+    match framing {
+        Framing::Length(n) => head_end(out, Some(n), conn),
+        Framing::Chunked => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            head_end(out, None, conn)
+        }
+        Framing::None | Framing::Close => head_end(out, None, conn),
+    }
+    let close = conn == Some(CLOSE);
+    Streamed { framing: if head_only { Framing::None } else { framing }, sent: 0, close }
+}
+
+/// The framing state of a body sent in pieces.
+pub struct Streamed {
+    pub framing: Framing,
+    pub sent: u64,
+    /// The connection closes after this response (close-delimited, asked for, or the body
+    /// broke its framing).
+    pub close: bool,
+}
+
+impl Streamed {
+    /// Frame one piece of the body into `out`. Bytes past a given Content-Length are dropped
+    /// (and the connection then closes: the application broke its own framing).
+    pub fn piece(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if data.is_empty() {
+            return;
+        }
+        match self.framing {
+            Framing::None => {}
+            Framing::Length(n) => {
+                let room = n.saturating_sub(self.sent) as usize;
+                if data.len() > room {
+                    self.close = true;
+                }
+                out.extend_from_slice(&data[..data.len().min(room)]);
+            }
+            Framing::Chunked => {
+                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\r\n");
+            }
+            Framing::Close => out.extend_from_slice(data),
+        }
+        self.sent += data.len() as u64;
+    }
+
+    /// The end of the body: the last chunk (with `trailers`, complete field lines, if any), or
+    /// a close when the body fell short of its length.
+    pub fn end(&mut self, trailers: &[u8], out: &mut Vec<u8>) {
+        match self.framing {
+            Framing::Chunked => {
+                out.extend_from_slice(b"0\r\n");
+                out.extend_from_slice(trailers);
+                out.extend_from_slice(b"\r\n");
+            }
+            Framing::Length(n) if self.sent < n => self.close = true,
+            Framing::Close => self.close = true,
+            _ => {}
+        }
+    }
+
+    /// True when a given length has been reached: the response is complete.
+    pub fn complete(&self) -> bool {
+        matches!(self.framing, Framing::Length(n) if self.sent >= n) || self.framing == Framing::None
     }
 }
 
@@ -231,12 +359,12 @@ mod tests {
     #[test]
     fn simple_response_is_well_formed() {
         let mut v = Vec::new();
-        simple(&mut v, &Clock::fixed(0), 404, b"", None, false);
+        simple(&mut v, &Clock::fixed(0).date, 404, b"", None, false);
         let s = String::from_utf8(v).unwrap();
         assert!(s.starts_with("HTTP/1.1 404 Not Found\r\nServer: vw\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"));
         assert!(s.ends_with("Content-Length: 10\r\n\r\nNot Found\n"));
         let mut v = Vec::new();
-        simple(&mut v, &Clock::fixed(0), 405, b"Allow: GET, HEAD\r\n", Some(CLOSE), true);
+        simple(&mut v, &Clock::fixed(0).date, 405, b"Allow: GET, HEAD\r\n", Some(CLOSE), true);
         let s = String::from_utf8(v).unwrap();
         assert!(s.ends_with("Allow: GET, HEAD\r\nConnection: close\r\n\r\n"));
     }

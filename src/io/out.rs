@@ -1,11 +1,12 @@
-//! The output side of a connection: the queue that collects every response of one read and
-//! hands them to the kernel in one `writev` (plus `sendfile` for files, `tee`+`splice` for piped
-//! bodies, writes from a mapping for large files). This is the transport seam: a TLS layer or an
-//! io_uring backend takes the queue's segments instead of the socket.
+//! The output side of a connection: the queue that collects every response of one read as
+//! segments (bytes, shared bytes, mappings, files, piped bodies) and hands them to a
+//! [`Transport`] in one `writev` (plus `sendfile` for files, `splice` for piped bodies). The queue
+//! itself makes no syscall: what a TLS layer or an io_uring backend takes is these segments.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
-use super::tee::{self, BodyPipe, Sent};
+use super::tee::{BodyPipe, Sent};
+use super::transport::{Io, Transport};
 
 /// One piece of output.
 pub enum Seg {
@@ -233,41 +234,37 @@ impl OutQueue {
         0
     }
 
-    /// Write as much as the socket takes: memory segments with one writev, files with sendfile.
-    pub fn flush(&mut self, fd: i32) -> Flush {
+    /// Write as much as the transport takes: memory segments with one writev, files with
+    /// sendfile, a piped body by splice.
+    pub fn flush(&mut self, t: &mut impl Transport) -> Flush {
         // Writing may take the last segment away: count its growth now.
         self.settle_tail();
-        let out = self.flush_settled(fd);
+        let out = self.flush_settled(t);
         if self.segs.is_empty() {
             self.tail_counted = 0;
         }
         out
     }
 
-    fn flush_settled(&mut self, fd: i32) -> Flush {
+    fn flush_settled(&mut self, t: &mut impl Transport) -> Flush {
         loop {
             let more = self.segs.len() > 1;
             let Some(front) = self.segs.front_mut() else { return Flush::Done };
             if let Seg::File { fd: file, off, len } = front {
-                let mut o = *off as libc::off_t;
                 let want = (*len).min(1 << 30) as usize;
-                let n = unsafe { libc::sendfile(fd, file.as_raw_fd(), &mut o, want) };
-                if n < 0 {
-                    return match errno() {
-                        libc::EAGAIN => Flush::Blocked,
-                        libc::EINTR => continue,
-                        _ => Flush::Error,
-                    };
+                match t.sendfile(file, *off, want) {
+                    Io::Done(0) => return Flush::Error, // the file is shorter than we said: framing is broken
+                    Io::Done(n) => {
+                        *off += n as u64;
+                        *len -= n as u64;
+                        if *len == 0 {
+                            self.segs.pop_front();
+                        }
+                        continue;
+                    }
+                    Io::Blocked => return Flush::Blocked,
+                    Io::Error => return Flush::Error,
                 }
-                if n == 0 {
-                    return Flush::Error; // the file is shorter than we said: framing is broken
-                }
-                *off += n as u64;
-                *len -= n as u64;
-                if *len == 0 {
-                    self.segs.pop_front();
-                }
-                continue;
             }
             // A piped body goes by tee and splice only as the last thing queued (one response at
             // a time, the keep-alive case). Among pipelined responses it is written from memory
@@ -275,7 +272,7 @@ impl OutQueue {
             // (measured at 64 KiB, 16 deep: 15.5 against 9.5 µs per response).
             if let (Seg::Piped { pipe, start, end, .. }, false) = (&*front, more) {
                 debug_assert_eq!(end - start, pipe.len(), "a piped segment is always whole");
-                match tee::send(fd, pipe) {
+                match t.splice(pipe) {
                     Sent::All => {
                         self.segs.pop_front();
                         continue;
@@ -318,31 +315,17 @@ impl OutQueue {
                 cnt += 1;
                 want += len;
             }
-            // One buffer (the common keep-alive case) goes out with write(2), which costs the
-            // kernel a little less than writev(2) with a single iovec.
-            let n = unsafe {
-                if file_follows {
-                    let mut msg: libc::msghdr = std::mem::zeroed();
-                    msg.msg_iov = iov.as_mut_ptr() as *mut libc::iovec;
-                    msg.msg_iovlen = cnt;
-                    libc::sendmsg(fd, &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL)
-                } else if cnt == 1 {
-                    let v = iov[0].assume_init_ref();
-                    libc::write(fd, v.iov_base, v.iov_len)
-                } else {
-                    libc::writev(fd, iov.as_ptr() as *const libc::iovec, cnt as i32)
+            // SAFETY: the first `cnt` entries were written above.
+            let iov = unsafe { std::slice::from_raw_parts(iov.as_ptr() as *const libc::iovec, cnt) };
+            match t.writev(iov, file_follows) {
+                Io::Done(n) => {
+                    self.advance(n);
+                    if n < want {
+                        return Flush::Blocked; // the buffer is full: no point asking again now
+                    }
                 }
-            };
-            if n < 0 {
-                return match errno() {
-                    libc::EAGAIN => Flush::Blocked,
-                    libc::EINTR => continue,
-                    _ => Flush::Error,
-                };
-            }
-            self.advance(n as usize);
-            if (n as usize) < want {
-                return Flush::Blocked; // the socket buffer is full: no point asking again now
+                Io::Blocked => return Flush::Blocked,
+                Io::Error => return Flush::Error,
             }
         }
     }
@@ -386,11 +369,6 @@ impl OutQueue {
         }
         v
     }
-}
-
-#[inline]
-pub fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -454,7 +432,7 @@ mod tests {
             } else {
                 q.push(Seg::Piped { pipe: pipe.clone(), buf: buf.clone(), start: head_len, end: buf.len() });
             }
-            match q.flush(a.as_raw_fd()) {
+            match q.flush(&mut crate::io::transport::Socket(a.as_raw_fd())) {
                 Flush::Blocked => blocked += 1,
                 Flush::Done => {}
                 Flush::Error => panic!("flush failed"),
@@ -462,7 +440,7 @@ mod tests {
         }
         assert!(q.to_bytes().len() <= want.len());
         loop {
-            match q.flush(a.as_raw_fd()) {
+            match q.flush(&mut crate::io::transport::Socket(a.as_raw_fd())) {
                 Flush::Done => break,
                 Flush::Blocked => {
                     blocked += 1;
@@ -491,7 +469,7 @@ mod tests {
         for i in 0..20 {
             marks.push(q.position());
             if i % 3 == 0 {
-                simple(q.owned_tail(), &Clock::fixed(0), 404, b"", None, false);
+                simple(q.owned_tail(), &Clock::fixed(0).date, 404, b"", None, false);
             } else {
                 q.push_shared(&a, 0, a.len());
             }
@@ -510,10 +488,10 @@ mod tests {
         let mut fds = [0; 2];
         assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) }, 0);
         let before = q.position();
-        assert!(matches!(q.flush(fds[0]), Flush::Done));
+        assert!(matches!(q.flush(&mut crate::io::transport::Socket(fds[0])), Flush::Done));
         assert_eq!(q.position(), before);
         let m = q.position();
-        simple(q.owned_tail(), &Clock::fixed(0), 503, b"", None, false);
+        simple(q.owned_tail(), &Clock::fixed(0).date, 503, b"", None, false);
         assert_eq!(q.status_at(m), 503);
         assert_eq!(q.position() - m, q.pending_bytes() as u64);
         unsafe {

@@ -211,7 +211,7 @@ pub fn send(sock: i32, body: &BodyPipe) -> Sent {
         let nb = libc::SPLICE_F_NONBLOCK;
         let t = loop {
             let t = unsafe { libc::tee(body.fd.as_raw_fd(), out.w.as_raw_fd(), body.len, nb) };
-            if t >= 0 || crate::io::out::errno() != libc::EINTR {
+            if t >= 0 || crate::io::sys::errno() != libc::EINTR {
                 break t;
             }
         };
@@ -226,11 +226,11 @@ pub fn send(sock: i32, body: &BodyPipe) -> Sent {
             let s = unsafe {
                 libc::splice(out.r.as_raw_fd(), std::ptr::null_mut(), sock, std::ptr::null_mut(), body.len, flags)
             };
-            if s >= 0 || crate::io::out::errno() != libc::EINTR {
+            if s >= 0 || crate::io::sys::errno() != libc::EINTR {
                 break s;
             }
         };
-        let err = crate::io::out::errno();
+        let err = crate::io::sys::errno();
         let sent = if s < 0 { 0 } else { s as usize };
         if sent > 0 {
             SPLICED.set(SPLICED.get() + 1);
@@ -259,7 +259,7 @@ fn drain(out: &Outgoing, mut n: usize) -> bool {
             libc::splice(out.r.as_raw_fd(), std::ptr::null_mut(), out.null.as_raw_fd(), std::ptr::null_mut(), n, libc::SPLICE_F_NONBLOCK)
         };
         if d <= 0 {
-            if d < 0 && crate::io::out::errno() == libc::EINTR {
+            if d < 0 && crate::io::sys::errno() == libc::EINTR {
                 continue;
             }
             return false;

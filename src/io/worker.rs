@@ -7,7 +7,9 @@ use crate::apps::{notify, App, Wakeups};
 use crate::h1::conn::{Ctx, Mount, Proto, ReadState};
 use crate::h1::parse::Limits;
 use crate::h1::encode::Clock;
-use crate::io::out::{errno, Flush};
+use crate::io::out::Flush;
+use crate::io::sys::errno;
+use crate::io::transport::{Io, Socket, Transport};
 use crate::service::observe::{AccessLog, Counters};
 use crate::statics::{StaticConfig, StaticFiles};
 use std::io;
@@ -537,8 +539,7 @@ impl Worker {
             return;
         }
         if conn.lingering {
-            let n = unsafe { libc::read(fd, self.scratch.as_mut_ptr() as *mut _, self.scratch.len()) };
-            if n == 0 || (n < 0 && errno() != libc::EAGAIN) {
+            if matches!(Socket(fd).read_into(&mut self.scratch), Io::Done(0) | Io::Error) {
                 self.close(fd);
             }
             return;
@@ -558,20 +559,15 @@ impl Worker {
                 return;
             }
             if conn.inbuf.len() < WAITING_INPUT_MAX {
-                let have = conn.inbuf.len();
-                conn.inbuf.reserve(READ_SIZE);
-                let spare = conn.inbuf.capacity() - have;
-                let n = unsafe { libc::read(fd, conn.inbuf.as_mut_ptr().add(have) as *mut _, spare) };
-                if n > 0 {
-                    unsafe { conn.inbuf.set_len(have + n as usize) };
-                } else if n == 0 {
+                let got = Socket(fd).read_append(&mut conn.inbuf, READ_SIZE);
+                if got == Io::Done(0) {
                     conn.eof_pending = true;
                     conn.proto.body_cut(); // a body still arriving never will
                     if let Some(ex) = conn.proto.exchange() {
                         ex.borrow_mut().peer_eof = true;
                         notify(ex);
                     }
-                } else if errno() != libc::EAGAIN && errno() != libc::EINTR {
+                } else if got == Io::Error {
                     self.close(fd);
                     return;
                 }
@@ -592,15 +588,16 @@ impl Worker {
         // Read straight into the shared scratch buffer unless a partial request is waiting.
         let eof;
         if conn.inbuf.is_empty() {
-            let n = unsafe { libc::read(fd, self.scratch.as_mut_ptr() as *mut _, self.scratch.len()) };
-            if n < 0 {
-                if errno() != libc::EAGAIN && errno() != libc::EINTR {
+            let n = match Socket(fd).read_into(&mut self.scratch) {
+                Io::Done(n) => n,
+                Io::Blocked => return,
+                Io::Error => {
                     self.close(fd);
+                    return;
                 }
-                return;
-            }
+            };
             eof = n == 0;
-            let data = &self.scratch[..n as usize];
+            let data = &self.scratch[..n];
             let used = conn.proto.feed(data, &mut self.ctx);
             if used > 0 {
                 conn.fresh = false;
@@ -610,18 +607,14 @@ impl Worker {
                 conn.inbuf.extend_from_slice(&data[used..]);
             }
         } else {
-            let have = conn.inbuf.len();
-            conn.inbuf.reserve(READ_SIZE);
-            let spare = conn.inbuf.capacity() - have;
-            let n = unsafe { libc::read(fd, conn.inbuf.as_mut_ptr().add(have) as *mut _, spare) };
-            if n < 0 {
-                if errno() != libc::EAGAIN && errno() != libc::EINTR {
+            eof = match Socket(fd).read_append(&mut conn.inbuf, READ_SIZE) {
+                Io::Done(n) => n == 0,
+                Io::Blocked => return,
+                Io::Error => {
                     self.close(fd);
+                    return;
                 }
-                return;
-            }
-            unsafe { conn.inbuf.set_len(have + n as usize) };
-            eof = n == 0;
+            };
             Self::feed_inbuf(conn, &mut self.ctx);
         }
         if matches!(conn.proto.read, ReadState::Done) {
@@ -783,7 +776,7 @@ impl Worker {
         // The write timeout counts from the last time the client took bytes, not from the
         // last time there was something to send.
         let before = if conn.writing { conn.proto.out.pending_bytes() } else { usize::MAX };
-        let result = if conn.proto.out.is_empty() { Flush::Done } else { conn.proto.out.flush(fd) };
+        let result = if conn.proto.out.is_empty() { Flush::Done } else { conn.proto.out.flush(&mut Socket(fd)) };
         if !conn.writing || conn.proto.out.pending_bytes() < before {
             conn.progress_at = now;
         }

@@ -3,7 +3,7 @@
 //! access log, formatted here and written in batches (never one write per request).
 
 use crate::h1::encode::civil_from_days;
-use crate::io::out::errno;
+use crate::io::sys::errno;
 use std::ffi::CString;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -19,7 +19,7 @@ pub mod negotiate;
 
 use negotiate::{Coding, Fields, RangeAsk};
 use crate::h1::parse::COND_OTHER;
-use crate::h1::encode::{http_date, Clock, DATE_LEN};
+use crate::h1::encode::{self, http_date, Clock, DATE_LEN};
 use crate::io::out::{Mapping, OutQueue, Seg};
 use crate::io::tee::BodyPipe;
 use std::collections::HashMap;
@@ -471,14 +471,9 @@ fn prepare(
     fields.extend_from_slice(b"\r\nAccept-Ranges: bytes\r\n");
     fields.extend_from_slice(&meta);
     let mut head = Vec::with_capacity(256 + body.len());
-    head.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: vw\r\nDate: ");
-    let date_off = head.len();
-    head.extend_from_slice(&clock.date);
-    head.extend_from_slice(b"\r\n");
+    let date_off = encode::head_start(&mut head, b"200 OK", &clock.date);
     head.extend_from_slice(&fields);
-    head.extend_from_slice(b"Content-Length: ");
-    head.extend_from_slice(size.to_string().as_bytes());
-    head.extend_from_slice(b"\r\n\r\n");
+    encode::head_end(&mut head, Some(size), None);
     let head_len = head.len();
     head.extend_from_slice(&body);
     Rep {
@@ -534,12 +529,9 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
         };
         if not_modified {
             let t = out.owned_tail();
-            t.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\nServer: vw\r\nDate: ");
-            t.extend_from_slice(&clock.date);
-            t.extend_from_slice(b"\r\n");
+            encode::head_start(t, b"304 Not Modified", &clock.date);
             t.extend_from_slice(&rep.meta);
-            t.extend_from_slice(req.conn.unwrap_or(b""));
-            t.extend_from_slice(b"\r\n");
+            encode::head_end(t, None, req.conn);
             return Some(Outcome::Served(304));
         }
         // Range is defined for GET only (RFC 9110 §14.2): a HEAD gets the 200 head.
@@ -549,13 +541,10 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
                 RangeAsk::One(first, last) => {
                     let body = body_of(rep, root, req.head_only)?;
                     let t = out.owned_tail();
-                    t.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\nServer: vw\r\nDate: ");
-                    t.extend_from_slice(&clock.date);
-                    t.extend_from_slice(b"\r\n");
+                    encode::head_start(t, b"206 Partial Content", &clock.date);
                     t.extend_from_slice(&rep.fields);
-                    t.extend_from_slice(format!("Content-Range: bytes {first}-{last}/{}\r\nContent-Length: {}\r\n", rep.size, last - first + 1).as_bytes());
-                    t.extend_from_slice(req.conn.unwrap_or(b""));
-                    t.extend_from_slice(b"\r\n");
+                    t.extend_from_slice(format!("Content-Range: bytes {first}-{last}/{}\r\n", rep.size).as_bytes());
+                    encode::head_end(t, Some(last - first + 1), req.conn);
                     if !req.head_only {
                         match body {
                             Body::File(fd) => out.push(Seg::File { fd, off: first, len: last - first + 1 }),
@@ -601,9 +590,8 @@ fn emit(e: &mut Rep, body: Body, req: &StaticRequest<'_>, cached: bool, clock: &
         None => out.push_shared(&e.buf, 0, end),
         Some(line) => {
             let t = out.owned_tail();
-            t.extend_from_slice(&e.buf[..e.head_len - 2]);
-            t.extend_from_slice(line);
-            t.extend_from_slice(b"\r\n");
+            t.extend_from_slice(&e.buf[..e.head_len - 2]); // the kept head but for its blank line
+            encode::head_end(t, None, Some(line));
             out.push_shared(&e.buf, e.head_len, end);
         }
     }
@@ -816,7 +804,7 @@ fn openat2_beneath(dirfd: i32, path: &CString) -> Result<i32, i32> {
     if fd >= 0 {
         return Ok(fd as i32);
     }
-    let err = crate::io::out::errno();
+    let err = crate::io::sys::errno();
     // ENOSYS: a kernel before 5.6; EPERM: a seccomp filter that refuses openat2.
     if err != libc::ENOSYS && err != libc::EPERM {
         return Err(err);
@@ -824,7 +812,7 @@ fn openat2_beneath(dirfd: i32, path: &CString) -> Result<i32, i32> {
     // Kernels before 5.6: open, then check that the real path is still below the root.
     let fd = unsafe { libc::openat(dirfd, path.as_ptr(), flags) };
     if fd < 0 {
-        return Err(crate::io::out::errno());
+        return Err(crate::io::sys::errno());
     }
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let real = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(|_| libc::ENOENT)?;
@@ -854,7 +842,7 @@ fn read_all(fd: &OwnedFd, size: u64) -> std::io::Result<Vec<u8>> {
             libc::pread(fd.as_raw_fd(), buf[got..].as_mut_ptr() as *mut _, buf.len() - got, got as libc::off_t)
         };
         if n < 0 {
-            if crate::io::out::errno() == libc::EINTR {
+            if crate::io::sys::errno() == libc::EINTR {
                 continue;
             }
             return Err(std::io::Error::last_os_error());
