@@ -3,19 +3,21 @@
 //! first bytes choose the cuts) must never panic, and every cut must give the output of the
 //! whole. The application answers `/deny...` at once (its body is then skipped or the connection
 //! closed), and every other request with the length and a checksum of its body once the body is
-//! complete or cut.
+//! complete or cut: for `/s...` in two pieces of unknown length (chunked, or close-delimited for
+//! HTTP/1.0), else whole.
 #![no_main]
 
+use _core::apps::exchange::{Part, ResponseHead};
+use _core::apps::reply::Reply;
 use _core::apps::{App, AppCall, AppRequest, ReqBody, SharedExchange, Taken};
 use _core::h1::conn::{Ctx, Proto};
-use _core::h1::encode::{simple, Clock};
-use _core::io::out::OutQueue;
+use _core::h1::encode::{status_line, Clock};
 use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-type Pending = Rc<RefCell<Vec<(SharedExchange, Arc<_core::apps::Inbox>, u64, u32)>>>;
+type Pending = Rc<RefCell<Vec<(SharedExchange, Arc<_core::apps::Inbox>, u64, u32, bool)>>>;
 
 struct Echo(Pending);
 
@@ -24,16 +26,15 @@ impl App for Echo {
         true
     }
 
-    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
+    fn call(&mut self, req: &AppRequest, body: ReqBody, head_only: bool) -> AppCall {
         if req.target.starts_with(b"/deny") {
-            simple(out.owned_tail(), clock, 401, b"", conn, head_only);
-            return AppCall::Done;
+            return Reply::new(401).answer(head_only);
         }
         let ex: SharedExchange = Default::default();
         match body {
-            ReqBody::Stream(inbox) => self.0.borrow_mut().push((ex.clone(), inbox, 0, 0)),
+            ReqBody::Stream(inbox) => self.0.borrow_mut().push((ex.clone(), inbox, 0, 0, req.target.starts_with(b"/s"))),
             _ => {
-                ex.borrow_mut().out.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+                Reply::new(204).into_exchange(head_only, &mut ex.borrow_mut());
                 ex.borrow_mut().finished = true;
             }
         }
@@ -57,7 +58,7 @@ fn run(clock: &Clock, chunks: &[&[u8]]) -> (Vec<u8>, bool) {
             // The application takes what arrived; a body complete or cut gets its answer.
             let (mut answered, mut took) = (false, false);
             let list = std::mem::take(&mut *pending.borrow_mut());
-            for (ex, inbox, mut len, mut sum) in list {
+            for (ex, inbox, mut len, mut sum, streamed) in list {
                 let end = loop {
                     match inbox.take(usize::MAX) {
                         Taken::Data(d) => {
@@ -70,11 +71,21 @@ fn run(clock: &Clock, chunks: &[&[u8]]) -> (Vec<u8>, bool) {
                     }
                 };
                 match end {
-                    None => pending.borrow_mut().push((ex, inbox, len, sum)),
+                    None => pending.borrow_mut().push((ex, inbox, len, sum, streamed)),
                     Some(complete) => {
                         let body = format!("{len} {sum} {complete}");
                         let mut e = ex.borrow_mut();
-                        e.out.extend_from_slice(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+                        if streamed {
+                            let (a, b) = body.as_bytes().split_at(body.len() / 2);
+                            e.push(Part::Head(ResponseHead { status: 200, status_line: status_line(200), fields: Vec::new(), length: None }));
+                            e.push(Part::Body(a.to_vec()));
+                            e.push(Part::Body(b.to_vec()));
+                            e.push(Part::End { trailers: Vec::new() });
+                        } else {
+                            let mut r = Reply::new(200);
+                            r.body = body.into_bytes();
+                            r.into_exchange(false, &mut e);
+                        }
                         e.finished = true;
                         answered = true;
                     }

@@ -8,8 +8,10 @@
 
 use crate::apps::{App, AppCall, AppRequest, Exchange, Inbox, ReqBody, SharedExchange, Taken, Wakeups};
 use std::sync::Arc;
-use crate::h1::encode::{self, Clock, Streamed};
-use crate::io::out::OutQueue;
+use crate::apps::exchange::{Part, ResponseHead};
+use crate::apps::reply::server_error;
+use crate::h1::encode;
+use std::borrow::Cow;
 use crate::io::worker::{Worker, WorkerConfig};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -130,7 +132,7 @@ fn disconnect_message(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 fn settle(py: Python<'_>, ex: &SharedExchange, waiters: &RefCell<Waiters>) {
     let (gone, finished, backlog) = {
         let e = ex.borrow();
-        (e.gone, e.finished || e.peer_eof, e.out.len() + e.unflushed)
+        (e.gone, e.finished || e.peer_eof, e.backlog())
     };
     let mut w = waiters.borrow_mut();
     if w.body.is_some() {
@@ -161,11 +163,9 @@ fn set_result(py: Python<'_>, fut: &Py<PyAny>, value: Bound<'_, PyAny>) {
     }
 }
 
-/// The response being framed: how its body is delimited (see `h1::encode`), and whether
-/// trailer fields follow it.
-struct Framing {
-    body: Streamed,
-    /// Trailer fields follow the body (http.response.trailers): the last chunk waits for them.
+/// The response once its head is out.
+struct Started {
+    /// Trailer fields follow the body (http.response.trailers): the end waits for them.
     trailers: bool,
     /// The last body message came (more_body false).
     body_done: bool,
@@ -190,9 +190,7 @@ pub struct Channel {
     body: Option<ReqBody>,
     head_only: bool,
     minor: u8,
-    conn: Option<&'static [u8]>,
-    date: [u8; crate::h1::encode::DATE_LEN],
-    framing: Option<Framing>,
+    framing: Option<Started>,
     pending_start: Option<Start>,
     trailer_block: Vec<u8>,
     /// The request has `TE: trailers`: trailer fields may be sent.
@@ -210,12 +208,12 @@ impl Channel {
         settle(py, &self.ex, &self.waiters);
     }
 
-    fn emit(&mut self, py: Python<'_>, bytes: &[u8]) {
-        self.ex.borrow_mut().out.extend_from_slice(bytes);
+    fn emit(&mut self, py: Python<'_>, part: Part) {
+        self.ex.borrow_mut().push(part);
         self.waker.kick(py, self.id);
     }
 
-    /// Write the head once the first body message tells how the body is delimited.
+    /// Send the head once the first body message tells how the body is delimited.
     fn start(&mut self, py: Python<'_>, first_body: &[u8], more: bool) -> PyResult<()> {
         self.start_with(py, first_body, more, None)
     }
@@ -224,30 +222,24 @@ impl Channel {
     fn start_with(&mut self, py: Python<'_>, first_body: &[u8], more: bool, file_len: Option<u64>) -> PyResult<()> {
         let Start { status, mut headers, trailers } = self.pending_start.take().ok_or_else(|| PyRuntimeError::new_err("http.response.body before http.response.start"))?;
         // Trailers go out only in a chunked body, to a client that said it takes them.
-        let trailers = trailers && self.te_trailers && self.minor == 1 && !self.head_only && file_len.is_none();
+        let trailers = trailers && self.te_trailers && self.minor == 1 && !self.head_only && file_len.is_none() && !encode::bodiless(status);
         if trailers || file_len.is_some() {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"content-length"));
         }
-        let mut head = Vec::with_capacity(256);
-        let given = encode::app_head_start(&mut head, &encode::status_line(status), &headers, &self.date)
-            .map(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()))
-            .map(|n| n.ok_or_else(|| PyValueError::new_err("invalid content-length from the application")))
+        let given = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"content-length"))
+            .map(|(_, v)| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| PyValueError::new_err("invalid content-length from the application")))
             .transpose()?;
-        let framing = match (file_len, given) {
-            _ if encode::bodiless(status) => encode::Framing::None,
-            (Some(n), _) | (None, Some(n)) => encode::Framing::Length(n),
+        let length = match (file_len, given) {
+            (Some(n), _) | (None, Some(n)) => Some(n),
             // One body message and no length given: its length.
-            (None, None) if !more && !trailers => encode::Framing::Length(first_body.len() as u64),
-            (None, None) if self.minor == 1 => encode::Framing::Chunked,
-            (None, None) => encode::Framing::Close, // HTTP/1.0: the body ends with the connection
+            (None, None) if !more && !trailers => Some(first_body.len() as u64),
+            (None, None) => None, // chunked (HTTP/1.1), or the body ends with the connection
         };
-        let body = encode::framed_end(&mut head, framing, self.conn, self.head_only);
-        if framing == encode::Framing::Close {
-            self.ex.borrow_mut().close = true;
-        }
-        let trailers = trailers && body.framing == encode::Framing::Chunked;
-        self.framing = Some(Framing { body, trailers, body_done: false });
-        self.emit(py, &head);
+        let fields = headers.into_iter().map(|(n, v)| (Cow::Owned(n), Cow::Owned(v))).collect();
+        self.framing = Some(Started { trailers, body_done: false });
+        self.emit(py, Part::Head(ResponseHead { status, status_line: encode::status_line(status), fields, length }));
         Ok(())
     }
 
@@ -255,33 +247,24 @@ impl Channel {
         if self.framing.is_none() {
             self.start(py, data, more)?;
         }
-        let f = self.framing.as_mut().expect("started");
-        if !data.is_empty() && f.body.framing != encode::Framing::None {
-            let was_closing = f.body.close;
-            f.body.piece(data, &mut self.ex.borrow_mut().out);
-            if f.body.close && !was_closing {
-                self.ex.borrow_mut().close = true; // more than it announced: never past the framing
-            }
-            self.waker.kick(py, self.id);
+        if !data.is_empty() && !self.head_only {
+            self.emit(py, Part::Body(data.to_vec()));
         }
         if !more {
+            let f = self.framing.as_mut().expect("started");
             if f.trailers {
                 f.body_done = true;
                 return Ok(()); // the last chunk goes with the trailer fields
             }
-            self.end_body(py, b"");
+            self.end_body(py, Vec::new());
         }
         Ok(())
     }
 
     /// The end of the body (the last chunk, with these trailer fields), and of the response.
-    fn end_body(&mut self, py: Python<'_>, trailers: &[u8]) {
-        let f = self.framing.as_mut().expect("started");
-        let was_closing = f.body.close;
-        f.body.end(trailers, &mut self.ex.borrow_mut().out);
-        let short = f.body.close && !was_closing; // fell short of its length: only closing ends it
-        self.waker.kick(py, self.id);
-        self.finish(py, short);
+    fn end_body(&mut self, py: Python<'_>, trailers: Vec<u8>) {
+        self.ex.borrow_mut().push(Part::End { trailers });
+        self.finish(py, false);
     }
 
     /// The task ended: if it did not complete its response, complete or cut it.
@@ -299,12 +282,10 @@ impl Channel {
             eprintln!("vw: the ASGI application returned without completing its response");
         }
         if self.framing.is_none() {
-            let mut out = Vec::new();
-            encode::simple(&mut out, &self.date, 500, b"", self.conn, self.head_only);
-            self.emit(py, &out);
+            server_error().into_exchange(self.head_only, &mut self.ex.borrow_mut());
             self.finish(py, false);
         } else if self.framing.as_ref().is_some_and(|f| f.trailers && f.body_done) && error.is_none() {
-            self.end_body(py, b""); // a whole body whose trailers never came
+            self.end_body(py, Vec::new()); // a whole body whose trailers never came
         } else {
             self.finish(py, true); // the response started: only closing can end it now
         }
@@ -440,11 +421,10 @@ impl Channel {
                 }
                 let len = meta.len();
                 self.start_with(py, b"", false, Some(len))?;
-                let f = self.framing.as_ref().expect("started");
-                if f.body.framing != encode::Framing::None && len > 0 {
-                    self.ex.borrow_mut().file = Some(crate::io::out::Seg::File { fd: Rc::new(file.into()), off: 0, len });
+                if !self.head_only && len > 0 {
+                    self.ex.borrow_mut().push(Part::File { fd: file.into(), off: 0, len });
                 }
-                self.finish(py, false);
+                self.end_body(py, Vec::new());
             }
             "http.response.trailers" => {
                 let more = match field(message, intern!(py, "more_trailers"))? {
@@ -474,7 +454,7 @@ impl Channel {
                 if more {
                     self.trailer_block = block;
                 } else {
-                    self.end_body(py, &block);
+                    self.end_body(py, block);
                 }
             }
             "http.response.body" => {
@@ -494,7 +474,7 @@ impl Channel {
         }
         let backlog = {
             let e = self.ex.borrow();
-            e.out.len() + e.unflushed
+            e.backlog()
         };
         if backlog > HIGH_WATER && !self.ex.borrow().finished {
             // Backpressure: wait until the client has read enough of what is queued.
@@ -737,7 +717,7 @@ impl App for Asgi {
         });
     }
 
-    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, _out: &mut OutQueue) -> AppCall {
+    fn call(&mut self, req: &AppRequest, body: ReqBody, head_only: bool) -> AppCall {
         let ex: SharedExchange = Rc::new(RefCell::new(Exchange::default()));
         let waiters: Rc<RefCell<Waiters>> = Rc::default();
         let body = match body {
@@ -771,8 +751,6 @@ impl App for Asgi {
                     body,
                     head_only,
                     minor: req.minor,
-                    conn,
-                    date: clock.date,
                     framing: None,
                     pending_start: None,
                     trailer_block: Vec::new(),
@@ -801,7 +779,7 @@ impl App for Asgi {
                 e.print(py);
             });
             let mut x = ex.borrow_mut();
-            encode::simple(&mut x.out, &clock.date, 500, b"", conn, head_only);
+            server_error().into_exchange(head_only, &mut x);
             x.finished = true;
         }
         AppCall::Pending(ex)

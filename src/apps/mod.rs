@@ -1,16 +1,18 @@
 //! The applications' side of the core: one module per interface (`wsgi`, `native`, `asgi`),
-//! what they share (`reply`), and here what the connection state machine needs to hand a request to an application, independent of
-//! Python: the request as parsed, its body (in memory, or spooled to an unnamed file when large),
-//! and the `App` trait each interface implements (tests implement it too).
+//! what they share (`reply`: a response as an application gave it; `threads`: the pool that
+//! runs handlers that may wait), the `exchange` through which an application hands a response
+//! to its connection as parts (never wire bytes), and here what the connection needs to hand a
+//! request to an application, independent of Python: the request as parsed, its body (in memory,
+//! spooled to an unnamed file when large, or streamed), and the `App` trait each interface
+//! implements (tests implement it too).
 
 pub mod asgi;
+pub mod exchange;
 pub mod native;
 pub mod reply;
 pub mod threads;
 pub mod wsgi;
 
-use crate::h1::encode::Clock;
-use crate::io::out::OutQueue;
 use pyo3::prelude::*;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -283,7 +285,7 @@ impl BodySink {
 }
 
 /// An unnamed file in the temporary directory (O_TMPFILE): it disappears with its descriptor.
-fn temp_file() -> std::io::Result<std::fs::File> {
+pub(crate) fn temp_file() -> std::io::Result<std::fs::File> {
     let dir = std::env::var_os("TMPDIR").unwrap_or_else(|| "/tmp".into());
     let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()))?;
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600) };
@@ -293,57 +295,22 @@ fn temp_file() -> std::io::Result<std::fs::File> {
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
-/// A response an application produces later (ASGI): framed bytes arrive in `out` as the
-/// application sends them; the worker moves them to the connection when it is told to.
-#[derive(Default)]
-pub struct Exchange {
-    /// Framed response bytes not yet handed to the connection.
-    pub out: Vec<u8>,
-    /// The whole response is in (or has passed through) `out`.
-    pub finished: bool,
-    /// The connection must close after this response (its framing could not be completed).
-    pub close: bool,
-    /// The connection went away: set by the worker.
-    pub gone: bool,
-    /// The client ended its input (it may still read): for ASGI, a disconnect.
-    pub peer_eof: bool,
-    /// Bytes of this connection's output the socket has not taken yet: set by the worker.
-    pub unflushed: usize,
-    /// Called by the worker after it moved output or saw the connection go (wakes waiters).
-    pub on_progress: Option<Box<dyn Fn()>>,
-    /// A file to send after `out` (wsgi.file_wrapper).
-    pub file: Option<crate::io::out::Seg>,
-    /// The response will be run inline in this turn of the loop: leave the connection's output
-    /// unwritten until it is there too, so a pipelined batch goes out in one write.
-    pub defer_write: bool,
-}
-
-pub type SharedExchange = std::rc::Rc<std::cell::RefCell<Exchange>>;
-
-/// Run the exchange's progress hook (no borrow is held while it runs: it reads the exchange).
-pub fn notify(ex: &SharedExchange) {
-    let hook = ex.borrow_mut().on_progress.take();
-    if let Some(hook) = hook {
-        hook();
-        ex.borrow_mut().on_progress = Some(hook);
-    }
-}
+pub use exchange::{notify, Exchange, SharedExchange};
 
 /// What an application made of a request.
 pub enum AppCall {
-    /// The whole response is in `out`.
-    Done,
-    /// The response is in `out`, and the connection must close after it.
-    Close,
+    /// The whole response, now.
+    Answer(Vec<exchange::Part>),
     /// The response comes later through the exchange; nothing more is read from the
     /// connection until it is finished.
     Pending(SharedExchange),
 }
 
-/// An application: answers one complete request by appending a response to `out`, now or later.
+/// An application: answers one complete request with a response given as parts (see
+/// `exchange`), now or later. The connection frames it.
 pub trait App {
-    /// `conn` is the Connection header line to add, if any.
-    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall;
+    /// `head_only`: the request is HEAD (the connection sends no body whatever the parts say).
+    fn call(&mut self, req: &AppRequest, body: ReqBody, head_only: bool) -> AppCall;
 
     /// For applications that answer later: where to report "connection `id` has new output".
     fn bind(&mut self, _wakeups: Wakeups) {}

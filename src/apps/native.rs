@@ -435,7 +435,7 @@ fn streamed<'py>(result: &Bound<'py, PyAny>) -> PyResult<Option<(Reply, Bound<'p
 
 /// Send an iterator's items (bytes, or str as UTF-8) as they come; `close()` it at the end.
 fn stream(py: Python<'_>, head: Reply, items: &Bound<'_, PyAny>, out: &mut Responder<'_>) {
-    out.start(&head);
+    out.start(head);
     let mut failed = None;
     for item in items.try_iter().into_iter().flatten() {
         let sent = match item {

@@ -2,15 +2,13 @@
 //! body), the checks on what it may contain, and the request target split for PATH_INFO and
 //! friends.
 
-use crate::h1::encode::{self, Clock, Framing};
-pub use crate::h1::encode::Streamed;
-use crate::io::out::{OutQueue, Seg};
+use super::exchange::{Exchange, Part, ResponseHead};
+use super::AppCall;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use std::borrow::Cow;
 use std::os::fd::OwnedFd;
-use std::rc::Rc;
 
 /// A response as the application gave it, before it is framed.
 pub struct Reply {
@@ -42,52 +40,54 @@ impl Reply {
         Reply { status, status_line: status_text(status), headers: Vec::new(), body: Vec::new(), file: None }
     }
 
-    /// Frame the whole response into `out`: status line, the application's headers (checked),
-    /// Server and Date unless given, Content-Length from the real body, the Connection line.
-    /// Returns the file to send after the bytes, if any.
-    pub fn encode(self, date: &[u8], conn: Option<&[u8]>, head_only: bool, out: &mut Vec<u8>) -> Option<(OwnedFd, u64, u64)> {
-        let body_len = self.body.len() as u64 + self.file.as_ref().map_or(0, |f| f.2);
-        let given = given_length(encode::app_head_start(out, &self.status_line, &self.headers, date));
-        let framing = match given {
-            _ if encode::bodiless(self.status) => Framing::None,
-            // HEAD: the application may say how long the GET body would be.
-            Some(n) if head_only && body_len == 0 => Framing::Length(n),
-            _ => Framing::Length(body_len),
+    /// The Content-Length the application gave, if any (0 when it is not a number: the real
+    /// body then decides).
+    fn given_length(&self) -> Option<u64> {
+        let v = self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(b"content-length"))?;
+        Some(std::str::from_utf8(&v.1).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0))
+    }
+
+    /// The whole response as parts, its length the real body's (to HEAD with no body: the
+    /// length the application gave, the GET's). Returns the body bytes in memory.
+    pub fn into_parts(self, head_only: bool, parts: &mut Vec<Part>) -> usize {
+        let given = self.given_length();
+        let file = self.file.filter(|f| f.2 > 0);
+        let body_len = self.body.len() as u64 + file.as_ref().map_or(0, |f| f.2);
+        let length = match given {
+            Some(n) if head_only && body_len == 0 => n,
+            _ => body_len,
         };
-        encode::framed_end(out, framing, conn, head_only);
-        if head_only || framing == Framing::None {
-            return None;
+        let n = self.body.len();
+        parts.push(Part::Head(ResponseHead { status: self.status, status_line: self.status_line, fields: self.headers, length: Some(length) }));
+        if n > 0 {
+            parts.push(Part::Body(self.body));
         }
-        out.extend_from_slice(&self.body);
-        self.file.filter(|f| f.2 > 0)
-    }
-
-    /// The head of a response whose body follows in pieces (`Streamed::piece`), framed by the
-    /// Content-Length the application gave, else chunked (HTTP/1.1), else by the close.
-    pub fn encode_streamed(&self, date: &[u8], conn: Option<&'static [u8]>, minor: u8, out: &mut Vec<u8>) -> Streamed {
-        let given = given_length(encode::app_head_start(out, &self.status_line, &self.headers, date));
-        let framing = match given {
-            _ if encode::bodiless(self.status) => Framing::None,
-            Some(n) => Framing::Length(n),
-            None if minor >= 1 => Framing::Chunked,
-            None => Framing::Close,
-        };
-        encode::framed_end(out, framing, conn, false)
-    }
-
-    /// `encode` into the output queue.
-    pub fn write(self, clock: &Clock, conn: Option<&[u8]>, head_only: bool, out: &mut OutQueue) {
-        let file = self.encode(&clock.date, conn, head_only, out.owned_tail());
         if let Some((fd, off, len)) = file {
-            out.push(Seg::File { fd: Rc::new(fd), off, len });
+            parts.push(Part::File { fd, off, len });
         }
+        parts.push(Part::End { trailers: Vec::new() });
+        n
     }
-}
 
-/// The Content-Length an application gave, as a number (0 when it is not one: the real body
-/// then decides).
-fn given_length(v: Option<&[u8]>) -> Option<u64> {
-    v.map(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0))
+    /// The head of a response whose body follows in pieces: framed by the Content-Length the
+    /// application gave, else chunked (HTTP/1.1), else by the close.
+    pub fn stream_head(self) -> ResponseHead {
+        let length = self.given_length();
+        ResponseHead { status: self.status, status_line: self.status_line, fields: self.headers, length }
+    }
+
+    /// The whole response, into an exchange.
+    pub fn into_exchange(self, head_only: bool, ex: &mut Exchange) {
+        let n = self.into_parts(head_only, &mut ex.parts);
+        ex.queued += n;
+    }
+
+    /// The whole response, now.
+    pub fn answer(self, head_only: bool) -> AppCall {
+        let mut parts = Vec::with_capacity(3);
+        self.into_parts(head_only, &mut parts);
+        AppCall::Answer(parts)
+    }
 }
 
 pub use crate::h1::encode::status_line as status_text;
@@ -99,6 +99,11 @@ pub const TEXT_PLAIN: Cow<'static, [u8]> = Cow::Borrowed(b"text/plain; charset=u
 pub fn internal_error(py: Python<'_>, err: PyErr, what: &str) -> Reply {
     eprintln!("vw: {what} raised an exception; answering 500");
     err.print(py);
+    server_error()
+}
+
+/// The 500 vw answers for an application that failed.
+pub fn server_error() -> Reply {
     let mut r = Reply::new(500);
     r.headers.push((CONTENT_TYPE, TEXT_PLAIN));
     r.body = b"Internal Server Error\n".to_vec();

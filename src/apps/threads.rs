@@ -19,17 +19,15 @@
 //! response instead. The GIL is held only to run Python and is never awaited while holding the
 //! pool's small locks.
 
-use super::reply::{internal_error, Reply, Streamed};
+use super::exchange::{Part, ResponseHead};
+use super::reply::{internal_error, Reply};
 use super::{App, AppCall, AppRequest, Exchange, ReqBody, SharedExchange};
-use crate::h1::encode::{Clock, DATE_LEN};
-use crate::io::out::OutQueue;
 use crate::io::worker::Worker;
 use pyo3::prelude::*;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, TryLockError};
@@ -103,8 +101,6 @@ pub struct Job {
     pub route: Route,
     pub head_only: bool,
     id: (i32, u64),
-    conn: Option<&'static [u8]>,
-    date: [u8; DATE_LEN],
 }
 
 impl Job {
@@ -124,8 +120,9 @@ impl Job {
 /// Output of a job for the connection, applied by the leader ([`Worker::deliver`]).
 pub struct Done {
     pub id: (i32, u64),
-    pub bytes: Vec<u8>,
-    pub file: Option<(OwnedFd, u64, u64)>,
+    /// The response's parts (see `exchange`), and how many body bytes they hold.
+    pub parts: Vec<Part>,
+    pub body_bytes: usize,
     pub finished: bool,
     pub close: bool,
     /// The first piece of a streamed response brings its flow control.
@@ -342,9 +339,9 @@ impl Shared {
 
     /// Post the whole response `reply` for `job`.
     fn answer(self: &Arc<Self>, job: &Job, reply: Reply) {
-        let mut out = Responder { shared: self, id: job.id, conn: job.conn, minor: job.minor, date: job.date, inline: false, bytes: Vec::new(), file: None, stream: None, flow: None, close: false, finished: false };
+        let mut out = Responder::new(self, job.id, false);
         out.complete(reply, job.head_only);
-        self.post(Done { id: job.id, bytes: out.bytes, file: out.file, finished: true, close: out.close, flow: None });
+        self.post(Done { id: job.id, parts: out.parts, body_bytes: out.body_bytes, finished: true, close: out.close, flow: None });
     }
 
     /// A job is about to wait (for room to write): let the watcher take over at once.
@@ -540,56 +537,65 @@ impl Shared {
 /// still be the leader (a streamed response then hands the loop over before it waits).
 fn run_job(py: Python<'_>, shared: &Arc<Shared>, job: &mut Job, inline: bool) -> Done {
     let app = shared.app.clone();
-    let mut out = Responder { shared, id: job.id, conn: job.conn, minor: job.minor, date: job.date, inline, bytes: Vec::with_capacity(512), file: None, stream: None, flow: None, close: false, finished: false };
+    let mut out = Responder::new(shared, job.id, inline);
     app.run(py, job, &mut out);
     if !out.finished {
         // The application neither answered nor failed: a 500 when nothing is out yet.
-        if out.stream.is_none() && out.bytes.is_empty() {
+        if !out.started() && out.parts.is_empty() {
             out.complete(internal_error(py, pyo3::exceptions::PyRuntimeError::new_err("no response"), "the application"), job.head_only);
         } else {
             out.end();
         }
     }
-    Done { id: job.id, bytes: out.bytes, file: out.file, finished: true, close: out.close, flow: out.flow }
+    Done { id: job.id, parts: out.parts, body_bytes: out.body_bytes, finished: true, close: out.close, flow: out.flow }
 }
 
-/// Where a job's response goes: whole (`complete`), or head then pieces (`start`, `send`, `end`).
+/// Where a job's response goes: whole (`complete`), or head then pieces (`start`, `send`, `end`),
+/// as parts of the exchange (the connection frames them).
 pub struct Responder<'a> {
     shared: &'a Arc<Shared>,
     id: (i32, u64),
-    conn: Option<&'static [u8]>,
-    minor: u8,
-    date: [u8; DATE_LEN],
     inline: bool,
-    bytes: Vec<u8>,
-    file: Option<(OwnedFd, u64, u64)>,
-    stream: Option<Streamed>,
+    parts: Vec<Part>,
+    body_bytes: usize,
+    /// A streamed body's length when the application gave one, and how much of it came.
+    stream: Option<(Option<u64>, u64)>,
     flow: Option<Arc<Flow>>,
     close: bool,
     finished: bool,
 }
 
-impl Responder<'_> {
+impl<'a> Responder<'a> {
+    fn new(shared: &'a Arc<Shared>, id: (i32, u64), inline: bool) -> Self {
+        Responder { shared, id, inline, parts: Vec::new(), body_bytes: 0, stream: None, flow: None, close: false, finished: false }
+    }
+
     /// The whole response; `head_only`: to a HEAD request (no body, the length of the GET's).
     pub fn complete(&mut self, reply: Reply, head_only: bool) {
-        self.file = reply.encode(&self.date, self.conn, head_only, &mut self.bytes);
+        self.body_bytes += reply.into_parts(head_only, &mut self.parts);
         self.finished = true;
     }
 
     /// The status and headers of a body that follows in pieces.
-    pub fn start(&mut self, reply: &Reply) {
-        let s = reply.encode_streamed(&self.date, self.conn, self.minor, &mut self.bytes);
-        self.close |= s.close;
-        self.stream = Some(s);
+    pub fn start(&mut self, reply: Reply) {
+        let head: ResponseHead = reply.stream_head();
+        // A status that has no body (204, 304) is complete at once, as is a given length.
+        let length = if crate::h1::encode::bodiless(head.status) { Some(0) } else { head.length };
+        self.stream = Some((length, 0));
+        self.parts.push(Part::Head(head));
     }
 
     /// One piece of the body. It goes out now (the connection's loop is woken for it) unless it
     /// completes the body; waits while the client is behind. False: the client is gone, stop.
     pub fn send(&mut self, py: Python<'_>, data: &[u8]) -> bool {
-        let Some(s) = self.stream.as_mut() else { return false };
-        s.piece(data, &mut self.bytes);
-        self.close |= s.close;
-        if s.complete() {
+        let Some((length, sent)) = self.stream.as_mut() else { return false };
+        *sent += data.len() as u64;
+        let complete = length.is_some_and(|n| *sent >= n);
+        if !data.is_empty() {
+            self.body_bytes += data.len();
+            self.parts.push(Part::Body(data.to_vec()));
+        }
+        if complete {
             return true; // the end follows: sent with it, in one write
         }
         self.flush(py)
@@ -599,11 +605,12 @@ impl Responder<'_> {
     fn flush(&mut self, py: Python<'_>) -> bool {
         let first = self.flow.is_none();
         let flow: Arc<Flow> = self.flow.get_or_insert_with(Default::default).clone();
-        if !flow.wait_room(py, self.bytes.len()) {
+        if !flow.wait_room(py, self.body_bytes) {
             return false;
         }
-        let bytes = std::mem::take(&mut self.bytes);
-        self.shared.post(Done { id: self.id, bytes, file: None, finished: false, close: false, flow: Some(flow) });
+        let parts = std::mem::take(&mut self.parts);
+        let body_bytes = std::mem::take(&mut self.body_bytes);
+        self.shared.post(Done { id: self.id, parts, body_bytes, finished: false, close: false, flow: Some(flow) });
         if first && self.inline {
             // From here on this job writes through the leader: let another thread lead now.
             self.shared.yield_loop();
@@ -614,9 +621,8 @@ impl Responder<'_> {
 
     /// The end of a streamed body.
     pub fn end(&mut self) {
-        if let Some(s) = self.stream.as_mut() {
-            s.end(b"", &mut self.bytes);
-            self.close |= s.close;
+        if self.stream.is_some() {
+            self.parts.push(Part::End { trailers: Vec::new() });
         }
         self.finished = true;
     }
@@ -684,13 +690,10 @@ pub fn serve(app: Arc<dyn SyncApp>, max_threads: usize, make: impl FnOnce(Box<dy
 }
 
 impl App for Threaded {
-    fn call(&mut self, req: &AppRequest, body: ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
+    fn call(&mut self, req: &AppRequest, body: ReqBody, head_only: bool) -> AppCall {
         let route = match self.shared.app.route(req) {
             Ok(r) => r,
-            Err(reply) => {
-                reply.write(clock, conn, head_only, out);
-                return AppCall::Done;
-            }
+            Err(reply) => return reply.answer(head_only),
         };
         let base = req.head.as_ptr() as usize;
         let at = |s: &[u8]| {
@@ -707,15 +710,13 @@ impl App for Threaded {
             body,
             head_only,
             id: req.conn_id,
-            conn,
-            date: clock.date,
             route,
         });
         if let ReqBody::Stream(inbox) = &job.body {
             // The application asked for body, or made room: the loop sends 100 Continue or
             // reads on (a message with no output wakes it for this connection).
             let (shared, id) = (self.shared.clone(), job.id);
-            inbox.set_waker(Box::new(move || shared.post(Done { id, bytes: Vec::new(), file: None, finished: false, close: false, flow: None })));
+            inbox.set_waker(Box::new(move || shared.post(Done { id, parts: Vec::new(), body_bytes: 0, finished: false, close: false, flow: None })));
         }
         let ex: SharedExchange = Rc::new(RefCell::new(Exchange::default()));
         if job.route.is_async {

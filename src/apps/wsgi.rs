@@ -96,7 +96,7 @@ impl StartResponse {
         let out = unsafe { &mut *out };
         if !out.started() {
             let headers = self.headers.iter().map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone()))).collect();
-            out.start(&Reply { status: *status, status_line: Cow::Owned(line.clone()), headers, body: Vec::new(), file: None });
+            out.start(Reply { status: *status, status_line: Cow::Owned(line.clone()), headers, body: Vec::new(), file: None });
         }
         if !out.send(py, data.as_bytes()) {
             return Err(PyOSError::new_err("the client has gone"));
@@ -388,7 +388,7 @@ fn stream_body(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartRe
         if !out.started() {
             let mut reply = reply_of(sr)?;
             let written = std::mem::take(&mut reply.body);
-            out.start(&reply);
+            out.start(reply);
             if !written.is_empty() && !out.send(py, &written) {
                 return Ok(());
             }

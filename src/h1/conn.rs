@@ -5,11 +5,12 @@
 //! Every complete request in the bytes it is given is answered, in order, into one output queue
 //! that the event loop writes with one `writev`.
 
-use crate::apps::{App, AppCall, AppRequest, BodySink, Inbox, ReqBody, SharedExchange};
+use crate::apps::exchange::{Part, SharedExchange};
+use crate::apps::{App, AppCall, AppRequest, BodySink, Inbox, ReqBody};
 use crate::h1::body::Chunked;
 use crate::service::observe::{now_ns, referer_and_agent, AccessLog, Counters, Entry, OwnedRequest};
 use crate::h1::parse::{parse_head, Body, Head, Limits, Method};
-use crate::h1::encode::{simple, Clock, CLOSE, KEEP_ALIVE};
+use crate::h1::encode::{self, simple, Clock, Framing, Streamed, CLOSE, KEEP_ALIVE};
 use crate::io::out::OutQueue;
 use crate::statics::{request_path, Outcome, StaticFiles, StaticRequest};
 use std::net::SocketAddr;
@@ -165,8 +166,33 @@ pub struct Watch {
     req: Option<OwnedRequest>,
 }
 
+/// The response an application is giving, as the connection frames it.
+#[derive(Default)]
+pub struct Answer {
+    /// The Connection line the request calls for, if any.
+    conn: Option<&'static [u8]>,
+    head_only: bool,
+    minor: u8,
+    status: u16,
+    /// The body's framing, once the head is out.
+    body: Option<Streamed>,
+}
+
+impl Answer {
+    /// The connection cannot stay open after this response (close-delimited, asked for, or
+    /// its body broke or fell short of its length).
+    fn closes(&self) -> bool {
+        self.body.as_ref().is_some_and(|b| b.close)
+    }
+}
+
+/// Body pieces at least this long, in a body of known length, go to the output queue as they
+/// are instead of being copied next to the head.
+const BY_REFERENCE: usize = 16 * 1024;
+
 pub struct Proto {
     pub watch: Option<Box<Watch>>,
+    pub answer: Answer,
     pub read: ReadState,
     pub out: OutQueue,
     /// Close once `out` is written.
@@ -180,7 +206,7 @@ const ALLOW: &[u8] = b"Allow: GET, HEAD\r\n";
 
 impl Default for Proto {
     fn default() -> Self {
-        Proto { watch: None, read: ReadState::Head, out: OutQueue::default(), close_after_flush: false, peer: None, id: (0, 0) }
+        Proto { watch: None, answer: Answer::default(), read: ReadState::Head, out: OutQueue::default(), close_after_flush: false, peer: None, id: (0, 0) }
     }
 }
 
@@ -517,6 +543,8 @@ impl Proto {
 
     fn call_app(&mut self, req: &[u8], head: &Head, body: ReqBody, close: bool, ctx: &mut Ctx) {
         let conn = if close { Some(CLOSE) } else if head.minor == 0 { Some(KEEP_ALIVE) } else { None };
+        let head_only = head.method == Method::Head;
+        self.answer = Answer { conn, head_only, minor: head.minor, status: 0, body: None };
         let areq = AppRequest {
             head: req,
             method: &req[head.method_range.clone()],
@@ -528,11 +556,14 @@ impl Proto {
         };
         let app = ctx.app.as_mut().expect("routed to the app");
         let (mark, start) = (self.out.position(), now_ns());
-        match app.call(&areq, body, conn, head.method == Method::Head, &ctx.clock, &mut self.out) {
-            AppCall::Done => self.observed(ctx, mark, start, Some((req, head))),
-            AppCall::Close => {
-                self.observed(ctx, mark, start, Some((req, head)));
-                self.finish()
+        match app.call(&areq, body, head_only) {
+            AppCall::Answer(parts) => {
+                self.frame(parts, &ctx.clock.date);
+                let status = self.answer.status;
+                self.counted(ctx, mark, start, Some((req, head)), status);
+                if self.answer.closes() {
+                    self.finish();
+                }
             }
             AppCall::Pending(ex) => {
                 let owned = ctx.log.as_ref().map(|_| {
@@ -541,6 +572,72 @@ impl Proto {
                 self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned }));
                 self.read = ReadState::Waiting(ex, close);
                 self.take_app_output(ctx);
+            }
+        }
+    }
+
+    /// Frame an application's parts into the output queue: every byte around the body is
+    /// written by `h1::encode`.
+    fn frame(&mut self, parts: Vec<Part>, date: &[u8]) {
+        let a = &mut self.answer;
+        for part in parts {
+            match part {
+                Part::Head(h) => {
+                    let t = self.out.owned_tail();
+                    encode::app_head_start(t, &h.status_line, &h.fields, date);
+                    let framing = match h.length {
+                        _ if encode::bodiless(h.status) => Framing::None,
+                        Some(n) => Framing::Length(n),
+                        None if a.minor >= 1 => Framing::Chunked,
+                        None => Framing::Close,
+                    };
+                    a.body = Some(encode::framed_end(t, framing, a.conn, a.head_only));
+                    a.status = h.status;
+                }
+                Part::Body(v) => {
+                    let Some(s) = a.body.as_mut() else { continue };
+                    match s.framing {
+                        Framing::Length(n) if v.len() >= BY_REFERENCE && s.sent + v.len() as u64 <= n => {
+                            s.sent += v.len() as u64;
+                            self.out.push_owned(v);
+                        }
+                        _ => s.piece(&v, self.out.owned_tail()),
+                    }
+                }
+                Part::File { fd, off, len } => {
+                    let Some(s) = a.body.as_mut() else { continue };
+                    let len = match s.framing {
+                        Framing::None => continue,
+                        Framing::Length(n) => {
+                            let room = n.saturating_sub(s.sent);
+                            if len > room {
+                                s.close = true; // more than the length said: never past the framing
+                            }
+                            len.min(room)
+                        }
+                        _ => len,
+                    };
+                    if len == 0 {
+                        continue;
+                    }
+                    if s.framing == Framing::Chunked {
+                        encode::chunk_size(self.out.owned_tail(), len);
+                    }
+                    self.out.push(crate::io::out::Seg::File { fd: std::rc::Rc::new(fd), off, len });
+                    if s.framing == Framing::Chunked {
+                        self.out.owned_tail().extend_from_slice(b"\r\n");
+                    }
+                    s.sent += len;
+                }
+                Part::End { trailers } => {
+                    if let Some(s) = a.body.as_mut() {
+                        if s.framing == Framing::Chunked {
+                            s.end(&trailers, self.out.owned_tail());
+                        } else {
+                            s.end(b"", &mut Vec::new()); // writes nothing: only checks the length
+                        }
+                    }
+                }
             }
         }
     }
@@ -554,21 +651,17 @@ impl Proto {
             ReadState::AppStream(st) => (&st.ex, &st.close),
             _ => return false,
         };
-        let (finished, must_close) = {
+        let (parts, finished, app_close) = {
             let mut e = ex.borrow_mut();
-            if !e.out.is_empty() {
-                let bytes = std::mem::take(&mut e.out);
-                if let Some(w) = self.watch.as_mut().filter(|w| w.status == 0) {
-                    // The first output is the head: "HTTP/1.1 200 ..."
-                    w.status = bytes.get(9..12).and_then(|d| std::str::from_utf8(d).ok()?.parse().ok()).unwrap_or(0);
-                }
-                self.out.push_owned(bytes);
-            }
-            if let Some(seg) = e.file.take() {
-                self.out.push(seg);
-            }
-            (e.finished, e.close || *close)
+            (e.take(), e.finished, e.close || *close)
         };
+        if !parts.is_empty() {
+            self.frame(parts, &ctx.clock.date);
+            if let Some(w) = self.watch.as_mut() {
+                w.status = self.answer.status;
+            }
+        }
+        let must_close = app_close || self.answer.closes();
         if finished {
             if let Some(w) = self.watch.take() {
                 let status = w.status;
@@ -873,15 +966,17 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
     /// An application that answers 200 with the length of the body it was given.
     struct BodyLen;
     impl App for BodyLen {
-        fn call(&mut self, _: &AppRequest, body: crate::apps::ReqBody, conn: Option<&'static [u8]>, head_only: bool, clock: &Clock, out: &mut OutQueue) -> AppCall {
+        fn call(&mut self, _: &AppRequest, body: crate::apps::ReqBody, head_only: bool) -> AppCall {
             let n = match body {
                 crate::apps::ReqBody::Empty => 0,
                 crate::apps::ReqBody::Mem(v) => v.len() as u64,
                 crate::apps::ReqBody::File(_, n) => n,
                 crate::apps::ReqBody::Stream(_) => unreachable!("BodyLen reads bodies whole"),
             };
-            simple(out.owned_tail(), &clock.date, 200, format!("X-Body: {n}\r\n").as_bytes(), conn, head_only);
-            AppCall::Done
+            let mut r = crate::apps::reply::Reply::new(200);
+            r.headers.push((std::borrow::Cow::Borrowed(b"X-Body"), std::borrow::Cow::Owned(n.to_string().into_bytes())));
+            r.body = b"OK\n".to_vec();
+            r.answer(head_only)
         }
     }
 
@@ -1135,7 +1230,7 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
         fn streams_body(&self) -> bool {
             true
         }
-        fn call(&mut self, req: &AppRequest, body: ReqBody, _conn: Option<&'static [u8]>, _: bool, _: &Clock, _: &mut OutQueue) -> AppCall {
+        fn call(&mut self, req: &AppRequest, body: ReqBody, _: bool) -> AppCall {
             let ex: SharedExchange = Default::default();
             let inbox = match body {
                 ReqBody::Stream(i) => Some(i),
@@ -1157,7 +1252,9 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
     fn answer(p: &mut Proto, c: &mut Ctx, ex: &SharedExchange, body: &str) {
         {
             let mut e = ex.borrow_mut();
-            e.out.extend_from_slice(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+            let mut r = crate::apps::reply::Reply::new(200);
+            r.body = body.as_bytes().to_vec();
+            r.into_exchange(false, &mut e);
             e.finished = true;
         }
         p.take_app_output(c);

@@ -285,6 +285,23 @@ pub fn framed_end(out: &mut Vec<u8>, framing: Framing, conn: Option<&[u8]>, head
     Streamed { framing: if head_only { Framing::None } else { framing }, sent: 0, close }
 }
 
+/// The line that starts a chunk of `len` bytes.
+pub fn chunk_size(out: &mut Vec<u8>, len: u64) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The framing state of a body sent in pieces.
 pub struct Streamed {
     pub framing: Framing,
@@ -311,7 +328,7 @@ impl Streamed {
                 out.extend_from_slice(&data[..data.len().min(room)]);
             }
             Framing::Chunked => {
-                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                chunk_size(out, data.len() as u64);
                 out.extend_from_slice(data);
                 out.extend_from_slice(b"\r\n");
             }
@@ -347,6 +364,15 @@ pub const KEEP_ALIVE: &[u8] = b"Connection: keep-alive\r\n";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_sizes_are_hex() {
+        for (n, want) in [(0u64, "0\r\n"), (1, "1\r\n"), (15, "f\r\n"), (16, "10\r\n"), (65_535, "ffff\r\n"), (u64::MAX, "ffffffffffffffff\r\n")] {
+            let mut v = Vec::new();
+            chunk_size(&mut v, n);
+            assert_eq!(String::from_utf8(v).unwrap(), want);
+        }
+    }
 
     #[test]
     fn dates() {

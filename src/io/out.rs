@@ -133,7 +133,8 @@ impl OutQueue {
     pub fn push(&mut self, seg: Seg) {
         self.settle_tail();
         self.queued += seg.remaining() as u64;
-        self.tail_counted = 0;
+        // An owned segment pushed whole is counted whole: only its growth is added later.
+        self.tail_counted = if let Seg::Owned { buf, .. } = &seg { buf.len() } else { 0 };
         self.segs.push_back(seg);
     }
 
@@ -347,6 +348,11 @@ impl OutQueue {
                 n = 0;
             }
         }
+        // A memory segment left empty (an owned tail nothing was written to) goes too, or the
+        // next flush would write nothing forever.
+        while self.segs.front().is_some_and(|s| !matches!(s, Seg::File { .. }) && s.remaining() == 0) {
+            self.segs.pop_front();
+        }
     }
 
     /// Everything queued, as bytes (files and mappings read through): for tests and the fuzzers
@@ -478,6 +484,16 @@ mod tests {
         for (i, &m) in marks.iter().enumerate() {
             assert_eq!(q.status_at(m), if i % 3 == 0 { 404 } else { 200 }, "response {i}");
         }
+        // bytes pushed whole, then grown: each byte counted once
+        let mut q = OutQueue::default();
+        q.push_owned(b"HTTP/1.1 200 OK\r\n\r\n".to_vec());
+        assert_eq!(q.position(), 19);
+        q.owned_tail().extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(q.position(), 19 + 27);
+        assert_eq!(q.status_at(19), 204);
+        q.push_owned(vec![b'x'; 5]);
+        assert_eq!(q.position(), 19 + 27 + 5);
+        assert_eq!(q.position(), q.pending_bytes() as u64);
         // a status split across two segments
         let mut q = OutQueue::default();
         q.owned_tail().extend_from_slice(b"HTTP/1.1 3");
@@ -500,4 +516,29 @@ mod tests {
         }
     }
 
+    /// A file followed by an owned tail nothing was written to (the end of a body of known
+    /// length adds no bytes): the flush completes instead of writing nothing forever.
+    #[test]
+    fn an_empty_tail_after_a_file_is_dropped() {
+        let mut f = tempfile_with(b"0123456789");
+        let mut q = OutQueue::default();
+        q.owned_tail().extend_from_slice(b"head");
+        q.push(Seg::File { fd: Rc::new(std::os::fd::OwnedFd::from(f.take().unwrap())), off: 2, len: 5 });
+        let _ = q.owned_tail();
+        let (a, mut z) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(matches!(q.flush(&mut crate::io::transport::Socket(a.as_raw_fd())), Flush::Done));
+        assert!(q.is_empty());
+        drop(a);
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut z, &mut got).unwrap();
+        assert_eq!(got, b"head23456");
+    }
+
+    fn tempfile_with(data: &[u8]) -> Option<std::fs::File> {
+        use std::io::{Seek, Write};
+        let mut f = crate::apps::temp_file().unwrap();
+        f.write_all(data).unwrap();
+        f.rewind().unwrap();
+        Some(f)
+    }
 }

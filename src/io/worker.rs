@@ -688,15 +688,8 @@ impl Worker {
         };
         {
             let mut e = ex.borrow_mut();
-            let n = d.bytes.len();
-            if e.out.is_empty() {
-                e.out = d.bytes;
-            } else {
-                e.out.extend_from_slice(&d.bytes);
-            }
-            if let Some((fd, off, len)) = d.file {
-                e.file = Some(crate::io::out::Seg::File { fd: std::rc::Rc::new(fd), off, len });
-            }
+            let n = d.body_bytes;
+            e.extend(d.parts, n);
             e.finished |= d.finished;
             e.close |= d.close;
             e.defer_write = false;
@@ -708,7 +701,7 @@ impl Worker {
                     e.on_progress = Some(Box::new(move || {
                         if let Some(ex) = weak.upgrade() {
                             let e = ex.borrow();
-                            flow.progress(e.unflushed + e.out.len(), e.gone);
+                            flow.progress(e.backlog(), e.gone);
                         }
                     }));
                 }
