@@ -4,8 +4,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from vw.benchmark.report import Summary
+from vw.benchmark.wrk import MODES
 
-def chart(rows: list, out: Path) -> Path | None:
+
+def chart(rows: list[Summary], out: Path) -> Path | None:
     """results.png: CPU µs per request and requests per second of each server, by mode."""
     try:
         import matplotlib
@@ -15,7 +18,7 @@ def chart(rows: list, out: Path) -> Path | None:
     except ImportError:
         print("vw bench: no chart: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
         return None
-    modes = sorted({r.mode for r in rows}, key=["plain", "pipelined"].index)
+    modes = sorted({r.mode for r in rows}, key=MODES.index)
     servers = list(dict.fromkeys(r.server for r in rows))
     by = {(r.server, r.mode): r for r in rows}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
