@@ -1,11 +1,13 @@
-"""Tests for the benchmark harness (vw.benchmark.harness, which bench/run.py and `vw bench` run)
-and the floor server (vw/benchmark/floor.c).
+"""Tests for the benchmark harness: vw.benchmark (what `vw bench` runs, in the wheel), bench/harness
+(what bench/run.py adds: the app servers, the file-size runs, its options) and the floor server
+(vw/benchmark/floor.c).
 
 The wrk texts below are real wrk 4.1.0 output captured on the dev machine
 (floor, nginx, and two throwaway misbehaving servers for the error lines).
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -24,9 +26,14 @@ REPO = Path(__file__).resolve().parents[2]
 RUN_PY = REPO / "bench" / "run.py"
 
 
-from vw.benchmark import harness as run  # noqa: E402  (bench/run.py is a wrapper of it)
+from vw.benchmark import cpu, process, report, runner, servers as vw_servers, tools, wrk  # noqa: E402
+from vw.benchmark.floor import build_floor  # noqa: E402
 
-run.use_repo(REPO / "bench")
+sys.path.insert(0, str(REPO / "bench"))  # bench/harness/, as bench/run.py imports it
+from harness import apps, cli, files  # noqa: E402
+from harness.servers import Context, RepoServers  # noqa: E402
+
+SERVERS = RepoServers()  # the servers bench/run.py runs
 
 WRK_PLAIN = """\
 Running 1s test @ http://127.0.0.1:18081/1b
@@ -116,7 +123,7 @@ Transfer/sec:     116.77B
 
 
 def test_parse_plain():
-    r = run.parse_wrk(WRK_PLAIN)
+    r = wrk.parse_wrk(WRK_PLAIN)
     assert r.requests == 180325
     assert r.duration_s == pytest.approx(1.10)
     assert r.requests_per_s == pytest.approx(163886.97)
@@ -127,7 +134,7 @@ def test_parse_plain():
 
 
 def test_parse_pipelined_with_millisecond_p99():
-    r = run.parse_wrk(WRK_PIPELINED_NGINX)
+    r = wrk.parse_wrk(WRK_PIPELINED_NGINX)
     assert r.requests == 103111
     assert r.duration_s == pytest.approx(1.02)
     assert r.requests_per_s == pytest.approx(100627.81)
@@ -138,14 +145,14 @@ def test_parse_pipelined_with_millisecond_p99():
 def test_parse_pipelined_zero_percentile_is_unknown():
     # wrk prints 0.00us for upper percentiles at times (mostly pipelined):
     # that is no latency, so the parser reports none rather than zero.
-    r = run.parse_wrk(WRK_PIPELINED_FLOOR)
+    r = wrk.parse_wrk(WRK_PIPELINED_FLOOR)
     assert r.requests == 1756352
     assert r.requests_per_s == pytest.approx(1753994.63)
     assert r.p99_ms is None
 
 
 def test_parse_socket_errors_and_non_2xx():
-    r = run.parse_wrk(WRK_ERRORS)
+    r = wrk.parse_wrk(WRK_ERRORS)
     assert r.requests == 194099
     assert r.socket_errors == {"connect": 0, "read": 14, "write": 0, "timeout": 0}
     assert r.non_2xx_3xx == 194099
@@ -154,7 +161,7 @@ def test_parse_socket_errors_and_non_2xx():
 
 
 def test_parse_seconds_units():
-    r = run.parse_wrk(WRK_SECONDS)
+    r = wrk.parse_wrk(WRK_SECONDS)
     assert r.requests == 15
     assert r.duration_s == pytest.approx(5.01)
     assert r.requests_per_s == pytest.approx(2.99)
@@ -169,22 +176,22 @@ def test_parse_seconds_units():
     ("1.00", "h", 3_600_000.0),
 ])
 def test_time_units(value, unit, ms):
-    assert run.time_to_ms(value, unit) == pytest.approx(ms)
+    assert wrk.time_to_ms(value, unit) == pytest.approx(ms)
 
 
 def test_time_unit_unknown():
     with pytest.raises(ValueError):
-        run.time_to_ms("1", "ns")
+        wrk.time_to_ms("1", "ns")
 
 
 def test_parse_rejects_non_wrk_text():
     with pytest.raises(ValueError):
-        run.parse_wrk("unable to connect to 127.0.0.1:18082 Connection refused\n")
+        wrk.parse_wrk("unable to connect to 127.0.0.1:18082 Connection refused\n")
 
 
 def test_parse_without_latency_distribution():
     text = "\n".join(l for l in WRK_PLAIN.splitlines() if "%  " not in l)
-    assert run.parse_wrk(text).p99_ms is None
+    assert wrk.parse_wrk(text).p99_ms is None
 
 
 # --------------------------------------------------------------------------
@@ -194,30 +201,30 @@ def test_parse_without_latency_distribution():
 def test_parse_proc_stat_odd_command_name():
     line = ("4242 (a) (b c) S 17 4242 4242 0 -1 4194560 100 0 0 0 "
             "250 50 7 3 20 0 3 0 1000 1000000 100 18446744073709551615\n")
-    st = run.parse_proc_stat(line)
+    st = cpu.parse_proc_stat(line)
     assert (st.pid, st.ppid, st.cpu_ticks, st.children_ticks) == (4242, 17, 300, 10)
 
 
 def test_read_proc_stat_of_this_process():
-    st = run.read_proc_stat(os.getpid())
+    st = cpu.read_proc_stat(os.getpid())
     assert st.pid == os.getpid()
     assert st.ppid == os.getppid()
-    assert run.read_proc_stat(2**22 + 12345) is None  # above pid_max: no such pid
+    assert cpu.read_proc_stat(2**22 + 12345) is None  # above pid_max: no such pid
 
 
 def test_tree_cpu_counts_this_process_and_children():
-    before = run.tree_cpu_seconds(os.getpid())
+    before = cpu.tree_cpu_seconds(os.getpid())
     end = time.process_time() + 0.3
     while time.process_time() < end:
         pass
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        tree = run.tree_stats(os.getpid(), run.all_proc_stats())
+        tree = cpu.tree_stats(os.getpid(), cpu.all_proc_stats())
         assert child.pid in {st.pid for st in tree}
     finally:
         child.kill()
         child.wait()
-    assert run.tree_cpu_seconds(os.getpid()) - before >= 0.2
+    assert cpu.tree_cpu_seconds(os.getpid()) - before >= 0.2
 
 
 # --------------------------------------------------------------------------
@@ -225,10 +232,10 @@ def test_tree_cpu_counts_this_process_and_children():
 
 
 def _run(server, mode, rnd, rps, cpu_us, p99, errors=0, path="/1b"):
-    return run.RunResult(server=server, path=path, mode=mode, round=rnd, requests=1000,
-                         requests_per_s=rps, cpu_s=cpu_us * 1000 / 1e6,
-                         cpu_us_per_request=cpu_us, p99_ms=p99,
-                         socket_errors=errors, non_2xx_3xx=0)
+    return report.RunResult(server=server, path=path, mode=mode, round=rnd, requests=1000,
+                            requests_per_s=rps, cpu_s=cpu_us * 1000 / 1e6,
+                            cpu_us_per_request=cpu_us, p99_ms=p99,
+                            socket_errors=errors, non_2xx_3xx=0)
 
 
 def test_summary_medians_and_floor_ratios():
@@ -238,7 +245,7 @@ def test_summary_medians_and_floor_ratios():
             _run("vw", "plain", 1, 50, 6.0, 4.0, errors=1),
             _run("vw", "plain", 2, 55, 9.0, None),
             _run("vw", "plain", 3, 60, 7.5, 6.0, errors=2)]
-    rows = {r.server: r for r in run.summarize(runs)}
+    rows = {r.server: r for r in report.summarize(runs)}
     floor, vw = rows["floor"], rows["vw"]
     assert (floor.requests_per_s, floor.cpu_us_per_request, floor.p99_ms) == (110, 3.0, 2.0)
     assert floor.cpu_ratio == 1.0
@@ -246,7 +253,7 @@ def test_summary_medians_and_floor_ratios():
     assert vw.rps_ratio == pytest.approx(55 / 110)
     assert vw.p99_ms == 5.0 and vw.p99_ratio == pytest.approx(2.5)
     assert vw.errors == 3
-    assert "| /1b | plain | vw |" in run.summary_table(list(rows.values()))
+    assert "| /1b | plain | vw |" in report.summary_table(list(rows.values()))
 
 
 def test_summary_ratios_are_per_path():
@@ -254,10 +261,10 @@ def test_summary_ratios_are_per_path():
             _run("floor", "plain", 1, 100, 4.0, 1.0, path="/json"),
             _run("vw-native", "plain", 1, 50, 6.0, 2.0, path="/"),
             _run("vw-native", "plain", 1, 50, 6.0, 2.0, path="/json")]
-    rows = {(r.path, r.server): r for r in run.summarize(runs)}
+    rows = {(r.path, r.server): r for r in report.summarize(runs)}
     assert rows["/", "vw-native"].cpu_ratio == pytest.approx(3.0)
     assert rows["/json", "vw-native"].cpu_ratio == pytest.approx(1.5)
-    table = run.summary_table(list(rows.values()))
+    table = report.summary_table(list(rows.values()))
     assert "| /json | plain | vw-native |" in table
 
 
@@ -269,7 +276,7 @@ def test_summary_ratios_to_nginx():
             _run("vw", "plain", 1, 120, 4.0, 2.0, path="/4k"),
             _run("vw", "pipelined", 1, 120, 4.0, None, path="/4k"),  # no nginx here
             _run("vw", "plain", 1, 120, 4.0, 2.0, path="/4m")]       # nor here
-    rows = {(r.server, r.mode, r.path): r for r in run.summarize(runs)}
+    rows = {(r.server, r.mode, r.path): r for r in report.summarize(runs)}
     vw = rows["vw", "plain", "/4k"]
     assert vw.nginx_cpu_ratio == pytest.approx(0.5)
     assert vw.nginx_rps_ratio == pytest.approx(1.5)
@@ -279,7 +286,7 @@ def test_summary_ratios_to_nginx():
     assert rows["h2o", "plain", "/4k"].nginx_cpu_ratio == pytest.approx(0.75)
     assert rows["vw", "pipelined", "/4k"].nginx_cpu_ratio is None
     assert rows["vw", "plain", "/4m"].nginx_cpu_ratio is None
-    table = run.summary_table(list(rows.values())).splitlines()
+    table = report.summary_table(list(rows.values())).splitlines()
     assert table[0].endswith("| p99 ÷ floor | CPU/req ÷ nginx | req/s ÷ nginx |")
     assert table[1].count("|") == table[0].count("|")
     line = next(l for l in table if l.startswith("| /4k | plain | vw |"))
@@ -287,17 +294,17 @@ def test_summary_ratios_to_nginx():
     assert next(l for l in table if l.startswith("| /4m | plain | vw |")).endswith(
         "| – | – |")
     summary = {(r["server"], r["mode"], r["path"]): r
-               for r in json.loads(json.dumps([run.dataclasses.asdict(r)
+               for r in json.loads(json.dumps([dataclasses.asdict(r)
                                                for r in rows.values()]))}
     assert summary["h2o", "plain", "/4k"]["nginx_cpu_ratio"] == pytest.approx(0.75)
     assert summary["h2o", "plain", "/4k"]["nginx_rps_ratio"] == pytest.approx(0.5)
 
 
 def test_summary_without_nginx_has_no_nginx_columns():
-    rows = run.summarize([_run("floor", "plain", 1, 100, 2.0, 1.0),
-                          _run("vw", "plain", 1, 50, 6.0, 4.0)])
+    rows = report.summarize([_run("floor", "plain", 1, 100, 2.0, 1.0),
+                             _run("vw", "plain", 1, 50, 6.0, 4.0)])
     assert all(r.nginx_cpu_ratio is None for r in rows)
-    assert "nginx" not in run.summary_table(rows)
+    assert "nginx" not in report.summary_table(rows)
 
 
 def test_results_files_hold_the_nginx_ratio_and_connections(tmp_path):
@@ -313,7 +320,7 @@ def test_results_files_hold_the_nginx_ratio_and_connections(tmp_path):
                        "servers": ["nginx", "h2o"],
                        "path_connections": {"/4m": 10, "/other": 5},
                        "duration": 3, "paths": ["/100b", "/4m"], "rounds": 1}}
-    run.write_results(tmp_path, meta, runs, run.summarize(runs))
+    report.write_results(tmp_path, meta, runs, report.summarize(runs))
     data = json.loads((tmp_path / "results.json").read_text())
     h2o = next(r for r in data["summary"] if r["server"] == "h2o")
     assert h2o["nginx_cpu_ratio"] == pytest.approx(0.75)
@@ -326,7 +333,7 @@ def test_results_files_hold_the_nginx_ratio_and_connections(tmp_path):
     assert "CPU/req ÷ nginx compares with nginx (sendfile on)" in md
     assert "1-byte" not in md and "the floor" not in md.split("## Medians")[0], "no floor in this run"
     meta["config"]["servers"] = ["floor", "nginx"]
-    run.write_results(tmp_path, meta, runs, run.summarize(runs))
+    report.write_results(tmp_path, meta, runs, report.summarize(runs))
     md = (tmp_path / "results.md").read_text()
     # since each sized file got its own floor, the floor's body is as long as the file
     assert ("The floor answers each path with a body as long as the file it names (1 byte for a "
@@ -352,33 +359,33 @@ def test_a_path_that_does_not_answer_2xx_is_an_error(monkeypatch, tmp_path):
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        run.check_2xx("x", port, "/ok")
+        process.check_2xx("x", port, "/ok")
         for path in ("/moved", "/gone"):
-            with pytest.raises(run.BenchError, match=f"^x answers 'HTTP/1.1 {answers[path][:3].decode()}"):
-                run.check_2xx("x", port, path)
+            with pytest.raises(tools.BenchError, match=f"^x answers 'HTTP/1.1 {answers[path][:3].decode()}"):
+                process.check_2xx("x", port, path)
         # measure() checks before wrk runs: no wrk is started for a path that redirects
-        monkeypatch.setattr(run, "start_server", lambda *a, **k: (None, port))
-        monkeypatch.setattr(run, "stop_server", lambda proc: None)
-        monkeypatch.setattr(run, "run_wrk", lambda *a: pytest.fail("wrk ran against a redirect"))
-        args = run.parse_args(["--servers", "vw", "--paths", "/moved"])
-        ctx = run.Context(workdir=tmp_path, docroot=tmp_path)
-        with pytest.raises(run.BenchError, match="must answer 2xx"):
-            run.measure("vw", "/moved", "plain", 1, args, ctx)
+        monkeypatch.setattr(runner, "start_server", lambda *a, **k: (None, port))
+        monkeypatch.setattr(runner, "stop_server", lambda proc: None)
+        monkeypatch.setattr(runner, "run_wrk", lambda *a: pytest.fail("wrk ran against a redirect"))
+        args = cli.parse_args(["--servers", "vw", "--paths", "/moved"])
+        ctx = Context(workdir=tmp_path, docroot=tmp_path)
+        with pytest.raises(tools.BenchError, match="must answer 2xx"):
+            runner.measure("vw", "/moved", "plain", 1, args, ctx, SERVERS)
     finally:
         listener.close()
 
 
 def test_results_record_the_commit_measured(tmp_path):
-    commit = run.git_commit()
+    commit = report.git_commit()
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
     assert head.returncode == 0, "the tests run from a git checkout"
     assert commit["sha"] == head.stdout.strip() and isinstance(commit["dirty"], bool)
-    assert run.git_commit(tmp_path) is None, "not a checkout: no commit"
+    assert report.git_commit(tmp_path) is None, "not a checkout: no commit"
 
 
 def test_rotation_interleaves_servers():
     servers = ["floor", "vw", "nginx"]
-    firsts = [run.rotated(servers, n)[0] for n in range(3)]
+    firsts = [runner.rotated(servers, n)[0] for n in range(3)]
     assert firsts == servers
 
 
@@ -388,8 +395,8 @@ def test_rotation_interleaves_servers():
 
 @pytest.fixture(scope="module")
 def floor_port(tmp_path_factory):
-    binary = run.build_floor(tmp_path_factory.mktemp("build"))
-    port = run.free_port()
+    binary = build_floor(tmp_path_factory.mktemp("build"))
+    port = process.free_port()
     proc = subprocess.Popen([str(binary), str(port)])
     try:
         deadline = time.monotonic() + 5
@@ -462,8 +469,8 @@ def test_floor_survives_replies_larger_than_the_socket_buffer(floor_port):
 
 
 def test_floor_with_a_body_size_answers_that_many_bytes(tmp_path):
-    binary = run.build_floor(tmp_path / "build")
-    port = run.free_port()
+    binary = build_floor(tmp_path / "build")
+    port = process.free_port()
     proc = subprocess.Popen([str(binary), str(port), "65536"])
     try:
         deadline = time.monotonic() + 5
@@ -500,7 +507,7 @@ def test_harness_smoke(tmp_path):
     """The floor and nginx, end to end. nginx is part of what this names: missing, the test fails
     (make deps installs it) rather than quietly measuring the floor alone."""
     _require_wrk()
-    assert run.find_sbin("nginx"), "nginx is not installed: apt-get install nginx-light (make deps does)"
+    assert tools.find_sbin("nginx"), "nginx is not installed: apt-get install nginx-light (make deps does)"
     servers = "floor,nginx"
     out = tmp_path / "results"
     res = subprocess.run(
@@ -523,7 +530,7 @@ def test_harness_smoke(tmp_path):
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
     assert data["commit"]["sha"] == head.stdout.strip()
     assert data["argv"][:2] == ["python", "bench/run.py"] and data["command"] == shlex.join(data["argv"])
-    assert run.parse_args(data["argv"][2:]).servers == ["floor", "nginx"], "the command reruns it"
+    assert cli.parse_args(data["argv"][2:]).servers == ["floor", "nginx"], "the command reruns it"
 
 
 def test_harness_without_wrk_says_how_to_install(tmp_path):
@@ -569,37 +576,37 @@ APP_COMMANDS = {
 
 
 def test_every_app_server_has_a_command_test():
-    assert set(APP_COMMANDS) == set(run.APP_SERVERS)
+    assert set(APP_COMMANDS) == set(apps.APP_SERVERS)
 
 
 @pytest.mark.parametrize("name", sorted(APP_COMMANDS))
 def test_app_server_command(name, tmp_path):
-    ctx = run.Context(workdir=tmp_path, docroot=tmp_path, vw_cmd=["vw"],
-                      peer_python={p: "/py" for p in run.PEERS})
-    assert run.server_command(name, 8123, ctx) == APP_COMMANDS[name]
-    assert run.server_cwd(name, ctx) == REPO / "bench" / "apps"
+    ctx = Context(workdir=tmp_path, docroot=tmp_path, vw_cmd=["vw"],
+                  peer_python={p: "/py" for p in apps.PEERS})
+    assert SERVERS.command(name, 8123, ctx) == APP_COMMANDS[name]
+    assert SERVERS.cwd(name, ctx) == REPO / "bench" / "apps"
     spec = next(a for a in APP_COMMANDS[name] if a.endswith(":app") or a.endswith(".py"))
     module = spec.split(":")[0].removesuffix(".py")
     assert (REPO / "bench" / "apps" / f"{module}.py").is_file()
 
 
 def test_docroot_files(tmp_path):
-    docroot = run.make_docroot(tmp_path)
+    docroot = SERVERS.docroot(tmp_path)
     sizes = {f.name: f.stat().st_size for f in docroot.iterdir()}
     assert sizes == {"1b": 1, "100.html": 100, "100b": 100, "4k": 4096,
                      "64k": 65536, "4m": 4 << 20}
     big = (docroot / "4m").read_bytes()
     assert big[:4096] == (docroot / "4k").read_bytes()  # one seeded stream
-    assert big == run.sized_file_bytes(4 << 20)        # the same every run
+    assert big == files.sized_file_bytes(4 << 20)        # the same every run
     import zlib
     assert len(zlib.compress(big[:65536])) > 65000      # not compressible
-    assert all("." not in name for name in run.SIZED_FILES)  # octet-stream
+    assert all("." not in name for name in files.SIZED_FILES)  # octet-stream
 
 
 def _conf(tmp_path, name):
-    ctx = run.Context(workdir=tmp_path, docroot=tmp_path / "docroot",
-                      nginx_bin="/usr/sbin/nginx", h2o_bin="/usr/bin/h2o")
-    cmd = run.server_command(name, 8123, ctx)
+    ctx = Context(workdir=tmp_path, docroot=tmp_path / "docroot",
+                  nginx_bin="/usr/sbin/nginx", h2o_bin="/usr/bin/h2o")
+    cmd = SERVERS.command(name, 8123, ctx)
     conf = Path(cmd[cmd.index("-c") + 1])
     assert conf.parent.parent == tmp_path and conf.parent.name.startswith(name + "-")
     return cmd, conf.read_text()
@@ -647,105 +654,105 @@ def test_h2o_config(tmp_path):
 def test_template_left_unfilled_is_an_error(tmp_path):
     template = tmp_path / "t.tmpl"
     template.write_text("port @PORT@; root @DOCROOT@;")
-    assert run.render_template(template, {"PORT": 1, "DOCROOT": "/d"}) == "port 1; root /d;"
+    assert vw_servers.render_template(template, {"PORT": 1, "DOCROOT": "/d"}) == "port 1; root /d;"
     with pytest.raises(ValueError, match="@DOCROOT@"):
-        run.render_template(template, {"PORT": 1})
+        vw_servers.render_template(template, {"PORT": 1})
 
 
 def test_files_group_and_path_connections():
-    args = run.parse_args(["--servers", "files"])
+    args = cli.parse_args(["--servers", "files"])
     assert args.servers == ["floor", "vw", "nginx", "nginx-nosendfile", "h2o"]
     assert args.explicit == set() and args.paths == ["/1b"]
     assert args.path_connections == {"/4m": 10}
-    assert run.connections_for("/4m", args) == 10
-    assert run.connections_for("/4k", args) == 300
-    args = run.parse_args(["--servers", "vw,h2o", "--paths", "/100b,/4m",
-                           "--connections", "50", "--path-connections", "/4m=5,/64k=20"])
+    assert runner.connections_for("/4m", args) == 10
+    assert runner.connections_for("/4k", args) == 300
+    args = cli.parse_args(["--servers", "vw,h2o", "--paths", "/100b,/4m",
+                          "--connections", "50", "--path-connections", "/4m=5,/64k=20"])
     assert args.explicit == {"vw", "h2o"}
-    assert [run.connections_for(p, args) for p in ("/100b", "/64k", "/4m")] == [50, 20, 5]
-    assert run.parse_args(["--path-connections", ""]).path_connections == {}
+    assert [runner.connections_for(p, args) for p in ("/100b", "/64k", "/4m")] == [50, 20, 5]
+    assert cli.parse_args(["--path-connections", ""]).path_connections == {}
     for bad in ("/4m", "4m=3", "/4m=0", "/4m=x"):
         with pytest.raises(SystemExit):
-            run.parse_args(["--path-connections", bad])
+            cli.parse_args(["--path-connections", bad])
 
 
 def test_missing_h2o_is_skipped_in_a_group_and_an_error_by_name(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run, "require_tool", lambda name, package: name)
+    monkeypatch.setattr(runner, "require_tool", lambda name, package: name)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr(run, "build_floor", lambda: Path("/f"))
-    monkeypatch.setattr(run, "vw_command", lambda: ["vw"])
-    monkeypatch.setattr(run, "find_sbin", lambda name: None if name == "h2o" else f"/x/{name}")
+    monkeypatch.setattr(vw_servers, "build_floor", lambda build_dir: Path("/f"))
+    monkeypatch.setattr(vw_servers, "vw_command", lambda: ["vw"])
+    monkeypatch.setattr(vw_servers, "find_sbin", lambda name: None if name == "h2o" else f"/x/{name}")
     for d in "ab":
         (tmp_path / d).mkdir()
-    chosen, ctx = run.prepare(run.parse_args(["--servers", "files"]), tmp_path / "a")
+    chosen, ctx = runner.prepare(cli.parse_args(["--servers", "files"]), tmp_path / "a", SERVERS)
     assert chosen == ["floor", "vw", "nginx", "nginx-nosendfile"]
     assert ctx.nginx_bin == "/x/nginx"
     assert capsys.readouterr().err.strip() == (
         "skipping h2o: h2o not found: apt-get install h2o")
-    with pytest.raises(run.BenchError, match="^h2o: h2o not found"):
-        run.prepare(run.parse_args(["--servers", "vw,h2o"]), tmp_path / "b")
+    with pytest.raises(tools.BenchError, match="^h2o: h2o not found"):
+        runner.prepare(cli.parse_args(["--servers", "vw,h2o"]), tmp_path / "b", SERVERS)
 
 
 def test_static_servers_run_in_the_workdir(tmp_path):
-    ctx = run.Context(workdir=tmp_path, docroot=tmp_path, floor_bin=Path("/f"))
-    assert run.server_command("floor", 8123, ctx) == ["/f", "8123", "1"]
+    ctx = Context(workdir=tmp_path, docroot=tmp_path, floor_bin=Path("/f"))
+    assert SERVERS.command("floor", 8123, ctx) == ["/f", "8123", "1"]
     # against a sized file, the floor answers with a body of that size: the kernel's cost of it
-    assert run.server_command("floor", 8123, ctx, "/64k") == ["/f", "8123", "65536"]
-    assert run.server_command("floor", 8123, ctx, "/json") == ["/f", "8123", "1"]
-    assert run.server_cwd("floor", ctx) == tmp_path
+    assert SERVERS.command("floor", 8123, ctx, "/64k") == ["/f", "8123", "65536"]
+    assert SERVERS.command("floor", 8123, ctx, "/json") == ["/f", "8123", "1"]
+    assert SERVERS.cwd("floor", ctx) == tmp_path
 
 
 def test_find_python_takes_the_first_that_imports(tmp_path):
     missing = str(tmp_path / "no-python")
-    assert run.find_python(("json",), [missing, sys.executable]) == (sys.executable, "?")
-    assert run.find_python(("pytest",), [sys.executable]) == (sys.executable, pytest.__version__)
-    assert run.find_python(("json", "no_such_module_for_vw"), [sys.executable]) is None
+    assert apps.find_python(("json",), [missing, sys.executable]) == (sys.executable, "?")
+    assert apps.find_python(("pytest",), [sys.executable]) == (sys.executable, pytest.__version__)
+    assert apps.find_python(("json", "no_such_module_for_vw"), [sys.executable]) is None
 
 
 def test_peer_pythons_start_with_the_peers_venv(tmp_path, monkeypatch):
     venv = tmp_path / ".peers-venv"
-    monkeypatch.setattr(run, "PEERS_VENV", venv)
-    pythons = run.peer_pythons()
+    monkeypatch.setattr(apps, "PEERS_VENV", venv)
+    pythons = apps.peer_pythons()
     assert sys.executable in pythons and not any(p.startswith(str(venv)) for p in pythons), \
         "no venv: the interpreters on PATH and this one"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").symlink_to(sys.executable)
-    pythons = run.peer_pythons()
+    pythons = apps.peer_pythons()
     assert pythons[0] == str(venv / "bin" / "python") and sys.executable in pythons
 
 
 def test_server_groups_and_default_paths():
-    args = run.parse_args(["--servers", "apps"])
-    assert args.servers == ["floor", *run.APP_SERVERS] and args.explicit == set()
+    args = cli.parse_args(["--servers", "apps"])
+    assert args.servers == ["floor", *apps.APP_SERVERS] and args.explicit == set()
     assert args.paths == ["/", "/json"]
-    args = run.parse_args(["--servers", "floor,vw-wsgi,uvicorn", "--paths", "/json"])
+    args = cli.parse_args(["--servers", "floor,vw-wsgi,uvicorn", "--paths", "/json"])
     assert args.explicit == {"floor", "vw-wsgi", "uvicorn"}
     assert args.paths == ["/json"]
-    args = run.parse_args([])
+    args = cli.parse_args([])
     assert (args.servers, args.explicit, args.paths) == (["floor", "vw", "nginx"], set(), ["/1b"])
-    assert run.parse_args(["--path", "/1b,/100.html"]).paths == ["/1b", "/100.html"]
+    assert cli.parse_args(["--path", "/1b,/100.html"]).paths == ["/1b", "/100.html"]
     with pytest.raises(SystemExit):
-        run.parse_args(["--paths", "json"])
+        cli.parse_args(["--paths", "json"])
     with pytest.raises(SystemExit):
-        run.parse_args(["--servers", "gunicorn"])
+        cli.parse_args(["--servers", "gunicorn"])
 
 
 def test_missing_peer_is_skipped_in_a_group_and_an_error_by_name(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run, "require_tool", lambda name, package: name)
+    monkeypatch.setattr(runner, "require_tool", lambda name, package: name)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr(run, "build_floor", lambda: Path("/f"))
-    monkeypatch.setattr(run, "vw_command", lambda: ["vw"])
-    monkeypatch.setattr(run, "peer_pythons", lambda: [str(tmp_path / "no-python")])
+    monkeypatch.setattr(vw_servers, "build_floor", lambda build_dir: Path("/f"))
+    monkeypatch.setattr(vw_servers, "vw_command", lambda: ["vw"])
+    monkeypatch.setattr(apps, "peer_pythons", lambda: [str(tmp_path / "no-python")])
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    chosen, _ = run.prepare(run.parse_args(["--servers", "apps"]), tmp_path / "a")
+    chosen, _ = runner.prepare(cli.parse_args(["--servers", "apps"]), tmp_path / "a", SERVERS)
     assert chosen == ["floor", "vw-native", "vw-wsgi", "vw-asgi"]
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == len(run.PEERS)
+    assert len(err) == len(apps.PEERS)
     assert err[0].startswith("skipping granian-rsgi: no Python here imports granian")
-    with pytest.raises(run.BenchError, match="^uvicorn: no Python here imports uvicorn, "
-                                             "httptools, uvloop"):
-        run.prepare(run.parse_args(["--servers", "floor,uvicorn"]), tmp_path / "b")
+    with pytest.raises(tools.BenchError, match="^uvicorn: no Python here imports uvicorn, "
+                                               "httptools, uvloop"):
+        runner.prepare(cli.parse_args(["--servers", "floor,uvicorn"]), tmp_path / "b", SERVERS)
 
 
 # --------------------------------------------------------------------------
@@ -839,8 +846,8 @@ def test_vw_bench_against_what_is_missing_is_an_error(tmp_path, monkeypatch, cap
     from vw.benchmark import command
     from vw.cli import build_parser
 
-    monkeypatch.setattr(run, "find_sbin", lambda name: None)
-    monkeypatch.setattr(run, "measure", lambda *a: pytest.fail("measured without nginx"))
+    monkeypatch.setattr(vw_servers, "find_sbin", lambda name: None)
+    monkeypatch.setattr(runner, "measure", lambda *a: pytest.fail("measured without nginx"))
     args = build_parser().parse_args(["bench", "--against", "nginx", "--out", str(tmp_path / "o")])
     assert command.main(args) == 1
     err = capsys.readouterr().err

@@ -1,6 +1,6 @@
 """`vw bench`: the seed experiment (keep-alive GETs of a 1-byte file from 300 connections, plain
-and pipelined), run on this machine by the benchmark harness (vw.benchmark.harness, the same code
-as bench/run.py), with a progress bar, the table, a PNG chart and JSON."""
+and pipelined), run on this machine by the benchmark harness (vw.benchmark.runner, the same code
+bench/run.py runs), with a progress bar, the table, a PNG chart (chart.py) and JSON."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import threading
 import time
 from pathlib import Path
 
-from vw.benchmark import harness
+from vw.benchmark.chart import chart
+from vw.benchmark.runner import Config, expand_servers, run, run_seconds
+from vw.benchmark.servers import Servers
+from vw.benchmark.tools import BenchError
 
 
 class Progress:
@@ -26,9 +29,9 @@ class Progress:
         self.thread = threading.Thread(target=self._tick, daemon=True)
         self.tty = stream.isatty()
 
-    def on_run(self, done: int, total: int, label: str, args) -> None:
+    def on_run(self, done: int, total: int, label: str, cfg) -> None:
         if not self.thread.is_alive() and not self.stop.is_set():
-            self.total_s = total * harness.run_seconds(args)
+            self.total_s = total * run_seconds(cfg)
             self.started = time.monotonic()
             self.thread.start()
         self.done, self.total, self.label = done, total, label
@@ -63,43 +66,6 @@ class Progress:
         self.stream.flush()
 
 
-def chart(rows: list, out: Path) -> Path | None:
-    """results.png: CPU µs per request and requests per second of each server, by mode."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("vw bench: no chart: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
-        return None
-    modes = sorted({r.mode for r in rows}, key=["plain", "pipelined"].index)
-    servers = list(dict.fromkeys(r.server for r in rows))
-    by = {(r.server, r.mode): r for r in rows}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    width = 0.8 / max(1, len(modes))
-    colors = ["#e8772e", "#3b6ea5", "#6a9f58", "#a05195", "#999999"]
-    for k, (ax, metric, title) in enumerate((
-            (axes[0], "cpu_us_per_request", "server CPU per request (µs, lower is better)"),
-            (axes[1], "requests_per_s", "requests per second (higher is better)"))):
-        for j, mode in enumerate(modes):
-            values = [getattr(by[(s, mode)], metric) if (s, mode) in by else 0 for s in servers]
-            xs = [i + (j - (len(modes) - 1) / 2) * width for i in range(len(servers))]
-            bars = ax.bar(xs, values, width, label=mode, color=colors[j % len(colors)])
-            ax.bar_label(bars, fmt="%.2f" if metric == "cpu_us_per_request" else "%.0f", fontsize=7)
-        ax.set_xticks(range(len(servers)), servers)
-        ax.set_title(title, fontsize=10)
-        if k == 0:
-            ax.legend(fontsize=8)
-    path = rows[0].path if rows else "/1b"
-    fig.suptitle(f"vw bench: GET {path}, keep-alive, server pinned to one CPU, wrk to another", fontsize=11)
-    fig.tight_layout()
-    target = out / "results.png"
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
-    return target
-
-
 def rerun_command(args) -> list[str]:
     """The `vw bench` command line that runs this again (recorded in results.json and .md)."""
     against = [s for s in (args.against or []) if s != "vw"]
@@ -114,14 +80,24 @@ def main(args) -> int:
         print("vw bench: wrk is not installed: apt-get install wrk (or your system's wrk package)", file=sys.stderr)
         return 2
     against = [s for s in (args.against or []) if s != "vw"]
-    servers = ["vw", *against]
+    catalog = Servers()
+    known = (*catalog.names, *catalog.groups)
+    unknown = [s for s in against if s not in known]
     out = Path(args.out)
-    argv = ["--servers", ",".join(servers), "--rounds", str(args.rounds), "--duration", str(args.duration),
-            "--connections", str(args.connections), "--paths", "/1b", "--out", str(out)]
+    try:
+        if unknown:
+            raise ValueError(f"--against: choose from {','.join(known)} (got {','.join(unknown)!r})")
+        servers, explicit = expand_servers(["vw", *against], catalog.groups)
+        cfg = Config(servers=servers, explicit=explicit, rounds=int(args.rounds),
+                     duration=float(args.duration), connections=int(args.connections),
+                     paths=["/1b"], out=out)
+    except ValueError as e:
+        print(f"vw bench: error: {e}", file=sys.stderr)
+        return 2
     progress = Progress()
     try:
-        rows = harness.run(argv, on_run=progress.on_run, command=rerun_command(args))
-    except harness.BenchError as e:
+        rows = run(cfg, catalog, rerun_command(args), on_run=progress.on_run)
+    except BenchError as e:
         progress.stop.set()
         print(f"\nvw bench: {e}", file=sys.stderr)
         return 1
