@@ -13,9 +13,11 @@
 
 A handler takes the request (``method``, ``path``, ``query``, ``headers``, ``body``, ``params``,
 ``json()``) and returns bytes, str (text/plain), a dict or list (JSON), None (204), or a
-``vw.Response(body, status=200, headers=None, content_type=None)``. Routing, header parsing and
-response assembly happen in the Rust core; Python does only the handler call. ``async def``
-handlers run on the worker's asyncio event loop (uvloop when installed).
+``vw.Response(body, status=200, headers=None, content_type=None)``. A body may also be an
+iterator (a generator) of bytes or str, sent piece by piece as it is produced; an ``async def``
+handler may give an async iterator too. Routing, header parsing and response assembly happen
+in the Rust core; Python does only the handler call. ``async def`` handlers run on the
+worker's asyncio event loop (uvloop when installed).
 """
 
 from __future__ import annotations
@@ -26,6 +28,54 @@ from typing import Callable, Iterable
 from vw._core import Request, Response
 
 __all__ = ["App", "Request", "Response"]
+
+
+async def _pump(items, out) -> None:
+    """The body of an ``async def`` handler's streamed response, on the event loop: each piece
+    goes out as it comes (``out.send``), and while the client is behind the task waits
+    (``out.room()``) instead of the loop. The iterator is closed however it ends."""
+    failed = None
+    try:
+        if hasattr(items, "__anext__"):
+            async for piece in items:
+                if not out.send(piece):
+                    break  # the client left
+                wait = out.room()
+                if wait is not None:
+                    await wait
+        else:
+            for piece in items:
+                if not out.send(piece):
+                    break
+                wait = out.room()
+                if wait is not None:
+                    await wait
+    except Exception as e:  # noqa: BLE001 (reported, and the connection is closed)
+        failed = e
+    finally:
+        close = getattr(items, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # noqa: BLE001
+                pass
+        elif hasattr(items, "close"):
+            items.close()
+    if failed is None:
+        out.end()
+    else:
+        import sys
+        import traceback
+
+        print("vw: a handler's streamed body raised an exception; closing the connection", file=sys.stderr, flush=True)
+        traceback.print_exception(failed)
+        out.abort()
+
+
+def _resolve(future) -> None:
+    """Called on the loop's thread when the client has caught up: let ``_pump`` go on."""
+    if not future.done():
+        future.set_result(None)
 
 
 class App:

@@ -2,7 +2,7 @@
 //! use, and what a handler returns (bytes, str, JSON, None, `vw.Response`) made into a [`Reply`].
 
 use super::reply::{bad, internal_error, is_field_value, is_token, latin1, split_target, status_text, Reply, CONTENT_TYPE, TEXT_PLAIN};
-use super::threads::{Job, Responder, Route as ThreadRoute, SyncApp};
+use super::threads::{Finished, Job, Responder, Route as ThreadRoute, SyncApp};
 use super::{AppRequest, ReqBody};
 use crate::h1::encode::reason;
 use crate::statics::normalize_percent;
@@ -406,8 +406,14 @@ fn json_str(s: &str, out: &mut Vec<u8>) {
 
 /// A body that is an iterator (a generator), given as the return value or as a Response's
 /// body: the head to send before it, and the iterator.
-fn streamed<'py>(result: &Bound<'py, PyAny>) -> PyResult<Option<(Reply, Bound<'py, PyAny>)>> {
-    let is_iter = |v: &Bound<'py, PyAny>| !v.is_instance_of::<PyBytes>() && !v.is_instance_of::<PyString>() && v.hasattr("__next__").unwrap_or(false);
+/// `asynchronous`: an async iterator counts too (the result of an `async def` handler, whose
+/// body is taken on the event loop).
+fn streamed<'py>(result: &Bound<'py, PyAny>, asynchronous: bool) -> PyResult<Option<(Reply, Bound<'py, PyAny>)>> {
+    let is_iter = |v: &Bound<'py, PyAny>| {
+        !v.is_instance_of::<PyBytes>()
+            && !v.is_instance_of::<PyString>()
+            && (v.hasattr("__next__").unwrap_or(false) || (asynchronous && v.hasattr("__anext__").unwrap_or(false)))
+    };
     let octets = (CONTENT_TYPE, Cow::Borrowed(&b"application/octet-stream"[..]));
     if let Ok(r) = result.cast::<PyResponse>() {
         let r = r.borrow();
@@ -434,7 +440,7 @@ fn streamed<'py>(result: &Bound<'py, PyAny>) -> PyResult<Option<(Reply, Bound<'p
 }
 
 /// Send an iterator's items (bytes, or str as UTF-8) as they come; `close()` it at the end.
-fn stream(py: Python<'_>, head: Reply, items: &Bound<'_, PyAny>, out: &mut Responder<'_>) {
+fn stream(py: Python<'_>, head: Reply, items: &Bound<'_, PyAny>, out: &mut Responder) {
     out.start(head);
     let mut failed = None;
     for item in items.try_iter().into_iter().flatten() {
@@ -497,10 +503,10 @@ impl SyncApp for Native {
         }
     }
 
-    fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder<'_>) {
+    fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder) {
         let result = self.call_handler(py, job);
         if let Ok(r) = &result {
-            match streamed(r) {
+            match streamed(r, false) {
                 Ok(Some((head, items))) if !job.head_only => return stream(py, head, &items, out),
                 Ok(_) => {}
                 Err(e) => return out.complete(internal_error(py, e, "a handler"), job.head_only),
@@ -517,11 +523,18 @@ impl SyncApp for Native {
         self.call_handler(py, job)
     }
 
-    fn finish_async(&self, py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> Reply {
-        match result.and_then(|r| self.convert(py, &r)) {
+    fn finish_async<'py>(&self, py: Python<'py>, result: PyResult<Bound<'py, PyAny>>) -> Finished<'py> {
+        if let Ok(r) = &result {
+            match streamed(r, true) {
+                Ok(Some((head, items))) => return Finished::Stream(head, items),
+                Ok(None) => {}
+                Err(e) => return Finished::Whole(internal_error(py, e, "a handler")),
+            }
+        }
+        Finished::Whole(match result.and_then(|r| self.convert(py, &r)) {
             Ok(reply) => reply,
             Err(e) => internal_error(py, e, "a handler"),
-        }
+        })
     }
 
     fn event_loop(&self) -> Option<&Py<PyAny>> {

@@ -55,17 +55,18 @@ pub trait SyncApp: Send + Sync {
     /// (a 404 or 405 of the router).
     fn route(&self, req: &AppRequest) -> Result<Route, Reply>;
     /// On a pool thread, holding the GIL: answer the job through `out`.
-    fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder<'_>);
+    fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder);
 
     /// For an async route, on the event loop's thread: the coroutine that answers the job.
     fn start_async<'py>(&self, _py: Python<'py>, _job: &mut Job) -> PyResult<Bound<'py, PyAny>> {
         Err(pyo3::exceptions::PyRuntimeError::new_err("this application has no async handlers"))
     }
 
-    /// The reply made of what the coroutine returned (or raised).
-    fn finish_async(&self, py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> Reply {
+    /// The response made of what the coroutine returned (or raised): whole, or a head and
+    /// the (async) iterator of its body.
+    fn finish_async<'py>(&self, py: Python<'py>, result: PyResult<Bound<'py, PyAny>>) -> Finished<'py> {
         let err = result.err().unwrap_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no async handlers"));
-        internal_error(py, err, "the application")
+        Finished::Whole(internal_error(py, err, "the application"))
     }
 
     /// Request bodies go to the application as they arrive (`ReqBody::Stream`).
@@ -77,6 +78,13 @@ pub trait SyncApp: Send + Sync {
     fn event_loop(&self) -> Option<&Py<PyAny>> {
         None
     }
+}
+
+/// What an async handler's result makes.
+pub enum Finished<'py> {
+    Whole(Reply),
+    /// The head, and an iterator or async iterator of the body's pieces.
+    Stream(Reply, Bound<'py, PyAny>),
 }
 
 /// Which handler serves a request.
@@ -143,6 +151,8 @@ struct FlowState {
     /// Bytes posted to the leader and not yet moved to the connection.
     posted: usize,
     gone: bool,
+    /// An event loop waits for room (see `Flow::room_or_call`).
+    on_room: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Flow {
@@ -160,21 +170,26 @@ impl Flow {
 
     /// The leader wrote: `unflushed` bytes are left; `gone`: the connection is closed.
     pub fn progress(&self, unflushed: usize, gone: bool) {
-        let mut s = self.state.lock().unwrap();
-        s.unflushed = unflushed;
-        s.gone |= gone;
-        if s.gone || s.unflushed + s.posted <= LOW_WATER {
-            self.room.notify_all();
+        let call = {
+            let mut s = self.state.lock().unwrap();
+            s.unflushed = unflushed;
+            s.gone |= gone;
+            if s.gone || s.unflushed + s.posted <= LOW_WATER {
+                self.room.notify_all();
+                s.on_room.take()
+            } else {
+                None
+            }
+        };
+        if let Some(call) = call {
+            call(); // outside the lock: it takes the GIL
         }
     }
 
-    /// Wait (without the GIL) until there is room for more; false when the client is gone.
-    fn wait_room(&self, py: Python<'_>, more: usize) -> bool {
-        let full = {
-            let s = self.state.lock().unwrap();
-            !s.gone && s.unflushed + s.posted > HIGH_WATER
-        };
-        if full {
+    /// Wait (without the GIL) while the client is behind: from more than HIGH_WATER unwritten
+    /// until it is down to LOW_WATER, or gone.
+    fn wait_room(&self, py: Python<'_>) {
+        if self.behind() {
             py.detach(|| {
                 let mut s = self.state.lock().unwrap();
                 while !s.gone && s.unflushed + s.posted > LOW_WATER {
@@ -182,9 +197,31 @@ impl Flow {
                 }
             });
         }
+    }
+
+    /// More than HIGH_WATER is unwritten (and the client is still there).
+    fn behind(&self) -> bool {
+        let s = self.state.lock().unwrap();
+        !s.gone && s.unflushed + s.posted > HIGH_WATER
+    }
+
+    /// `more` bytes are posted; false when the client is gone.
+    fn posted(&self, more: usize) -> bool {
         let mut s = self.state.lock().unwrap();
         s.posted += more;
         !s.gone
+    }
+
+    /// Without blocking (an event loop's thread): true when there is room now; else `on_room`
+    /// is kept and called (once, from the thread that writes) when the client has caught up
+    /// or gone.
+    fn room_or_call(&self, on_room: Box<dyn FnOnce() + Send>) -> bool {
+        let mut s = self.state.lock().unwrap();
+        if s.gone || s.unflushed + s.posted <= HIGH_WATER {
+            return true;
+        }
+        s.on_room = Some(on_room);
+        false
     }
 
 }
@@ -552,8 +589,8 @@ fn run_job(py: Python<'_>, shared: &Arc<Shared>, job: &mut Job, inline: bool) ->
 
 /// Where a job's response goes: whole (`complete`), or head then pieces (`start`, `send`, `end`),
 /// as parts of the exchange (the connection frames them).
-pub struct Responder<'a> {
-    shared: &'a Arc<Shared>,
+pub struct Responder {
+    shared: Arc<Shared>,
     id: (i32, u64),
     inline: bool,
     parts: Vec<Part>,
@@ -565,8 +602,9 @@ pub struct Responder<'a> {
     finished: bool,
 }
 
-impl<'a> Responder<'a> {
-    fn new(shared: &'a Arc<Shared>, id: (i32, u64), inline: bool) -> Self {
+impl Responder {
+    fn new(shared: &Arc<Shared>, id: (i32, u64), inline: bool) -> Self {
+        let shared = shared.clone();
         Responder { shared, id, inline, parts: Vec::new(), body_bytes: 0, stream: None, flow: None, close: false, finished: false }
     }
 
@@ -588,6 +626,17 @@ impl<'a> Responder<'a> {
     /// One piece of the body. It goes out now (the connection's loop is woken for it) unless it
     /// completes the body; waits while the client is behind. False: the client is gone, stop.
     pub fn send(&mut self, py: Python<'_>, data: &[u8]) -> bool {
+        if !self.started() {
+            return false;
+        }
+        if !self.piece(data) {
+            return true; // the end follows: sent with it, in one write
+        }
+        self.flush(py)
+    }
+
+    /// Queue one piece; false when it completes a body of given length (nothing to post yet).
+    fn piece(&mut self, data: &[u8]) -> bool {
         let Some((length, sent)) = self.stream.as_mut() else { return false };
         *sent += data.len() as u64;
         let complete = length.is_some_and(|n| *sent >= n);
@@ -595,23 +644,30 @@ impl<'a> Responder<'a> {
             self.body_bytes += data.len();
             self.parts.push(Part::Body(data.to_vec()));
         }
-        if complete {
-            return true; // the end follows: sent with it, in one write
-        }
-        self.flush(py)
+        !complete
     }
 
-    /// Post what is framed so far; false when the client is gone.
+    /// Post what is framed so far, after waiting while the client is behind; false when the
+    /// client is gone.
     fn flush(&mut self, py: Python<'_>) -> bool {
-        let first = self.flow.is_none();
-        let flow: Arc<Flow> = self.flow.get_or_insert_with(Default::default).clone();
-        if !flow.wait_room(py, self.body_bytes) {
+        self.flow_state().wait_room(py);
+        self.post_now()
+    }
+
+    fn flow_state(&mut self) -> Arc<Flow> {
+        self.flow.get_or_insert_with(Default::default).clone()
+    }
+
+    /// Post what is framed so far without waiting; false when the client is gone.
+    fn post_now(&mut self) -> bool {
+        let flow = self.flow_state();
+        if !flow.posted(self.body_bytes) {
             return false;
         }
         let parts = std::mem::take(&mut self.parts);
         let body_bytes = std::mem::take(&mut self.body_bytes);
         self.shared.post(Done { id: self.id, parts, body_bytes, finished: false, close: false, flow: Some(flow) });
-        if first && self.inline {
+        if self.inline {
             // From here on this job writes through the leader: let another thread lead now.
             self.shared.yield_loop();
             self.inline = false;
@@ -775,15 +831,11 @@ impl LaneDrain {
                     let done = Bound::new(py, AsyncDone { shared: self.shared.clone(), job: Some(job) })?;
                     if let Err(e) = task.call_method1("add_done_callback", (&done,)) {
                         if let Some(job) = done.borrow_mut().job.take() {
-                            let reply = app.finish_async(py, Err(e));
-                            self.shared.answer(&job, reply);
+                            self.shared.answer(&job, internal_error(py, e, "a handler"));
                         }
                     }
                 }
-                Err(e) => {
-                    let reply = app.finish_async(py, Err(e));
-                    self.shared.answer(&job, reply);
-                }
+                Err(e) => self.shared.answer(&job, internal_error(py, e, "a handler")),
             }
         }
         Ok(())
@@ -799,10 +851,91 @@ struct AsyncDone {
 
 #[pymethods]
 impl AsyncDone {
-    fn __call__(&mut self, py: Python<'_>, task: Bound<'_, PyAny>) {
-        let Some(job) = self.job.take() else { return };
+    fn __call__(&mut self, py: Python<'_>, task: Bound<'_, PyAny>) -> PyResult<()> {
+        let Some(job) = self.job.take() else { return Ok(()) };
         let result = task.call_method0("result");
-        let reply = self.shared.app.finish_async(py, result);
-        self.shared.answer(&job, reply);
+        match self.shared.app.finish_async(py, result) {
+            Finished::Whole(reply) => self.shared.answer(&job, reply),
+            Finished::Stream(head, items) => {
+                // The body's pieces come from a task of the event loop (`vw.app._pump`), which
+                // waits for room without blocking the loop.
+                let mut out = Responder::new(&self.shared, job.id, false);
+                out.start(head);
+                let stream = Bound::new(py, BodyStream { out, event_loop: task.call_method0("get_loop")?.unbind() })?;
+                let pump = py.import("vw.app")?.getattr("_pump")?.call1((items, stream))?;
+                task.call_method0("get_loop")?.call_method1("create_task", (pump,))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A response body sent from an event loop's task, piece by piece (see `vw.app._pump`).
+#[pyclass(module = "vw._core")]
+pub struct BodyStream {
+    out: Responder,
+    event_loop: Py<PyAny>,
+}
+
+#[pymethods]
+impl BodyStream {
+    /// Send one piece (bytes, or str as UTF-8) now. False: the client is gone.
+    fn send(&mut self, py: Python<'_>, piece: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let data: &[u8] = if let Ok(b) = piece.cast::<pyo3::types::PyBytes>() {
+            b.as_bytes()
+        } else if let Ok(t) = piece.cast::<pyo3::types::PyString>() {
+            t.to_str()?.as_bytes()
+        } else {
+            return Err(pyo3::exceptions::PyTypeError::new_err("a streamed body yields bytes or str"));
+        };
+        let _ = py;
+        if !self.out.started() {
+            return Ok(false);
+        }
+        // A piece that completes a body of given length goes with the end.
+        Ok(!self.out.piece(data) || self.out.post_now())
+    }
+
+    /// None when there is room for more; else a future that is done when the client has read
+    /// enough of what waits (or has gone).
+    fn room(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let flow = self.out.flow_state();
+        if !flow.behind() {
+            return Ok(None);
+        }
+        let event_loop = self.event_loop.bind(py);
+        let fut = event_loop.call_method0("create_future")?.unbind();
+        let (wake, lp) = (fut.clone_ref(py), self.event_loop.clone_ref(py));
+        let resolve = py.import("vw.app")?.getattr("_resolve")?.unbind();
+        let call = Box::new(move || {
+            Python::attach(|py| {
+                let _ = lp.bind(py).call_method1("call_soon_threadsafe", (resolve.bind(py), wake.bind(py)));
+            })
+        });
+        if flow.room_or_call(call) {
+            return Ok(None);
+        }
+        Ok(Some(fut))
+    }
+
+    /// The body is complete.
+    fn end(&mut self) {
+        self.out.end();
+        self.finish();
+    }
+
+    /// The body failed: close the connection after what went out.
+    fn abort(&mut self) {
+        self.out.abort();
+        self.finish();
+    }
+}
+
+impl BodyStream {
+    fn finish(&mut self) {
+        let parts = std::mem::take(&mut self.out.parts);
+        let body_bytes = std::mem::take(&mut self.out.body_bytes);
+        let flow = self.out.flow.clone();
+        self.out.shared.post(Done { id: self.out.id, parts, body_bytes, finished: true, close: self.out.close, flow });
     }
 }

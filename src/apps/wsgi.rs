@@ -22,7 +22,7 @@ pub struct StartResponse {
     written: Vec<u8>,
     /// While the application runs: where write() sends (the job's responder, on this thread);
     /// None for HEAD, whose written bytes only count.
-    out: Option<*mut Responder<'static>>,
+    out: Option<*mut Responder>,
     ended: bool,
 }
 
@@ -312,11 +312,11 @@ impl Wsgi {
     /// (one write, Content-Length from the body), any other iterable piece by piece as it is
     /// produced (its Content-Length if given, else chunked), waiting while the client is behind.
     /// `close()` is called whatever happened, also when the client left mid-stream.
-    fn respond(&self, py: Python<'_>, req: &AppRequest, body: ReqBody, head_only: bool, out: &mut Responder<'_>) -> PyResult<()> {
+    fn respond(&self, py: Python<'_>, req: &AppRequest, body: ReqBody, head_only: bool, out: &mut Responder) -> PyResult<()> {
         let env = self.environ(py, req, body)?;
         // write() reaches the responder through this pointer while the application runs; `out`
         // itself is not used again until the guard has cleared it (on every way out).
-        let ptr = out as *mut Responder<'_> as *mut Responder<'static>;
+        let ptr = out as *mut Responder as *mut Responder;
         let sr = Bound::new(py, StartResponse { status: None, headers: Vec::new(), written: Vec::new(), out: (!head_only).then_some(ptr), ended: false })?;
         let guard = Ended(&sr);
         let result = self.app.bind(py).call1((env, &sr))?;
@@ -375,7 +375,7 @@ impl Drop for Ended<'_, '_> {
 /// bytes (the caller then sends the whole, empty or written, response). The responder is
 /// reached through `ptr` for each step only: the iterable's Python code may call write(),
 /// which reaches it through the same pointer.
-fn stream_body(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartResponse>, ptr: *mut Responder<'static>) -> PyResult<()> {
+fn stream_body(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartResponse>, ptr: *mut Responder) -> PyResult<()> {
     for item in result.try_iter()? {
         let item = item?;
         let data = chunk(&item)?;
@@ -565,7 +565,7 @@ impl SyncApp for Wsgi {
         Ok(Route { key: h, handler: 0, params: Vec::new(), is_async: false })
     }
 
-    fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder<'_>) {
+    fn run(&self, py: Python<'_>, job: &mut Job, out: &mut Responder) {
         let body = std::mem::replace(&mut job.body, ReqBody::Empty);
         if let Err(e) = self.respond(py, &job.request(), body, job.head_only, out) {
             if out.started() {

@@ -106,3 +106,66 @@ def events(req):
                 time.sleep(0.2)
             yield f"data: {i}\n\n"
     return vw.Response(stream(), content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+state = {"agen_closed": 0, "big_produced": 0}
+
+
+@app.get("/agen")
+async def agen(req):
+    async def pieces():
+        try:
+            for i in range(3):
+                if i:
+                    await asyncio.sleep(0.2)  # an upstream that answers in parts
+                yield f"part {i};"
+        finally:
+            state["agen_closed"] += 1
+    return vw.Response(pieces(), content_type="text/plain")
+
+
+@app.get("/agen-sync")
+async def agen_sync(req):
+    await asyncio.sleep(0)
+    return iter([b"a", "b", b"c"])  # a plain iterator from an async handler streams too
+
+
+@app.get("/agen-big")
+async def agen_big(req):
+    size = int(req.query or 0)
+    state["big_produced"] = 0
+
+    async def blocks():
+        block = b"y" * 65536
+        left = size
+        while left > 0:
+            piece = block[:min(left, len(block))]
+            left -= len(piece)
+            state["big_produced"] += len(piece)
+            yield piece
+    return blocks()
+
+
+@app.get("/agen-raise")
+async def agen_raise(req):
+    async def pieces():
+        yield b"before "
+        raise RuntimeError("upstream failed mid-body")
+    return pieces()
+
+
+@app.get("/agen-forever")
+async def agen_forever(req):
+    async def ticks():
+        try:
+            while True:
+                yield b"tick\n"
+                await asyncio.sleep(0.05)
+        finally:
+            state["agen_closed"] += 1
+    return ticks()
+
+
+@app.get("/state")
+def get_state(req):
+    return dict(state)

@@ -125,3 +125,61 @@ def test_an_iterator_body_streams(native):
     r = get(native.port, "/events")
     assert r.header("Content-Type") == "text/event-stream" and r.header("Cache-Control") == "no-cache"
     assert r.body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+
+def test_an_async_iterator_body_streams_as_it_is_produced(native):
+    """An async def handler's async generator: each piece goes out as it comes (the first after
+    ~0 s, the whole after the generator's two 0.2 s waits), chunked, and the generator is
+    closed at its end; a plain iterator from an async handler streams too."""
+    closed = json.loads(get(native.port, "/state").body)["agen_closed"]
+    first, r = first_then_whole(native.port, "/agen", b"part 0;")
+    assert first < 0.2, f"the first piece came after {first:.2f} s"
+    assert r.body == b"part 0;part 1;part 2;" and r.header("Transfer-Encoding") == "chunked"
+    assert r.header("Content-Type") == "text/plain"
+    assert json.loads(get(native.port, "/state").body)["agen_closed"] == closed + 1
+    assert get(native.port, "/agen-sync").body == b"abc"
+
+
+def test_an_async_iterator_waits_for_a_slow_client(native):
+    """While the client reads nothing, the generator is not run ahead (backpressure without
+    blocking the event loop: another async handler answers meanwhile); once read, the whole
+    body arrives."""
+    import socket
+    import time
+    size = 48 * 1024 * 1024
+    with connect(native.port, timeout=30) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"GET /agen-big?%d HTTP/1.1\r\nHost: t\r\n\r\n" % size)
+        time.sleep(0.5)
+        produced = json.loads(get(native.port, "/state").body)["big_produced"]
+        assert 0 < produced < 12 << 20, f"{produced} bytes made for a client that reads nothing"
+        t0 = time.monotonic()
+        assert json.loads(get(native.port, "/async-wait?x").body) == {"waited": "x"}
+        assert time.monotonic() - t0 < 1.0, "the event loop was blocked by the waiting stream"
+        r = Reader(s).response()
+        assert len(r.body) == size and r.body.count(b"y") == size
+
+
+def test_an_async_iterator_that_fails_or_loses_its_client(native):
+    """A generator that raises mid-body: what was sent stays sent and the connection closes
+    (the chunked body never ends, so the client knows it is cut). A client that leaves
+    mid-stream: the generator is closed (its finally runs) and the worker goes on."""
+    import time
+    with connect(native.port) as s:
+        s.sendall(b"GET /agen-raise HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert b"before " in data and not data.endswith(b"0\r\n\r\n"), data
+    closed = json.loads(get(native.port, "/state").body)["agen_closed"]
+    with connect(native.port) as s:
+        s.sendall(b"GET /agen-forever HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert b"tick" in s.recv(65536)
+    deadline = time.monotonic() + 5
+    while json.loads(get(native.port, "/state").body)["agen_closed"] == closed:
+        assert time.monotonic() < deadline, "the generator of a client that left was never closed"
+        time.sleep(0.05)
+    assert get(native.port, "/").body == b"Hello, world!"
