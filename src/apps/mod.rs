@@ -21,6 +21,8 @@ use std::os::fd::FromRawFd;
 /// A request for the application. `head` holds the whole request head as received.
 pub struct AppRequest<'a> {
     pub head: &'a [u8],
+    /// Where the head's fields are (parsed once, with the head).
+    pub fields: &'a [crate::h1::parse::Field],
     pub method: &'a [u8],
     pub target: &'a [u8],
     pub minor: u8,
@@ -32,27 +34,9 @@ pub struct AppRequest<'a> {
 
 impl AppRequest<'_> {
     /// The fields of the head, in order. The head was validated when it was parsed.
-    pub fn headers(&self) -> Vec<(&[u8], &[u8])> {
-        let mut storage = [httparse::EMPTY_HEADER; 128];
-        let mut req = httparse::Request::new(&mut storage);
-        let start = self.head.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(0);
-        let _ = req.parse(&self.head[start..]);
-        req.headers
-            .iter()
-            .take_while(|h| !h.name.is_empty())
-            .map(|h| {
-                // Re-borrow the slices from `self.head` (httparse ties them to `storage`).
-                let name = subslice(self.head, h.name.as_bytes());
-                let value = subslice(self.head, h.value);
-                (name, value)
-            })
-            .collect()
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        crate::h1::parse::FieldIndex { head: self.head, fields: self.fields }.iter()
     }
-}
-
-fn subslice<'a>(whole: &'a [u8], part: &[u8]) -> &'a [u8] {
-    let off = part.as_ptr() as usize - whole.as_ptr() as usize;
-    &whole[off..off + part.len()]
 }
 
 /// A request body: complete, or arriving.
@@ -384,8 +368,10 @@ mod tests {
     #[test]
     fn headers_are_listed() {
         let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-A: 2\r\n\r\n";
-        let r = AppRequest { head, method: b"GET", target: b"/", minor: 1, peer: None, local_port: 80, conn_id: (0, 0) };
-        let h = r.headers();
+        let mut fields = Vec::new();
+        crate::h1::parse::parse_head(head, &crate::h1::parse::Limits::default(), &mut fields).unwrap().unwrap();
+        let r = AppRequest { head, fields: &fields, method: b"GET", target: b"/", minor: 1, peer: None, local_port: 80, conn_id: (0, 0) };
+        let h: Vec<_> = r.headers().collect();
         assert_eq!(h, vec![(&b"Host"[..], &b"a"[..]), (b"X-A", b"1"), (b"X-A", b"2")]);
     }
 }

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 #[pyclass(module = "vw._core")]
 pub struct Request {
     head: Vec<u8>,
+    fields: Vec<crate::h1::parse::Field>,
     method_len: usize,
     target: std::ops::Range<usize>,
     body: Option<Py<PyBytes>>,
@@ -67,8 +68,7 @@ impl Request {
             return Ok(h.bind(py).clone());
         }
         let d = PyDict::new(py);
-        let areq = AppRequest { head: &self.head, method: b"", target: b"", minor: 1, peer: None, local_port: 0, conn_id: (0, 0) };
-        for (name, value) in areq.headers() {
+        for (name, value) in (crate::h1::parse::FieldIndex { head: &self.head, fields: &self.fields }).iter() {
             let key = PyString::new(py, &String::from_utf8_lossy(name).to_ascii_lowercase());
             let value = latin1(py, value);
             match d.get_item(&key)? {
@@ -255,6 +255,7 @@ impl Native {
             method_len: job.method.len(),
             target: job.target.clone(),
             head: std::mem::take(&mut job.head),
+            fields: std::mem::take(&mut job.fields),
             body,
             params: named,
             params_dict: None,

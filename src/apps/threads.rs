@@ -100,6 +100,7 @@ pub struct Route {
 /// A request handed to the application, owned (it may run on another thread).
 pub struct Job {
     pub head: Vec<u8>,
+    pub fields: Vec<crate::h1::parse::Field>,
     pub method: Range<usize>,
     pub target: Range<usize>,
     pub minor: u8,
@@ -115,6 +116,7 @@ impl Job {
     pub fn request(&self) -> AppRequest<'_> {
         AppRequest {
             head: &self.head,
+            fields: &self.fields,
             method: &self.head[self.method.clone()],
             target: &self.head[self.target.clone()],
             minor: self.minor,
@@ -760,6 +762,7 @@ impl App for Threaded {
             method: at(req.method),
             target: at(req.target),
             head: req.head.to_vec(),
+            fields: req.fields.to_vec(),
             minor: req.minor,
             peer: req.peer,
             local_port: req.local_port,

@@ -9,7 +9,7 @@ use crate::apps::exchange::{Part, SharedExchange};
 use crate::apps::{App, AppCall, AppRequest, BodySink, Inbox, ReqBody};
 use crate::h1::body::Chunked;
 use crate::service::observe::{now_ns, referer_and_agent, AccessLog, Counters, Entry, OwnedRequest};
-use crate::h1::parse::{parse_head, Body, Head, Limits, Method};
+use crate::h1::parse::{parse_head, Body, Field, FieldIndex, Head, Limits, Method};
 use crate::h1::encode::{self, simple, Clock, Framing, Streamed, CLOSE, KEEP_ALIVE};
 use crate::io::out::OutQueue;
 use crate::statics::{request_path, Outcome, StaticFiles, StaticRequest};
@@ -29,6 +29,8 @@ pub struct Ctx {
     pub mounts: Vec<Mount>,
     /// The application, for every request no mount takes.
     pub app: Option<Box<dyn App>>,
+    /// The fields of the head parsed last (see `parse::Field`), kept to be reused.
+    pub fields: Vec<Field>,
     pub limits: Limits,
     pub max_body: u64,
     /// Request bodies for the application above this size are spooled to a temporary file.
@@ -47,7 +49,7 @@ impl Ctx {
     pub fn new(clock: Clock, mounts: Vec<Mount>, app: Option<Box<dyn App>>) -> Self {
         let mut mounts = mounts;
         mounts.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-        Ctx { clock, mounts, app, limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None }
+        Ctx { clock, mounts, app, fields: Vec::with_capacity(32), limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None }
     }
 }
 
@@ -136,6 +138,7 @@ impl BodyLeft {
 /// An application request waiting for its body.
 pub struct Pending {
     head: Vec<u8>,
+    fields: Vec<Field>,
     parsed: Head,
     close: bool,
     body: BodyLeft,
@@ -262,12 +265,15 @@ impl Proto {
                     if pos == data.len() {
                         return pos;
                     }
-                    match parse_head(&data[pos..], &ctx.limits) {
+                    match parse_head(&data[pos..], &ctx.limits, &mut ctx.fields) {
                         Ok(None) => return pos,
                         Ok(Some(head)) => {
                             let req = &data[pos..pos + head.len];
                             pos += head.len;
-                            self.request(req, head, ctx);
+                            // The index is lent out while the request is handled (no copy).
+                            let fields = std::mem::take(&mut ctx.fields);
+                            self.request(req, head, &fields, ctx);
+                            ctx.fields = fields;
                         }
                         Err(reject) => {
                             let mark = self.out.position();
@@ -330,7 +336,7 @@ impl Proto {
                         self.finish();
                         return data.len();
                     }
-                    self.call_app(&p.head, &p.parsed, p.sink.finish(), p.close, ctx);
+                    self.call_app(&p.head, &p.parsed, &p.fields, p.sink.finish(), p.close, ctx);
                     if p.close && !matches!(self.read, ReadState::Waiting(..)) {
                         self.finish();
                         return data.len();
@@ -363,20 +369,20 @@ impl Proto {
 
     /// Count (and log) the response queued from `mark` to now. `start_ns`: when its request
     /// came (0: not timed); `req`: the request head and its parse, when there was one.
-    fn observed(&mut self, ctx: &mut Ctx, mark: u64, start_ns: u64, req: Option<(&[u8], &Head)>) {
+    fn observed(&mut self, ctx: &mut Ctx, mark: u64, start_ns: u64, req: Option<(&[u8], &Head, &[Field])>) {
         let status = self.out.status_at(mark);
         self.counted(ctx, mark, start_ns, req, status);
     }
 
     /// `observed`, with the status known.
-    fn counted(&mut self, ctx: &mut Ctx, mark: u64, start_ns: u64, req: Option<(&[u8], &Head)>, status: u16) {
+    fn counted(&mut self, ctx: &mut Ctx, mark: u64, start_ns: u64, req: Option<(&[u8], &Head, &[Field])>, status: u16) {
         let bytes = self.out.position() - mark;
         let micros = if start_ns == 0 { 0 } else { now_ns().saturating_sub(start_ns) / 1000 };
         ctx.stats.response(status, bytes, micros);
         if let Some(log) = &mut ctx.log {
             let entry = match req {
-                Some((head, parsed)) => {
-                    let (referer, user_agent) = referer_and_agent(head);
+                Some((head, parsed, fields)) => {
+                    let (referer, user_agent) = referer_and_agent(FieldIndex { head, fields }.iter());
                     Entry {
                         peer: self.peer,
                         method: &head[parsed.method_range.clone()],
@@ -400,14 +406,14 @@ impl Proto {
         self.close_after_flush = true;
     }
 
-    fn request(&mut self, req: &[u8], head: Head, ctx: &mut Ctx) {
+    fn request(&mut self, req: &[u8], head: Head, fields: &[Field], ctx: &mut Ctx) {
         let mark = self.out.position();
         // Static answers are queued at once; they are timed only for the access log.
         let start = if ctx.log.is_some() { now_ns() } else { 0 };
         if let Body::Length(n) = head.body {
             if n > ctx.max_body {
                 simple(self.out.owned_tail(), &ctx.clock.date, 413, b"", Some(CLOSE), false);
-                self.observed(ctx, mark, start, Some((req, &head)));
+                self.observed(ctx, mark, start, Some((req, &head, fields)));
                 self.finish();
                 return;
             }
@@ -415,21 +421,21 @@ impl Proto {
         let path = request_path(&req[head.target.clone()]);
         if path.first() != Some(&b'/') && !(path == b"*" && ctx.app.is_some()) {
             simple(self.out.owned_tail(), &ctx.clock.date, 400, b"", Some(CLOSE), false);
-            self.observed(ctx, mark, start, Some((req, &head)));
+            self.observed(ctx, mark, start, Some((req, &head, fields)));
             self.finish();
             return;
         }
         let status = match route(ctx, path) {
-            Route::App => return self.app_request(req, head, ctx), // counted when the application answers
-            Route::Static(i, sub) => self.static_request(Some((i, sub)), req, &head, ctx),
+            Route::App => return self.app_request(req, head, fields, ctx), // counted when the application answers
+            Route::Static(i, sub) => self.static_request(Some((i, sub)), req, fields, &head, ctx),
             Route::MountRoot(i) => {
                 let mut loc = ctx.mounts[i].prefix.clone();
                 loc.push(b'/');
                 self.static_request_outcome(Outcome::Redirect(loc), &head, ctx)
             }
-            Route::Nowhere => self.static_request(None, req, &head, ctx),
+            Route::Nowhere => self.static_request(None, req, fields, &head, ctx),
         };
-        self.counted(ctx, mark, start, Some((req, &head)), status);
+        self.counted(ctx, mark, start, Some((req, &head, fields)), status);
     }
 
     /// How this response ends: whether the connection closes after it, and the Connection line.
@@ -448,7 +454,7 @@ impl Proto {
     }
 
     /// Answer from a static mount; returns the status queued.
-    fn static_request(&mut self, mount: Option<(usize, &[u8])>, req: &[u8], head: &Head, ctx: &mut Ctx) -> u16 {
+    fn static_request(&mut self, mount: Option<(usize, &[u8])>, req: &[u8], fields: &[Field], head: &Head, ctx: &mut Ctx) -> u16 {
         let outcome = match (head.method, mount) {
             (Method::Other, _) => {
                 let (_, conn) = Self::connection(head, ctx, false);
@@ -458,7 +464,7 @@ impl Proto {
             (_, None) => Outcome::NotFound,
             (_, Some((i, sub))) => {
                 let (_, conn) = Self::connection(head, ctx, false);
-                let sreq = StaticRequest { path: sub, head_only: head.method == Method::Head, conn, head: &req[..head.len], cond: head.cond };
+                let sreq = StaticRequest { path: sub, head_only: head.method == Method::Head, conn, head: FieldIndex { head: &req[..head.len], fields }, cond: head.cond };
                 match ctx.mounts[i].files.serve(&sreq, &ctx.clock, &mut self.out) {
                     Outcome::Redirect(loc) => Outcome::Redirect([&ctx.mounts[i].prefix[..], &loc].concat()),
                     other => other,
@@ -504,10 +510,10 @@ impl Proto {
         status
     }
 
-    fn app_request(&mut self, req: &[u8], head: Head, ctx: &mut Ctx) {
+    fn app_request(&mut self, req: &[u8], head: Head, fields: &[Field], ctx: &mut Ctx) {
         let (close, _) = Self::connection(&head, ctx, true);
         if head.body == Body::None {
-            self.call_app(req, &head, ReqBody::Empty, close, ctx);
+            self.call_app(req, &head, fields, ReqBody::Empty, close, ctx);
             if close && !matches!(self.read, ReadState::Waiting(..)) {
                 self.finish();
             }
@@ -517,7 +523,7 @@ impl Proto {
         if ctx.app.as_ref().is_some_and(|a| a.streams_body()) {
             // The application is called now and takes the body as it comes.
             let inbox = std::sync::Arc::new(Inbox::default());
-            self.call_app(req, &head, ReqBody::Stream(inbox.clone()), close, ctx);
+            self.call_app(req, &head, fields, ReqBody::Stream(inbox.clone()), close, ctx);
             match std::mem::replace(&mut self.read, ReadState::Head) {
                 ReadState::Waiting(ex, close) => {
                     let expect_continue = head.expect_continue;
@@ -534,6 +540,7 @@ impl Proto {
         }
         self.read = ReadState::AppBody(Box::new(Pending {
             head: req.to_vec(),
+            fields: fields.to_vec(),
             parsed: head,
             close,
             body,
@@ -541,7 +548,7 @@ impl Proto {
         }));
     }
 
-    fn call_app(&mut self, req: &[u8], head: &Head, body: ReqBody, close: bool, ctx: &mut Ctx) {
+    fn call_app(&mut self, req: &[u8], head: &Head, fields: &[Field], body: ReqBody, close: bool, ctx: &mut Ctx) {
         let conn = if close { Some(CLOSE) } else if head.minor == 0 { Some(KEEP_ALIVE) } else { None };
         let head_only = head.method == Method::Head;
         self.answer = Answer { conn, head_only, minor: head.minor, status: 0, body: None };
@@ -549,6 +556,7 @@ impl Proto {
             head: req,
             method: &req[head.method_range.clone()],
             target: &req[head.target.clone()],
+            fields,
             minor: head.minor,
             peer: self.peer,
             local_port: ctx.local_port,
@@ -560,14 +568,14 @@ impl Proto {
             AppCall::Answer(parts) => {
                 self.frame(parts, &ctx.clock.date);
                 let status = self.answer.status;
-                self.counted(ctx, mark, start, Some((req, head)), status);
+                self.counted(ctx, mark, start, Some((req, head, fields)), status);
                 if self.answer.closes() {
                     self.finish();
                 }
             }
             AppCall::Pending(ex) => {
                 let owned = ctx.log.as_ref().map(|_| {
-                    OwnedRequest::from_head(req, &req[head.method_range.clone()], &req[head.target.clone()], head.minor)
+                    OwnedRequest::from_head(FieldIndex { head: req, fields }, &req[head.method_range.clone()], &req[head.target.clone()], head.minor)
                 });
                 self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned }));
                 self.read = ReadState::Waiting(ex, close);

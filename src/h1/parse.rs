@@ -93,9 +93,38 @@ impl Reject {
 
 pub type ParseResult = Result<Option<Head>, Reject>;
 
-/// Parse one request head from the start of `buf`.
+/// Where one field of a head is: offsets into the bytes the head was parsed from. The head is
+/// parsed once; whoever needs its fields later (an application's headers, a static file's
+/// conditions, the access log) reads them through this index, not by scanning the head again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Field {
+    name: u32,
+    name_len: u32,
+    value: u32,
+    value_len: u32,
+}
+
+/// A head and the index of its fields.
+#[derive(Clone, Copy)]
+pub struct FieldIndex<'a> {
+    pub head: &'a [u8],
+    pub fields: &'a [Field],
+}
+
+impl<'a> FieldIndex<'a> {
+    /// (name, value) of each field, in order.
+    pub fn iter(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        let head = self.head;
+        self.fields.iter().map(move |f| {
+            (&head[f.name as usize..(f.name + f.name_len) as usize], &head[f.value as usize..(f.value + f.value_len) as usize])
+        })
+    }
+}
+
+/// Parse one request head from the start of `buf`, listing its fields in `fields`.
 /// `Ok(None)`: incomplete, read more. `Ok(Some(head))`: complete, `head.len` bytes consumed.
-pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
+pub fn parse_head(buf: &[u8], limits: &Limits, fields: &mut Vec<Field>) -> ParseResult {
+    fields.clear();
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line.
     // We ignore exactly CRLF pairs; they are counted in `head.len`.
     let mut skip = 0;
@@ -194,6 +223,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> ParseResult {
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
+        fields.push(Field { name: offset(name) as u32, name_len: name.len() as u32, value: offset(value) as u32, value_len: value.len() as u32 });
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
                 hosts += 1;
@@ -459,8 +489,17 @@ fn looks_like_http_version(rest: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_field_index_lists_every_field_in_order() {
+        let buf = b"\r\nPOST /u HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nContent-Length: 3\r\nX-A:  1 2 \r\n\r\nabc";
+        let mut fields = vec![Field::default(); 3]; // stale entries from a previous head go
+        let head = parse_head(buf, &Limits::default(), &mut fields).unwrap().unwrap();
+        let got: Vec<_> = FieldIndex { head: &buf[..head.len], fields: &fields }.iter().collect();
+        assert_eq!(got, vec![(&b"Host"[..], &b"a"[..]), (b"X-Empty", b""), (b"Content-Length", b"3"), (b"X-A", b"1 2")]);
+    }
+
     fn parse(s: &[u8]) -> ParseResult {
-        parse_head(s, &Limits::default())
+        parse_head(s, &Limits::default(), &mut Vec::new())
     }
 
     fn ok(s: &[u8]) -> Head {

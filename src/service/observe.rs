@@ -137,8 +137,8 @@ pub struct OwnedRequest {
 
 impl OwnedRequest {
     /// From a request head: the method and target ranges, and the two fields the formats use.
-    pub fn from_head(head: &[u8], method: &[u8], target: &[u8], minor: u8) -> Self {
-        let (referer, user_agent) = referer_and_agent(head);
+    pub fn from_head(head: crate::h1::parse::FieldIndex<'_>, method: &[u8], target: &[u8], minor: u8) -> Self {
+        let (referer, user_agent) = referer_and_agent(head.iter());
         OwnedRequest { method: method.to_vec(), target: target.to_vec(), minor, referer: referer.to_vec(), user_agent: user_agent.to_vec() }
     }
 
@@ -157,10 +157,10 @@ impl OwnedRequest {
     }
 }
 
-/// The Referer and User-Agent of a request head (empty when absent).
-pub fn referer_and_agent(head: &[u8]) -> (&[u8], &[u8]) {
+/// The Referer and User-Agent among a request's fields (empty when absent).
+pub fn referer_and_agent<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> (&'a [u8], &'a [u8]) {
     let (mut referer, mut agent): (&[u8], &[u8]) = (b"", b"");
-    for (name, value) in crate::statics::negotiate::head_fields(head) {
+    for (name, value) in fields {
         if name.eq_ignore_ascii_case(b"referer") {
             referer = value;
         } else if name.eq_ignore_ascii_case(b"user-agent") {

@@ -190,8 +190,9 @@ pub struct StaticRequest<'a> {
     pub head_only: bool,
     /// `None` for the common HTTP/1.1 keep-alive case, else the Connection line to add.
     pub conn: Option<&'static [u8]>,
-    /// The request head, and which of the fields static files answer to it has (`Head::cond`).
-    pub head: &'a [u8],
+    /// The request head with its fields, and which of the fields static files answer to it
+    /// has (`Head::cond`).
+    pub head: crate::h1::parse::FieldIndex<'a>,
     pub cond: u8,
 }
 
@@ -503,7 +504,7 @@ fn answer(e: &mut Entry, root: &OwnedFd, req: &StaticRequest<'_>, clock: &Clock,
         emit(rep, body, req, cached, clock, out);
         return Some(Outcome::Served(200));
     }
-    let f = Fields::parse(req.head);
+    let f = Fields::from_fields(req.head.iter());
     let rep = match negotiate::choose_coding(f.accept_encoding.as_deref(), e.br.is_some(), e.gzip.is_some()) {
         None => return Some(Outcome::NotAcceptable),
         Some(Coding::Identity) => &mut e.ident,

@@ -29,9 +29,14 @@ pub fn head_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 impl Fields {
     /// Read them from a request head (see [`head_fields`]).
     pub fn parse(head: &[u8]) -> Fields {
+        Fields::from_fields(head_fields(head))
+    }
+
+    /// Read them from a request's fields.
+    pub fn from_fields<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Fields {
         let mut f = Fields::default();
         let mut twice = [false; 4];
-        for (name, value) in head_fields(head) {
+        for (name, value) in fields {
             let lower = name.to_ascii_lowercase();
             let (slot, single) = match &lower[..] {
                 b"if-match" => (&mut f.if_match, None),
