@@ -228,7 +228,9 @@ fn current_cpu() -> i32 {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_worker, m)?)?;
     m.add_function(wrap_pyfunction!(current_cpu, m)?)?;
-    apps::register(m)?;
+    apps::wsgi::register(m)?;
+    apps::native::register(m)?;
+    apps::asgi::register(m)?;
     m.add_function(wrap_pyfunction!(asgi_worker, m)?)?;
     // The layout of a worker's counters slot, for the supervisor's /metrics.
     m.add("STATS_SLOT_WORDS", service::observe::slot::WORDS)?;

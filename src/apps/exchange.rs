@@ -4,8 +4,13 @@
 //! close, the Connection line, HEAD, 1xx/204/304). An HTTP/2 stream would frame the same parts
 //! its own way.
 
+use super::request::{AppRequest, ReqBody};
+use pyo3::prelude::*;
 use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::ops::Range;
 use std::os::fd::OwnedFd;
+use std::sync::{Arc, Condvar, Mutex};
 
 /// A field name or value as an application gave it (checked by its interface).
 pub type Bytes = Cow<'static, [u8]>;
@@ -101,3 +106,203 @@ pub fn notify(ex: &SharedExchange) {
         ex.borrow_mut().on_progress = Some(hook);
     }
 }
+
+/// What an application made of a request.
+pub enum AppCall {
+    /// The whole response, now.
+    Answer(Vec<Part>),
+    /// The response comes later through the exchange; nothing more is read from the
+    /// connection until it is finished.
+    Pending(SharedExchange),
+}
+
+/// An application: answers one complete request with a response given as parts (see
+/// `exchange`), now or later. The connection frames it.
+pub trait App {
+    /// `head_only`: the request is HEAD (the connection sends no body whatever the parts say).
+    fn call(&mut self, req: &AppRequest, body: ReqBody, head_only: bool) -> AppCall;
+
+    /// For applications that answer later: where to report "connection `id` has new output".
+    fn bind(&mut self, _wakeups: Wakeups) {}
+
+    /// The application takes request bodies as they arrive ([`ReqBody::Stream`]), called at
+    /// the end of the head; otherwise a body is read whole (spooled past 1 MiB) first.
+    fn streams_body(&self) -> bool {
+        false
+    }
+
+    /// A job queued by `call` to run on this turn of the loop, by the thread that leads it.
+    fn next_job(&mut self) -> Option<Box<Job>> {
+        None
+    }
+
+    fn has_job(&self) -> bool {
+        false
+    }
+
+    /// A descriptor the worker polls: readable when `take_done` has output of other threads.
+    fn wake_fd(&self) -> Option<i32> {
+        None
+    }
+
+    fn take_done(&mut self) -> Vec<Done> {
+        Vec::new()
+    }
+}
+
+/// Connections (fd, generation) whose exchange has new output, and the hook that makes the
+/// worker look at them soon.
+#[derive(Clone)]
+pub struct Wakeups {
+    pub list: std::rc::Rc<std::cell::RefCell<Vec<(i32, u64)>>>,
+}
+
+
+// What crosses threads between the worker's loop and the handler threads (`threads`): a
+// request as a job, what a job produced, and the backpressure of a streamed response.
+
+/// A streamed body waits while this much of it is unwritten, until it is down to LOW_WATER.
+const HIGH_WATER: usize = 256 * 1024;
+const LOW_WATER: usize = 64 * 1024;
+
+/// Which handler serves a request.
+pub struct Route {
+    /// Jobs of one key share a slow mark.
+    pub key: usize,
+    pub handler: usize,
+    pub params: Vec<(usize, Vec<u8>)>,
+    /// The handler is a coroutine function: it runs on the worker's event loop.
+    pub is_async: bool,
+}
+
+/// A request handed to the application, owned (it may run on another thread).
+pub struct Job {
+    pub head: Vec<u8>,
+    pub fields: Vec<crate::h1::parse::Field>,
+    pub method: Range<usize>,
+    pub target: Range<usize>,
+    pub minor: u8,
+    pub peer: Option<SocketAddr>,
+    pub local_port: u16,
+    pub body: ReqBody,
+    pub route: Route,
+    pub head_only: bool,
+    pub id: (i32, u64),
+}
+
+impl Job {
+    pub fn request(&self) -> AppRequest<'_> {
+        AppRequest {
+            head: &self.head,
+            fields: &self.fields,
+            method: &self.head[self.method.clone()],
+            target: &self.head[self.target.clone()],
+            minor: self.minor,
+            peer: self.peer,
+            local_port: self.local_port,
+            conn_id: self.id,
+        }
+    }
+}
+
+/// Output of a job for the connection, applied by the leader ([`Worker::deliver`]).
+pub struct Done {
+    pub id: (i32, u64),
+    /// The response's parts (see `exchange`), and how many body bytes they hold.
+    pub parts: Vec<Part>,
+    pub body_bytes: usize,
+    pub finished: bool,
+    pub close: bool,
+    /// The first piece of a streamed response brings its flow control.
+    pub flow: Option<Arc<Flow>>,
+}
+
+/// Backpressure for a streamed response: how much of it waits to be written.
+#[derive(Default)]
+pub struct Flow {
+    state: Mutex<FlowState>,
+    room: Condvar,
+}
+
+#[derive(Default)]
+struct FlowState {
+    /// Bytes in the connection's output queue not yet taken by the socket.
+    unflushed: usize,
+    /// Bytes posted to the leader and not yet moved to the connection.
+    posted: usize,
+    gone: bool,
+    /// An event loop waits for room (see `Flow::room_or_call`).
+    on_room: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Flow {
+    /// The leader moved `n` posted bytes to the connection.
+    pub fn moved(&self, n: usize) {
+        let mut s = self.state.lock().unwrap();
+        s.posted = s.posted.saturating_sub(n);
+        s.unflushed += n;
+    }
+
+    /// The connection went away before the response could start.
+    pub fn cut(&self) {
+        self.progress(0, true);
+    }
+
+    /// The leader wrote: `unflushed` bytes are left; `gone`: the connection is closed.
+    pub fn progress(&self, unflushed: usize, gone: bool) {
+        let call = {
+            let mut s = self.state.lock().unwrap();
+            s.unflushed = unflushed;
+            s.gone |= gone;
+            if s.gone || s.unflushed + s.posted <= LOW_WATER {
+                self.room.notify_all();
+                s.on_room.take()
+            } else {
+                None
+            }
+        };
+        if let Some(call) = call {
+            call(); // outside the lock: it takes the GIL
+        }
+    }
+
+    /// Wait (without the GIL) while the client is behind: from more than HIGH_WATER unwritten
+    /// until it is down to LOW_WATER, or gone.
+    pub(crate) fn wait_room(&self, py: Python<'_>) {
+        if self.behind() {
+            py.detach(|| {
+                let mut s = self.state.lock().unwrap();
+                while !s.gone && s.unflushed + s.posted > LOW_WATER {
+                    s = self.room.wait(s).unwrap();
+                }
+            });
+        }
+    }
+
+    /// More than HIGH_WATER is unwritten (and the client is still there).
+    pub(crate) fn behind(&self) -> bool {
+        let s = self.state.lock().unwrap();
+        !s.gone && s.unflushed + s.posted > HIGH_WATER
+    }
+
+    /// `more` bytes are posted; false when the client is gone.
+    pub(crate) fn posted(&self, more: usize) -> bool {
+        let mut s = self.state.lock().unwrap();
+        s.posted += more;
+        !s.gone
+    }
+
+    /// Without blocking (an event loop's thread): true when there is room now; else `on_room`
+    /// is kept and called (once, from the thread that writes) when the client has caught up
+    /// or gone.
+    pub(crate) fn room_or_call(&self, on_room: Box<dyn FnOnce() + Send>) -> bool {
+        let mut s = self.state.lock().unwrap();
+        if s.gone || s.unflushed + s.posted <= HIGH_WATER {
+            return true;
+        }
+        s.on_room = Some(on_room);
+        false
+    }
+
+}
+

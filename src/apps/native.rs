@@ -2,7 +2,8 @@
 //! use, and what a handler returns (bytes, str, JSON, None, `vw.Response`) made into a [`Reply`].
 
 use super::reply::{bad, internal_error, is_field_value, is_token, latin1, split_target, status_text, Reply, CONTENT_TYPE, TEXT_PLAIN};
-use super::threads::{Finished, Job, Responder, Route as ThreadRoute, SyncApp};
+use super::exchange::{Job, Route as ThreadRoute};
+use super::threads::{Finished, Responder, SyncApp};
 use super::{AppRequest, ReqBody};
 use crate::h1::encode::reason;
 use crate::statics::normalize_percent;

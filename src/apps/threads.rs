@@ -19,15 +19,13 @@
 //! response instead. The GIL is held only to run Python and is never awaited while holding the
 //! pool's small locks.
 
-use super::exchange::{Part, ResponseHead};
+use super::exchange::{Done, Flow, Job, Part, ResponseHead, Route};
 use super::reply::{internal_error, Reply};
 use super::{App, AppCall, AppRequest, Exchange, ReqBody, SharedExchange};
 use crate::io::worker::Worker;
 use pyo3::prelude::*;
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::ops::Range;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, TryLockError};
@@ -45,9 +43,6 @@ const SLOW_MARK: u8 = 8;
 /// A dispatched job shorter than this counts as quick.
 const QUICK: Duration = Duration::from_micros(500);
 const ROUTE_SLOTS: usize = 256;
-/// A streamed body waits while this much of it is unwritten, until it is down to LOW_WATER.
-const HIGH_WATER: usize = 256 * 1024;
-const LOW_WATER: usize = 64 * 1024;
 
 /// An application called on the pool's threads.
 pub trait SyncApp: Send + Sync {
@@ -85,147 +80,6 @@ pub enum Finished<'py> {
     Whole(Reply),
     /// The head, and an iterator or async iterator of the body's pieces.
     Stream(Reply, Bound<'py, PyAny>),
-}
-
-/// Which handler serves a request.
-pub struct Route {
-    /// Jobs of one key share a slow mark.
-    pub key: usize,
-    pub handler: usize,
-    pub params: Vec<(usize, Vec<u8>)>,
-    /// The handler is a coroutine function: it runs on the worker's event loop.
-    pub is_async: bool,
-}
-
-/// A request handed to the application, owned (it may run on another thread).
-pub struct Job {
-    pub head: Vec<u8>,
-    pub fields: Vec<crate::h1::parse::Field>,
-    pub method: Range<usize>,
-    pub target: Range<usize>,
-    pub minor: u8,
-    pub peer: Option<SocketAddr>,
-    pub local_port: u16,
-    pub body: ReqBody,
-    pub route: Route,
-    pub head_only: bool,
-    id: (i32, u64),
-}
-
-impl Job {
-    pub fn request(&self) -> AppRequest<'_> {
-        AppRequest {
-            head: &self.head,
-            fields: &self.fields,
-            method: &self.head[self.method.clone()],
-            target: &self.head[self.target.clone()],
-            minor: self.minor,
-            peer: self.peer,
-            local_port: self.local_port,
-            conn_id: self.id,
-        }
-    }
-}
-
-/// Output of a job for the connection, applied by the leader ([`Worker::deliver`]).
-pub struct Done {
-    pub id: (i32, u64),
-    /// The response's parts (see `exchange`), and how many body bytes they hold.
-    pub parts: Vec<Part>,
-    pub body_bytes: usize,
-    pub finished: bool,
-    pub close: bool,
-    /// The first piece of a streamed response brings its flow control.
-    pub flow: Option<Arc<Flow>>,
-}
-
-/// Backpressure for a streamed response: how much of it waits to be written.
-#[derive(Default)]
-pub struct Flow {
-    state: Mutex<FlowState>,
-    room: Condvar,
-}
-
-#[derive(Default)]
-struct FlowState {
-    /// Bytes in the connection's output queue not yet taken by the socket.
-    unflushed: usize,
-    /// Bytes posted to the leader and not yet moved to the connection.
-    posted: usize,
-    gone: bool,
-    /// An event loop waits for room (see `Flow::room_or_call`).
-    on_room: Option<Box<dyn FnOnce() + Send>>,
-}
-
-impl Flow {
-    /// The leader moved `n` posted bytes to the connection.
-    pub fn moved(&self, n: usize) {
-        let mut s = self.state.lock().unwrap();
-        s.posted = s.posted.saturating_sub(n);
-        s.unflushed += n;
-    }
-
-    /// The connection went away before the response could start.
-    pub fn cut(&self) {
-        self.progress(0, true);
-    }
-
-    /// The leader wrote: `unflushed` bytes are left; `gone`: the connection is closed.
-    pub fn progress(&self, unflushed: usize, gone: bool) {
-        let call = {
-            let mut s = self.state.lock().unwrap();
-            s.unflushed = unflushed;
-            s.gone |= gone;
-            if s.gone || s.unflushed + s.posted <= LOW_WATER {
-                self.room.notify_all();
-                s.on_room.take()
-            } else {
-                None
-            }
-        };
-        if let Some(call) = call {
-            call(); // outside the lock: it takes the GIL
-        }
-    }
-
-    /// Wait (without the GIL) while the client is behind: from more than HIGH_WATER unwritten
-    /// until it is down to LOW_WATER, or gone.
-    fn wait_room(&self, py: Python<'_>) {
-        if self.behind() {
-            py.detach(|| {
-                let mut s = self.state.lock().unwrap();
-                while !s.gone && s.unflushed + s.posted > LOW_WATER {
-                    s = self.room.wait(s).unwrap();
-                }
-            });
-        }
-    }
-
-    /// More than HIGH_WATER is unwritten (and the client is still there).
-    fn behind(&self) -> bool {
-        let s = self.state.lock().unwrap();
-        !s.gone && s.unflushed + s.posted > HIGH_WATER
-    }
-
-    /// `more` bytes are posted; false when the client is gone.
-    fn posted(&self, more: usize) -> bool {
-        let mut s = self.state.lock().unwrap();
-        s.posted += more;
-        !s.gone
-    }
-
-    /// Without blocking (an event loop's thread): true when there is room now; else `on_room`
-    /// is kept and called (once, from the thread that writes) when the client has caught up
-    /// or gone.
-    fn room_or_call(&self, on_room: Box<dyn FnOnce() + Send>) -> bool {
-        let mut s = self.state.lock().unwrap();
-        if s.gone || s.unflushed + s.posted <= HIGH_WATER {
-            return true;
-        }
-        s.on_room = Some(on_room);
-        false
-    }
-
 }
 
 /// The worker, to be held by one thread at a time.

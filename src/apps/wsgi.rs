@@ -2,7 +2,8 @@
 //! `wsgi.file_wrapper`, and the response iterable collected into a [`Reply`].
 
 use super::reply::{bad, internal_error, is_field_value, is_token, latin1, split_target, Reply};
-use super::threads::{Job, Responder, Route, SyncApp};
+use super::exchange::{Job, Route};
+use super::threads::{Responder, SyncApp};
 use super::{AppRequest, Inbox, ReqBody, Taken};
 use crate::statics::normalize_percent;
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError};

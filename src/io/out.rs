@@ -536,7 +536,7 @@ mod tests {
 
     fn tempfile_with(data: &[u8]) -> Option<std::fs::File> {
         use std::io::{Seek, Write};
-        let mut f = crate::apps::temp_file().unwrap();
+        let mut f = crate::apps::request::temp_file().unwrap();
         f.write_all(data).unwrap();
         f.rewind().unwrap();
         Some(f)

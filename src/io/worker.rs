@@ -644,7 +644,7 @@ impl Worker {
     }
 
     /// A job queued on this turn, to run inline (see `apps::threads`).
-    pub fn next_job(&mut self) -> Option<Box<crate::apps::threads::Job>> {
+    pub fn next_job(&mut self) -> Option<Box<crate::apps::exchange::Job>> {
         self.ctx.app.as_mut().and_then(|a| a.next_job())
     }
 
@@ -675,7 +675,7 @@ impl Worker {
 
     /// Output of a job (run here or on another thread) for its connection's exchange; written
     /// by the next `process_wakeups`.
-    pub fn deliver(&mut self, d: crate::apps::threads::Done) {
+    pub fn deliver(&mut self, d: crate::apps::exchange::Done) {
         let ex = match self.conns.get(d.id.0 as usize) {
             Some(Some(conn)) if conn.gen == d.id.1 => conn.proto.exchange().cloned(),
             _ => None,
