@@ -21,7 +21,7 @@ struct Options {
     max_body: u64,
     max_connections: usize,
     shutdown_timeout: i64,
-    timeouts: io::worker::Timeouts,
+    timeouts: h1::conn::Timeouts,
     limits: h1::parse::Limits,
     /// (URL path prefix, Cache-Control value) for static files.
     cache_control: Vec<(String, String)>,
@@ -46,7 +46,7 @@ impl Options {
             max_body: 1 << 30,
             max_connections: 100_000,
             shutdown_timeout: 4,
-            timeouts: io::worker::Timeouts::default(),
+            timeouts: h1::conn::Timeouts::default(),
             limits: h1::parse::Limits::default(),
             cache_control: Vec::new(),
             compress: false,

@@ -169,6 +169,159 @@ pub struct Watch {
     req: Option<OwnedRequest>,
 }
 
+/// Seconds a connection may spend in each phase before it is closed (slow or absent clients).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// From the first byte of a request head (or from accept) to its end: not reset by each byte,
+    /// so a client trickling a header (slowloris) is cut off. Answered with 408.
+    pub header: i64,
+    /// Without progress while a request body is read. Answered with 408.
+    pub body: i64,
+    /// Idle between requests on a keep-alive connection.
+    pub keepalive: i64,
+    /// Without progress while a response waits for the client to read it.
+    pub write: i64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { header: 10, body: 30, keepalive: 30, write: 30 }
+    }
+}
+
+/// Input kept while an application answers (pipelined requests); past it, reading pauses.
+pub const WAITING_INPUT_MAX: usize = 64 * 1024;
+
+/// A connection: its protocol state (`Proto`: what it parses and answers), its input not yet
+/// used, its phase for the event loop (writing, lingering) and its clock (the deadline of the
+/// phase it is in). The loop (`io::worker`) makes the syscalls and asks this what to wait for
+/// ([`Conn::want`]), when ([`Conn::arm`]) and what a passed deadline means ([`Conn::expiry`]).
+pub struct Conn {
+    pub inbuf: Vec<u8>,
+    pub proto: Proto,
+    /// Waiting to write (the socket was full) instead of to read.
+    pub writing: bool,
+    /// Our side is shut down; input is discarded until EOF or the deadline.
+    pub lingering: bool,
+    /// No request has been answered yet: waiting for the first is the header phase, not idle.
+    pub fresh: bool,
+    /// When the request head now being read began (its first byte, or the accept).
+    pub head_started: Option<i64>,
+    /// The second at which this connection has waited too long in its current phase.
+    pub deadline: i64,
+    /// The client ended its input while an application was answering.
+    pub eof_pending: bool,
+    /// The last second the socket took output (for the write timeout).
+    pub progress_at: i64,
+}
+
+/// What a connection waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    Read,
+    Write,
+    /// Nothing: an application has the request, and more input waits in the socket.
+    Nothing,
+}
+
+/// What a passed deadline ends in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// The client stopped reading: drop what the kernel still holds for it (a reset).
+    Abort,
+    Close,
+    /// Idle keep-alive, or a client that never sent a byte: shut our side, then close.
+    Linger,
+    /// A body stalled while the application reads it: the application sees it cut, and the
+    /// connection ends (its response can't be told from one to a complete body).
+    CutBody,
+    /// A request in progress: 408.
+    TimedOut,
+}
+
+impl Conn {
+    pub fn new(proto: Proto, now: i64, t: &Timeouts) -> Self {
+        Conn {
+            inbuf: Vec::new(),
+            proto,
+            writing: false,
+            lingering: false,
+            fresh: true,
+            head_started: Some(now),
+            deadline: now + t.header,
+            eof_pending: false,
+            progress_at: now,
+        }
+    }
+
+    /// Go on with the input kept in `inbuf`.
+    pub fn feed_inbuf(&mut self, ctx: &mut Ctx) {
+        let used = self.proto.feed(&self.inbuf, ctx);
+        if used > 0 {
+            self.fresh = false;
+            self.head_started = None;
+        }
+        self.inbuf.drain(..used);
+    }
+
+    /// What to wait for now: the one place that decides it.
+    pub fn want(&self) -> Want {
+        if self.lingering {
+            Want::Read
+        } else if self.writing {
+            Want::Write
+        } else if self.proto.exchange().is_some() && (self.eof_pending || self.inbuf.len() >= WAITING_INPUT_MAX) {
+            Want::Nothing
+        } else {
+            Want::Read
+        }
+    }
+
+    /// Set the deadline for the phase the connection is in now.
+    pub fn arm(&mut self, now: i64, t: &Timeouts) {
+        if self.lingering {
+            return;
+        }
+        self.deadline = if self.writing {
+            self.progress_at + t.write
+        } else {
+            match self.proto.read {
+                ReadState::Head if self.inbuf.is_empty() && !self.fresh => {
+                    self.head_started = None;
+                    now + t.keepalive
+                }
+                ReadState::Head => self.head_started.get_or_insert(now).saturating_add(t.header),
+                ReadState::Done => now + t.write,
+                ReadState::Waiting(..) => i64::MAX, // the application takes the time it takes
+                ReadState::AppStream(_) if self.proto.reading_body() => now + t.body,
+                ReadState::AppStream(_) => i64::MAX, // the application has body it has not read
+                _ => now + t.body,
+            }
+        };
+    }
+
+    /// What the passed deadline means for the phase the connection is in.
+    pub fn expiry(&self) -> Expiry {
+        let idle = matches!(self.proto.read, ReadState::Head) && self.inbuf.is_empty();
+        if self.writing {
+            Expiry::Abort
+        } else if self.lingering || matches!(self.proto.read, ReadState::Done) {
+            Expiry::Close
+        } else if idle {
+            Expiry::Linger
+        } else if matches!(self.proto.read, ReadState::AppStream(_)) {
+            Expiry::CutBody
+        } else {
+            Expiry::TimedOut
+        }
+    }
+
+    /// No request in progress (a stopping worker ends such connections).
+    pub fn idle(&self) -> bool {
+        !self.lingering && self.inbuf.is_empty() && self.proto.is_idle()
+    }
+}
+
 /// The response an application is giving, as the connection frames it.
 #[derive(Default)]
 pub struct Answer {
@@ -969,6 +1122,37 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
             assert_eq!(statuses(&out), vec![200], "{}", String::from_utf8_lossy(head));
             assert!(!close);
         }
+    }
+
+    /// The phases of a connection as the loop sees them: what it waits for, its deadline, and
+    /// what that deadline ends in.
+    #[test]
+    fn a_connection_s_phases_set_what_it_waits_for_and_its_deadline() {
+        let t = Timeouts { header: 10, body: 30, keepalive: 60, write: 20 };
+        let mut c = Conn::new(Proto::default(), 1000, &t);
+        // A new connection waits for its first head, under the header timeout.
+        assert_eq!((c.want(), c.deadline, c.expiry()), (Want::Read, 1010, Expiry::Linger));
+        // A head begun: its clock runs from its first byte, a request in progress gets 408.
+        c.inbuf.extend_from_slice(b"GET / HT");
+        c.arm(1005, &t);
+        assert_eq!((c.deadline, c.expiry()), (1010, Expiry::TimedOut));
+        // Answered once and idle: the keep-alive timeout, from now.
+        c.inbuf.clear();
+        c.fresh = false;
+        c.arm(1007, &t);
+        assert_eq!((c.deadline, c.head_started, c.expiry()), (1067, None, Expiry::Linger));
+        // The socket is full: the write timeout counts from the last progress.
+        c.writing = true;
+        c.progress_at = 1003;
+        c.arm(1008, &t);
+        assert_eq!((c.want(), c.deadline, c.expiry()), (Want::Write, 1023, Expiry::Abort));
+        // Lingering: read (and discard) until the peer closes; the deadline stays as set.
+        c.writing = false;
+        c.lingering = true;
+        c.deadline = 1002;
+        c.arm(1009, &t);
+        assert_eq!((c.want(), c.deadline, c.expiry()), (Want::Read, 1002, Expiry::Close));
+        assert!(!c.idle());
     }
 
     /// An application that answers 200 with the length of the body it was given.

@@ -4,7 +4,7 @@
 //! Each readable event is one read, every request in it answered with one writev.
 
 use crate::apps::{notify, App, Wakeups};
-use crate::h1::conn::{Ctx, Mount, Proto, ReadState};
+use crate::h1::conn::{Conn, Ctx, Expiry, Mount, Proto, ReadState, Timeouts, Want, WAITING_INPUT_MAX};
 use crate::h1::parse::Limits;
 use crate::h1::encode::Clock;
 use crate::io::out::Flush;
@@ -36,58 +36,35 @@ pub struct WorkerConfig {
     pub log: Option<AccessLog>,
 }
 
-/// Seconds a connection may spend in each phase before it is closed (slow or absent clients).
-#[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
-    /// From the first byte of a request head (or from accept) to its end: not reset by each byte,
-    /// so a client trickling a header (slowloris) is cut off. Answered with 408.
-    pub header: i64,
-    /// Without progress while a request body is read. Answered with 408.
-    pub body: i64,
-    /// Idle between requests on a keep-alive connection.
-    pub keepalive: i64,
-    /// Without progress while a response waits for the client to read it.
-    pub write: i64,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts { header: 10, body: 30, keepalive: 30, write: 30 }
-    }
-}
-
 const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
 /// The application's descriptor: other threads have output for connections.
 const APP_WAKE: u64 = u64::MAX - 2;
 const READ_SIZE: usize = 64 * 1024;
-/// Input kept while an application answers (pipelined requests); past it, reading pauses.
-const WAITING_INPUT_MAX: usize = 64 * 1024;
 /// After a close response: how long to read and discard what the client still sends, so that our
 /// close does not turn into a reset that destroys the response before the client reads it.
 const LINGER_SECS: i64 = 2;
 
-struct Conn {
-    inbuf: Vec<u8>,
-    proto: Proto,
-    /// Registered for EPOLLOUT (waiting to write) instead of EPOLLIN.
-    writing: bool,
-    /// Our side is shut down; input is discarded until EOF or the deadline.
-    lingering: bool,
-    /// No request has been answered yet: waiting for the first is the header phase, not idle.
-    fresh: bool,
-    /// When the request head now being read began (its first byte, or the accept).
-    head_started: Option<i64>,
-    /// The second at which this connection has waited too long in its current phase.
-    deadline: i64,
-    /// The epoll events registered now.
+/// A connection as the loop holds it: its state (`h1::conn::Conn`), and what only the loop
+/// needs: the epoll events registered now, and the generation that tells it from an earlier
+/// connection on the same descriptor.
+struct Slot {
+    conn: Conn,
     interest: u32,
-    /// The client ended its input while an application was answering.
-    eof_pending: bool,
-    /// The last second the socket took output (for the write timeout).
-    progress_at: i64,
-    /// Tells this connection from an earlier one that had the same descriptor.
     gen: u64,
+}
+
+impl std::ops::Deref for Slot {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Slot {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
 }
 
 pub struct Worker {
@@ -96,7 +73,7 @@ pub struct Worker {
     listen_fd: i32,
     accepting: bool,
     accept_paused_until: i64,
-    conns: Vec<Option<Box<Conn>>>,
+    conns: Vec<Option<Box<Slot>>>,
     open: usize,
     ctx: Ctx,
     timeouts: Timeouts,
@@ -368,49 +345,28 @@ impl Worker {
     /// A connection's deadline passed: a request in progress gets 408; otherwise it just ends.
     fn expire(&mut self, fd: i32) {
         let Some(Some(c)) = self.conns.get_mut(fd as usize) else { return };
-        let idle = matches!(c.proto.read, ReadState::Head) && c.inbuf.is_empty();
-        if c.writing {
-            self.abort(fd); // the client stopped reading: drop what the kernel still holds for it
-        } else if c.lingering || matches!(c.proto.read, ReadState::Done) {
-            self.close(fd);
-        } else if idle {
-            self.start_close(fd); // idle keep-alive, or a client that never sent a byte
-        } else if matches!(c.proto.read, ReadState::AppStream(_)) {
-            // A body stalled while the application reads it: the application sees it cut, and
-            // the connection ends (its response can't be told from one to a complete body).
-            c.proto.body_cut();
-            self.abort(fd);
-        } else {
-            c.inbuf = Vec::new();
-            c.proto.timed_out(&mut self.ctx);
-            self.write(fd);
+        match c.expiry() {
+            Expiry::Abort => self.abort(fd),
+            Expiry::Close => self.close(fd),
+            Expiry::Linger => self.start_close(fd),
+            Expiry::CutBody => {
+                c.proto.body_cut();
+                self.abort(fd);
+            }
+            Expiry::TimedOut => {
+                c.inbuf = Vec::new();
+                c.proto.timed_out(&mut self.ctx);
+                self.write(fd);
+            }
         }
     }
 
     /// Set the deadline for the phase the connection is in now.
     fn arm(&mut self, fd: i32) {
-        let now = self.ctx.clock.sec;
-        let t = self.timeouts;
-        let Some(Some(c)) = self.conns.get_mut(fd as usize) else { return };
-        if c.lingering {
-            return;
+        let (now, t) = (self.ctx.clock.sec, self.timeouts);
+        if let Some(Some(c)) = self.conns.get_mut(fd as usize) {
+            c.arm(now, &t);
         }
-        c.deadline = if c.writing {
-            c.progress_at + t.write
-        } else {
-            match c.proto.read {
-                ReadState::Head if c.inbuf.is_empty() && !c.fresh => {
-                    c.head_started = None;
-                    now + t.keepalive
-                }
-                ReadState::Head => c.head_started.get_or_insert(now).saturating_add(t.header),
-                ReadState::Done => now + t.write,
-                ReadState::Waiting(..) => i64::MAX, // the application takes the time it takes
-                ReadState::AppStream(_) if c.proto.reading_body() => now + t.body,
-                ReadState::AppStream(_) => i64::MAX, // the application has body it has not read
-                _ => now + t.body,
-            }
-        };
     }
 
     /// While stopping: end every connection with no request in progress. Our side is shut
@@ -422,7 +378,7 @@ impl Worker {
             .iter()
             .enumerate()
             .filter_map(|(fd, c)| match c {
-                Some(c) if !c.lingering && c.inbuf.is_empty() && c.proto.is_idle() => Some(fd as i32),
+                Some(c) if c.idle() => Some(fd as i32),
                 _ => None,
             })
             .collect();
@@ -476,19 +432,7 @@ impl Worker {
             self.generation += 1;
             proto.id = (fd, self.generation);
             let now = self.ctx.clock.sec;
-            self.conns[i] = Some(Box::new(Conn {
-                inbuf: Vec::new(),
-                proto,
-                writing: false,
-                lingering: false,
-                fresh: true,
-                head_started: Some(now),
-                deadline: now + self.timeouts.header,
-                interest: libc::EPOLLIN as u32,
-                eof_pending: false,
-                progress_at: now,
-                gen: self.generation,
-            }));
+            self.conns[i] = Some(Box::new(Slot { conn: Conn::new(proto, now, &self.timeouts), interest: libc::EPOLLIN as u32, gen: self.generation }));
             self.open += 1;
             self.ctx.stats.opened();
             if full {
@@ -574,7 +518,7 @@ impl Worker {
             }
             if conn.proto.resume_body() {
                 // The application takes its body as it comes: decode what arrived.
-                Self::feed_inbuf(conn, &mut self.ctx);
+                conn.feed_inbuf(&mut self.ctx);
                 self.write(fd);
                 self.arm(fd);
                 return;
@@ -615,7 +559,7 @@ impl Worker {
                     return;
                 }
             };
-            Self::feed_inbuf(conn, &mut self.ctx);
+            conn.feed_inbuf(&mut self.ctx);
         }
         if matches!(conn.proto.read, ReadState::Done) {
             conn.inbuf = Vec::new();
@@ -634,15 +578,6 @@ impl Worker {
     }
 
     /// Parse what is buffered on the connection.
-    fn feed_inbuf(conn: &mut Conn, ctx: &mut Ctx) {
-        let used = conn.proto.feed(&conn.inbuf, ctx);
-        if used > 0 {
-            conn.fresh = false;
-            conn.head_started = None;
-        }
-        conn.inbuf.drain(..used);
-    }
-
     /// A job queued on this turn, to run inline (see `apps::threads`).
     pub fn next_job(&mut self) -> Option<Box<crate::apps::exchange::Job>> {
         self.ctx.app.as_mut().and_then(|a| a.next_job())
@@ -725,11 +660,11 @@ impl Worker {
                 continue;
             }
             if conn.proto.resume_body() && !conn.inbuf.is_empty() {
-                Self::feed_inbuf(conn, &mut self.ctx); // the application made room for more body
+                conn.feed_inbuf(&mut self.ctx); // the application made room for more body
             }
             if conn.proto.take_app_output(&mut self.ctx) {
                 if !conn.inbuf.is_empty() {
-                    Self::feed_inbuf(conn, &mut self.ctx);
+                    conn.feed_inbuf(&mut self.ctx);
                 }
                 if conn.eof_pending && conn.proto.exchange().is_none() {
                     conn.proto.eof(); // the client finished sending before this response did
@@ -744,14 +679,10 @@ impl Worker {
     /// What the connection waits for now: the one place that decides its epoll interest.
     fn sync_interest(&mut self, fd: i32) {
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
-        let want = if conn.lingering {
-            libc::EPOLLIN as u32
-        } else if conn.writing {
-            libc::EPOLLOUT as u32
-        } else if conn.proto.exchange().is_some() && (conn.eof_pending || conn.inbuf.len() >= WAITING_INPUT_MAX) {
-            0 // the application has the request; more input waits in the socket
-        } else {
-            libc::EPOLLIN as u32
+        let want = match conn.want() {
+            Want::Read => libc::EPOLLIN as u32,
+            Want::Write => libc::EPOLLOUT as u32,
+            Want::Nothing => 0, // the application has the request; more input waits in the socket
         };
         if want != conn.interest {
             conn.interest = want;
