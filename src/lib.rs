@@ -34,6 +34,8 @@ struct Options {
     access_log: Option<(String, String)>,
     /// Threads per worker that run a synchronous application's handlers.
     threads: usize,
+    /// WSGI and ASGI get request bodies as they arrive ("stream"), or read whole first ("spool").
+    stream_bodies: bool,
 }
 
 impl Options {
@@ -54,6 +56,7 @@ impl Options {
             stats_addr: 0,
             access_log: None,
             threads: 64,
+            stream_bodies: true,
         };
         let Some(kwargs) = kwargs else { return Ok(o) };
         for (key, value) in kwargs.iter() {
@@ -79,6 +82,13 @@ impl Options {
                 "stats_addr" => o.stats_addr = value.extract()?,
                 "access_log" => o.access_log = value.extract()?,
                 "threads" => o.threads = value.extract::<usize>()?.max(1),
+                "request_body" => {
+                    o.stream_bodies = match value.extract::<String>()?.as_str() {
+                        "stream" => true,
+                        "spool" => false,
+                        other => return Err(PyValueError::new_err(format!("request_body is stream or spool, not {other:?}"))),
+                    }
+                }
                 _ => return Err(PyValueError::new_err(format!("unknown worker option {key:?}"))),
             }
         }
@@ -125,6 +135,7 @@ impl Options {
             app,
             limits: self.limits,
             max_body: self.max_body,
+            stream_bodies: self.stream_bodies,
             max_connections: self.max_connections,
             shutdown_timeout: self.shutdown_timeout,
             holds_gil,

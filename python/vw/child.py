@@ -32,7 +32,8 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
         sock = socket.socket(fileno=listen_fd)
         kwargs = {}
         options = dict(inline_max=cfg.inline_max, cache_max_bytes=cfg.cache_max_bytes,
-                       max_body=cfg.max_body, shutdown_timeout=cfg.shutdown_timeout,
+                       max_body=cfg.max_body, request_body=cfg.request_body,
+                       shutdown_timeout=cfg.shutdown_timeout,
                        header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout,
                        keepalive_timeout=cfg.keepalive_timeout, write_timeout=cfg.write_timeout,
                        max_request_line=cfg.max_request_line, max_head=cfg.max_head,

@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads per worker for WSGI and sync vw.App handlers (default 64): a handler "
                         "that waits (a database, an upstream) runs on one while the others serve; "
                         "quick handlers run on the loop's own thread with no handoff")
+    r.add_argument("--request-body", default=SUPPRESS, choices=("stream", "spool"),
+                   help="WSGI and ASGI: stream (default) calls the application when the request head "
+                        "is in and gives it the body as it arrives (a slow upload holds a handler "
+                        "thread); spool reads the whole body first (in memory up to 1 MiB, past it "
+                        "in an unnamed temporary file), so the application runs only once it is "
+                        "complete and slow uploads cost no thread. vw.App always gets the body read "
+                        "whole (stream changes nothing there yet)")
     r.add_argument("--reload", action="store_true", default=SUPPRESS,
                    help="restart the workers gracefully when the application's code changes (development)")
     _common(r)

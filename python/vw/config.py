@@ -40,6 +40,9 @@ class ServeConfig:
     max_headers: int = 100
     max_connections: int = 16384
     threads: int = 64
+    # WSGI and ASGI request bodies: "stream" (the application is called at the end of the head
+    # and reads the body as it arrives) or "spool" (read whole first, to a file past 1 MiB)
+    request_body: str = "stream"
     header_timeout: int = 10
     body_timeout: int = 30
     keepalive_timeout: int = 30
@@ -111,6 +114,8 @@ class ServeConfig:
             raise ConfigError(f"--inline-max must be between 0 and 1 GiB, not {self.inline_max}", "inline_max")
         if self.cache_max_bytes < 0:
             raise ConfigError(f"--cache-max-bytes must be 0 or more, not {self.cache_max_bytes}", "cache_max_bytes")
+        if self.request_body not in ("stream", "spool"):
+            raise ConfigError(f"--request-body must be stream or spool, not {self.request_body!r}", "request_body")
         if self.max_body < 0:
             raise ConfigError(f"--max-body must be 0 or more, not {self.max_body}", "max_body")
         for name, low, high in (("max_request_line", 64, 1 << 20), ("max_head", 256, 1 << 24),

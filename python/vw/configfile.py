@@ -36,7 +36,7 @@ KEYS: dict[str, type] = {
     "docroot": str, "app": str, "interface": str, "host": str, "port": int, "workers": int,
     "pin": bool, "realtime": bool, "reload": bool, "static": dict,
     "max_request_line": int, "max_head": int, "max_headers": int, "max_body": int, "max_connections": int,
-    "threads": int,
+    "threads": int, "request_body": str,
     "header_timeout": int, "body_timeout": int, "keepalive_timeout": int, "write_timeout": int,
     "cache_control": dict, "compress": bool, "not_found_page": str, "inline_max": int, "cache_max_bytes": int,
     "access_log": str, "access_log_format": str, "admin_host": str, "admin_port": int,

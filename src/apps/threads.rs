@@ -163,10 +163,11 @@ impl Shared {
 
     /// Start a thread if the pool may grow (called with `ctl` held): up to `max_threads` that
     /// run handlers, and one more so that there is always a watcher to take the loop over.
-    fn grow(self: &Arc<Self>, ctl: &mut Ctl) {
+    /// Start a thread unless the pool is at its size; false when none was started.
+    fn grow(self: &Arc<Self>, ctl: &mut Ctl) -> bool {
         let cap = if ctl.watcher { self.max_threads } else { self.max_threads + 1 };
         if ctl.threads >= cap {
-            return;
+            return false;
         }
         ctl.threads += 1;
         let me = self.clone();
@@ -175,7 +176,9 @@ impl Shared {
         });
         if spawned.is_err() {
             ctl.threads -= 1;
+            return false;
         }
+        true
     }
 
     /// Wake an idle follower not already woken, or start a thread (called with `ctl` held).
@@ -183,8 +186,12 @@ impl Shared {
         if ctl.idle > ctl.pending {
             ctl.pending += 1;
             self.work.notify_one();
-        } else {
-            self.grow(ctl);
+        } else if !self.grow(ctl) && ctl.watcher {
+            // The pool is at its size and every thread is busy but the watcher: it leaves its
+            // watch and runs the queued job (see `watch_loop`), or the job would wait for ever.
+            ctl.watcher_parked = false;
+            self.watcher_parked.store(false, Ordering::Relaxed);
+            self.watch.notify_one();
         }
     }
 
@@ -316,6 +323,14 @@ impl Shared {
             } else {
                 self.watch.wait_timeout(ctl, WATCH_TICK).unwrap().0
             };
+            if ctl.jobs.len() > ctl.pending && ctl.idle <= ctl.pending && self.seq.load(Ordering::Acquire) % 2 == 0 {
+                // Queued jobs nobody else can take, and no inline job to watch: run them
+                // (`follow` pops them) instead of watching. Without a watcher the leader queues
+                // every job, and the first thread free watches again.
+                ctl.watcher = false;
+                self.watcher_present.store(false, Ordering::SeqCst);
+                return None;
+            }
             let s = self.seq.load(Ordering::Acquire);
             let urgent = std::mem::take(&mut ctl.promote_now);
             if s % 2 == 1 && (s == last || urgent) {

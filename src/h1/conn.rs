@@ -35,6 +35,9 @@ pub struct Ctx {
     pub max_body: u64,
     /// Request bodies for the application above this size are spooled to a temporary file.
     pub spool_over: usize,
+    /// An application that can take its body as it arrives (`App::streams_body`) gets it so;
+    /// false: the body is read whole before the application is called (`--request-body spool`).
+    pub stream_bodies: bool,
     pub local_port: u16,
     /// The worker is draining: every response from now on closes its connection.
     pub stopping: bool,
@@ -49,7 +52,7 @@ impl Ctx {
     pub fn new(clock: Clock, mounts: Vec<Mount>, app: Option<Box<dyn App>>) -> Self {
         let mut mounts = mounts;
         mounts.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-        Ctx { clock, mounts, app, fields: Vec::with_capacity(32), limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None }
+        Ctx { clock, mounts, app, fields: Vec::with_capacity(32), limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, stream_bodies: true, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None }
     }
 }
 
@@ -673,7 +676,7 @@ impl Proto {
             return;
         }
         let body = BodyLeft::new(head.body, ctx.max_body);
-        if ctx.app.as_ref().is_some_and(|a| a.streams_body()) {
+        if ctx.stream_bodies && ctx.app.as_ref().is_some_and(|a| a.streams_body()) {
             // The application is called now and takes the body as it comes.
             let inbox = std::sync::Arc::new(Inbox::default());
             self.call_app(req, &head, fields, ReqBody::Stream(inbox.clone()), close, ctx);
@@ -1570,5 +1573,39 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
         answer(&mut p, &mut c, &ex, "bad");
         assert!(p.close_after_flush);
         assert_eq!(calls.borrow().len(), 1);
+    }
+
+    /// A streaming application that records the bodies it is given whole.
+    struct Whole(std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>>);
+    impl App for Whole {
+        fn streams_body(&self) -> bool {
+            true
+        }
+        fn call(&mut self, _: &AppRequest, body: ReqBody, _: bool) -> AppCall {
+            self.0.borrow_mut().push(match body {
+                ReqBody::Mem(v) => v,
+                _ => b"not whole".to_vec(),
+            });
+            AppCall::Pending(Default::default())
+        }
+    }
+
+    #[test]
+    fn a_streaming_application_gets_its_body_whole_when_bodies_are_spooled() {
+        for chunked in [false, true] {
+            let mut c = ctx();
+            c.mounts.clear();
+            c.stream_bodies = false; // --request-body spool
+            let bodies: std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>> = Default::default();
+            c.app = Some(Box::new(Whole(bodies.clone())));
+            let mut p = Proto::default();
+            let head = if chunked { "POST /u HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello" } else { "POST /u HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\nhello" };
+            let rest: &[u8] = if chunked { b"\r\n5\r\nworld\r\n0\r\n\r\n" } else { b"world" };
+            p.feed(head.as_bytes(), &mut c);
+            assert_eq!(p.out.to_bytes(), b"HTTP/1.1 100 Continue\r\n\r\n", "asked for at once");
+            assert!(bodies.borrow().is_empty(), "not called before the body is complete");
+            p.feed(rest, &mut c);
+            assert_eq!(*bodies.borrow(), vec![b"helloworld".to_vec()]);
+        }
     }
 }

@@ -22,6 +22,9 @@ pub struct WorkerConfig {
     pub app: Option<Box<dyn App>>,
     pub limits: Limits,
     pub max_body: u64,
+    /// Applications that can take a body as it arrives get it so; false: every body is read
+    /// whole (spooled past 1 MiB) before the application is called.
+    pub stream_bodies: bool,
     /// Connections beyond this many are answered 503 and closed at once.
     pub max_connections: usize,
     /// Seconds a graceful stop waits for responses in flight.
@@ -164,6 +167,7 @@ impl Worker {
         let mut ctx = Ctx::new(clock, mounts, app);
         ctx.limits = cfg.limits;
         ctx.max_body = cfg.max_body;
+        ctx.stream_bodies = cfg.stream_bodies;
         ctx.not_found_page = cfg.not_found_page.map(|(body, ctype)| (ctype.into_bytes(), body.into()));
         ctx.stats = cfg.stats;
         ctx.log = cfg.log;

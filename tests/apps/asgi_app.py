@@ -4,6 +4,7 @@ import asyncio
 import contextvars
 import hashlib
 import json
+import time
 
 events = []
 progress = {"big": 0}  # body bytes of /big whose send() has returned
@@ -39,6 +40,19 @@ async def app(scope, receive, send):
         data = json.dumps(out).encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+    elif path == "/spooled":  # when it was called, and the body as it got it (--request-body spool)
+        called = time.monotonic()
+        h, n, sizes = hashlib.sha256(), 0, []
+        while True:
+            m = await receive()
+            h.update(m.get("body", b""))
+            n += len(m.get("body", b""))
+            sizes.append(len(m.get("body", b"")))
+            if not m.get("more_body"):
+                break
+        data = json.dumps({"called": called, "n": n, "sha256": h.hexdigest(), "messages": sizes}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": data})
     elif path == "/upload":
         h = hashlib.sha256()

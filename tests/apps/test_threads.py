@@ -245,3 +245,20 @@ def test_one_thread_streams_two_responses_without_stalling():
             s.close()
     finally:
         assert one.stop() == 0
+
+
+def test_one_thread_runs_every_request_of_a_route_marked_slow():
+    """--threads 1: after a handler that waits has made its route slow (its next requests go
+    to a thread, not inline), the only other thread is the watcher; a request for that route
+    must still be run (the watcher leaves its watch for it), not wait for a thread that can
+    never start."""
+    one = run_app("waiting_app:app", "--interface", "wsgi", "--threads", "1")
+    try:
+        for i in range(4):
+            t0 = time.monotonic()
+            r = get(one.port, "/wait?s=0.05")
+            assert r.body == b"done", f"request {i}"
+            assert time.monotonic() - t0 < 3, f"request {i} waited {time.monotonic() - t0:.1f} s"
+        assert get(one.port, "/quick").body == b"quick"
+    finally:
+        assert one.stop() == 0

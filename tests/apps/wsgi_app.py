@@ -39,6 +39,18 @@ def app(environ, start_response):
         out["body"] = environ["wsgi.input"].read().decode("latin-1")
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(out).encode()]
+    if path == "/spooled":  # when it was called, and the body as it got it (--request-body spool)
+        called = time.monotonic()
+        inp = environ["wsgi.input"]
+        try:
+            in_file = inp.fileno() >= 0
+        except (AttributeError, OSError):
+            in_file = False
+        body = inp.read()
+        out = {"called": called, "content_length": environ.get("CONTENT_LENGTH"), "n": len(body),
+               "sha256": hashlib.sha256(body).hexdigest(), "in_file": in_file}
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(out).encode()]
     if path == "/upload":
         h = hashlib.sha256()
         n = 0

@@ -53,6 +53,14 @@ def test_bad_options():
     _one_line_error(vw_cmd("run", "app:app", "--threads", "many"), "--threads")
 
 
+def test_request_body_option():
+    out = vw_cmd("run", "--help")
+    assert out.returncode == 0 and "--request-body" in out.stdout and "spool" in out.stdout
+    r = vw_cmd("run", "app:app", "--request-body", "foo")
+    assert r.returncode == 2
+    _one_line_error(r, "--request-body", "'foo'", "stream", "spool")
+
+
 def test_port_in_use():
     port = free_port()
     with socket.socket() as s:

@@ -68,6 +68,15 @@ def test_errors_name_the_key_and_the_line(tmp_path):
     _one_line(vw_cmd("serve", "--config", str(tmp_path / "nope.toml")), "cannot read config")
 
 
+def test_request_body_key(tmp_path, docroot):
+    cfg = tmp_path / "vw.toml"
+    cfg.write_text(f'docroot = "{docroot}"\nrequest_body = "spool"\n')
+    r = vw_cmd("check-config", str(cfg))
+    assert r.returncode == 0 and "OK" in r.stdout, r
+    cfg.write_text('app = "wsgi_app:app"\nrequest_body = "foo"\n')
+    _one_line(vw_cmd("run", "--config", str(cfg)), "line 2", "--request-body", "stream or spool", "'foo'")
+
+
 def test_check_config(tmp_path, docroot):
     cfg = tmp_path / "vw.toml"
     cfg.write_text(f'docroot = "{docroot}"\nport = 9000\nworkers = 1\n')
