@@ -6,6 +6,7 @@ pub mod h1;
 pub mod io;
 pub mod service;
 pub mod statics;
+pub mod ws;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::types::PyDict;

@@ -1,0 +1,40 @@
+//! WebSocket frames on arbitrary bytes: the header parser never panics, never claims more bytes
+//! than it was given, and says the same for every prefix (incomplete, or the same header); a
+//! payload unmasked in two pieces is the payload masked once undone; and text checked in pieces
+//! cut anywhere is accepted exactly when the whole is UTF-8.
+#![no_main]
+
+use _core::ws::frame::{check_close, parse_header, unmask, Utf8Stream};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let deflate = data.first().is_some_and(|b| b & 1 == 1);
+    if let Ok(Some((h, n))) = parse_header(data, deflate, 1 << 20) {
+        assert!(n <= data.len() && (2..=14).contains(&n));
+        for cut in 0..n {
+            assert_eq!(parse_header(&data[..cut], deflate, 1 << 20), Ok(None));
+        }
+        assert!(!h.opcode.is_control() || (h.fin && h.len <= 125));
+        let body = &data[n..];
+        let split = body.len() / 2;
+        let mut once = body.to_vec();
+        unmask(&mut once, h.mask, 0);
+        let mut twice = body.to_vec();
+        let (a, b) = twice.split_at_mut(split);
+        unmask(a, h.mask, 0);
+        unmask(b, h.mask, split as u64);
+        assert_eq!(once, twice);
+        unmask(&mut once, h.mask, 0);
+        assert_eq!(once, body, "masking twice is the identity");
+        let _ = check_close(&twice[..twice.len().min(125)]);
+    }
+    // Text split at two points chosen by the input itself.
+    if data.len() >= 2 {
+        let (cuts, text) = data.split_at(2);
+        let a = cuts[0] as usize % (text.len() + 1);
+        let b = a + cuts[1] as usize % (text.len() - a + 1);
+        let mut s = Utf8Stream::default();
+        let pieces = s.feed(&text[..a]).and_then(|_| s.feed(&text[a..b])).and_then(|_| s.feed(&text[b..])).and_then(|_| s.finish());
+        assert_eq!(pieces.is_ok(), std::str::from_utf8(text).is_ok(), "{text:02x?} cut at {a} {b}");
+    }
+});

@@ -1,0 +1,6 @@
+//! WebSocket (RFC 6455), sans-io like `h1`: bytes in, frames and output bytes out, no socket.
+//! `frame`: the wire format of one frame (header rules, masking, close payloads) and the UTF-8
+//! check of text messages that arrive in pieces. The handshake, the connection's state machine
+//! and permessage-deflate come next (issue 12; see docs/design/websocket-research.md).
+
+pub mod frame;
