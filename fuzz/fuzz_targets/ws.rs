@@ -1,9 +1,11 @@
 //! WebSocket frames on arbitrary bytes: the header parser never panics, never claims more bytes
 //! than it was given, and says the same for every prefix (incomplete, or the same header); a
 //! payload unmasked in two pieces is the payload masked once undone; and text checked in pieces
-//! cut anywhere is accepted exactly when the whole is UTF-8.
+//! cut anywhere is accepted exactly when the whole is UTF-8; and the reading state machine gives
+//! the same messages and answers whether the stream comes whole or cut in two.
 #![no_main]
 
+use _core::ws::conn::Reader;
 use _core::ws::frame::{check_close, parse_header, unmask, Utf8Stream};
 use libfuzzer_sys::fuzz_target;
 
@@ -27,6 +29,21 @@ fuzz_target!(|data: &[u8]| {
         unmask(&mut once, h.mask, 0);
         assert_eq!(once, body, "masking twice is the identity");
         let _ = check_close(&twice[..twice.len().min(125)]);
+    }
+    // The reader, the stream whole and cut where the first byte says.
+    if let Some((&c, stream)) = data.split_first() {
+        let read = |pieces: &[&[u8]]| {
+            let (mut ev, mut out, mut r, mut kept) = (Vec::new(), Vec::new(), Reader::new(4096), Vec::new());
+            for p in pieces {
+                kept.extend_from_slice(p);
+                let used = r.feed(&mut kept, &mut ev, &mut out);
+                assert!(used <= kept.len());
+                kept.drain(..used);
+            }
+            (ev, out)
+        };
+        let cut = c as usize % (stream.len() + 1);
+        assert_eq!(read(&[stream]), read(&[&stream[..cut], &stream[cut..]]));
     }
     // Text split at two points chosen by the input itself.
     if data.len() >= 2 {
