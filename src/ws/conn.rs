@@ -5,7 +5,7 @@
 //! first Close is answered, and nothing after it is read), a message no longer than the limit
 //! (1009), text that is UTF-8 (1007, as soon as a bad byte comes).
 
-use super::frame::{check_close, parse_header, unmask, write_header, Header, OpCode, Utf8Stream, Violation};
+use super::frame::{check_close, parse_header, unmask, write_close, write_header, Header, OpCode, Utf8Stream, Violation};
 
 /// What the bytes so far gave.
 #[derive(Debug, PartialEq, Eq)]
@@ -156,8 +156,7 @@ impl Reader {
 
     fn fail(&mut self, v: Violation, events: &mut Vec<Event>, out: &mut Vec<u8>) {
         let code = v.close_code();
-        write_header(out, true, false, OpCode::Close, 2);
-        out.extend_from_slice(&code.to_be_bytes());
+        write_close(out, code, "");
         events.push(Event::Failed(code));
         self.done = true;
     }

@@ -164,6 +164,18 @@ pub fn write_header(out: &mut Vec<u8>, fin: bool, rsv1: bool, opcode: OpCode, le
     }
 }
 
+/// Write a server Close frame: the code, and as much of `reason` as fits the 125 bytes of a
+/// control frame, cut at a character boundary (a reason is UTF-8, and stays so).
+pub fn write_close(out: &mut Vec<u8>, code: u16, reason: &str) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    write_header(out, true, false, OpCode::Close, 2 + end as u64);
+    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(&reason.as_bytes()[..end]);
+}
+
 /// The payload of a Close frame: no code (empty payload: 1005 to the application), or a code
 /// and a UTF-8 reason. A code that may not be sent (§7.4: below 1000, 1004-1006, 1015, the
 /// unassigned 1016-2999, 5000 and up) or a one-byte payload is a protocol error.
@@ -329,6 +341,18 @@ mod tests {
         let mut v = Vec::new();
         write_header(&mut v, false, true, OpCode::Binary, 3);
         assert_eq!(v, vec![0x42, 3]);
+    }
+
+    #[test]
+    fn a_close_reason_is_cut_to_fit_at_a_character_boundary() {
+        let mut v = Vec::new();
+        write_close(&mut v, 1001, "going away");
+        assert_eq!(v, [&[0x88, 12, 0x03, 0xE9][..], b"going away"].concat());
+        let long = "é".repeat(100); // 200 bytes: 61 characters (122 bytes) fit
+        let mut v = Vec::new();
+        write_close(&mut v, 1000, &long);
+        assert_eq!(v[1] as usize, 2 + 122);
+        assert_eq!(check_close(&v[2..]), Ok(Some((1000, &long[..122]))));
     }
 
     #[test]
