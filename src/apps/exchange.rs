@@ -47,8 +47,6 @@ pub enum Part {
 pub struct Exchange {
     /// Parts not yet handed to the connection.
     pub parts: Vec<Part>,
-    /// Body bytes in `parts`.
-    pub queued: usize,
     /// The whole response is in (or has passed through) `parts`.
     pub finished: bool,
     /// The connection must close after this response (the application could not complete it).
@@ -68,32 +66,32 @@ pub struct Exchange {
 
 impl Exchange {
     pub fn push(&mut self, part: Part) {
-        if let Part::Body(b) = &part {
-            self.queued += b.len();
-        }
         self.parts.push(part);
     }
 
     /// Append parts that came together (a handler's output).
-    pub fn extend(&mut self, parts: Vec<Part>, body_bytes: usize) {
+    pub fn extend(&mut self, parts: Vec<Part>) {
         if self.parts.is_empty() {
             self.parts = parts;
         } else {
             self.parts.extend(parts);
         }
-        self.queued += body_bytes;
     }
 
     /// The parts so far, for the connection.
     pub fn take(&mut self) -> Vec<Part> {
-        self.queued = 0;
         std::mem::take(&mut self.parts)
     }
 
-    /// Output not yet on the wire: queued here and unwritten in the connection.
+    /// Output not yet on the wire: body queued here and unwritten in the connection.
     pub fn backlog(&self) -> usize {
-        self.queued + self.unflushed
+        body_bytes(&self.parts) + self.unflushed
     }
+}
+
+/// The bytes of body among `parts` (files are not counted: they are not held in memory).
+pub fn body_bytes(parts: &[Part]) -> usize {
+    parts.iter().map(|p| if let Part::Body(b) = p { b.len() } else { 0 }).sum()
 }
 
 pub type SharedExchange = std::rc::Rc<std::cell::RefCell<Exchange>>;
@@ -208,9 +206,8 @@ impl Job {
 /// Output of a job for the connection, applied by the leader ([`Worker::deliver`]).
 pub struct Done {
     pub id: (i32, u64),
-    /// The response's parts (see `exchange`), and how many body bytes they hold.
+    /// The response's parts (see `exchange`).
     pub parts: Vec<Part>,
-    pub body_bytes: usize,
     pub finished: bool,
     pub close: bool,
     /// The first piece of a streamed response brings its flow control.

@@ -48,8 +48,8 @@ impl Reply {
     }
 
     /// The whole response as parts, its length the real body's (to HEAD with no body: the
-    /// length the application gave, the GET's). Returns the body bytes in memory.
-    pub fn into_parts(self, head_only: bool, parts: &mut Vec<Part>) -> usize {
+    /// length the application gave, the GET's).
+    pub fn into_parts(self, head_only: bool, parts: &mut Vec<Part>) {
         let given = self.given_length();
         let file = self.file.filter(|f| f.2 > 0);
         let body_len = self.body.len() as u64 + file.as_ref().map_or(0, |f| f.2);
@@ -57,16 +57,14 @@ impl Reply {
             Some(n) if head_only && body_len == 0 => n,
             _ => body_len,
         };
-        let n = self.body.len();
         parts.push(Part::Head(ResponseHead { status: self.status, status_line: self.status_line, fields: self.headers, length: Some(length) }));
-        if n > 0 {
+        if !self.body.is_empty() {
             parts.push(Part::Body(self.body));
         }
         if let Some((fd, off, len)) = file {
             parts.push(Part::File { fd, off, len });
         }
         parts.push(Part::End { trailers: Vec::new() });
-        n
     }
 
     /// The head of a response whose body follows in pieces: framed by the Content-Length the
@@ -78,8 +76,7 @@ impl Reply {
 
     /// The whole response, into an exchange.
     pub fn into_exchange(self, head_only: bool, ex: &mut Exchange) {
-        let n = self.into_parts(head_only, &mut ex.parts);
-        ex.queued += n;
+        self.into_parts(head_only, &mut ex.parts);
     }
 
     /// The whole response, now.

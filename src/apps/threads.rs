@@ -19,7 +19,7 @@
 //! response instead. The GIL is held only to run Python and is never awaited while holding the
 //! pool's small locks.
 
-use super::exchange::{Done, Flow, Job, Part, ResponseHead, Route};
+use super::exchange::{body_bytes, Done, Flow, Job, Part, ResponseHead, Route};
 use super::reply::{internal_error, Reply};
 use super::{App, AppCall, AppRequest, Exchange, ReqBody, SharedExchange};
 use crate::io::worker::Worker;
@@ -241,7 +241,7 @@ impl Shared {
     fn answer(self: &Arc<Self>, job: &Job, reply: Reply) {
         let mut out = Responder::new(self, job.id, false);
         out.complete(reply, job.head_only);
-        self.post(Done { id: job.id, parts: out.parts, body_bytes: out.body_bytes, finished: true, close: out.close, flow: None });
+        self.post(Done { id: job.id, parts: out.parts, finished: true, close: out.close, flow: None });
     }
 
     /// A job is about to wait (for room to write): let the watcher take over at once.
@@ -455,7 +455,7 @@ fn run_job(py: Python<'_>, shared: &Arc<Shared>, job: &mut Job, inline: bool) ->
             out.end();
         }
     }
-    Done { id: job.id, parts: out.parts, body_bytes: out.body_bytes, finished: true, close: out.close, flow: out.flow }
+    Done { id: job.id, parts: out.parts, finished: true, close: out.close, flow: out.flow }
 }
 
 /// Where a job's response goes: whole (`complete`), or head then pieces (`start`, `send`, `end`),
@@ -465,7 +465,6 @@ pub struct Responder {
     id: (i32, u64),
     inline: bool,
     parts: Vec<Part>,
-    body_bytes: usize,
     /// A streamed body's length when the application gave one, and how much of it came.
     stream: Option<(Option<u64>, u64)>,
     flow: Option<Arc<Flow>>,
@@ -476,12 +475,12 @@ pub struct Responder {
 impl Responder {
     fn new(shared: &Arc<Shared>, id: (i32, u64), inline: bool) -> Self {
         let shared = shared.clone();
-        Responder { shared, id, inline, parts: Vec::new(), body_bytes: 0, stream: None, flow: None, close: false, finished: false }
+        Responder { shared, id, inline, parts: Vec::new(), stream: None, flow: None, close: false, finished: false }
     }
 
     /// The whole response; `head_only`: to a HEAD request (no body, the length of the GET's).
     pub fn complete(&mut self, reply: Reply, head_only: bool) {
-        self.body_bytes += reply.into_parts(head_only, &mut self.parts);
+        reply.into_parts(head_only, &mut self.parts);
         self.finished = true;
     }
 
@@ -512,7 +511,6 @@ impl Responder {
         *sent += data.len() as u64;
         let complete = length.is_some_and(|n| *sent >= n);
         if !data.is_empty() {
-            self.body_bytes += data.len();
             self.parts.push(Part::Body(data.to_vec()));
         }
         !complete
@@ -532,12 +530,11 @@ impl Responder {
     /// Post what is framed so far without waiting; false when the client is gone.
     fn post_now(&mut self) -> bool {
         let flow = self.flow_state();
-        if !flow.posted(self.body_bytes) {
+        if !flow.posted(body_bytes(&self.parts)) {
             return false;
         }
         let parts = std::mem::take(&mut self.parts);
-        let body_bytes = std::mem::take(&mut self.body_bytes);
-        self.shared.post(Done { id: self.id, parts, body_bytes, finished: false, close: false, flow: Some(flow) });
+        self.shared.post(Done { id: self.id, parts, finished: false, close: false, flow: Some(flow) });
         if self.inline {
             // From here on this job writes through the leader: let another thread lead now.
             self.shared.yield_loop();
@@ -644,7 +641,7 @@ impl App for Threaded {
             // The application asked for body, or made room: the loop sends 100 Continue or
             // reads on (a message with no output wakes it for this connection).
             let (shared, id) = (self.shared.clone(), job.id);
-            inbox.set_waker(Box::new(move || shared.post(Done { id, parts: Vec::new(), body_bytes: 0, finished: false, close: false, flow: None })));
+            inbox.set_waker(Box::new(move || shared.post(Done { id, parts: Vec::new(), finished: false, close: false, flow: None })));
         }
         let ex: SharedExchange = Rc::new(RefCell::new(Exchange::default()));
         if job.route.is_async {
@@ -806,8 +803,7 @@ impl BodyStream {
 impl BodyStream {
     fn finish(&mut self) {
         let parts = std::mem::take(&mut self.out.parts);
-        let body_bytes = std::mem::take(&mut self.out.body_bytes);
         let flow = self.out.flow.clone();
-        self.out.shared.post(Done { id: self.out.id, parts, body_bytes, finished: true, close: self.out.close, flow });
+        self.out.shared.post(Done { id: self.out.id, parts, finished: true, close: self.out.close, flow });
     }
 }

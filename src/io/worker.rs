@@ -627,8 +627,8 @@ impl Worker {
         };
         {
             let mut e = ex.borrow_mut();
-            let n = d.body_bytes;
-            e.extend(d.parts, n);
+            let n = crate::apps::exchange::body_bytes(&d.parts);
+            e.extend(d.parts);
             e.finished |= d.finished;
             e.close |= d.close;
             e.defer_write = false;
