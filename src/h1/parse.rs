@@ -447,9 +447,10 @@ fn is_sub_delim(b: u8) -> bool {
     matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
 }
 
-/// The authority of an absolute-form `http` or `https` target (RFC 9112 §3.2.2), or `None` for
-/// any other form. Everything between `//` and the path, query or fragment.
-fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
+/// An absolute-form `http` or `https` target (RFC 9112 §3.2.2) without its scheme and `//`:
+/// the authority and what follows it. `None` for any other form.
+#[inline]
+pub fn after_scheme(target: &[u8]) -> Option<&[u8]> {
     let ci = |p: &[u8]| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
     let skip = if ci(b"http://") {
         7
@@ -458,7 +459,13 @@ fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
     } else {
         return None;
     };
-    let rest = &target[skip..];
+    Some(&target[skip..])
+}
+
+/// The authority of an absolute-form `http` or `https` target, or `None` for any other form.
+/// Everything between `//` and the path, query or fragment.
+fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
+    let rest = after_scheme(target)?;
     let end = rest.iter().position(|&b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
     Some(&rest[..end])
 }

@@ -104,15 +104,7 @@ pub(super) fn open_beneath(root: &OwnedFd, c: &CString) -> Result<(OwnedFd, libc
 pub fn request_path(target: &[u8]) -> &[u8] {
     let mut t = target;
     if t.first() != Some(&b'/') {
-        let ci = |p: &[u8]| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p);
-        let skip = if ci(b"http://") {
-            7
-        } else if ci(b"https://") {
-            8
-        } else {
-            return t;
-        };
-        let rest = &t[skip..];
+        let Some(rest) = crate::h1::parse::after_scheme(t) else { return t };
         t = match rest.iter().position(|&b| b == b'/') {
             Some(i) => &rest[i..],
             None => b"/",
