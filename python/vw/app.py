@@ -34,22 +34,25 @@ async def _pump(items, out) -> None:
     """The body of an ``async def`` handler's streamed response, on the event loop: each piece
     goes out as it comes (``out.send``), and while the client is behind the task waits
     (``out.room()``) instead of the loop. The iterator is closed however it ends."""
+    async def sent(piece) -> bool:
+        """Send one piece, then wait while the client is behind; False: the client left."""
+        if not out.send(piece):
+            return False
+        wait = out.room()
+        if wait is not None:
+            await wait
+        return True
+
     failed = None
     try:
         if hasattr(items, "__anext__"):
             async for piece in items:
-                if not out.send(piece):
-                    break  # the client left
-                wait = out.room()
-                if wait is not None:
-                    await wait
+                if not await sent(piece):
+                    break
         else:
             for piece in items:
-                if not out.send(piece):
+                if not await sent(piece):
                     break
-                wait = out.room()
-                if wait is not None:
-                    await wait
     except Exception as e:  # noqa: BLE001 (reported, and the connection is closed)
         failed = e
     finally:
