@@ -37,6 +37,8 @@ struct Options {
     threads: usize,
     /// WSGI and ASGI get request bodies as they arrive ("stream"), or read whole first ("spool").
     stream_bodies: bool,
+    /// WebSocket messages longer than this end the connection with 1009.
+    ws_max_message: u64,
 }
 
 impl Options {
@@ -58,6 +60,7 @@ impl Options {
             access_log: None,
             threads: 64,
             stream_bodies: true,
+            ws_max_message: 16 << 20,
         };
         let Some(kwargs) = kwargs else { return Ok(o) };
         for (key, value) in kwargs.iter() {
@@ -74,6 +77,9 @@ impl Options {
                 "body_timeout" => o.timeouts.body = value.extract()?,
                 "keepalive_timeout" => o.timeouts.keepalive = value.extract()?,
                 "write_timeout" => o.timeouts.write = value.extract()?,
+                "ws_ping_interval" => o.timeouts.ws.interval = value.extract()?,
+                "ws_ping_timeout" => o.timeouts.ws.timeout = value.extract()?,
+                "ws_max_message" => o.ws_max_message = value.extract()?,
                 "max_request_line" => o.limits.max_request_line = value.extract()?,
                 "max_head" => o.limits.max_head = value.extract()?,
                 "max_headers" => o.limits.max_headers = value.extract::<usize>()?.min(h1::parse::MAX_HEADERS_LIMIT),
@@ -137,6 +143,7 @@ impl Options {
             limits: self.limits,
             max_body: self.max_body,
             stream_bodies: self.stream_bodies,
+            ws_max_message: self.ws_max_message,
             max_connections: self.max_connections,
             shutdown_timeout: self.shutdown_timeout,
             holds_gil,

@@ -2,10 +2,12 @@
 //! than it was given, and says the same for every prefix (incomplete, or the same header); a
 //! payload unmasked in two pieces is the payload masked once undone; and text checked in pieces
 //! cut anywhere is accepted exactly when the whole is UTF-8; and the reading state machine gives
-//! the same messages and answers whether the stream comes whole or cut in two.
+//! the same messages and answers whether the stream comes whole or cut in two, with compressed
+//! messages (permessage-deflate) inflated within the message limit.
 #![no_main]
 
 use _core::ws::conn::Reader;
+use _core::ws::deflate::Codec;
 use _core::ws::frame::{check_close, parse_header, unmask, Utf8Stream};
 use libfuzzer_sys::fuzz_target;
 
@@ -32,13 +34,26 @@ fuzz_target!(|data: &[u8]| {
     }
     // The reader, the stream whole and cut where the first byte says.
     if let Some((&c, stream)) = data.split_first() {
+        // permessage-deflate on or off, as the first byte says: compressed messages are
+        // inflated within the limit (a bomb is a 1009, never a panic or a large allocation).
         let read = |pieces: &[&[u8]]| {
-            let (mut ev, mut out, mut r, mut kept) = (Vec::new(), Vec::new(), Reader::new(4096), Vec::new());
+            let (mut ev, mut out, mut r, mut kept, mut codec) = (Vec::new(), Vec::new(), Reader::new(4096), Vec::new(), Codec::default());
+            r.deflate = c & 2 != 0;
             for p in pieces {
                 kept.extend_from_slice(p);
-                let used = r.feed(&mut kept, &mut ev, &mut out);
-                assert!(used <= kept.len());
-                kept.drain(..used);
+                loop {
+                    let used = r.feed(&kept, &mut ev, &mut out, &mut codec);
+                    assert!(used <= kept.len());
+                    kept.drain(..used);
+                    if used == 0 {
+                        break;
+                    }
+                }
+            }
+            for e in &ev {
+                if let _core::ws::conn::Event::Binary(b) = e {
+                    assert!(b.len() <= 4096, "a message past the limit was delivered");
+                }
             }
             (ev, out)
         };

@@ -36,6 +36,8 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
                        shutdown_timeout=cfg.shutdown_timeout,
                        header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout,
                        keepalive_timeout=cfg.keepalive_timeout, write_timeout=cfg.write_timeout,
+                       ws_max_message=cfg.ws_max_message, ws_ping_interval=cfg.ws_ping_interval,
+                       ws_ping_timeout=cfg.ws_ping_timeout,
                        max_request_line=cfg.max_request_line, max_head=cfg.max_head,
                        max_headers=cfg.max_headers, max_connections=cfg.max_connections,
                        cache_control=cfg.cache_control, compress=cfg.compress,

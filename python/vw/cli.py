@@ -93,6 +93,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="idle between requests on a connection (default 30)")
     t.add_argument("--write-timeout", type=_int("--write-timeout"), metavar="S", default=SUPPRESS,
                    help="without progress while the client does not read its response (default 30)")
+    w = p.add_argument_group("WebSocket (ASGI and vw.App)")
+    w.add_argument("--ws-max-message", type=_int("--ws-max-message"), metavar="BYTES", default=SUPPRESS,
+                   help="largest message, compressed or not (default 16 MiB); a longer one closes "
+                        "the WebSocket with 1009, checked before its payload is buffered")
+    w.add_argument("--ws-ping-interval", type=_int("--ws-ping-interval"), metavar="S", default=SUPPRESS,
+                   help="ping a WebSocket that sent nothing for S seconds (default 20; 0: never)")
+    w.add_argument("--ws-ping-timeout", type=_int("--ws-ping-timeout"), metavar="S", default=SUPPRESS,
+                   help="drop a WebSocket whose ping got no answer in S seconds (default 20), "
+                        "with 1011 and 1006 to the application")
 
 
 def build_parser() -> argparse.ArgumentParser:

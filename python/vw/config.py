@@ -47,6 +47,10 @@ class ServeConfig:
     body_timeout: int = 30
     keepalive_timeout: int = 30
     write_timeout: int = 30
+    # WebSocket: the longest message (1009 past it), the ping interval (0: none) and timeout
+    ws_max_message: int = 16 << 20
+    ws_ping_interval: int = 20
+    ws_ping_timeout: int = 20
     host: str = "127.0.0.1"
     port: int = 8085
     workers: int | None = None  # None: one per CPU in the affinity mask
@@ -126,7 +130,11 @@ class ServeConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between {low} and {high}, not {value}", name)
         if self.max_request_line > self.max_head:
             raise ConfigError("--max-request-line cannot be larger than --max-head", "max_request_line")
-        for name in ("header_timeout", "body_timeout", "keepalive_timeout", "write_timeout"):
+        if not 1 <= self.ws_max_message <= 1 << 31:
+            raise ConfigError(f"--ws-max-message must be between 1 and {1 << 31} bytes, not {self.ws_max_message}", "ws_max_message")
+        if not 0 <= self.ws_ping_interval <= 86400:
+            raise ConfigError(f"--ws-ping-interval must be between 0 (no pings) and 86400 seconds, not {self.ws_ping_interval}", "ws_ping_interval")
+        for name in ("header_timeout", "body_timeout", "keepalive_timeout", "write_timeout", "ws_ping_timeout"):
             value = getattr(self, name)
             if not 1 <= value <= 86400:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between 1 and 86400 seconds, not {value}", name)

@@ -38,6 +38,7 @@ KEYS: dict[str, type] = {
     "max_request_line": int, "max_head": int, "max_headers": int, "max_body": int, "max_connections": int,
     "threads": int, "request_body": str,
     "header_timeout": int, "body_timeout": int, "keepalive_timeout": int, "write_timeout": int,
+    "ws_max_message": int, "ws_ping_interval": int, "ws_ping_timeout": int,
     "cache_control": dict, "compress": bool, "not_found_page": str, "inline_max": int, "cache_max_bytes": int,
     "access_log": str, "access_log_format": str, "admin_host": str, "admin_port": int,
     "user": str, "pid_file": str, "shutdown_timeout": int,

@@ -22,13 +22,13 @@ use std::io::Read;
 use std::rc::Rc;
 
 /// Output past this many unwritten bytes makes `send()` wait until the client has read some.
-const HIGH_WATER: usize = 256 * 1024;
-const LOW_WATER: usize = 64 * 1024;
+pub(super) const HIGH_WATER: usize = 256 * 1024;
+pub(super) const LOW_WATER: usize = 64 * 1024;
 const BODY_CHUNK: usize = 1 << 20;
 
 /// Asks the worker, once per loop turn, to write what applications have sent.
 #[derive(Clone)]
-struct Waker {
+pub(super) struct Waker {
     wakeups: Wakeups,
     scheduled: Rc<Cell<bool>>,
     call_soon: Rc<Py<PyAny>>,
@@ -36,7 +36,7 @@ struct Waker {
 }
 
 impl Waker {
-    fn kick(&self, py: Python<'_>, id: (i32, u64)) {
+    pub(super) fn kick(&self, py: Python<'_>, id: (i32, u64)) {
         self.wakeups.list.borrow_mut().push(id);
         if !self.scheduled.replace(true) {
             if let Err(e) = self.call_soon.bind(py).call1((self.wake.bind(py),)) {
@@ -51,7 +51,7 @@ impl Waker {
 /// `send()` of a worker.
 #[pyclass(module = "vw._core", frozen)]
 pub struct Ready {
-    value: Py<PyAny>,
+    pub(super) value: Py<PyAny>,
 }
 
 #[pymethods]
@@ -156,7 +156,7 @@ fn settle(py: Python<'_>, ex: &SharedExchange, waiters: &RefCell<Waiters>) {
     }
 }
 
-fn set_result(py: Python<'_>, fut: &Py<PyAny>, value: Bound<'_, PyAny>) {
+pub(super) fn set_result(py: Python<'_>, fut: &Py<PyAny>, value: Bound<'_, PyAny>) {
     let f = fut.bind(py);
     if let Ok(false) = f.call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()) {
         let _ = f.call_method1(intern!(py, "set_result"), (value,));
@@ -294,7 +294,7 @@ impl Channel {
 
 /// `message[key]`, or None when absent: a dict is read without raising (a KeyError costs more
 /// than the rest of a `send()`), any other mapping through `__getitem__`.
-fn field<'py>(message: &Bound<'py, PyAny>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
+pub(super) fn field<'py>(message: &Bound<'py, PyAny>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
     if let Ok(d) = message.cast::<PyDict>() {
         return d.get_item(key);
     }
@@ -305,7 +305,7 @@ fn field<'py>(message: &Bound<'py, PyAny>, key: &Bound<'py, PyString>) -> PyResu
     }
 }
 
-fn headers_from(v: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(super) fn headers_from(v: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     for item in v.try_iter()? {
         let item = item?;
@@ -493,7 +493,29 @@ impl Channel {
 #[pyclass(module = "vw._core", unsendable)]
 pub struct Run {
     coro: Py<PyAny>,
-    channel: Py<Channel>,
+    channel: Chan,
+}
+
+/// The channel of a task: an HTTP request's, or a WebSocket's.
+pub(super) enum Chan {
+    Http(Py<Channel>),
+    Ws(Py<super::asgi_ws::WsChannel>),
+}
+
+impl Chan {
+    fn ended(&self, py: Python<'_>, error: Option<PyErr>) {
+        match self {
+            Chan::Http(c) => c.borrow_mut(py).ended(py, error),
+            Chan::Ws(c) => c.borrow_mut(py).ended(py, error),
+        }
+    }
+
+    fn finished(&self, py: Python<'_>) -> bool {
+        match self {
+            Chan::Http(c) => c.borrow(py).ex.borrow().finished,
+            Chan::Ws(c) => c.borrow(py).finished(),
+        }
+    }
 }
 
 impl Run {
@@ -504,13 +526,13 @@ impl Run {
         match step {
             Ok(Some(v)) => Ok(Some(v)),
             Ok(None) => {
-                self.channel.borrow_mut(py).ended(py, None);
+                self.channel.ended(py, None);
                 Ok(None)
             }
             Err(e) => {
                 let fatal = !e.is_instance_of::<pyo3::exceptions::PyException>(py);
                 let again = if fatal { Some(e.clone_ref(py)) } else { None };
-                self.channel.borrow_mut(py).ended(py, Some(e));
+                self.channel.ended(py, Some(e));
                 match again {
                     Some(e) => Err(e),
                     None => Ok(None),
@@ -580,9 +602,8 @@ impl Run {
     /// exchange (a response begun is cut, none begun becomes a 500) so the connection goes on.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let result = self.coro.bind(py).call_method0(intern!(py, "close"));
-        let finished = self.channel.borrow(py).ex.borrow().finished;
-        if !finished {
-            self.channel.borrow_mut(py).ended(py, Some(PyRuntimeError::new_err("the application's task was closed")));
+        if !self.channel.finished(py) {
+            self.channel.ended(py, Some(PyRuntimeError::new_err("the application's task was closed")));
         }
         result.map(|_| ())
     }
@@ -701,9 +722,62 @@ impl Asgi {
     }
 }
 
+impl Asgi {
+    /// Start the application's task for one channel.
+    fn start(&self, py: Python<'_>, scope: Bound<'_, PyDict>, receive: Bound<'_, PyAny>, send: Bound<'_, PyAny>, channel: Chan) -> PyResult<()> {
+        let mut coro = self.app.bind(py).call1((scope, receive, send))?;
+        if !coro.get_type().is(self.coroutine_type.bind(py)) {
+            coro = coro.call_method0(intern!(py, "__await__"))?; // an awaitable, not a coroutine
+        }
+        let run = Bound::new(py, Run { coro: coro.unbind(), channel })?;
+        self.create_task.bind(py).call1((run,))?;
+        Ok(())
+    }
+
+    /// The scope of a WebSocket: an HTTP scope's keys, without `method`, with `subprotocols`
+    /// and the denial extension.
+    fn ws_scope<'py>(&mut self, py: Python<'py>, req: &AppRequest, offer: &super::ws::Offer) -> PyResult<Bound<'py, PyDict>> {
+        let (scope, _) = self.scope(py, req)?;
+        scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
+        scope.set_item(intern!(py, "scheme"), intern!(py, "ws"))?;
+        scope.del_item(intern!(py, "method"))?;
+        scope.set_item(intern!(py, "subprotocols"), PyList::new(py, &offer.protocols)?)?;
+        let ext = PyDict::new(py);
+        ext.set_item("websocket.http.response", PyDict::new(py))?;
+        scope.set_item(intern!(py, "extensions"), ext)?;
+        Ok(scope)
+    }
+}
+
 impl App for Asgi {
     fn streams_body(&self) -> bool {
         true
+    }
+
+    fn takes_websocket(&self, _req: &AppRequest) -> bool {
+        true // the application decides: accept, or close (403), or deny with a response
+    }
+
+    fn websocket(&mut self, req: &AppRequest, offer: super::ws::Offer, mailbox: Arc<super::ws::Mailbox>) -> SharedExchange {
+        let ex: SharedExchange = Rc::new(RefCell::new(Exchange::default()));
+        let result = Python::attach(|py| -> PyResult<()> {
+            let scope = self.ws_scope(py, req, &offer)?;
+            let waker = self.waker.clone().ok_or_else(|| PyRuntimeError::new_err("ASGI app not bound to a worker"))?;
+            let chan = Bound::new(py, super::asgi_ws::WsChannel::new(py, ex.clone(), mailbox, req.conn_id, waker, self.create_future.clone_ref(py), self.done.clone_ref(py), offer.protocols))?;
+            let receive = chan.getattr(intern!(py, "receive"))?;
+            let send = chan.getattr(intern!(py, "send"))?;
+            self.start(py, scope, receive, send, Chan::Ws(chan.unbind()))
+        });
+        if let Err(e) = result {
+            Python::attach(|py| {
+                eprintln!("vw: calling the ASGI application failed; answering 500");
+                e.print(py);
+            });
+            let mut x = ex.borrow_mut();
+            server_error().into_exchange(false, &mut x);
+            x.finished = true;
+        }
+        ex
     }
 
     fn bind(&mut self, wakeups: Wakeups) {
@@ -764,14 +838,7 @@ impl App for Asgi {
             }
             let receive = chan.getattr(intern!(py, "receive"))?;
             let send = chan.getattr(intern!(py, "send"))?;
-            let mut coro = self.app.bind(py).call1((scope, receive, send))?;
-            if !coro.get_type().is(self.coroutine_type.bind(py)) {
-                coro = coro.call_method0(intern!(py, "__await__"))?; // an awaitable, not a coroutine
-            }
-            let coro = coro.unbind();
-            let run = Bound::new(py, Run { coro, channel: chan.unbind() })?;
-            self.create_task.bind(py).call1((run,))?;
-            Ok(())
+            self.start(py, scope, receive, send, Chan::Http(chan.unbind()))
         });
         if let Err(e) = result {
             Python::attach(|py| {
@@ -830,6 +897,7 @@ pub fn scheduled_flag(app: &Asgi) -> Rc<Cell<bool>> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Ready>()?;
     m.add_class::<Channel>()?;
+    m.add_class::<super::asgi_ws::WsChannel>()?;
     m.add_class::<Run>()?;
     m.add_class::<AsgiWorker>()?;
     Ok(())

@@ -38,6 +38,10 @@ pub enum Part {
     /// The body is complete. Trailer fields (complete `name: value\r\n` lines) go out only in
     /// a chunked body.
     End { trailers: Vec<u8> },
+    /// A WebSocket message (after a `Head` of status 101 accepted the WebSocket).
+    Message(super::ws::Message),
+    /// End the WebSocket with this code and reason; before the accept: deny it (403).
+    Close(u16, String),
 }
 
 /// A response an application produces later (a handler on another thread, an ASGI task): its
@@ -89,9 +93,17 @@ impl Exchange {
     }
 }
 
-/// The bytes of body among `parts` (files are not counted: they are not held in memory).
+/// The bytes of body or messages among `parts` (files are not counted: they are not held in
+/// memory).
 pub fn body_bytes(parts: &[Part]) -> usize {
-    parts.iter().map(|p| if let Part::Body(b) = p { b.len() } else { 0 }).sum()
+    parts
+        .iter()
+        .map(|p| match p {
+            Part::Body(b) => b.len(),
+            Part::Message(m) => m.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 pub type SharedExchange = std::rc::Rc<std::cell::RefCell<Exchange>>;
@@ -145,6 +157,20 @@ pub trait App {
 
     fn take_done(&mut self) -> Vec<Done> {
         Vec::new()
+    }
+
+    /// Whether the application takes a WebSocket at this request (its opening handshake); if
+    /// not, the request is served as plain HTTP, its `Upgrade` ignored.
+    fn takes_websocket(&self, _req: &AppRequest) -> bool {
+        false
+    }
+
+    /// Open a WebSocket (the handshake was checked): the application answers through the
+    /// exchange: a `Head` of status 101 accepts (then `Message`s and a `Close`), a `Close`
+    /// first denies with 403, any other response denies with that response. Messages from the
+    /// client arrive in `mailbox`.
+    fn websocket(&mut self, _req: &AppRequest, _offer: super::ws::Offer, _mailbox: Arc<super::ws::Mailbox>) -> SharedExchange {
+        unreachable!("takes_websocket is false")
     }
 }
 

@@ -4,15 +4,17 @@
 //! their backpressure). Above, what the Python interfaces share: `reply` (a response as an
 //! application gave it) and `threads` (the pool that runs handlers that may wait). On top, one
 //! module per interface, each driving the worker's loop its own way: `wsgi`, `native` (vw.App)
-//! and `asgi`.
+//! and `asgi`. `ws` is the shape of a WebSocket for all of them: whole messages both ways.
 
 pub mod asgi;
+pub mod asgi_ws;
 pub mod exchange;
 pub mod native;
 pub mod reply;
 pub mod request;
 pub mod threads;
 pub mod wsgi;
+pub mod ws;
 
 pub use exchange::{notify, App, AppCall, Exchange, SharedExchange, Wakeups};
 pub use request::{AppRequest, BodySink, Inbox, ReqBody, Taken, INBOX_HIGH};

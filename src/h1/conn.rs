@@ -13,6 +13,9 @@ use crate::h1::parse::{parse_head, Body, Field, FieldIndex, Head, Limits, Method
 use crate::h1::encode::{self, simple, Clock, Framing, Streamed, CLOSE, KEEP_ALIVE};
 use crate::io::out::OutQueue;
 use crate::statics::{request_path, Outcome, StaticFiles, StaticRequest};
+use crate::ws::deflate::{Agreed, Codec};
+use crate::ws::handshake::{self, Refusal};
+use crate::ws::session::{Expired, Keepalive, Session};
 use std::net::SocketAddr;
 
 /// A docroot served under a path prefix (`""` for the whole site).
@@ -46,13 +49,17 @@ pub struct Ctx {
     /// This worker's counters (its slot of the region the supervisor reads for /metrics).
     pub stats: Counters,
     pub log: Option<AccessLog>,
+    /// WebSocket messages longer than this end their connection with 1009.
+    pub ws_max_message: u64,
+    /// The worker's permessage-deflate compressor and decompressor (see `ws::deflate`).
+    pub codec: Codec,
 }
 
 impl Ctx {
     pub fn new(clock: Clock, mounts: Vec<Mount>, app: Option<Box<dyn App>>) -> Self {
         let mut mounts = mounts;
         mounts.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-        Ctx { clock, mounts, app, fields: Vec::with_capacity(32), limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, stream_bodies: true, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None }
+        Ctx { clock, mounts, app, fields: Vec::with_capacity(32), limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, stream_bodies: true, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None, ws_max_message: 16 << 20, codec: Codec::default() }
     }
 }
 
@@ -106,6 +113,10 @@ pub enum ReadState {
     /// The application runs while its request body arrives: the body goes to its inbox as it
     /// is decoded, as long as the inbox has room.
     AppStream(Box<Streaming>),
+    /// A WebSocket handshake waits for the application to accept or deny it.
+    WsOpening(Box<Opening>),
+    /// The connection is a WebSocket (after its 101).
+    Ws(Box<Session>),
     /// Nothing more will be parsed: the last response closes the connection.
     Done,
 }
@@ -158,6 +169,16 @@ pub struct Streaming {
     expect_continue: bool,
 }
 
+/// A WebSocket handshake the application has not answered yet.
+pub struct Opening {
+    ex: SharedExchange,
+    mailbox: std::sync::Arc<crate::apps::ws::Mailbox>,
+    /// Sec-WebSocket-Accept of the 101.
+    accept: [u8; 28],
+    /// permessage-deflate as agreed, and the Sec-WebSocket-Extensions value that says so.
+    deflate: Option<(Agreed, Vec<u8>)>,
+}
+
 /// After an application answered without reading all of its body: the rest is read and
 /// dropped when it is at most this long (or chunked: up to this much), else the connection
 /// closes after the response.
@@ -184,11 +205,13 @@ pub struct Timeouts {
     pub keepalive: i64,
     /// Without progress while a response waits for the client to read it.
     pub write: i64,
+    /// WebSocket pings.
+    pub ws: Keepalive,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { header: 10, body: 30, keepalive: 30, write: 30 }
+        Timeouts { header: 10, body: 30, keepalive: 30, write: 30, ws: Keepalive::default() }
     }
 }
 
@@ -240,6 +263,8 @@ pub enum Expiry {
     CutBody,
     /// A request in progress: 408.
     TimedOut,
+    /// A WebSocket's clock: ping it, or end it ([`Proto::ws_expired`]).
+    Ws,
 }
 
 impl Conn {
@@ -298,6 +323,8 @@ impl Conn {
                 ReadState::Waiting(..) => i64::MAX, // the application takes the time it takes
                 ReadState::AppStream(_) if self.proto.reading_body() => now + t.body,
                 ReadState::AppStream(_) => i64::MAX, // the application has body it has not read
+                ReadState::WsOpening(_) => i64::MAX,
+                ReadState::Ws(ref s) => s.deadline(&t.ws),
                 _ => now + t.body,
             }
         };
@@ -314,6 +341,12 @@ impl Conn {
             Expiry::Linger
         } else if matches!(self.proto.read, ReadState::AppStream(_)) {
             Expiry::CutBody
+        } else if let ReadState::Ws(s) = &self.proto.read {
+            if s.ended {
+                Expiry::Close
+            } else {
+                Expiry::Ws
+            }
         } else {
             Expiry::TimedOut
         }
@@ -382,7 +415,14 @@ impl Proto {
         loop {
             match &mut self.read {
                 ReadState::Done => return data.len(),
-                ReadState::Waiting(..) => return pos,
+                ReadState::Waiting(..) | ReadState::WsOpening(_) => return pos,
+                ReadState::Ws(s) => {
+                    let used = s.feed(&data[pos..], &mut self.out, &mut ctx.codec, ctx.clock.sec);
+                    if s.ended {
+                        self.close_after_flush = true;
+                    }
+                    return pos + used;
+                }
                 ReadState::AppStream(st) => {
                     if !st.inbox.has_room() || pos == data.len() {
                         return pos; // the rest waits in the connection's input
@@ -667,6 +707,14 @@ impl Proto {
     }
 
     fn app_request(&mut self, req: &[u8], head: Head, fields: &[Field], ctx: &mut Ctx) {
+        // A WebSocket handshake: only a GET in HTTP/1.1 to an application that takes one there;
+        // any other request with Upgrade is plain HTTP.
+        if head.upgrade && head.method == Method::Get && head.minor == 1 && handshake::wants_upgrade(FieldIndex { head: req, fields }) {
+            let areq = self.app_req(req, &head, fields, ctx);
+            if ctx.app.as_ref().is_some_and(|a| a.takes_websocket(&areq)) {
+                return self.open_websocket(req, head, fields, ctx);
+            }
+        }
         let (close, _) = Self::connection(&head, ctx, true);
         if head.body == Body::None {
             self.call_app(req, &head, fields, ReqBody::Empty, close, ctx);
@@ -704,11 +752,8 @@ impl Proto {
         }));
     }
 
-    fn call_app(&mut self, req: &[u8], head: &Head, fields: &[Field], body: ReqBody, close: bool, ctx: &mut Ctx) {
-        let conn = if close { Some(CLOSE) } else if head.minor == 0 { Some(KEEP_ALIVE) } else { None };
-        let head_only = head.method == Method::Head;
-        self.answer = Answer { conn, head_only, minor: head.minor, status: 0, body: None };
-        let areq = AppRequest {
+    fn app_req<'a>(&self, req: &'a [u8], head: &Head, fields: &'a [Field], ctx: &Ctx) -> AppRequest<'a> {
+        AppRequest {
             head: req,
             method: &req[head.method_range.clone()],
             target: &req[head.target.clone()],
@@ -717,7 +762,125 @@ impl Proto {
             peer: self.peer,
             local_port: ctx.local_port,
             conn_id: self.id,
+        }
+    }
+
+    /// A WebSocket opening handshake for an application that takes it: a malformed one is
+    /// refused (400, or 426 for another version), a valid one goes to the application, which
+    /// accepts or denies it.
+    fn open_websocket(&mut self, req: &[u8], head: Head, fields: &[Field], ctx: &mut Ctx) {
+        let (mark, start) = (self.out.position(), now_ns());
+        let hs = match handshake::check(FieldIndex { head: req, fields }) {
+            Ok(hs) if head.body == Body::None => hs,
+            refused => {
+                let (status, extra): (u16, &[u8]) = match refused {
+                    Err(Refusal::Version) => (426, b"Sec-WebSocket-Version: 13\r\n"),
+                    _ => (400, b""),
+                };
+                simple(self.out.owned_tail(), &ctx.clock.date, status, extra, Some(CLOSE), false);
+                self.counted(ctx, mark, start, Some((req, &head, fields)), status);
+                self.finish();
+                return;
+            }
         };
+        let deflate = crate::ws::deflate::negotiate(&hs.extensions);
+        let offer = crate::apps::ws::Offer { protocols: hs.protocols.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect() };
+        let accept = handshake::accept_key(hs.key);
+        let mailbox = std::sync::Arc::new(crate::apps::ws::Mailbox::default());
+        let areq = self.app_req(req, &head, fields, ctx);
+        let ex = ctx.app.as_mut().expect("routed to the app").websocket(&areq, offer, mailbox.clone());
+        // A denial is an HTTP response that ends the connection.
+        self.answer = Answer { conn: Some(CLOSE), head_only: false, minor: 1, status: 0, body: None };
+        let owned = ctx.log.as_ref().map(|_| OwnedRequest::from_head(FieldIndex { head: req, fields }, &req[head.method_range.clone()], &req[head.target.clone()], head.minor));
+        self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned }));
+        self.read = ReadState::WsOpening(Box::new(Opening { ex, mailbox, accept, deflate }));
+        self.take_app_output(ctx);
+    }
+
+    /// What a WebSocket's application sent: before its 101, an accept (the connection becomes a
+    /// WebSocket) or a denial (a Close first is a 403; any other response is sent as it is and
+    /// closes); after it, messages and the close. Returns true when the connection just became
+    /// a WebSocket (input kept meanwhile is read now).
+    fn take_ws_output(&mut self, ctx: &mut Ctx) -> bool {
+        let ex = match &self.read {
+            ReadState::WsOpening(o) => o.ex.clone(),
+            ReadState::Ws(s) => s.ex.clone(),
+            _ => return false,
+        };
+        let (parts, finished) = {
+            let mut e = ex.borrow_mut();
+            (e.take(), e.finished)
+        };
+        let mut parts = parts.into_iter();
+        let mut switched = false;
+        if matches!(self.read, ReadState::WsOpening(_)) {
+            loop {
+                let denial = match parts.next() {
+                    None if finished => vec![Part::Head(crate::apps::exchange::ResponseHead { status: 500, status_line: encode::status_line(500), fields: Vec::new(), length: Some(0) }), Part::End { trailers: Vec::new() }],
+                    None => return false,
+                    Some(Part::Head(h)) if h.status == 101 => {
+                        let ReadState::WsOpening(o) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
+                        encode::switching(self.out.owned_tail(), &h.fields, &o.accept, o.deflate.as_ref().map(|d| &d.1[..]), &ctx.clock.date);
+                        self.answer.status = 101;
+                        if let Some(w) = self.watch.as_mut() {
+                            w.status = 101; // counted and logged when the connection ends
+                        }
+                        self.read = ReadState::Ws(Box::new(Session::new(o.ex, o.mailbox, ctx.ws_max_message, o.deflate.map(|d| d.0), ctx.clock.sec)));
+                        switched = true;
+                        break;
+                    }
+                    Some(Part::Close(..)) => vec![Part::Head(crate::apps::exchange::ResponseHead { status: 403, status_line: encode::status_line(403), fields: Vec::new(), length: Some(0) }), Part::End { trailers: Vec::new() }],
+                    Some(Part::Head(h)) => std::iter::once(Part::Head(h)).chain(parts).collect(),
+                    Some(_) => continue, // nothing but an answer comes before the answer
+                };
+                // Denied: an HTTP response, after which the connection closes.
+                if let ReadState::WsOpening(o) = &self.read {
+                    o.mailbox.close(1006, "");
+                }
+                ex.borrow_mut().parts = denial;
+                self.read = ReadState::Waiting(ex, true);
+                return self.take_app_output(ctx);
+            }
+        }
+        let ReadState::Ws(s) = &mut self.read else { return switched };
+        for p in parts {
+            match p {
+                Part::Message(m) => s.send(m, &mut self.out, &mut ctx.codec),
+                Part::Close(code, reason) => s.close(code, &reason, &mut self.out, ctx.clock.sec),
+                _ => {}
+            }
+        }
+        if finished {
+            s.close(1000, "", &mut self.out, ctx.clock.sec); // the application ended without closing
+        }
+        if s.ended {
+            self.close_after_flush = true;
+        }
+        switched
+    }
+
+    /// A WebSocket's deadline passed: a quiet client is pinged, a dead one or one that never
+    /// answered the close is let go.
+    pub fn ws_expired(&mut self, ctx: &mut Ctx) {
+        if let ReadState::Ws(s) = &mut self.read {
+            if s.expired(&mut self.out, ctx.clock.sec) == Expired::End {
+                self.close_after_flush = true;
+            }
+        }
+    }
+
+    /// The worker stops: a WebSocket is closed with 1001.
+    pub fn going_away(&mut self, ctx: &mut Ctx) {
+        if let ReadState::Ws(s) = &mut self.read {
+            s.going_away(&mut self.out, ctx.clock.sec);
+        }
+    }
+
+    fn call_app(&mut self, req: &[u8], head: &Head, fields: &[Field], body: ReqBody, close: bool, ctx: &mut Ctx) {
+        let conn = if close { Some(CLOSE) } else if head.minor == 0 { Some(KEEP_ALIVE) } else { None };
+        let head_only = head.method == Method::Head;
+        self.answer = Answer { conn, head_only, minor: head.minor, status: 0, body: None };
+        let areq = self.app_req(req, head, fields, ctx);
         let app = ctx.app.as_mut().expect("routed to the app");
         let (mark, start) = (self.out.position(), now_ns());
         match app.call(&areq, body, head_only) {
@@ -793,6 +956,7 @@ impl Proto {
                     }
                     s.sent += len;
                 }
+                Part::Message(_) | Part::Close(..) => {} // WebSocket parts: not in an HTTP response
                 Part::End { trailers } => {
                     if let Some(s) = a.body.as_mut() {
                         if s.framing == Framing::Chunked {
@@ -810,6 +974,9 @@ impl Proto {
     /// response is finished, parsing resumes (the caller feeds the buffered input again).
     /// Returns true when the response finished.
     pub fn take_app_output(&mut self, ctx: &mut Ctx) -> bool {
+        if matches!(self.read, ReadState::WsOpening(_) | ReadState::Ws(_)) {
+            return self.take_ws_output(ctx);
+        }
         let (ex, close) = match &self.read {
             ReadState::Waiting(ex, close) => (ex, close),
             ReadState::AppStream(st) => (&st.ex, &st.close),
@@ -865,6 +1032,9 @@ impl Proto {
     /// Continue the client waits for (the first time), and go on decoding what is buffered
     /// (the caller feeds the connection's input again).
     pub fn resume_body(&mut self) -> bool {
+        if matches!(self.read, ReadState::Ws(_)) {
+            return true; // the application took messages: read on
+        }
         let ReadState::AppStream(st) = &mut self.read else { return false };
         let (asked, ever) = st.inbox.asked();
         if st.expect_continue && (asked || ever) {
@@ -878,10 +1048,26 @@ impl Proto {
 
     /// The body being streamed will not be complete (the client ended its input, or stalled).
     pub fn body_cut(&mut self) {
-        if let ReadState::AppStream(st) = &self.read {
-            st.inbox.end(true);
-            crate::apps::notify(&st.ex);
+        match &mut self.read {
+            ReadState::AppStream(st) => {
+                st.inbox.end(true);
+                crate::apps::notify(&st.ex);
+            }
+            ReadState::Ws(s) => {
+                s.lost();
+                crate::apps::notify(&s.ex);
+            }
+            ReadState::WsOpening(o) => {
+                o.mailbox.close(1006, "");
+                crate::apps::notify(&o.ex);
+            }
+            _ => {}
         }
+    }
+
+    /// The connection is a WebSocket (or about to be).
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.read, ReadState::Ws(_) | ReadState::WsOpening(_))
     }
 
     /// Skip the body of a request already answered (keep-alive), or end the connection.
@@ -927,6 +1113,8 @@ impl Proto {
         match &self.read {
             ReadState::Waiting(ex, _) => Some(ex),
             ReadState::AppStream(st) => Some(&st.ex),
+            ReadState::WsOpening(o) => Some(&o.ex),
+            ReadState::Ws(s) => Some(&s.ex),
             _ => None,
         }
     }
@@ -1131,7 +1319,7 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
     /// what that deadline ends in.
     #[test]
     fn a_connection_s_phases_set_what_it_waits_for_and_its_deadline() {
-        let t = Timeouts { header: 10, body: 30, keepalive: 60, write: 20 };
+        let t = Timeouts { header: 10, body: 30, keepalive: 60, write: 20, ws: Keepalive::default() };
         let mut c = Conn::new(Proto::default(), 1000, &t);
         // A new connection waits for its first head, under the header timeout.
         assert_eq!((c.want(), c.deadline, c.expiry()), (Want::Read, 1010, Expiry::Linger));

@@ -252,6 +252,25 @@ pub fn app_head_start<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(out: &mut Vec<u8>, sta
     app_headers(out, fields, date)
 }
 
+/// The 101 that makes a connection a WebSocket (RFC 6455 §4.2.2): the application's fields
+/// (a subprotocol, cookies) except those the handshake owns, then Upgrade, Connection, the
+/// accept key and the agreed extensions.
+pub fn switching<N: AsRef<[u8]>, V: AsRef<[u8]>>(out: &mut Vec<u8>, fields: &[(N, V)], accept: &[u8], extensions: Option<&[u8]>, date: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    let owned = [&b"upgrade"[..], b"sec-websocket-accept", b"sec-websocket-extensions", b"content-length"];
+    let theirs: Vec<(&[u8], &[u8])> = fields.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).filter(|(n, _)| !owned.iter().any(|o| n.eq_ignore_ascii_case(o))).collect();
+    app_headers(out, &theirs, date);
+    out.extend_from_slice(b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.extend_from_slice(accept);
+    out.extend_from_slice(b"\r\n");
+    if let Some(e) = extensions {
+        out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        out.extend_from_slice(e);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// How a response's body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {

@@ -51,6 +51,8 @@ pub struct Head {
     pub keep_alive: bool,
     pub body: Body,
     pub expect_continue: bool,
+    /// An `Upgrade` field is present (a WebSocket handshake looks further).
+    pub upgrade: bool,
     /// Which of the fields static files answer to are present ([`COND_ENCODING`], [`COND_OTHER`]):
     /// none on the common request, which then never looks at its fields again.
     pub cond: u8,
@@ -217,6 +219,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits, fields: &mut Vec<Field>) -> Parse
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
+    let mut upgrade = false;
     let mut cond = 0u8;
 
     // httparse has already refused CTL bytes (other than HTAB) and DEL in names and values.
@@ -271,6 +274,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits, fields: &mut Vec<Field>) -> Parse
                 }
             }
             15 if name.eq_ignore_ascii_case(b"accept-encoding") => cond |= COND_ENCODING,
+            7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade = true,
             5 | 8 | 13 | 17 | 19
                 if name.eq_ignore_ascii_case(b"range")
                     || name.eq_ignore_ascii_case(b"if-match")
@@ -333,6 +337,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits, fields: &mut Vec<Field>) -> Parse
         keep_alive,
         body,
         expect_continue: expect_continue && minor == 1,
+        upgrade,
         cond,
         len: base + n,
     }))

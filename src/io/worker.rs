@@ -25,6 +25,8 @@ pub struct WorkerConfig {
     /// Applications that can take a body as it arrives get it so; false: every body is read
     /// whole (spooled past 1 MiB) before the application is called.
     pub stream_bodies: bool,
+    /// WebSocket messages longer than this end the connection with 1009.
+    pub ws_max_message: u64,
     /// Connections beyond this many are answered 503 and closed at once.
     pub max_connections: usize,
     /// Seconds a graceful stop waits for responses in flight.
@@ -167,6 +169,7 @@ impl Worker {
         let mut ctx = Ctx::new(clock, mounts, app);
         ctx.limits = cfg.limits;
         ctx.max_body = cfg.max_body;
+        ctx.ws_max_message = cfg.ws_max_message;
         ctx.stream_bodies = cfg.stream_bodies;
         ctx.not_found_page = cfg.not_found_page.map(|(body, ctype)| (ctype.into_bytes(), body.into()));
         ctx.stats = cfg.stats;
@@ -307,6 +310,7 @@ impl Worker {
             if self.stop_deadline.is_none() {
                 self.stop_deadline = Some(self.ctx.clock.sec + self.shutdown_timeout);
                 self.ctx.stopping = true;
+                self.close_websockets();
                 // Take the connections already queued on our listener (closing it would reset
                 // them); they are served, and closed after their first response.
                 if self.accepting {
@@ -362,6 +366,11 @@ impl Worker {
                 c.proto.timed_out(&mut self.ctx);
                 self.write(fd);
             }
+            Expiry::Ws => {
+                c.proto.ws_expired(&mut self.ctx);
+                self.write(fd);
+                self.arm(fd);
+            }
         }
     }
 
@@ -370,6 +379,19 @@ impl Worker {
         let (now, t) = (self.ctx.clock.sec, self.timeouts);
         if let Some(Some(c)) = self.conns.get_mut(fd as usize) {
             c.arm(now, &t);
+        }
+    }
+
+    /// The worker stops: every WebSocket is closed with 1001 (going away); each ends when its
+    /// client answers, or after the close wait.
+    fn close_websockets(&mut self) {
+        let ws: Vec<i32> = self.conns.iter().enumerate().filter_map(|(fd, c)| c.as_ref().filter(|c| c.proto.is_websocket()).map(|_| fd as i32)).collect();
+        for fd in ws {
+            if let Some(Some(c)) = self.conns.get_mut(fd as usize) {
+                c.proto.going_away(&mut self.ctx);
+            }
+            self.write(fd);
+            self.arm(fd);
         }
     }
 
@@ -508,6 +530,13 @@ impl Worker {
             }
             if conn.inbuf.len() < WAITING_INPUT_MAX {
                 let got = Socket(fd).read_append(&mut conn.inbuf, READ_SIZE);
+                if conn.proto.is_websocket() && matches!(got, Io::Done(0) | Io::Error) {
+                    // A WebSocket has no half-close: the client is gone (its application is
+                    // told 1006 unless a Close came first).
+                    conn.feed_inbuf(&mut self.ctx);
+                    self.close(fd);
+                    return;
+                }
                 if got == Io::Done(0) {
                     conn.eof_pending = true;
                     conn.proto.body_cut(); // a body still arriving never will

@@ -5,6 +5,7 @@
 //! first Close is answered, and nothing after it is read), a message no longer than the limit
 //! (1009), text that is UTF-8 (1007, as soon as a bad byte comes).
 
+use super::deflate::Codec;
 use super::frame::{check_close, parse_header, unmask, write_close, write_header, Header, OpCode, Utf8Stream, Violation};
 
 /// What the bytes so far gave.
@@ -13,30 +14,42 @@ pub enum Event {
     Text(String),
     Binary(Vec<u8>),
     /// The peer closed: its code (None when it gave none: 1005 to an application) and reason.
-    /// The answering Close is already in the output.
+    /// The answering Close is already in the output (unless this side closed first).
     Closed(Option<u16>, String),
     /// The connection must end now with this close code (its Close frame is in the output).
     Failed(u16),
 }
 
+/// A data message being assembled from its frames.
+struct Message {
+    text: bool,
+    /// Its frames are compressed (RSV1 on the first): checked and inflated when it ends.
+    compressed: bool,
+    buf: Vec<u8>,
+}
+
 /// The reading side of one connection.
 pub struct Reader {
-    /// Messages (and payloads of one frame) longer than this end the connection with 1009.
+    /// Messages (and payloads of one frame) longer than this end the connection with 1009;
+    /// a compressed message is held to it both before and after inflating.
     pub max_message: u64,
+    /// permessage-deflate was negotiated: RSV1 may mark a message compressed.
+    pub deflate: bool,
     /// The header of the frame whose payload is arriving, and how much of it came.
     frame: Option<(Header, u64)>,
-    /// The data message being assembled from its frames, and whether it is text.
-    message: Option<(bool, Vec<u8>)>,
+    message: Option<Message>,
     utf8: Utf8Stream,
     /// A control frame's payload being assembled.
     control: Vec<u8>,
+    /// This side sent its Close: the peer's is the answer, not to be answered.
+    closing: bool,
     /// A Close was received or a violation found: nothing more is read.
     done: bool,
 }
 
 impl Reader {
     pub fn new(max_message: u64) -> Self {
-        Reader { max_message, frame: None, message: None, utf8: Utf8Stream::default(), control: Vec::new(), done: false }
+        Reader { max_message, deflate: false, frame: None, message: None, utf8: Utf8Stream::default(), control: Vec::new(), closing: false, done: false }
     }
 
     /// Nothing more will be read (closed or failed).
@@ -44,15 +57,21 @@ impl Reader {
         self.done
     }
 
-    /// Read what `data` holds; return how many bytes were used. `events` gets each message or
-    /// end; `out` the frames to send (Pong, Close). The caller keeps the rest of `data` and
-    /// calls again with more.
-    pub fn feed(&mut self, data: &mut [u8], events: &mut Vec<Event>, out: &mut Vec<u8>) -> usize {
+    /// This side has sent a Close: the peer's Close completes the handshake unanswered.
+    pub fn closing(&mut self) {
+        self.closing = true;
+    }
+
+    /// Read what `data` holds, up to the end of the first data message in it; return how many
+    /// bytes were used. `events` gets each message or end; `out` the frames to send (Pong,
+    /// Close). The caller keeps the rest of `data` and calls again (after making room for
+    /// messages, if it holds too many).
+    pub fn feed(&mut self, data: &[u8], events: &mut Vec<Event>, out: &mut Vec<u8>, codec: &mut Codec) -> usize {
         let mut pos = 0;
         while !self.done && pos < data.len() {
             let (h, got) = match self.frame {
                 Some(f) => f,
-                None => match parse_header(&data[pos..], false, self.max_message) {
+                None => match parse_header(&data[pos..], self.deflate, self.max_message) {
                     Ok(None) => break,
                     Ok(Some((h, n))) => {
                         pos += n;
@@ -69,20 +88,23 @@ impl Reader {
                 },
             };
             let take = ((h.len - got) as usize).min(data.len() - pos);
-            let piece = &mut data[pos..pos + take];
-            unmask(piece, h.mask, got);
+            let piece = &data[pos..pos + take];
             pos += take;
-            if let Err(v) = self.payload(&h, piece) {
+            if let Err(v) = self.payload(&h, piece, got) {
                 self.fail(v, events, out);
                 break;
             }
-            if got + take as u64 == h.len {
-                self.frame = None;
-                if let Err(v) = self.end_frame(&h, events, out) {
-                    self.fail(v, events, out);
-                }
-            } else {
+            if got + take as u64 != h.len {
                 self.frame = Some((h, got + take as u64));
+                continue;
+            }
+            self.frame = None;
+            let before = events.len();
+            if let Err(v) = self.end_frame(&h, events, out, codec) {
+                self.fail(v, events, out);
+            }
+            if events.len() > before {
+                break; // a message or the end: the caller looks before reading on
             }
         }
         pos
@@ -94,7 +116,7 @@ impl Reader {
             OpCode::Continuation if self.message.is_none() => Err(Violation::Protocol("a continuation outside a fragmented message")),
             OpCode::Text | OpCode::Binary if self.message.is_some() => Err(Violation::Protocol("a new message inside a fragmented one")),
             OpCode::Text | OpCode::Binary => {
-                self.message = Some((h.opcode == OpCode::Text, Vec::new()));
+                self.message = Some(Message { text: h.opcode == OpCode::Text, compressed: h.rsv1, buf: Vec::new() });
                 Ok(())
             }
             _ => {
@@ -104,27 +126,33 @@ impl Reader {
         }
     }
 
-    fn payload(&mut self, h: &Header, piece: &[u8]) -> Result<(), Violation> {
-        if h.opcode.is_control() {
-            self.control.extend_from_slice(piece);
-            return Ok(());
-        }
-        let (text, buf) = self.message.as_mut().expect("a data frame belongs to a message");
-        if buf.len() as u64 + piece.len() as u64 > self.max_message {
-            return Err(Violation::TooBig);
-        }
-        if *text {
-            self.utf8.feed(piece)?;
-        }
+    /// Payload bytes of the frame `h`, from `offset` in it: unmasked where they are kept.
+    fn payload(&mut self, h: &Header, piece: &[u8], offset: u64) -> Result<(), Violation> {
+        let buf = if h.opcode.is_control() {
+            &mut self.control
+        } else {
+            let m = self.message.as_mut().expect("a data frame belongs to a message");
+            if m.buf.len() as u64 + piece.len() as u64 > self.max_message {
+                return Err(Violation::TooBig);
+            }
+            &mut m.buf
+        };
+        let at = buf.len();
         buf.extend_from_slice(piece);
+        unmask(&mut buf[at..], h.mask, offset);
+        if let Some(m) = self.message.as_ref().filter(|m| m.text && !m.compressed && !h.opcode.is_control()) {
+            self.utf8.feed(&m.buf[at..])?;
+        }
         Ok(())
     }
 
-    fn end_frame(&mut self, h: &Header, events: &mut Vec<Event>, out: &mut Vec<u8>) -> Result<(), Violation> {
+    fn end_frame(&mut self, h: &Header, events: &mut Vec<Event>, out: &mut Vec<u8>, codec: &mut Codec) -> Result<(), Violation> {
         match h.opcode {
             OpCode::Ping => {
-                write_header(out, true, false, OpCode::Pong, self.control.len() as u64);
-                out.extend_from_slice(&self.control);
+                if !self.closing {
+                    write_header(out, true, false, OpCode::Pong, self.control.len() as u64);
+                    out.extend_from_slice(&self.control);
+                }
             }
             OpCode::Pong => {}
             OpCode::Close => {
@@ -133,17 +161,24 @@ impl Reader {
                     None => (None, String::new()),
                 };
                 // Answer with the same code (none for none), then read no more (§5.5.1).
-                let echo = code.map(|c| c.to_be_bytes());
-                write_header(out, true, false, OpCode::Close, echo.map_or(0, |e| e.len() as u64));
-                out.extend_from_slice(echo.as_ref().map_or(&[][..], |e| &e[..]));
+                if !self.closing {
+                    let echo = code.map(|c| c.to_be_bytes());
+                    write_header(out, true, false, OpCode::Close, echo.map_or(0, |e| e.len() as u64));
+                    out.extend_from_slice(echo.as_ref().map_or(&[][..], |e| &e[..]));
+                }
                 events.push(Event::Closed(code, reason));
                 self.done = true;
             }
             _ if h.fin => {
-                let (text, buf) = self.message.take().expect("a data frame belongs to a message");
-                if text {
-                    self.utf8.finish()?;
-                    // Checked as it came: valid UTF-8.
+                let m = self.message.take().expect("a data frame belongs to a message");
+                let buf = if m.compressed { codec.inflate(&m.buf, self.max_message)? } else { m.buf };
+                if m.text {
+                    if m.compressed {
+                        std::str::from_utf8(&buf).map_err(|_| Violation::InvalidData)?;
+                    } else {
+                        self.utf8.finish()?;
+                    }
+                    // Checked: valid UTF-8.
                     events.push(Event::Text(String::from_utf8(buf).map_err(|_| Violation::InvalidData)?));
                 } else {
                     events.push(Event::Binary(buf));
@@ -156,7 +191,9 @@ impl Reader {
 
     fn fail(&mut self, v: Violation, events: &mut Vec<Event>, out: &mut Vec<u8>) {
         let code = v.close_code();
-        write_close(out, code, "");
+        if !self.closing {
+            write_close(out, code, "");
+        }
         events.push(Event::Failed(code));
         self.done = true;
     }
@@ -182,24 +219,32 @@ mod tests {
         v
     }
 
+    /// Feed until the reader uses no more (it stops after each message).
+    fn feed_all(r: &mut Reader, data: &[u8], ev: &mut Vec<Event>, out: &mut Vec<u8>) -> usize {
+        let mut used = 0;
+        loop {
+            let n = r.feed(&data[used..], ev, out, &mut Codec::default());
+            used += n;
+            if n == 0 {
+                return used;
+            }
+        }
+    }
+
     /// Feed `stream` cut at every point into two pieces: the events and output must not depend
     /// on the cut.
     fn run(stream: &[u8], max: u64) -> (Vec<Event>, Vec<u8>) {
         let whole = {
             let (mut ev, mut out) = (Vec::new(), Vec::new());
             let mut r = Reader::new(max);
-            let mut data = stream.to_vec();
-            r.feed(&mut data, &mut ev, &mut out);
+            feed_all(&mut r, stream, &mut ev, &mut out);
             (ev, out)
         };
         for cut in 0..stream.len() {
             let (mut ev, mut out) = (Vec::new(), Vec::new());
             let mut r = Reader::new(max);
-            let mut first = stream[..cut].to_vec();
-            let used = r.feed(&mut first, &mut ev, &mut out);
-            // What was used was unmasked in place; the caller keeps the rest as it came.
-            let mut rest = stream[used..].to_vec();
-            r.feed(&mut rest, &mut ev, &mut out);
+            let used = feed_all(&mut r, &stream[..cut], &mut ev, &mut out);
+            feed_all(&mut r, &stream[used..], &mut ev, &mut out);
             assert_eq!((&ev, &out), (&whole.0, &whole.1), "cut at {cut}");
         }
         whole

@@ -1,0 +1,140 @@
+//! The shape of a WebSocket as every application interface sees it: whole messages both ways,
+//! never frames. Messages from the client wait in a bounded [`Mailbox`] (the connection stops
+//! reading while the application has not taken `MAILBOX_HIGH` bytes of them); messages to the
+//! client are [`Part::Message`](super::exchange::Part) in the exchange, framed by the connection
+//! (`ws::session`), and the accept is a `Part::Head` with status 101.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+
+/// A whole message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl Message {
+    pub fn len(&self) -> usize {
+        match self {
+            Message::Text(s) => s.len(),
+            Message::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Unread message bytes past which the connection stops reading the client.
+pub const MAILBOX_HIGH: usize = 256 * 1024;
+
+/// Messages on their way from the connection (the loop's thread) to the application.
+#[derive(Default)]
+pub struct Mailbox {
+    state: Mutex<MailState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct MailState {
+    queue: VecDeque<Message>,
+    bytes: usize,
+    /// The WebSocket ended: the code and reason the application is told (1005 when the
+    /// client's Close had no code, 1006 when the connection was lost).
+    closed: Option<(u16, String)>,
+}
+
+/// What a take found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mail {
+    Message(Message),
+    /// Nothing yet: wait.
+    Empty,
+    /// The WebSocket ended (every message before it was taken).
+    Closed(u16, String),
+}
+
+impl Mailbox {
+    /// Connection side: a message came.
+    pub fn push(&self, m: Message) {
+        let mut s = self.state.lock().unwrap();
+        if s.closed.is_none() {
+            s.bytes += m.len();
+            s.queue.push_back(m);
+            self.ready.notify_all();
+        }
+    }
+
+    /// Connection side: the WebSocket ended (the first end is the one told).
+    pub fn close(&self, code: u16, reason: &str) {
+        let mut s = self.state.lock().unwrap();
+        if s.closed.is_none() {
+            s.closed = Some((code, reason.to_string()));
+        }
+        self.ready.notify_all();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().unwrap().closed.is_some()
+    }
+
+    /// The application has room for more (the connection reads on).
+    pub fn has_room(&self) -> bool {
+        self.state.lock().unwrap().bytes < MAILBOX_HIGH
+    }
+
+    /// Application side: the next message, without waiting; and whether this take made room
+    /// the connection must hear of (it had stopped reading).
+    pub fn take(&self) -> (Mail, bool) {
+        let mut s = self.state.lock().unwrap();
+        match s.queue.pop_front() {
+            Some(m) => {
+                let was_full = s.bytes >= MAILBOX_HIGH;
+                s.bytes -= m.len();
+                let room = was_full && s.bytes < MAILBOX_HIGH;
+                (Mail::Message(m), room)
+            }
+            None => match &s.closed {
+                Some((code, reason)) => (Mail::Closed(*code, reason.clone()), false),
+                None => (Mail::Empty, false),
+            },
+        }
+    }
+
+    /// Application side, on a thread of its own: wait until there is a message or the end
+    /// (the caller has let go of the GIL).
+    pub fn wait(&self) {
+        let mut s = self.state.lock().unwrap();
+        while s.queue.is_empty() && s.closed.is_none() {
+            s = self.ready.wait(s).unwrap();
+        }
+    }
+}
+
+/// What a WebSocket handshake offers the application, beside its request.
+pub struct Offer {
+    /// Sec-WebSocket-Protocol: the subprotocols the client offered, in order.
+    pub protocols: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_mailbox_says_when_a_take_makes_room_and_the_end_comes_last() {
+        let m = Mailbox::default();
+        m.push(Message::Binary(vec![0; MAILBOX_HIGH]));
+        m.push(Message::Text("after".into()));
+        assert!(!m.has_room());
+        m.close(1000, "bye");
+        m.push(Message::Text("after the end: dropped".into()));
+        assert_eq!(m.take(), (Mail::Message(Message::Binary(vec![0; MAILBOX_HIGH])), true));
+        assert!(m.has_room());
+        assert_eq!(m.take(), (Mail::Message(Message::Text("after".into())), false));
+        assert_eq!(m.take(), (Mail::Closed(1000, "bye".into()), false));
+        assert_eq!(m.take(), (Mail::Closed(1000, "bye".into()), false), "the end stays");
+    }
+}

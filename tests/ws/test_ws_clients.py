@@ -1,0 +1,155 @@
+"""WebSocket with independent clients from PyPI (websockets, which offers permessage-deflate by
+default, and wsproto), FastAPI unmodified, a chat broadcast to 100 sockets, keepalive pings and
+the 1001 of a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import time
+
+import pytest
+import websockets
+import wsproto
+import wsproto.events as wse
+
+from conftest import get, run_app
+from wsclient import WS, frame
+
+
+@pytest.fixture(scope="module")
+def srv():
+    s = run_app("ws_app:app")
+    yield s
+    assert s.stop() == 0
+
+
+def test_websockets_library_echo_with_deflate_and_subprotocol(srv):
+    async def main():
+        async with websockets.connect(f"ws://127.0.0.1:{srv.port}/scope?x=1", subprotocols=["a", "b"]) as ws:
+            assert ws.subprotocol == "b"
+            assert ws.response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
+            scope = json.loads(await ws.recv())
+            assert scope["type"] == "websocket" and scope["scheme"] == "ws" and scope["path"] == "/scope"
+            assert scope["query_string"] == "x=1" and scope["subprotocols"] == ["a", "b"]
+            assert not scope["has_method"] and scope["state"] == "yes"
+            assert "websocket.http.response" in scope["extensions"]
+            assert "sec-websocket-key" in scope["headers"]
+            for msg in ("hello", b"\x00\xff" * 50000, "ü" * 100000, b""):
+                await ws.send(msg)
+                assert await ws.recv() == msg
+            await ws.ping(b"are you there")
+            await ws.send("close:4321:finished")
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await ws.recv()
+            assert (e.value.rcvd.code, e.value.rcvd.reason) == (4321, "finished")
+
+    asyncio.run(main())
+
+
+def test_websockets_library_without_compression_and_many_messages_in_flight(srv):
+    async def main():
+        async with websockets.connect(f"ws://127.0.0.1:{srv.port}/echo", compression=None) as ws:
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            msgs = [f"message {i}" * (i % 7) for i in range(2000)]
+            for m in msgs:
+                await ws.send(m)
+            assert [await ws.recv() for _ in msgs] == msgs
+
+    asyncio.run(main())
+
+
+def test_wsproto_client(srv):
+    conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.sendall(conn.send(wse.Request(host="t", target="/echo", subprotocols=["proto"])))
+        got: list = []
+
+        def pump(until):
+            while not any(isinstance(e, until) for e in got):
+                conn.receive_data(s.recv(65536))
+                got.extend(conn.events())
+
+        pump(wse.AcceptConnection)
+        accept = next(e for e in got if isinstance(e, wse.AcceptConnection))
+        assert accept.subprotocol == "proto"
+        s.sendall(conn.send(wse.TextMessage(data="über")) + conn.send(wse.BytesMessage(data=b"\x01\x02")))
+        pump(wse.BytesMessage)
+        assert [e.data for e in got if isinstance(e, (wse.TextMessage, wse.BytesMessage))] == ["über", b"\x01\x02"]
+        s.sendall(conn.send(wse.Ping(payload=b"p")))
+        pump(wse.Pong)
+        assert next(e for e in got if isinstance(e, wse.Pong)).payload == b"p"
+        s.sendall(conn.send(wse.CloseConnection(code=1000, reason="done")))
+        pump(wse.CloseConnection)
+        assert next(e for e in got if isinstance(e, wse.CloseConnection)).code == 1000
+        assert s.recv(10) == b"", "the server ends the TCP connection after the close handshake"
+
+
+def test_fastapi_websocket_routes_and_a_chat_broadcast_to_100_sockets():
+    srv = run_app("fastapi_ws_app:app")
+    try:
+        async def main():
+            async with websockets.connect(f"ws://127.0.0.1:{srv.port}/echo/ann") as ws:
+                await ws.send("hi")
+                assert await ws.recv() == "ann: hi"
+            # A route FastAPI does not have: closed before the accept, so 403.
+            with pytest.raises(websockets.InvalidStatus) as e:
+                async with websockets.connect(f"ws://127.0.0.1:{srv.port}/nowhere"):
+                    pass
+            assert e.value.response.status_code == 403
+            members = [await websockets.connect(f"ws://127.0.0.1:{srv.port}/chat") for _ in range(100)]
+            while json.loads(get(srv.port, "/members").body) != 100:
+                await asyncio.sleep(0.05)
+            await members[0].send("to everyone")
+            got = await asyncio.gather(*(asyncio.wait_for(m.recv(), 10) for m in members))
+            assert got == ["to everyone"] * 100
+            await asyncio.gather(*(m.close() for m in members))
+
+        asyncio.run(main())
+        # WebSocketDisconnect carried the client's code.
+        deadline = time.monotonic() + 5
+        while json.loads(get(srv.port, "/left").body) != [1000]:
+            assert time.monotonic() < deadline, get(srv.port, "/left").body
+            time.sleep(0.05)
+    finally:
+        assert srv.stop() == 0
+
+
+def test_a_client_that_stops_answering_pings_is_dropped():
+    srv = run_app("ws_app:app", "--ws-ping-interval", "1", "--ws-ping-timeout", "1")
+    try:
+        with WS(srv.port) as ws:
+            t0 = time.monotonic()
+            op, payload, _ = ws.recv()
+            assert op == 0x80 | 0x9, "a quiet client is pinged"
+            assert 0.5 < time.monotonic() - t0 < 3.5
+            # No answer, no input at all: the server gives up with 1011.
+            assert ws.close_code()[0] == 1011 and ws.eof(timeout=5)
+        with WS(srv.port) as ws:  # a client that answers stays
+            for _ in range(3):
+                op, payload, _ = ws.recv()
+                assert op == 0x80 | 0x9
+                ws.send(frame(0xA, payload))
+            ws.send(frame(0x1, b"still here"))
+            assert ws.message() == (0x1, b"still here")
+        found = json.loads(get(srv.port, "/events").body)
+        assert ["/echo", 1006, ""] in found
+    finally:
+        assert srv.stop() == 0
+
+
+def test_a_graceful_stop_closes_open_websockets_with_1001():
+    srv = run_app("ws_app:app")
+    socks = [WS(srv.port) for _ in range(3)]
+    for ws in socks:
+        ws.send(frame(0x1, b"x"))
+        assert ws.message() == (0x1, b"x")
+    srv.proc.send_signal(signal.SIGTERM)
+    for ws in socks:
+        assert ws.close_code()[0] == 1001
+        ws.send(frame(0x8, b"\x03\xe9"))
+        assert ws.eof()
+        ws.close()
+    assert srv.proc.wait(10) == 0
