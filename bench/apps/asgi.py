@@ -12,6 +12,14 @@ async def app(scope, receive, send):
             await send({"type": event + ".complete"})
             if event == "lifespan.shutdown":
                 return
+    if scope["type"] == "websocket":  # echo every message (bench/ws.py)
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            m = await receive()
+            if m["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "bytes": m.get("bytes"), "text": m.get("text")})
     path = scope["path"]
     if path == "/wait":  # a view that awaits 10 ms (a database query)
         await asyncio.sleep(0.01)

@@ -8,7 +8,7 @@
 
 use _core::ws::conn::Reader;
 use _core::ws::deflate::Codec;
-use _core::ws::frame::{check_close, parse_header, unmask, Utf8Stream};
+use _core::ws::frame::{check_close, parse_header, unmask, unmask_into, Utf8Stream};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -28,6 +28,10 @@ fuzz_target!(|data: &[u8]| {
         unmask(a, h.mask, 0);
         unmask(b, h.mask, split as u64);
         assert_eq!(once, twice);
+        let mut fused = b"kept".to_vec();
+        unmask_into(&mut fused, &body[..split], h.mask, 0);
+        unmask_into(&mut fused, &body[split..], h.mask, split as u64);
+        assert_eq!(&fused[4..], &once[..], "unmasking while copying is the same as after");
         unmask(&mut once, h.mask, 0);
         assert_eq!(once, body, "masking twice is the identity");
         let _ = check_close(&twice[..twice.len().min(125)]);

@@ -290,6 +290,9 @@ impl Conn {
             self.head_started = None;
         }
         self.inbuf.drain(..used);
+        if self.inbuf.is_empty() && self.proto.is_websocket() {
+            self.inbuf = Vec::new(); // read through the worker's buffer again: hold none
+        }
     }
 
     /// What to wait for now: the one place that decides it.

@@ -521,6 +521,26 @@ impl Worker {
             }
             return;
         }
+        if conn.proto.is_websocket() && conn.inbuf.is_empty() && !conn.eof_pending {
+            // A WebSocket reads into the worker's buffer; only a cut frame header (or what a
+            // full mailbox leaves) is kept on the connection, so an idle one holds no buffer.
+            let n = match Socket(fd).read_into(&mut self.scratch) {
+                Io::Done(0) | Io::Error => {
+                    conn.proto.body_cut();
+                    self.close(fd);
+                    return;
+                }
+                Io::Blocked => return,
+                Io::Done(n) => n,
+            };
+            let used = conn.proto.feed(&self.scratch[..n], &mut self.ctx);
+            if used < n {
+                conn.inbuf.extend_from_slice(&self.scratch[used..n]);
+            }
+            self.write(fd);
+            self.arm(fd);
+            return;
+        }
         if conn.proto.exchange().is_some() {
             // Waiting for the application: keep what arrives (pipelined requests) for later,
             // up to a bound; past it, or at end of input, stop polling for input.

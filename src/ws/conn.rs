@@ -6,7 +6,7 @@
 //! (1009), text that is UTF-8 (1007, as soon as a bad byte comes).
 
 use super::deflate::Codec;
-use super::frame::{check_close, parse_header, unmask, write_close, write_header, Header, OpCode, Utf8Stream, Violation};
+use super::frame::{check_close, parse_header, unmask_into, write_close, write_header, Header, OpCode, Utf8Stream, Violation};
 
 /// What the bytes so far gave.
 #[derive(Debug, PartialEq, Eq)]
@@ -138,8 +138,13 @@ impl Reader {
             &mut m.buf
         };
         let at = buf.len();
-        buf.extend_from_slice(piece);
-        unmask(&mut buf[at..], h.mask, offset);
+        // Once half of the frame is here, room for all of it (no copy as the rest comes); never
+        // more than twice what came, whatever length the header claims.
+        let rest = (h.len - offset) as usize;
+        if piece.len() < rest && piece.len() * 2 >= rest {
+            buf.reserve(rest);
+        }
+        unmask_into(buf, piece, h.mask, offset);
         if let Some(m) = self.message.as_ref().filter(|m| m.text && !m.compressed && !h.opcode.is_control()) {
             self.utf8.feed(&m.buf[at..])?;
         }

@@ -148,6 +148,15 @@ pub fn unmask(data: &mut [u8], mask: [u8; 4], offset: u64) {
     }
 }
 
+/// Append `src` to `dst` with the client's mask undone (`src` starts `offset` bytes into the
+/// payload). A copy, then the unmask in place: both run at memory speed (a fused loop that
+/// pushes word by word measured slower on 64 KiB messages).
+pub fn unmask_into(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4], offset: u64) {
+    let at = dst.len();
+    dst.extend_from_slice(src);
+    unmask(&mut dst[at..], mask, offset);
+}
+
 /// Write a server frame's header for a payload of `len` bytes (servers never mask, §5.1).
 pub fn write_header(out: &mut Vec<u8>, fin: bool, rsv1: bool, opcode: OpCode, len: u64) {
     out.push(u8::from(fin) << 7 | u8::from(rsv1) << 6 | opcode.bits());

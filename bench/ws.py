@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""WebSocket echo: vw's ASGI worker beside its peers (uvicorn with websockets, granian), each
+one worker pinned to CPU 0, the load (bench/wsload, Rust, one thread per connection) pinned to
+CPU 1, in one run with the servers interleaved. The same raw ASGI echo app (bench/apps/asgi.py)
+on every server; binary messages, no compression offered.
+
+Scenarios: CONNECTIONSxIN_FLIGHTxSIZE, e.g. 8x8x32 (8 connections, 8 messages in flight on each,
+32 B each). Reported per server: messages/s and server CPU µs per message (the server's whole
+process tree, /proc), medians over rounds, and each ratio to the best peer in the same run.
+
+    bash bench/install-peers.sh
+    python bench/ws.py --rounds 3 --duration 5 --out docs/bench/ws.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+APPS = HERE / "apps"
+PEERS_PY = HERE / ".peers-venv" / "bin" / "python"
+sys.path.insert(0, str(ROOT / "python"))
+from vw.benchmark.cpu import tree_cpu_seconds  # noqa: E402
+
+SCENARIOS = ["8x8x32", "100x2x32", "8x2x65536"]
+
+
+def servers(port: int) -> dict[str, list[str]]:
+    peer = [str(PEERS_PY), "-m"]
+    return {
+        "vw-asgi": [sys.executable, "-m", "vw", "run", "asgi:app", "--interface", "asgi", "--workers", "1",
+                    "--port", str(port)],
+        "uvicorn": [*peer, "uvicorn", "asgi:app", "--port", str(port), "--no-access-log", "--log-level", "warning"],
+        "granian-asgi": [*peer, "granian", "--interface", "asgi", "asgi:app", "--workers", "1", "--port", str(port),
+                         "--no-access-log", "--log-level", "warning"],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], port: int) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=APPS, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n")
+                if s.recv(100).startswith(b"HTTP/1.1 200"):
+                    time.sleep(0.5)
+                    return proc
+        except OSError:
+            time.sleep(0.1)
+    stop(proc)
+    raise RuntimeError(f"{cmd[0]} did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def build_load() -> Path:
+    subprocess.run(["cargo", "build", "--release", "-q"], cwd=HERE / "wsload", check=True)
+    return HERE / "wsload" / "target" / "release" / "wsload"
+
+
+def measure(load: Path, proc: subprocess.Popen, port: int, scenario: str, duration: float) -> dict:
+    conns, in_flight, size = scenario.split("x")
+    p = subprocess.Popen(["taskset", "-c", "1", str(load), str(port), "/ws", conns, in_flight, size, str(duration)],
+                         stdout=subprocess.PIPE, text=True)
+    assert json.loads(p.stdout.readline())["event"] == "start"
+    cpu0, t0 = tree_cpu_seconds(proc.pid), time.monotonic()
+    result = json.loads(p.stdout.readline())
+    cpu1, t1 = tree_cpu_seconds(proc.pid), time.monotonic()
+    p.wait(30)
+    n = result["messages"]
+    return {"msgs_per_s": n / result["seconds"], "cpu_us_per_msg": (cpu1 - cpu0) * 1e6 / n if n else None,
+            "server_cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0), "failed": result["failed"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--servers", default="vw-asgi,uvicorn,granian-asgi")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    load = build_load()
+    names, scenarios = a.servers.split(","), a.scenarios.split(",")
+    runs: list[dict] = []
+    for r in range(a.rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            port = free_port()
+            proc = start(servers(port)[name], port)
+            try:
+                for sc in scenarios:
+                    m = measure(load, proc, port, sc, a.duration)
+                    runs.append({"round": r, "server": name, "scenario": sc, **m})
+                    print(f"round {r} {name:13} {sc:10} {m['msgs_per_s']:>10,.0f} msg/s "
+                          f"{m['cpu_us_per_msg'] or 0:7.2f} µs/msg  cpu {m['server_cpu_percent']:.0f}%", flush=True)
+            finally:
+                stop(proc)
+    medians: dict = {}
+    for sc in scenarios:
+        for name in names:
+            rs = [x for x in runs if x["server"] == name and x["scenario"] == sc and x["cpu_us_per_msg"]]
+            if rs:
+                medians.setdefault(sc, {})[name] = {
+                    "msgs_per_s": statistics.median(x["msgs_per_s"] for x in rs),
+                    "cpu_us_per_msg": statistics.median(x["cpu_us_per_msg"] for x in rs)}
+    print("\nmedians (vw ÷ best peer: CPU per message, lower is better)")
+    for sc, by in medians.items():
+        peers = [v["cpu_us_per_msg"] for k, v in by.items() if not k.startswith("vw")]
+        best = min(peers) if peers else None
+        for name, v in by.items():
+            ratio = f"{v['cpu_us_per_msg'] / best:.2f}" if best else "-"
+            print(f"{sc:10} {name:13} {v['msgs_per_s']:>10,.0f} msg/s {v['cpu_us_per_msg']:7.2f} µs/msg  ÷best peer {ratio}")
+    if a.out:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        Path(a.out).write_text(json.dumps({"command": "python bench/ws.py " + " ".join(sys.argv[1:]), "commit": commit,
+                                           "date": datetime.date.today().isoformat(), "runs": runs, "medians": medians},
+                                          indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+//! WebSocket echo load: `wsload PORT PATH CONNECTIONS IN_FLIGHT SIZE SECONDS`.
+//! Each connection (a thread of its own, blocking sockets) does the handshake, sends IN_FLIGHT
+//! binary messages of SIZE bytes, and sends one more for every echo it gets back, for SECONDS.
+//! Prints one JSON line: messages echoed, seconds, and the connections that failed.
+//! Frames are masked with a fixed key (the server cannot tell; it costs the client nothing).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
+
+fn client_frame(size: usize) -> Vec<u8> {
+    let mut f = vec![0x82u8];
+    match size {
+        0..=125 => f.push(0x80 | size as u8),
+        126..=65535 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(size as u16).to_be_bytes());
+        }
+        _ => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(size as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&MASK);
+    f.extend((0..size).map(|i| (i as u8) ^ MASK[i % 4]));
+    f
+}
+
+/// The length of the first complete server frame in `buf`, if it is complete.
+fn frame_len(buf: &[u8]) -> Option<usize> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let (n, at) = match buf[1] & 0x7F {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => (u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize, 10),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    (buf.len() >= at + n).then_some(at + n)
+}
+
+fn run(port: u16, path: &str, in_flight: usize, size: usize, stop: &AtomicBool, count: &AtomicU64) -> std::io::Result<()> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_nodelay(true)?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed during the handshake"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !buf.starts_with(b"HTTP/1.1 101") {
+                return Err(std::io::Error::other(String::from_utf8_lossy(&buf[..i]).into_owned()));
+            }
+            buf.drain(..i + 4);
+            break;
+        }
+    }
+    let one = client_frame(size);
+    let mut out = Vec::with_capacity(one.len() * in_flight);
+    for _ in 0..in_flight {
+        out.extend_from_slice(&one);
+    }
+    s.write_all(&out)?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    while !stop.load(Ordering::Relaxed) {
+        let n = match s.read(&mut chunk) {
+            Ok(0) => return Err(std::io::Error::other("closed by the server")),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => continue,
+            Err(e) => return Err(e),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let (mut pos, mut got) = (0, 0);
+        while let Some(len) = frame_len(&buf[pos..]) {
+            pos += len;
+            got += 1;
+        }
+        buf.drain(..pos);
+        if got > 0 {
+            count.fetch_add(got, Ordering::Relaxed);
+            out.clear();
+            for _ in 0..got {
+                out.extend_from_slice(&one);
+            }
+            s.write_all(&out)?;
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    if a.len() != 7 {
+        eprintln!("usage: wsload PORT PATH CONNECTIONS IN_FLIGHT SIZE SECONDS");
+        std::process::exit(2);
+    }
+    let port: u16 = a[1].parse().expect("PORT");
+    let path = a[2].clone();
+    let (conns, in_flight, size): (usize, usize, usize) = (a[3].parse().expect("CONNECTIONS"), a[4].parse().expect("IN_FLIGHT"), a[5].parse().expect("SIZE"));
+    let secs: f64 = a[6].parse().expect("SECONDS");
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let (stop, count, failed, path) = (stop.clone(), count.clone(), failed.clone(), path.clone());
+            std::thread::spawn(move || {
+                if let Err(e) = run(port, &path, in_flight, size, &stop, &count) {
+                    if !stop.load(Ordering::Relaxed) {
+                        eprintln!("wsload: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Warm up for a tenth of the time, then count.
+    std::thread::sleep(Duration::from_secs_f64(secs / 10.0));
+    let (c0, t0) = (count.load(Ordering::Relaxed), Instant::now());
+    println!("{{\"event\": \"start\"}}");
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let (c1, dt) = (count.load(Ordering::Relaxed), t0.elapsed().as_secs_f64());
+    println!("{{\"messages\": {}, \"seconds\": {dt:.4}, \"failed\": {}}}", c1 - c0, failed.load(Ordering::Relaxed));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+}
