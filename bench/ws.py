@@ -17,8 +17,6 @@ import argparse
 import datetime
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +28,9 @@ ROOT = HERE.parent
 APPS = HERE / "apps"
 PEERS_PY = HERE / ".peers-venv" / "bin" / "python"
 sys.path.insert(0, str(ROOT / "python"))
+sys.path.insert(0, str(HERE))
 from vw.benchmark.cpu import tree_cpu_seconds  # noqa: E402
+from wait import free_port, start, stop  # noqa: E402  (the same start and stop as the wait bench)
 
 SCENARIOS = ["8x8x32", "100x2x32", "8x2x65536"]
 
@@ -44,39 +44,6 @@ def servers(port: int) -> dict[str, list[str]]:
         "granian-asgi": [*peer, "granian", "--interface", "asgi", "asgi:app", "--workers", "1", "--port", str(port),
                          "--no-access-log", "--log-level", "warning"],
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd: list[str], port: int) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=APPS, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n")
-                if s.recv(100).startswith(b"HTTP/1.1 200"):
-                    time.sleep(0.5)
-                    return proc
-        except OSError:
-            time.sleep(0.1)
-    stop(proc)
-    raise RuntimeError(f"{cmd[0]} did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def build_load() -> Path:
@@ -113,7 +80,7 @@ def main() -> int:
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
             port = free_port()
-            proc = start(servers(port)[name], port)
+            proc = start(["taskset", "-c", "0", *servers(port)[name]], port)
             try:
                 for sc in scenarios:
                     m = measure(load, proc, port, sc, a.duration)
