@@ -249,6 +249,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(current_cpu, m)?)?;
     apps::wsgi::register(m)?;
     apps::native::register(m)?;
+    apps::native_ws::register(m)?;
     apps::asgi::register(m)?;
     m.add_function(wrap_pyfunction!(asgi_worker, m)?)?;
     // The layout of a worker's counters slot, for the supervisor's /metrics.

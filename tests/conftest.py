@@ -244,6 +244,12 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def rss_kib(pid: int) -> int:
+    """The resident memory of a process now."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
 def peak_rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -8,5 +8,6 @@ the ``vw`` command, configuration, process supervision and static indexing.
 __version__ = "0.1.0"
 
 from vw.app import App, Request, Response  # noqa: E402
+from vw.websocket import WebSocket, WebSocketClosed  # noqa: E402
 
-__all__ = ["App", "Request", "Response", "__version__"]
+__all__ = ["App", "Request", "Response", "WebSocket", "WebSocketClosed", "__version__"]

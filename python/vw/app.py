@@ -17,7 +17,8 @@ A handler takes the request (``method``, ``path``, ``query``, ``headers``, ``bod
 iterator (a generator) of bytes or str, sent piece by piece as it is produced; an ``async def``
 handler may give an async iterator too. Routing, header parsing and response assembly happen
 in the Rust core; Python does only the handler call. ``async def`` handlers run on the
-worker's asyncio event loop (uvloop when installed).
+worker's asyncio event loop (uvloop when installed). ``@app.websocket(path)`` registers an
+``async def handler(ws)`` for WebSockets (see ``vw.websocket``).
 """
 
 from __future__ import annotations
@@ -111,6 +112,15 @@ class App:
 
     def delete(self, path: str) -> Callable[[Callable], Callable]:
         return self.route(path, ("DELETE",))
+
+    def websocket(self, path: str) -> Callable[[Callable], Callable]:
+        """Register an ``async def handler(ws)`` for WebSockets at `path` (see vw.websocket)."""
+        def register(func: Callable) -> Callable:
+            if not inspect.iscoroutinefunction(func):
+                raise TypeError(f"WebSocket handler {getattr(func, '__name__', func)!r} must be an async def")
+            return self.route(path, ("WEBSOCKET",))(func)
+
+        return register
 
     def routes(self) -> list[tuple[str, str, Callable, bool]]:
         return list(self._routes)

@@ -212,9 +212,35 @@ pub struct Job {
     pub route: Route,
     pub head_only: bool,
     pub id: (i32, u64),
+    /// A WebSocket handshake for the route's handler (what the client offered, and where its
+    /// messages arrive); None for an HTTP request.
+    pub ws: Option<Box<(super::ws::Offer, Arc<super::ws::Mailbox>)>>,
 }
 
 impl Job {
+    /// The job of a request (its head copied, with where method and target are in it).
+    pub fn new(req: &AppRequest, body: ReqBody, head_only: bool, route: Route, ws: Option<Box<(super::ws::Offer, Arc<super::ws::Mailbox>)>>) -> Box<Job> {
+        let base = req.head.as_ptr() as usize;
+        let at = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        Box::new(Job {
+            method: at(req.method),
+            target: at(req.target),
+            head: req.head.to_vec(),
+            fields: req.fields.to_vec(),
+            minor: req.minor,
+            peer: req.peer,
+            local_port: req.local_port,
+            body,
+            head_only,
+            id: req.conn_id,
+            route,
+            ws,
+        })
+    }
+
     pub fn request(&self) -> AppRequest<'_> {
         AppRequest {
             head: &self.head,

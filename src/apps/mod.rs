@@ -10,6 +10,7 @@ pub mod asgi;
 pub mod asgi_ws;
 pub mod exchange;
 pub mod native;
+pub mod native_ws;
 pub mod reply;
 pub mod request;
 pub mod threads;

@@ -223,6 +223,7 @@ impl Native {
                 r => match_pattern(r, path).is_some(),
             })
             .map(|h| &h.method[..])
+            .filter(|m| *m != WEBSOCKET)
             .collect();
         allow.sort();
         allow.dedup();
@@ -231,6 +232,14 @@ impl Native {
 
     /// Call handler `i`: its return value (a coroutine for an async handler).
     fn call_handler<'py>(&self, py: Python<'py>, job: &mut Job) -> PyResult<Bound<'py, PyAny>> {
+        let request = self.request(py, job)?;
+        // An async handler gives its coroutine: it runs on the worker's event loop (the
+        // pool's async lane), and `convert` makes its result a reply there.
+        self.handlers[job.route.handler].func.bind(py).call1((request,))
+    }
+
+    /// The `Request` of a job (it keeps the job's head: the job is done with it).
+    fn request(&self, py: Python<'_>, job: &mut Job) -> PyResult<Request> {
         let body = std::mem::replace(&mut job.body, ReqBody::Empty);
         let params = std::mem::take(&mut job.route.params);
         let h = &self.handlers[job.route.handler];
@@ -251,8 +260,7 @@ impl Native {
                 Some(PyBytes::new(py, &v).unbind())
             }
         };
-        // The request keeps the job's head (the job is done with it).
-        let request = Request {
+        Ok(Request {
             method_len: job.method.len(),
             target: job.target.clone(),
             head: std::mem::take(&mut job.head),
@@ -261,10 +269,7 @@ impl Native {
             params: named,
             params_dict: None,
             headers: None,
-        };
-        // An async handler gives its coroutine: it runs on the worker's event loop (the
-        // pool's async lane), and `convert` makes its result a reply there.
-        h.func.bind(py).call1((request,))
+        })
     }
 
     /// bytes, str, dict/list (JSON), None (204) or a Response.
@@ -542,7 +547,23 @@ impl SyncApp for Native {
     fn event_loop(&self) -> Option<&Py<PyAny>> {
         self.event_loop.as_ref()
     }
+
+    fn ws_route(&self, req: &AppRequest) -> Option<ThreadRoute> {
+        let (raw_path, _) = split_target(req.target);
+        let path = normalize_percent(raw_path).unwrap_or_else(|| raw_path.to_vec());
+        let (i, params) = self.find(WEBSOCKET, &path).ok()?;
+        Some(ThreadRoute { key: i, handler: i, params, is_async: true })
+    }
+
+    fn start_ws<'py>(&self, py: Python<'py>, job: &mut Job, handle: Bound<'py, super::native_ws::WsHandle>) -> PyResult<Bound<'py, PyAny>> {
+        let request = self.request(py, job)?;
+        let func = self.handlers[job.route.handler].func.bind(py);
+        py.import("vw.websocket")?.getattr("_session")?.call1((func, handle, request))
+    }
 }
+
+/// The method WebSocket routes are registered under (`App.websocket`): never an HTTP one.
+const WEBSOCKET: &[u8] = b"WEBSOCKET";
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Request>()?;

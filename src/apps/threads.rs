@@ -73,6 +73,16 @@ pub trait SyncApp: Send + Sync {
     fn event_loop(&self) -> Option<&Py<PyAny>> {
         None
     }
+
+    /// On the loop, without Python: the WebSocket handler of this request's path, if any.
+    fn ws_route(&self, _req: &AppRequest) -> Option<Route> {
+        None
+    }
+
+    /// On the event loop's thread: the coroutine that runs a WebSocket's handler with `handle`.
+    fn start_ws<'py>(&self, _py: Python<'py>, _job: &mut Job, _handle: Bound<'py, super::native_ws::WsHandle>) -> PyResult<Bound<'py, PyAny>> {
+        Err(pyo3::exceptions::PyRuntimeError::new_err("this application has no WebSocket handlers"))
+    }
 }
 
 /// What an async handler's result makes.
@@ -619,24 +629,7 @@ impl App for Threaded {
             Ok(r) => r,
             Err(reply) => return reply.answer(head_only),
         };
-        let base = req.head.as_ptr() as usize;
-        let at = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            start..start + s.len()
-        };
-        let job = Box::new(Job {
-            method: at(req.method),
-            target: at(req.target),
-            head: req.head.to_vec(),
-            fields: req.fields.to_vec(),
-            minor: req.minor,
-            peer: req.peer,
-            local_port: req.local_port,
-            body,
-            head_only,
-            id: req.conn_id,
-            route,
-        });
+        let job = Job::new(req, body, head_only, route, None);
         if let ReqBody::Stream(inbox) = &job.body {
             // The application asked for body, or made room: the loop sends 100 Continue or
             // reads on (a message with no output wakes it for this connection).
@@ -657,6 +650,19 @@ impl App for Threaded {
 
     fn next_job(&mut self) -> Option<Box<Job>> {
         self.inline.pop_front()
+    }
+
+    fn takes_websocket(&self, req: &AppRequest) -> bool {
+        self.shared.app.ws_route(req).is_some()
+    }
+
+    /// A WebSocket's handler runs as a task of the async lane; it reaches the connection the
+    /// way async responses do (posted parts, an eventfd) and reads the mailbox.
+    fn websocket(&mut self, req: &AppRequest, offer: super::ws::Offer, mailbox: Arc<super::ws::Mailbox>) -> SharedExchange {
+        let route = self.shared.app.ws_route(req).expect("takes_websocket said so");
+        let job = Job::new(req, ReqBody::Empty, false, route, Some(Box::new((offer, mailbox))));
+        self.shared.dispatch_async(job);
+        Rc::new(RefCell::new(Exchange::default()))
     }
 
     fn streams_body(&self) -> bool {
@@ -693,6 +699,18 @@ impl LaneDrain {
         let jobs = std::mem::take(&mut *self.shared.lane.jobs.lock().unwrap());
         for mut job in jobs {
             let app = self.shared.app.clone();
+            if let Some(open) = job.ws.take() {
+                let (offer, mailbox) = *open;
+                let shared = self.shared.clone();
+                let post: super::native_ws::Post = Arc::new(move |d| shared.post(d));
+                let handle = Bound::new(py, super::native_ws::WsHandle::new(job.id, offer.protocols, mailbox, post, self.event_loop.clone_ref(py)))?;
+                let started = app.start_ws(py, &mut job, handle.clone()).and_then(|coro| self.event_loop.bind(py).call_method1("create_task", (coro,)));
+                if let Err(e) = started {
+                    e.print(py);
+                    handle.borrow().finish(false, true);
+                }
+                continue;
+            }
             let started = app.start_async(py, &mut job).and_then(|coro| self.event_loop.bind(py).call_method1("create_task", (coro,)));
             match started {
                 Ok(task) => {

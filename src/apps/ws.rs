@@ -44,6 +44,9 @@ struct MailState {
     /// The WebSocket ended: the code and reason the application is told (1005 when the
     /// client's Close had no code, 1006 when the connection was lost).
     closed: Option<(u16, String)>,
+    /// Called (once, on the connection's thread) when mail comes for an application that
+    /// waits on another thread ([`Mailbox::wait_then`]).
+    waiter: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// What a take found.
@@ -59,21 +62,45 @@ pub enum Mail {
 impl Mailbox {
     /// Connection side: a message came.
     pub fn push(&self, m: Message) {
-        let mut s = self.state.lock().unwrap();
-        if s.closed.is_none() {
+        let waiter = {
+            let mut s = self.state.lock().unwrap();
+            if s.closed.is_some() {
+                return;
+            }
             s.bytes += m.len();
             s.queue.push_back(m);
             self.ready.notify_all();
+            s.waiter.take()
+        };
+        if let Some(w) = waiter {
+            w(); // outside the lock
         }
     }
 
     /// Connection side: the WebSocket ended (the first end is the one told).
     pub fn close(&self, code: u16, reason: &str) {
-        let mut s = self.state.lock().unwrap();
-        if s.closed.is_none() {
-            s.closed = Some((code, reason.to_string()));
+        let waiter = {
+            let mut s = self.state.lock().unwrap();
+            if s.closed.is_none() {
+                s.closed = Some((code, reason.to_string()));
+            }
+            self.ready.notify_all();
+            s.waiter.take()
+        };
+        if let Some(w) = waiter {
+            w();
         }
-        self.ready.notify_all();
+    }
+
+    /// Application side, on an event loop of another thread: arrange for `wake` to be called
+    /// when mail comes; false (and `wake` dropped) when there is mail already.
+    pub fn wait_then(&self, wake: Box<dyn FnOnce() + Send>) -> bool {
+        let mut s = self.state.lock().unwrap();
+        if !s.queue.is_empty() || s.closed.is_some() {
+            return false;
+        }
+        s.waiter = Some(wake);
+        true
     }
 
     pub fn is_closed(&self) -> bool {

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import Reader, connect, get, run_app
+from conftest import rss_kib, Reader, connect, get, run_app
 from wsclient import KEY, WS, accept_for, close_payload, deflate, frame, inflate
 
 TEXT, BINARY, CLOSE, PING, PONG, CONT = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
@@ -256,14 +256,10 @@ def test_send_waits_for_a_client_that_does_not_read(srv):
     """/flood sends 64 MiB; a client that reads nothing must not make the worker hold it."""
     pid = srv.workers[0][0]
 
-    def rss() -> int:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
-
-    before = rss()
+    before = rss_kib(pid)
     with WS(srv.port, "/flood") as ws:
         time.sleep(1.5)
-        grown = rss() - before
+        grown = rss_kib(pid) - before
         assert grown < 16 * 1024, f"RSS grew {grown} KiB"
         got = 0
         while got < 64 << 20:  # then it all arrives
