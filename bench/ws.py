@@ -17,6 +17,7 @@ import argparse
 import datetime
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -65,12 +66,62 @@ def measure(load: Path, proc: subprocess.Popen, port: int, scenario: str, durati
             "server_cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0), "failed": result["failed"]}
 
 
+def tree_rss_kib(root: int) -> int:
+    """Resident memory of a process and all its descendants."""
+    from vw.benchmark.cpu import all_proc_stats, tree_stats
+
+    total = 0
+    for st in tree_stats(root, all_proc_stats()):
+        try:
+            with open(f"/proc/{st.pid}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def idle(port: int, proc: subprocess.Popen, n: int) -> dict:
+    """Open `n` WebSockets, each echoes one message, then all sit idle: the growth of the
+    server's resident memory per socket."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + 1000)), hard))
+    hello = (b"GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    frame = b"\x82\x85\x01\x02\x03\x04" + bytes(b ^ k for b, k in zip(b"hello", b"\x01\x02\x03\x04\x01"))
+
+    def opened() -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(hello)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(4096)
+        assert got.startswith(b"HTTP/1.1 101"), got[:80]
+        rest = got.split(b"\r\n\r\n", 1)[1]
+        s.sendall(frame)
+        while len(rest) < 7:
+            rest += s.recv(4096)
+        return s
+
+    warm = [opened() for _ in range(50)]
+    time.sleep(1)
+    before = tree_rss_kib(proc.pid)
+    socks = [opened() for _ in range(n)]
+    time.sleep(2)
+    after = tree_rss_kib(proc.pid)
+    for s in warm + socks:
+        s.close()
+    return {"idle": n, "rss_kib_before": before, "rss_kib_after": after, "bytes_per_socket": (after - before) * 1024 / n}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--servers", default="vw-asgi,uvicorn,granian-asgi")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--idle", type=int, default=10000, help="idle WebSockets for the memory figure (0: none)")
     ap.add_argument("--out")
     a = ap.parse_args()
     load = build_load()
@@ -87,6 +138,11 @@ def main() -> int:
                     runs.append({"round": r, "server": name, "scenario": sc, **m})
                     print(f"round {r} {name:13} {sc:10} {m['msgs_per_s']:>10,.0f} msg/s "
                           f"{m['cpu_us_per_msg'] or 0:7.2f} µs/msg  cpu {m['server_cpu_percent']:.0f}%", flush=True)
+                if a.idle and r == 0:
+                    m = idle(port, proc, a.idle)
+                    runs.append({"round": r, "server": name, "scenario": f"idle{a.idle}", **m})
+                    print(f"round {r} {name:13} {a.idle} idle WebSockets: +{(m['rss_kib_after'] - m['rss_kib_before']) / 1024:.1f} MiB, "
+                          f"{m['bytes_per_socket']:,.0f} B each", flush=True)
             finally:
                 stop(proc)
     medians: dict = {}
@@ -97,8 +153,14 @@ def main() -> int:
                 medians.setdefault(sc, {})[name] = {
                     "msgs_per_s": statistics.median(x["msgs_per_s"] for x in rs),
                     "cpu_us_per_msg": statistics.median(x["cpu_us_per_msg"] for x in rs)}
+    for run in runs:
+        if "idle" in run:
+            medians.setdefault(run["scenario"], {})[run["server"]] = {"bytes_per_socket": run["bytes_per_socket"]}
     print("\nmedians (vw ÷ best peer: CPU per message, lower is better)")
     for sc, by in medians.items():
+        if sc.startswith("idle"):
+            print(f"{sc:10} " + "  ".join(f"{k} {v['bytes_per_socket']:,.0f} B" for k, v in by.items()))
+            continue
         peers = [v["cpu_us_per_msg"] for k, v in by.items() if not k.startswith("vw")]
         best = min(peers) if peers else None
         for name, v in by.items():

@@ -625,6 +625,11 @@ pub struct Asgi {
     template: Py<PyDict>,
     /// scope["extensions"].
     extensions: Py<PyDict>,
+    /// scope["extensions"] of a WebSocket, shared as the HTTP one is.
+    ws_extensions: Py<PyDict>,
+    /// Lowercase field names as bytes, by the name as sent: made once per worker, not per
+    /// request (bounded; names past it are made each time).
+    names: std::collections::HashMap<Box<[u8]>, Py<PyBytes>, crate::statics::PathHash>,
     last_ip: Option<(std::net::IpAddr, Py<PyString>)>,
     coroutine_type: Py<PyAny>,
 }
@@ -658,7 +663,11 @@ impl Asgi {
         ] {
             template.set_item(PyString::intern(py, key), value)?;
         }
+        let ws_extensions = PyDict::new(py);
+        ws_extensions.set_item("websocket.http.response", PyDict::new(py))?;
         Ok(Asgi {
+            ws_extensions: ws_extensions.unbind(),
+            names: std::collections::HashMap::with_hasher(crate::statics::PathHash::new()),
             done: Py::new(py, Ready { value: py.None() })?,
             asgi_info: asgi_info.unbind(),
             template: template.unbind(),
@@ -701,8 +710,17 @@ impl Asgi {
         let mut te_trailers = false;
         for (name, value) in req.headers() {
             te_trailers |= name.eq_ignore_ascii_case(b"te") && value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
-            let lower: Vec<u8> = name.to_ascii_lowercase();
-            headers.append(PyTuple::new(py, [PyBytes::new(py, &lower), PyBytes::new(py, value)])?)?;
+            let lower = match self.names.get(name) {
+                Some(n) => n.bind(py).clone(),
+                None => {
+                    let n = PyBytes::new(py, &name.to_ascii_lowercase());
+                    if self.names.len() < 256 && name.len() <= 64 {
+                        self.names.insert(name.into(), n.clone().unbind());
+                    }
+                    n
+                }
+            };
+            headers.append(PyTuple::new(py, [lower, PyBytes::new(py, value)])?)?;
         }
         scope.set_item(intern!(py, "headers"), headers)?;
         if let Some(p) = req.peer {
@@ -742,9 +760,7 @@ impl Asgi {
         scope.set_item(intern!(py, "scheme"), intern!(py, "ws"))?;
         scope.del_item(intern!(py, "method"))?;
         scope.set_item(intern!(py, "subprotocols"), PyList::new(py, &offer.protocols)?)?;
-        let ext = PyDict::new(py);
-        ext.set_item("websocket.http.response", PyDict::new(py))?;
-        scope.set_item(intern!(py, "extensions"), ext)?;
+        scope.set_item(intern!(py, "extensions"), self.ws_extensions.bind(py))?;
         Ok(scope)
     }
 }

@@ -120,6 +120,9 @@ impl Mailbox {
             Some(m) => {
                 let was_full = s.bytes >= MAILBOX_HIGH;
                 s.bytes -= m.len();
+                if s.queue.is_empty() {
+                    s.queue = VecDeque::new(); // an idle WebSocket holds no ring
+                }
                 let room = was_full && s.bytes < MAILBOX_HIGH;
                 (Mail::Message(m), room)
             }

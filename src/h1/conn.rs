@@ -53,13 +53,15 @@ pub struct Ctx {
     pub ws_max_message: u64,
     /// The worker's permessage-deflate compressor and decompressor (see `ws::deflate`).
     pub codec: Codec,
+    /// What a WebSocket's input gave, kept to be reused (empty between uses).
+    pub ws_events: Vec<crate::ws::conn::Event>,
 }
 
 impl Ctx {
     pub fn new(clock: Clock, mounts: Vec<Mount>, app: Option<Box<dyn App>>) -> Self {
         let mut mounts = mounts;
         mounts.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-        Ctx { clock, mounts, app, fields: Vec::with_capacity(32), limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, stream_bodies: true, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None, ws_max_message: 16 << 20, codec: Codec::default() }
+        Ctx { clock, mounts, app, fields: Vec::with_capacity(32), limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, stream_bodies: true, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None, ws_max_message: 16 << 20, codec: Codec::default(), ws_events: Vec::new() }
     }
 }
 
@@ -420,7 +422,7 @@ impl Proto {
                 ReadState::Done => return data.len(),
                 ReadState::Waiting(..) | ReadState::WsOpening(_) => return pos,
                 ReadState::Ws(s) => {
-                    let used = s.feed(&data[pos..], &mut self.out, &mut ctx.codec, ctx.clock.sec);
+                    let used = s.feed(&data[pos..], &mut self.out, &mut ctx.codec, &mut ctx.ws_events, ctx.clock.sec);
                     if s.ended {
                         self.close_after_flush = true;
                     }

@@ -130,6 +130,13 @@ impl OutQueue {
         self.segs.is_empty()
     }
 
+    /// Give back the memory of an empty queue (a connection that will be idle long).
+    pub fn release(&mut self) {
+        if self.segs.is_empty() {
+            self.segs = std::collections::VecDeque::new();
+        }
+    }
+
     pub fn push(&mut self, seg: Seg) {
         self.settle_tail();
         self.queued += seg.remaining() as u64;

@@ -775,6 +775,9 @@ impl Worker {
             ex.borrow_mut().unflushed = conn.proto.out.pending_bytes();
             notify(ex);
         }
+        if conn.proto.is_websocket() {
+            conn.proto.out.release(); // an idle WebSocket holds no output ring
+        }
         self.sync_interest(fd);
     }
 

@@ -48,7 +48,6 @@ pub struct Session {
     pub mailbox: Arc<Mailbox>,
     reader: Reader,
     deflate: Option<Agreed>,
-    events: Vec<Event>,
     /// When this side sent its Close.
     closed_at: Option<i64>,
     /// The client's Close came, or its input broke a rule: nothing more is read or sent; the
@@ -62,12 +61,13 @@ impl Session {
     pub fn new(ex: SharedExchange, mailbox: Arc<Mailbox>, max_message: u64, deflate: Option<Agreed>, now: i64) -> Self {
         let mut reader = Reader::new(max_message);
         reader.deflate = deflate.is_some();
-        Session { ex, mailbox, reader, deflate, events: Vec::new(), closed_at: None, ended: false, last_input: now, ping_sent: None }
+        Session { ex, mailbox, reader, deflate, closed_at: None, ended: false, last_input: now, ping_sent: None }
     }
 
     /// Read client bytes while the application has room for messages; returns how many were
-    /// used (the rest waits). Pongs and the answer to a Close go to `out`.
-    pub fn feed(&mut self, data: &[u8], out: &mut OutQueue, codec: &mut Codec, now: i64) -> usize {
+    /// used (the rest waits). Pongs and the answer to a Close go to `out`. `events` is the
+    /// worker's (empty; left empty), so that an idle session holds none.
+    pub fn feed(&mut self, data: &[u8], out: &mut OutQueue, codec: &mut Codec, events: &mut Vec<Event>, now: i64) -> usize {
         if !data.is_empty() {
             // Any input shows the client alive (a Pong, or anything else).
             self.last_input = now;
@@ -76,9 +76,9 @@ impl Session {
         let mut pos = 0;
         let mut told = false;
         while !self.reader.is_done() && pos < data.len() && self.mailbox.has_room() {
-            let n = self.reader.feed(&data[pos..], &mut self.events, out.owned_tail(), codec);
+            let n = self.reader.feed(&data[pos..], events, out.owned_tail(), codec);
             pos += n;
-            for ev in self.events.drain(..) {
+            for ev in events.drain(..) {
                 told = true;
                 match ev {
                     // After this side's Close, messages are not the application's any more.
@@ -202,3 +202,4 @@ fn push(out: &mut OutQueue, data: Vec<u8>) {
         out.owned_tail().extend_from_slice(&data);
     }
 }
+

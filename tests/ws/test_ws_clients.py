@@ -15,7 +15,7 @@ import websockets
 import wsproto
 import wsproto.events as wse
 
-from conftest import get, run_app
+from conftest import get, rss_kib, run_app
 from wsclient import WS, frame
 
 
@@ -153,3 +153,36 @@ def test_a_graceful_stop_closes_open_websockets_with_1001():
         assert ws.eof()
         ws.close()
     assert srv.proc.wait(10) == 0
+
+
+@pytest.mark.parametrize("spec,path", [("ws_app:app", "/echo"), ("native_ws_app:app", "/echo/idle")])
+def test_idle_websockets_are_cheap(spec, path):
+    """3,000 WebSockets that each echoed one message and then sit idle: at most 5 KiB each on
+    the worker (the ASGI scope and task are most of it; no buffer stays per socket)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8000)), hard))
+    srv = run_app(spec)
+    socks = []
+    try:
+        pid = srv.workers[0][0]
+
+        def opened() -> WS:
+            ws = WS(srv.port, path)
+            assert ws.status == 101
+            ws.send(frame(0x2, b"hello"))
+            assert ws.message()[1] == b"hello"
+            return ws
+
+        socks = [opened() for _ in range(50)]  # the worker's buffers and caches exist
+        time.sleep(0.5)
+        before = rss_kib(pid)
+        socks += [opened() for _ in range(3000)]
+        time.sleep(1)
+        per_socket = (rss_kib(pid) - before) * 1024 / 3000
+        assert per_socket < 5 * 1024, f"{per_socket:.0f} bytes per idle WebSocket"
+    finally:
+        for ws in socks:
+            ws.close()
+        assert srv.stop() == 0
