@@ -165,11 +165,13 @@ impl Reader {
                     Some((code, reason)) => (Some(code), reason.to_string()),
                     None => (None, String::new()),
                 };
-                // Answer with the same code (none for none), then read no more (§5.5.1).
+                // Answer with the same code and reason (none for none), then read no more
+                // (§5.5.1).
                 if !self.closing {
-                    let echo = code.map(|c| c.to_be_bytes());
-                    write_header(out, true, false, OpCode::Close, echo.map_or(0, |e| e.len() as u64));
-                    out.extend_from_slice(echo.as_ref().map_or(&[][..], |e| &e[..]));
+                    match code {
+                        Some(c) => write_close(out, c, &reason),
+                        None => write_header(out, true, false, OpCode::Close, 0),
+                    }
                 }
                 events.push(Event::Closed(code, reason));
                 self.done = true;
@@ -267,8 +269,8 @@ mod tests {
         assert_eq!(ev, vec![Event::Text("héllo wörld".into()), Event::Binary(vec![0, 1, 2, 255]), Event::Closed(Some(1000), "bye".into())]);
         let mut want = vec![0x8A, 13];
         want.extend_from_slice(b"are you there");
-        want.extend_from_slice(&[0x88, 2, 0x03, 0xE8]);
-        assert_eq!(out, want, "a Pong with the Ping's payload, then the Close echoed");
+        want.extend_from_slice(&[0x88, 5, 0x03, 0xE8, b'b', b'y', b'e']);
+        assert_eq!(out, want, "a Pong with the Ping's payload, then the Close echoed, reason and all");
     }
 
     #[test]
