@@ -186,3 +186,46 @@ def test_idle_websockets_are_cheap(spec, path):
         for ws in socks:
             ws.close()
         assert srv.stop() == 0
+
+
+def test_a_reload_closes_open_websockets_with_1001_and_new_ones_reach_the_new_workers():
+    from conftest import WORKER_RE
+
+    srv = run_app("ws_app:app", workers=2)
+    try:
+        old = [WS(srv.port) for _ in range(4)]
+        for ws in old:
+            ws.send(frame(0x1, b"before"))
+            assert ws.message() == (0x1, b"before")
+        seen = len(srv.lines)
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_for(WORKER_RE, timeout=10, start=seen)
+        for ws in old:
+            code, reason = ws.close_code()
+            assert code == 1001, (code, reason)
+            ws.send(frame(0x8, b"\x03\xe9"))
+            assert ws.eof()
+            ws.close()
+        with WS(srv.port) as ws:  # the new workers take WebSockets
+            ws.send(frame(0x1, b"after"))
+            assert ws.message() == (0x1, b"after")
+        assert srv.proc.poll() is None
+    finally:
+        assert srv.stop() == 0
+
+
+def test_max_connections_counts_websockets():
+    srv = run_app("ws_app:app", "--max-connections", "3")
+    try:
+        socks = [WS(srv.port) for _ in range(3)]
+        assert all(ws.status == 101 for ws in socks)
+        with WS(srv.port) as extra:
+            assert extra.status == 503
+        socks[0].close()
+        time.sleep(0.3)
+        with WS(srv.port) as again:
+            assert again.status == 101
+        for ws in socks[1:]:
+            ws.close()
+    finally:
+        assert srv.stop() == 0
