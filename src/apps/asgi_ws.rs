@@ -66,7 +66,7 @@ fn message<'py>(py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyDict>> {
     d.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
     match m {
         Message::Text(s) => d.set_item(intern!(py, "text"), PyString::new(py, &s))?,
-        Message::Binary(b) => d.set_item(intern!(py, "bytes"), PyBytes::new(py, &b))?,
+        m => d.set_item(intern!(py, "bytes"), PyBytes::new(py, m.bytes()))?,
     }
     Ok(d)
 }
@@ -77,6 +77,34 @@ fn disconnect<'py>(py: Python<'py>, code: u16, reason: &str) -> PyResult<Bound<'
     d.set_item(intern!(py, "code"), code)?;
     d.set_item(intern!(py, "reason"), reason)?;
     Ok(d)
+}
+
+/// A Python `bytes` as the payload of a message it is sent in.
+pub(super) struct HeldBytes {
+    _obj: Py<PyBytes>,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: a bytes object never changes, and `_obj` keeps it (and so `ptr`) alive; dropping a
+// Py without the GIL defers the decref to pyo3's pool.
+unsafe impl Send for HeldBytes {}
+unsafe impl Sync for HeldBytes {}
+
+impl AsRef<[u8]> for HeldBytes {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: see above.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// A binary message of `b`: a large one is held (written from the object), a small one copied.
+pub(super) fn held(b: &Bound<'_, PyBytes>) -> Message {
+    let data = b.as_bytes();
+    if data.len() < 16 * 1024 {
+        return Message::Binary(data.to_vec());
+    }
+    Message::Held(Box::new(HeldBytes { _obj: b.clone().unbind(), ptr: data.as_ptr(), len: data.len() }))
 }
 
 /// What the next `receive()` gives now, if anything; and whether the connection must be told
@@ -233,7 +261,7 @@ impl WsChannel {
                 let bytes = field(message, intern!(py, "bytes"))?.filter(|b| !b.is_none());
                 let m = match (text, bytes) {
                     (Some(t), None) => Message::Text(t.cast::<PyString>().map_err(|_| PyTypeError::new_err("websocket.send: text must be str"))?.to_str()?.to_owned()),
-                    (None, Some(b)) => Message::Binary(b.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("websocket.send: bytes must be bytes"))?.as_bytes().to_vec()),
+                    (None, Some(b)) => held(b.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("websocket.send: bytes must be bytes"))?),
                     _ => return Err(PyValueError::new_err("websocket.send needs exactly one of text and bytes")),
                 };
                 self.emit(py, Part::Message(m));

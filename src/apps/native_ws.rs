@@ -99,7 +99,7 @@ impl WsHandle {
         let m = if let Ok(s) = data.cast::<PyString>() {
             Message::Text(s.to_str()?.to_owned())
         } else if let Ok(b) = data.cast::<PyBytes>() {
-            Message::Binary(b.as_bytes().to_vec())
+            super::asgi_ws::held(b)
         } else {
             return Err(PyTypeError::new_err("a WebSocket message is str or bytes"));
         };
@@ -133,7 +133,7 @@ impl WsHandle {
         }
         Ok(match mail {
             Mail::Message(Message::Text(s)) => Some(PyString::new(py, &s).into_any()),
-            Mail::Message(Message::Binary(b)) => Some(PyBytes::new(py, &b).into_any()),
+            Mail::Message(m) => Some(PyBytes::new(py, m.bytes()).into_any()),
             Mail::Empty => None,
             Mail::Closed(code, reason) => Some(PyTuple::new(py, [code.into_pyobject(py)?.into_any(), PyString::new(py, &reason).into_any()])?.into_any()),
         })

@@ -8,22 +8,48 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 
 /// A whole message.
-#[derive(Debug, PartialEq, Eq)]
 pub enum Message {
     Text(String),
     Binary(Vec<u8>),
+    /// A binary message whose bytes the application owns (a large `bytes` object): framed and
+    /// written from there, not copied.
+    Held(Box<dyn AsRef<[u8]> + Send + Sync>),
 }
 
 impl Message {
     pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    pub fn bytes(&self) -> &[u8] {
         match self {
-            Message::Text(s) => s.len(),
-            Message::Binary(b) => b.len(),
+            Message::Text(s) => s.as_bytes(),
+            Message::Binary(b) => b,
+            Message::Held(h) => (**h).as_ref(),
         }
+    }
+
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.is_text() == other.is_text() && self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Message {}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.is_text() { "Text" } else { "Binary" };
+        write!(f, "{kind}({:?})", String::from_utf8_lossy(self.bytes()))
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Seg {
     File { fd: Rc<OwnedFd>, off: u64, len: u64 },
     /// Part of a large file, mapped: written like memory (see [`Mapping`]).
     Mapped { map: Rc<Mapping>, start: usize, end: usize },
+    /// Bytes someone else owns (an application's `bytes` object), kept alive until written.
+    Held { buf: Box<dyn AsRef<[u8]>>, start: usize },
     /// A whole body held in a pipe, sent with tee and splice (see [`crate::io::tee`]).
     /// `buf[start..end]` is the same body in memory: what is left goes from there once part of
     /// it went out, or when the pipe can't be used.
@@ -38,6 +40,7 @@ impl Seg {
         match self {
             Seg::Shared { start, end, .. } | Seg::Piped { start, end, .. } | Seg::Mapped { start, end, .. } => end - start,
             Seg::Owned { buf, start } => buf.len() - start,
+            Seg::Held { buf, start } => (**buf).as_ref().len() - start,
             Seg::File { len, .. } => *len as usize,
         }
     }
@@ -147,6 +150,13 @@ impl OutQueue {
 
     /// Queue bytes made elsewhere (an application's response): as a segment of their own, so
     /// they are not copied.
+    /// Bytes owned elsewhere, written from there.
+    pub fn push_held(&mut self, buf: Box<dyn AsRef<[u8]>>) {
+        if !(*buf).as_ref().is_empty() {
+            self.push(Seg::Held { buf, start: 0 });
+        }
+    }
+
     pub fn push_owned(&mut self, buf: Vec<u8>) {
         if !buf.is_empty() {
             self.push(Seg::Owned { buf, start: 0 });
@@ -221,6 +231,7 @@ impl OutQueue {
             let bytes: &[u8] = match seg {
                 Seg::Shared { buf, start, end } | Seg::Piped { buf, start, end, .. } => &buf[*start..*end],
                 Seg::Owned { buf, start } => &buf[*start..],
+                Seg::Held { buf, start } => &(**buf).as_ref()[*start..],
                 Seg::File { .. } | Seg::Mapped { .. } => return 0,
             };
             while got < 3 {
@@ -312,6 +323,10 @@ impl OutQueue {
                     Seg::Piped { buf, start, end, .. } if i < last => (buf[*start..].as_ptr(), end - start),
                     Seg::Shared { buf, start, end } => (buf[*start..].as_ptr(), end - start),
                     Seg::Owned { buf, start } => (buf[*start..].as_ptr(), buf.len() - start),
+                    Seg::Held { buf, start } => {
+                        let b = (**buf).as_ref();
+                        (b[*start..].as_ptr(), b.len() - start)
+                    }
                     // only the kernel reads a mapping: no slice is made over it (see Mapping)
                     Seg::Mapped { map, start, end } => (map.at(*start, *end), end - start),
                     Seg::File { .. } | Seg::Piped { .. } => {
@@ -347,7 +362,7 @@ impl OutQueue {
                 self.segs.pop_front();
             } else {
                 match front {
-                    Seg::Shared { start, .. } | Seg::Owned { start, .. } | Seg::Mapped { start, .. } => *start += n,
+                    Seg::Shared { start, .. } | Seg::Owned { start, .. } | Seg::Mapped { start, .. } | Seg::Held { start, .. } => *start += n,
                     // written in part from memory (among pipelined responses): the rest from there too
                     Seg::Piped { .. } => *front = front.unpiped(n),
                     Seg::File { .. } => unreachable!("writev never covers a file"),
@@ -371,6 +386,7 @@ impl OutQueue {
             match seg {
                 Seg::Shared { buf, start, end } | Seg::Piped { buf, start, end, .. } => v.extend_from_slice(&buf[*start..*end]),
                 Seg::Owned { buf, start } => v.extend_from_slice(&buf[*start..]),
+                Seg::Held { buf, start } => v.extend_from_slice(&(**buf).as_ref()[*start..]),
                 Seg::Mapped { map, start, end } => v.extend_from_slice(map.slice_for_tests(*start, *end)),
                 Seg::File { fd, off, len } => {
                     let f = std::fs::File::from(fd.try_clone().unwrap());

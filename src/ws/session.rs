@@ -113,25 +113,27 @@ impl Session {
         if self.closed_at.is_some() || self.ended {
             return; // nothing is sent after a Close
         }
-        let (op, data) = match m {
-            Message::Text(s) => (OpCode::Text, s.into_bytes()),
-            Message::Binary(b) => (OpCode::Binary, b),
-        };
+        let op = if m.is_text() { OpCode::Text } else { OpCode::Binary };
+        let len = m.len();
         if let Some(a) = self.deflate {
             // A message compressed on its own refers back at most its own length: within a
             // window the client limited, if it is no longer than the window.
-            if data.len() >= MIN_COMPRESS && (a.server_window_bits == 15 || data.len() <= 1 << a.server_window_bits) {
+            if len >= MIN_COMPRESS && (a.server_window_bits == 15 || len <= 1 << a.server_window_bits) {
                 let mut z = Vec::new();
-                codec.deflate(&data, &mut z);
-                if z.len() < data.len() {
+                codec.deflate(m.bytes(), &mut z);
+                if z.len() < len {
                     write_header(out.owned_tail(), true, true, op, z.len() as u64);
                     push(out, z);
                     return;
                 }
             }
         }
-        write_header(out.owned_tail(), true, false, op, data.len() as u64);
-        push(out, data);
+        write_header(out.owned_tail(), true, false, op, len as u64);
+        match m {
+            Message::Text(s) => push(out, s.into_bytes()),
+            Message::Binary(b) => push(out, b),
+            Message::Held(h) => out.push_held(h),
+        }
     }
 
     /// The application closes: send its Close, then wait (CLOSE_WAIT) for the client's.
