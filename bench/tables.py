@@ -180,8 +180,33 @@ def wait_table(run: Run) -> str:
     return "\n".join(lines)
 
 
+def ws_table(run: Run) -> str:
+    """WebSocket echo (bench/ws.py): server CPU µs per message (÷ the best peer's), msg/s, and the
+    memory of idle WebSockets."""
+    scenarios = [sc for sc in ("8x8x32", "100x2x32", "8x2x65536") if any(k[1] == sc for k in run.rows)]
+    idle = next((k[1] for k in run.rows if k[1].startswith("idle")), None)
+    label = {"8x8x32": "32 B, 8 conns × 8 in flight", "100x2x32": "32 B, 100 conns × 2", "8x2x65536": "64 KiB, 8 conns × 2"}
+    head = [f"{label[sc]}: µs/msg (÷ best peer), msg/s" for sc in scenarios]
+    if idle:
+        head.append(f"{int(idle[4:]):,} idle: bytes each")
+    lines = ["| server | " + " | ".join(head) + " |", "|---|" + "--:|" * len(head)]
+    best = {sc: min((r["cpu_us_per_msg"] for (s, p, _), r in run.rows.items() if p == sc and not is_vw(s)), default=None)
+            for sc in scenarios}
+    for server in run.servers:
+        cells = []
+        for sc in scenarios:
+            r = run.rows.get((server, sc, "ws"))
+            cells.append("–" if r is None else
+                         f"{bold(num(r['cpu_us_per_msg']), is_vw(server))} ({num(ratio(r['cpu_us_per_msg'], best[sc]))}), {rate(r['msgs_per_s'])}")
+        if idle:
+            r = run.rows.get((server, idle, "ws"))
+            cells.append("–" if r is None else bold(f"{r['bytes_per_socket']:,.0f}", is_vw(server)))
+        lines.append(f"| {bold(server, is_vw(server))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 KINDS = {"static": static_table, "files": files_table, "files-pipelined": files_pipelined_table,
-         "apps": apps_table, "wait": wait_table}
+         "apps": apps_table, "wait": wait_table, "ws": ws_table}
 
 
 def block(kind: str, name: str, root: Path = ROOT) -> str:

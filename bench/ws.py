@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""WebSocket echo: vw's ASGI worker beside its peers (uvicorn with websockets, granian), each
+"""WebSocket echo: vw's ASGI worker beside its peers (uvicorn with websockets, granian, socketify), each
 one worker pinned to CPU 0, the load (bench/wsload, Rust, one thread per connection) pinned to
 CPU 1, in one run with the servers interleaved. The same raw ASGI echo app (bench/apps/asgi.py)
 on every server; binary messages, no compression offered.
@@ -44,6 +44,8 @@ def servers(port: int) -> dict[str, list[str]]:
         "uvicorn": [*peer, "uvicorn", "asgi:app", "--port", str(port), "--no-access-log", "--log-level", "warning"],
         "granian-asgi": [*peer, "granian", "--interface", "asgi", "asgi:app", "--workers", "1", "--port", str(port),
                          "--no-access-log", "--log-level", "warning"],
+        "socketify-asgi": [*peer, "socketify", "asgi:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                           "--interface", "asgi", "--disable-listen-log", "true"],
     }
 
 
@@ -119,7 +121,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5)
-    ap.add_argument("--servers", default="vw-asgi,uvicorn,granian-asgi")
+    ap.add_argument("--servers", default="vw-asgi,uvicorn,granian-asgi,socketify-asgi")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--idle", type=int, default=10000, help="idle WebSockets for the memory figure (0: none)")
     ap.add_argument("--out")
@@ -167,10 +169,15 @@ def main() -> int:
             ratio = f"{v['cpu_us_per_msg'] / best:.2f}" if best else "-"
             print(f"{sc:10} {name:13} {v['msgs_per_s']:>10,.0f} msg/s {v['cpu_us_per_msg']:7.2f} µs/msg  ÷best peer {ratio}")
     if a.out:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        Path(a.out).write_text(json.dumps({"command": "python bench/ws.py " + " ".join(sys.argv[1:]), "commit": commit,
-                                           "date": datetime.date.today().isoformat(), "runs": runs, "medians": medians},
-                                          indent=1) + "\n")
+        git = lambda *args: subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+        # The shape bench/tables.py reads: a summary row per (server, scenario).
+        summary = [{"server": name, "path": sc, "mode": "ws", **v} for sc, by in medians.items() for name, v in by.items()]
+        Path(a.out).write_text(json.dumps({
+            "command": "python bench/ws.py " + " ".join(sys.argv[1:]),
+            "commit": {"sha": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))},
+            "date": datetime.date.today().isoformat(),
+            "config": {"servers": names, "rounds": a.rounds, "duration": a.duration},
+            "summary": summary, "runs": runs}, indent=1) + "\n")
     return 0
 
 
