@@ -183,9 +183,10 @@ def wait_table(run: Run) -> str:
 def ws_table(run: Run) -> str:
     """WebSocket echo (bench/ws.py): server CPU µs per message (÷ the best peer's), msg/s, and the
     memory of idle WebSockets."""
-    scenarios = [sc for sc in ("8x8x32", "100x2x32", "8x2x65536") if any(k[1] == sc for k in run.rows)]
+    scenarios = [sc for sc in ("8x8x32", "100x2x32", "8x2x65536", "b1000x4x32") if any(k[1] == sc for k in run.rows)]
     idle = next((k[1] for k in run.rows if k[1].startswith("idle")), None)
-    label = {"8x8x32": "32 B, 8 conns × 8 in flight", "100x2x32": "32 B, 100 conns × 2", "8x2x65536": "64 KiB, 8 conns × 2"}
+    label = {"8x8x32": "32 B, 8 conns × 8 in flight", "100x2x32": "32 B, 100 conns × 2", "8x2x65536": "64 KiB, 8 conns × 2",
+             "b1000x4x32": "32 B to 1,000 listeners, per delivery"}
     head = [f"{label[sc]}: µs/msg (÷ best peer), msg/s" for sc in scenarios]
     if idle:
         head.append(f"{int(idle[4:]):,} idle: bytes each")

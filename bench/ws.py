@@ -5,7 +5,9 @@ CPU 1, in one run with the servers interleaved. The same raw ASGI echo app (benc
 on every server; binary messages, no compression offered.
 
 Scenarios: CONNECTIONSxIN_FLIGHTxSIZE, e.g. 8x8x32 (8 connections, 8 messages in flight on each,
-32 B each). Reported per server: messages/s and server CPU µs per message (the server's whole
+32 B each); bLISTENERSxIN_FLIGHTxSIZE broadcasts: one client sends to a room (bench/apps/asgi.py's
+/room, which sends every message to every member) of LISTENERS others, keeping IN_FLIGHT
+messages on their way; a message counts once for each listener it reached. Reported per server: messages/s and server CPU µs per message (the server's whole
 process tree, /proc), medians over rounds, and each ratio to the best peer in the same run.
 
     bash bench/install-peers.sh
@@ -33,7 +35,7 @@ sys.path.insert(0, str(HERE))
 from vw.benchmark.cpu import tree_cpu_seconds  # noqa: E402
 from wait import free_port, start, stop  # noqa: E402  (the same start and stop as the wait bench)
 
-SCENARIOS = ["8x8x32", "100x2x32", "8x2x65536"]
+SCENARIOS = ["8x8x32", "100x2x32", "8x2x65536", "b1000x4x32"]
 
 
 def servers(port: int) -> dict[str, list[str]]:
@@ -55,8 +57,12 @@ def build_load() -> Path:
 
 
 def measure(load: Path, proc: subprocess.Popen, port: int, scenario: str, duration: float) -> dict:
-    conns, in_flight, size = scenario.split("x")
-    p = subprocess.Popen(["taskset", "-c", "1", str(load), str(port), "/ws", conns, in_flight, size, str(duration)],
+    """One scenario: CONNSxIN_FLIGHTxSIZE echoes; bCONNSxIN_FLIGHTxSIZE broadcasts each message
+    to CONNS listeners (a message counts once per listener it reached)."""
+    broadcast = scenario.startswith("b")
+    conns, in_flight, size = scenario.lstrip("b").split("x")
+    cmd = [str(load), str(port), "/room" if broadcast else "/ws", conns, in_flight, size, str(duration)]
+    p = subprocess.Popen(["taskset", "-c", "1", *cmd, *(["broadcast"] if broadcast else [])],
                          stdout=subprocess.PIPE, text=True)
     assert json.loads(p.stdout.readline())["event"] == "start"
     cpu0, t0 = tree_cpu_seconds(proc.pid), time.monotonic()
@@ -126,6 +132,11 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=10000, help="idle WebSockets for the memory figure (0: none)")
     ap.add_argument("--out")
     a = ap.parse_args()
+    import resource
+
+    # Servers and the load inherit the limit: 10,000 idle sockets, 1,000 listeners.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, a.idle + 2000)), hard))
     load = build_load()
     names, scenarios = a.servers.split(","), a.scenarios.split(",")
     runs: list[dict] = []

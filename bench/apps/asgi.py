@@ -3,6 +3,7 @@ import asyncio
 import json
 
 HELLO = b"Hello, world!"
+ROOM: set = set()  # the send() of every WebSocket in the broadcast room
 
 
 async def app(scope, receive, send):
@@ -12,6 +13,20 @@ async def app(scope, receive, send):
             await send({"type": event + ".complete"})
             if event == "lifespan.shutdown":
                 return
+    if scope["type"] == "websocket" and scope["path"] == "/room":  # broadcast (bench/ws.py)
+        await receive()
+        await send({"type": "websocket.accept"})
+        ROOM.add(send)
+        try:
+            while True:
+                m = await receive()
+                if m["type"] == "websocket.disconnect":
+                    return
+                out = {"type": "websocket.send", "bytes": m.get("bytes"), "text": m.get("text")}
+                for member in list(ROOM):
+                    await member(out)
+        finally:
+            ROOM.discard(send)
     if scope["type"] == "websocket":  # echo every message (bench/ws.py)
         await receive()
         await send({"type": "websocket.accept"})

@@ -1,4 +1,7 @@
-//! WebSocket echo load: `wsload PORT PATH CONNECTIONS IN_FLIGHT SIZE SECONDS`.
+//! WebSocket echo load: `wsload PORT PATH CONNECTIONS IN_FLIGHT SIZE SECONDS`; with `broadcast`
+//! after them, CONNECTIONS listeners join the room at PATH and one more connection sends a
+//! message to it whenever fewer than IN_FLIGHT of its messages are still on their way to every
+//! listener; the count is of messages delivered (one per listener).
 //! Each connection (a thread of its own, blocking sockets) does the handshake, sends IN_FLIGHT
 //! binary messages of SIZE bytes, and sends one more for every echo it gets back, for SECONDS.
 //! Prints one JSON line: messages echoed, seconds, and the connections that failed.
@@ -97,10 +100,106 @@ fn run(port: u16, path: &str, in_flight: usize, size: usize, stop: &AtomicBool, 
     Ok(())
 }
 
+/// The handshake on a new connection; the bytes read past it.
+fn open(port: u16, path: &str) -> std::io::Result<(TcpStream, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_nodelay(true)?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")?;
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed during the handshake"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !buf.starts_with(b"HTTP/1.1 101") {
+                return Err(std::io::Error::other(String::from_utf8_lossy(&buf[..i]).into_owned()));
+            }
+            buf.drain(..i + 4);
+            return Ok((s, buf));
+        }
+    }
+}
+
+/// A listener of the room: counts the messages it gets.
+fn listen(mut s: TcpStream, mut buf: Vec<u8>, stop: &AtomicBool, count: &AtomicU64) -> std::io::Result<()> {
+    let mut chunk = vec![0u8; 1 << 16];
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    while !stop.load(Ordering::Relaxed) {
+        let (mut pos, mut got) = (0, 0);
+        while let Some(len) = frame_len(&buf[pos..]) {
+            pos += len;
+            got += 1;
+        }
+        buf.drain(..pos);
+        count.fetch_add(got, Ordering::Relaxed);
+        match s.read(&mut chunk) {
+            Ok(0) => return Err(std::io::Error::other("closed by the server")),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn broadcast(port: u16, path: &str, listeners: usize, in_flight: u64, size: usize, secs: f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..listeners)
+        .map(|_| {
+            let (s, buf) = open(port, path).expect("a listener joins the room");
+            let (stop, count) = (stop.clone(), count.clone());
+            std::thread::Builder::new().stack_size(128 * 1024).spawn(move || {
+                if let Err(e) = listen(s, buf, &stop, &count) {
+                    if !stop.load(Ordering::Relaxed) {
+                        eprintln!("wsload: {e}");
+                    }
+                }
+            }).expect("a thread")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500)); // every listener is in the room
+    let (mut sender, _) = open(port, path).expect("the sender joins the room");
+    let one = client_frame(size);
+    let listeners = listeners as u64 + 1; // the sender is in the room too (its own copies are not read)
+    let (mut sent, mut started, mut c0, mut t0) = (0u64, false, 0, Instant::now());
+    let begin = Instant::now();
+    loop {
+        let delivered = count.load(Ordering::Relaxed);
+        if !started && begin.elapsed().as_secs_f64() >= secs / 10.0 {
+            (started, c0, t0) = (true, delivered, Instant::now());
+            println!("{{\"event\": \"start\"}}");
+        }
+        if started && t0.elapsed().as_secs_f64() >= secs {
+            println!("{{\"messages\": {}, \"seconds\": {:.4}, \"failed\": 0}}", delivered - c0, t0.elapsed().as_secs_f64());
+            break;
+        }
+        if sent * (listeners - 1) < delivered + in_flight * (listeners - 1) {
+            sender.write_all(&one).expect("the sender writes");
+            sent += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    drop(sender);
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().collect();
+    if a.len() == 8 && a[7] == "broadcast" {
+        let port: u16 = a[1].parse().expect("PORT");
+        broadcast(port, &a[2], a[3].parse().expect("CONNECTIONS"), a[4].parse().expect("IN_FLIGHT"), a[5].parse().expect("SIZE"), a[6].parse().expect("SECONDS"));
+        return;
+    }
     if a.len() != 7 {
-        eprintln!("usage: wsload PORT PATH CONNECTIONS IN_FLIGHT SIZE SECONDS");
+        eprintln!("usage: wsload PORT PATH CONNECTIONS IN_FLIGHT SIZE SECONDS [broadcast]");
         std::process::exit(2);
     }
     let port: u16 = a[1].parse().expect("PORT");
