@@ -205,3 +205,101 @@ fn push(out: &mut OutQueue, data: Vec<u8>) {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apps::exchange::Exchange;
+    use crate::apps::ws::Mail;
+
+    fn session(deflate: Option<Agreed>) -> Session {
+        let ex: SharedExchange = std::rc::Rc::new(std::cell::RefCell::new(Exchange::default()));
+        Session::new(ex, Arc::new(Mailbox::default()), 1 << 20, deflate, 100)
+    }
+
+    fn client(op: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x80 | op, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn pings_follow_the_clock_and_a_silent_client_is_let_go() {
+        let k = Keepalive { interval: 20, timeout: 5 };
+        let (mut s, mut out, mut codec, mut ev) = (session(None), OutQueue::default(), Codec::default(), Vec::new());
+        assert_eq!(s.deadline(&k), 120, "20 s after the last input");
+        s.feed(&client(0x1, b"hi"), &mut out, &mut codec, &mut ev, 110);
+        assert_eq!(s.deadline(&k), 130, "any input moves it");
+        out = OutQueue::default();
+        assert_eq!(s.expired(&mut out, 130), Expired::Pinged);
+        assert_eq!(out.to_bytes(), [0x89, 0], "an empty Ping");
+        assert_eq!(s.deadline(&k), 135, "the ping's timeout");
+        s.feed(&client(0xA, b""), &mut out, &mut codec, &mut ev, 133); // the Pong
+        assert_eq!(s.deadline(&k), 153, "answered: back to the interval");
+        out = OutQueue::default();
+        s.expired(&mut out, 153);
+        assert_eq!(s.expired(&mut out, 158), Expired::End, "no answer within the timeout");
+        assert!(out.to_bytes().ends_with(b"keepalive ping timeout") && s.ended);
+        assert_eq!(s.mailbox.take().0, Mail::Message(Message::Text("hi".into())));
+        assert_eq!(s.mailbox.take().0, Mail::Closed(1006, String::new()), "the application hears 1006");
+        assert_eq!(s.deadline(&Keepalive { interval: 0, timeout: 5 }), 153 + 5);
+        assert_eq!(session(None).deadline(&Keepalive { interval: 0, timeout: 5 }), i64::MAX, "interval 0: never pinged");
+    }
+
+    #[test]
+    fn after_the_application_s_close_only_the_client_s_close_counts() {
+        let (mut s, mut out, mut codec, mut ev) = (session(None), OutQueue::default(), Codec::default(), Vec::new());
+        s.close(4000, "bye", &mut out, 10);
+        s.close(1000, "twice", &mut out, 11); // one Close only
+        s.send(Message::Text("after the close".into()), &mut out, &mut codec);
+        assert_eq!(out.to_bytes(), [&[0x88, 5, 0x0F, 0xA0][..], b"bye"].concat());
+        assert_eq!(s.deadline(&Keepalive::default()), 10 + CLOSE_WAIT);
+        let mut data = client(0x1, b"late message");
+        data.extend(client(0x8, b"\x0f\xa0"));
+        out = OutQueue::default();
+        assert_eq!(s.feed(&data, &mut out, &mut codec, &mut ev, 12), data.len());
+        assert!(out.to_bytes().is_empty(), "the client's Close answers ours: not echoed");
+        assert!(s.ended);
+        assert_eq!(s.mailbox.take().0, Mail::Closed(4000, String::new()), "the late message is dropped");
+        // A code an endpoint may not send becomes 1000.
+        let (mut s, mut out) = (session(None), OutQueue::default());
+        s.close(1005, "", &mut out, 0);
+        assert_eq!(out.to_bytes(), [0x88, 2, 0x03, 0xE8]);
+    }
+
+    #[test]
+    fn messages_are_compressed_when_it_pays_and_the_window_allows() {
+        let mut codec = Codec::default();
+        let frames = |deflate: Option<Agreed>, m: Message| {
+            let (mut s, mut out) = (session(deflate), OutQueue::default());
+            s.send(m, &mut out, &mut Codec::default());
+            out.to_bytes()
+        };
+        let big = "abc ".repeat(1000);
+        let plain = frames(None, Message::Text(big.clone()));
+        assert_eq!(plain[0], 0x81, "no extension: plain");
+        let z = frames(Some(Agreed { server_window_bits: 15 }), Message::Text(big.clone()));
+        assert_eq!(z[0], 0xC1, "RSV1: compressed");
+        assert_eq!(codec.inflate(&z[2 + if z[1] == 126 { 2 } else { 0 }..], 1 << 20).unwrap(), big.as_bytes());
+        assert_eq!(frames(Some(Agreed { server_window_bits: 15 }), Message::Text("short".into()))[0], 0x81, "under 128 bytes: plain");
+        assert_eq!(frames(Some(Agreed { server_window_bits: 9 }), Message::Text(big))[0], 0x81, "longer than the client's window: plain");
+        assert_eq!(frames(Some(Agreed { server_window_bits: 15 }), Message::Binary((0..=255u8).collect()))[0], 0x82, "incompressible: plain");
+    }
+
+    #[test]
+    fn a_full_mailbox_stops_the_reading_until_the_application_takes() {
+        let (mut s, mut out, mut codec, mut ev) = (session(None), OutQueue::default(), Codec::default(), Vec::new());
+        let mut big = vec![0x82, 0xFF];
+        big.extend_from_slice(&(200_000u64).to_be_bytes());
+        big.extend_from_slice(&[0; 4]);
+        big.extend(std::iter::repeat_n(7u8, 200_000));
+        let mut data = big.clone();
+        data.extend_from_slice(&big);
+        data.extend(client(0x1, b"third"));
+        let used = s.feed(&data, &mut out, &mut codec, &mut ev, 0);
+        assert_eq!(used, 2 * big.len(), "two messages of 200 kB fill the mailbox: the third waits");
+        assert!(!s.mailbox.has_room());
+        assert!(matches!(s.mailbox.take(), (Mail::Message(_), true)), "a take makes room and says so");
+        assert_eq!(s.feed(&data[used..], &mut out, &mut codec, &mut ev, 0), data.len() - used);
+    }
+}
