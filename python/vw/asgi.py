@@ -48,7 +48,7 @@ class Lifespan:
         self.task: asyncio.Task | None = None
 
     async def _run(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.3"}, "state": self.state}
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.4"}, "state": self.state}
         try:
             await self.app(scope, self.incoming.get, self._send)
         except BaseException as e:  # an app without lifespan support raises on the unknown scope

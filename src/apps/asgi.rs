@@ -639,7 +639,7 @@ impl Asgi {
         let py = event_loop.py();
         let asgi_info = PyDict::new(py);
         asgi_info.set_item("version", "3.0")?;
-        asgi_info.set_item("spec_version", "2.3")?;
+        asgi_info.set_item("spec_version", "2.4")?;
         // One dict for every request (apps read it): pathsend always; trailers are added, in a
         // copy, for a request that says `TE: trailers`.
         let extensions = PyDict::new(py);

@@ -39,7 +39,7 @@ async def app(scope, receive, send):
     await send({"type": "websocket.accept", "subprotocol": offered[-1] if offered else None,
                 "headers": [(b"x-accepted", b"1")]})
     if path == "/scope":
-        keep = {k: scope[k] for k in ("type", "scheme", "path", "query_string", "subprotocols", "http_version")}
+        keep = {k: scope[k] for k in ("type", "asgi", "scheme", "path", "query_string", "subprotocols", "http_version")}
         keep["query_string"] = keep["query_string"].decode()
         keep["has_method"] = "method" in scope
         keep["state"] = scope["state"].get("started")

@@ -33,6 +33,7 @@ def test_websockets_library_echo_with_deflate_and_subprotocol(srv):
             assert ws.response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
             scope = json.loads(await ws.recv())
             assert scope["type"] == "websocket" and scope["scheme"] == "ws" and scope["path"] == "/scope"
+            assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"} and scope["http_version"] == "1.1"
             assert scope["query_string"] == "x=1" and scope["subprotocols"] == ["a", "b"]
             assert not scope["has_method"] and scope["state"] == "yes"
             assert "websocket.http.response" in scope["extensions"]
