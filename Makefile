@@ -37,6 +37,7 @@ fuzz-smoke:
 	cd fuzz && cargo fuzz run -s none negotiate -- -max_total_time=15 -seed=1
 	cd fuzz && cargo fuzz run -s none stream -- -max_total_time=15 -seed=1
 	cd fuzz && cargo fuzz run -s none ws -- -max_total_time=15 -seed=1
+	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=15 -seed=1
 
 # Long runs, for a developer: make fuzz FUZZ_SECONDS=1800
 FUZZ_SECONDS ?= 600
@@ -47,6 +48,7 @@ fuzz:
 	cd fuzz && cargo fuzz run -s none negotiate -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo fuzz run -s none stream -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo fuzz run -s none ws -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=$(FUZZ_SECONDS)
 
 test: deps install rust-test fuzz-smoke py-test
 
