@@ -53,6 +53,23 @@ def test_bad_options():
     _one_line_error(vw_cmd("run", "app:app", "--threads", "many"), "--threads")
 
 
+def test_websocket_options(tmp_path):
+    out = vw_cmd("run", "--help")
+    for opt in ("--ws-max-message", "--ws-ping-interval", "--ws-ping-timeout"):
+        assert opt in out.stdout
+    _one_line_error(vw_cmd("run", "app:app", "--ws-max-message", "0"), "--ws-max-message")
+    _one_line_error(vw_cmd("run", "app:app", "--ws-ping-interval", "-1"), "--ws-ping-interval")
+    _one_line_error(vw_cmd("run", "app:app", "--ws-ping-timeout", "0"), "--ws-ping-timeout")
+    _one_line_error(vw_cmd("run", "app:app", "--ws-ping-timeout", "soon"), "--ws-ping-timeout")
+    cfg = tmp_path / "vw.toml"
+    cfg.write_text(f'docroot = "{tmp_path}"\nws_ping_interval = 0\nws_max_message = 1048576\n')
+    r = vw_cmd("check-config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    cfg.write_text(f'docroot = "{tmp_path}"\nws_ping_timeout = "20"\n')
+    r = vw_cmd("check-config", str(cfg))
+    assert r.returncode != 0 and "ws_ping_timeout" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_request_body_option():
     out = vw_cmd("run", "--help")
     assert out.returncode == 0 and "--request-body" in out.stdout and "spool" in out.stdout
