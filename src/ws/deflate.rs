@@ -97,6 +97,9 @@ pub struct Codec {
 
 impl Codec {
     /// Inflate one whole message (`data` without its tail), at most `max` bytes of output.
+    /// Never inlined: making the decompressor takes a frame of over 10 KiB of stack, which a
+    /// caller would otherwise probe on every call (the reader's `feed`, for every read).
+    #[inline(never)]
     pub fn inflate(&mut self, data: &[u8], max: u64) -> Result<Vec<u8>, Violation> {
         let d = self.inflate.get_or_insert_with(|| Box::new(Decompress::new(false)));
         let result = inflate_bounded(d, data, max);
@@ -105,6 +108,7 @@ impl Codec {
     }
 
     /// Compress one message into `out` (the frame's payload, without the sync-flush tail).
+    #[inline(never)]
     pub fn deflate(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let c = self.deflate.get_or_insert_with(|| Box::new(Compress::new(Compression::fast(), false)));
         let (start, in0) = (out.len(), c.total_in());
