@@ -160,10 +160,13 @@ impl Session {
         self.closed_at.is_some()
     }
 
-    /// The second by which something must happen.
+    /// The second by which something must happen. While the application's mailbox is full the
+    /// client is not read, so its silence means nothing: no ping clock runs.
     pub fn deadline(&self, k: &Keepalive) -> i64 {
         if let Some(t) = self.closed_at {
             t + CLOSE_WAIT
+        } else if !self.mailbox.has_room() {
+            i64::MAX
         } else if let Some(t) = self.ping_sent {
             t + k.timeout
         } else if k.interval > 0 {
@@ -299,7 +302,10 @@ mod tests {
         let used = s.feed(&data, &mut out, &mut codec, &mut ev, 0);
         assert_eq!(used, 2 * big.len(), "two messages of 200 kB fill the mailbox: the third waits");
         assert!(!s.mailbox.has_room());
+        let k = Keepalive { interval: 20, timeout: 5 };
+        assert_eq!(s.deadline(&k), i64::MAX, "not read while the application is behind: no ping clock");
         assert!(matches!(s.mailbox.take(), (Mail::Message(_), true)), "a take makes room and says so");
+        assert_eq!(s.deadline(&k), 20, "reading again: the clock runs");
         assert_eq!(s.feed(&data[used..], &mut out, &mut codec, &mut ev, 0), data.len() - used);
     }
 }

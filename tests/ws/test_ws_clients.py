@@ -137,6 +137,13 @@ def test_a_client_that_stops_answering_pings_is_dropped():
             assert ws.message() == (0x1, b"still here")
         found = json.loads(get(srv.port, "/events").body)
         assert ["/echo", 1006, ""] in found
+        # /sleepy never receives: once its mailbox is full the client is not read, so its
+        # silence says nothing and it is not dropped for it.
+        with WS(srv.port, "/sleepy") as ws:
+            ws.send(frame(0x2, b"x" * 60000) * 6)
+            ws.sock.settimeout(4)
+            with pytest.raises(socket.timeout):
+                ws.recv()
     finally:
         assert srv.stop() == 0
 
