@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""WebSocket echo: vw's ASGI worker beside its peers (uvicorn with websockets, granian, socketify), each
+"""WebSocket echo: vw (ASGI, and vw.App's @app.websocket) beside its peers (uvicorn with websockets, granian, socketify), each
 one worker pinned to CPU 0, the load (bench/wsload, Rust, one thread per connection) pinned to
 CPU 1, in one run with the servers interleaved. The same raw ASGI echo app (bench/apps/asgi.py)
 on every server; binary messages, no compression offered.
@@ -43,6 +43,8 @@ def servers(port: int) -> dict[str, list[str]]:
     return {
         "vw-asgi": [sys.executable, "-m", "vw", "run", "asgi:app", "--interface", "asgi", "--workers", "1",
                     "--port", str(port)],
+        "vw-native": [sys.executable, "-m", "vw", "run", "native:app", "--interface", "native", "--workers", "1",
+                      "--port", str(port)],
         "uvicorn": [*peer, "uvicorn", "asgi:app", "--port", str(port), "--no-access-log", "--log-level", "warning"],
         "granian-asgi": [*peer, "granian", "--interface", "asgi", "asgi:app", "--workers", "1", "--port", str(port),
                          "--no-access-log", "--log-level", "warning"],
@@ -127,7 +129,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5)
-    ap.add_argument("--servers", default="vw-asgi,uvicorn,granian-asgi,socketify-asgi")
+    ap.add_argument("--servers", default="vw-asgi,vw-native,uvicorn,granian-asgi,socketify-asgi")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--idle", type=int, default=10000, help="idle WebSockets for the memory figure (0: none)")
     ap.add_argument("--out")

@@ -27,3 +27,23 @@ def wait(req):
 async def await_(req):
     await asyncio.sleep(0.01)
     return "Hello, world!"
+
+
+@app.websocket("/ws")
+async def ws_echo(ws):  # bench/ws.py: every message back
+    async for message in ws:
+        await ws.send(message)
+
+
+ROOM: set = set()
+
+
+@app.websocket("/room")
+async def room(ws):  # bench/ws.py: every message to every member
+    ROOM.add(ws)
+    try:
+        async for message in ws:
+            for member in list(ROOM):
+                await member.send(message)
+    finally:
+        ROOM.discard(ws)

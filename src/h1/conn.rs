@@ -190,9 +190,10 @@ const DRAIN_MAX: u64 = 64 * 1024;
 pub struct Watch {
     /// Where the response starts in the connection's output stream.
     mark: u64,
+    // (`req` is boxed: only the access log needs it, and a Watch lives as long as a WebSocket.)
     start_ns: u64,
     status: u16,
-    req: Option<OwnedRequest>,
+    req: Option<Box<OwnedRequest>>,
 }
 
 /// Seconds a connection may spend in each phase before it is closed (slow or absent clients).
@@ -796,7 +797,7 @@ impl Proto {
         let ex = ctx.app.as_mut().expect("routed to the app").websocket(&areq, offer, mailbox.clone());
         // A denial is an HTTP response that ends the connection.
         self.answer = Answer { conn: Some(CLOSE), head_only: false, minor: 1, status: 0, body: None };
-        let owned = ctx.log.as_ref().map(|_| OwnedRequest::from_head(FieldIndex { head: req, fields }, &req[head.method_range.clone()], &req[head.target.clone()], head.minor));
+        let owned = ctx.log.as_ref().map(|_| Box::new(OwnedRequest::from_head(FieldIndex { head: req, fields }, &req[head.method_range.clone()], &req[head.target.clone()], head.minor)));
         self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned }));
         self.read = ReadState::WsOpening(Box::new(Opening { ex, mailbox, accept, deflate }));
         self.take_app_output(ctx);
@@ -899,7 +900,7 @@ impl Proto {
             }
             AppCall::Pending(ex) => {
                 let owned = ctx.log.as_ref().map(|_| {
-                    OwnedRequest::from_head(FieldIndex { head: req, fields }, &req[head.method_range.clone()], &req[head.target.clone()], head.minor)
+                    Box::new(OwnedRequest::from_head(FieldIndex { head: req, fields }, &req[head.method_range.clone()], &req[head.target.clone()], head.minor))
                 });
                 self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned }));
                 self.read = ReadState::Waiting(ex, close);
