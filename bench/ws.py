@@ -66,7 +66,11 @@ def measure(load: Path, proc: subprocess.Popen, port: int, scenario: str, durati
     cmd = [str(load), str(port), "/room" if broadcast else "/ws", conns, in_flight, size, str(duration)]
     p = subprocess.Popen(["taskset", "-c", "1", *cmd, *(["broadcast"] if broadcast else [])],
                          stdout=subprocess.PIPE, text=True)
-    assert json.loads(p.stdout.readline())["event"] == "start"
+    first = p.stdout.readline()
+    if not first:  # the load gave up (the server refused its connections)
+        p.wait(30)
+        return {"msgs_per_s": 0.0, "cpu_us_per_msg": None, "server_cpu_percent": 0.0, "failed": int(conns)}
+    assert json.loads(first)["event"] == "start"
     cpu0, t0 = tree_cpu_seconds(proc.pid), time.monotonic()
     result = json.loads(p.stdout.readline())
     cpu1, t1 = tree_cpu_seconds(proc.pid), time.monotonic()

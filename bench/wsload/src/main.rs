@@ -50,7 +50,8 @@ fn frame_len(buf: &[u8]) -> Option<usize> {
 fn run(port: u16, path: &str, in_flight: usize, size: usize, stop: &AtomicBool, count: &AtomicU64) -> std::io::Result<()> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_nodelay(true)?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")?;
+    // One write, as a real client sends it (some servers fail a head split across packets).
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes())?;
     let mut buf = Vec::with_capacity(1 << 20);
     let mut chunk = vec![0u8; 1 << 20];
     loop {
@@ -104,7 +105,8 @@ fn run(port: u16, path: &str, in_flight: usize, size: usize, stop: &AtomicBool, 
 fn open(port: u16, path: &str) -> std::io::Result<(TcpStream, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_nodelay(true)?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")?;
+    // One write, as a real client sends it (some servers fail a head split across packets).
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes())?;
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 4096];
     loop {
@@ -148,19 +150,27 @@ fn listen(mut s: TcpStream, mut buf: Vec<u8>, stop: &AtomicBool, count: &AtomicU
 fn broadcast(port: u16, path: &str, listeners: usize, in_flight: u64, size: usize, secs: f64) {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = (0..listeners)
-        .map(|_| {
-            let (s, buf) = open(port, path).expect("a listener joins the room");
-            let (stop, count) = (stop.clone(), count.clone());
-            std::thread::Builder::new().stack_size(128 * 1024).spawn(move || {
-                if let Err(e) = listen(s, buf, &stop, &count) {
-                    if !stop.load(Ordering::Relaxed) {
-                        eprintln!("wsload: {e}");
-                    }
+    let mut failed = 0;
+    let mut threads = Vec::new();
+    for _ in 0..listeners {
+        let (s, buf) = match open(port, path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("wsload: a listener could not join: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        let (stop, count) = (stop.clone(), count.clone());
+        threads.push(std::thread::Builder::new().stack_size(128 * 1024).spawn(move || {
+            if let Err(e) = listen(s, buf, &stop, &count) {
+                if !stop.load(Ordering::Relaxed) {
+                    eprintln!("wsload: {e}");
                 }
-            }).expect("a thread")
-        })
-        .collect();
+            }
+        }).expect("a thread"));
+    }
+    let listeners = threads.len();
     std::thread::sleep(Duration::from_millis(500)); // every listener is in the room
     let (mut sender, _) = open(port, path).expect("the sender joins the room");
     let one = client_frame(size);
@@ -174,7 +184,7 @@ fn broadcast(port: u16, path: &str, listeners: usize, in_flight: u64, size: usiz
             println!("{{\"event\": \"start\"}}");
         }
         if started && t0.elapsed().as_secs_f64() >= secs {
-            println!("{{\"messages\": {}, \"seconds\": {:.4}, \"failed\": 0}}", delivered - c0, t0.elapsed().as_secs_f64());
+            println!("{{\"messages\": {}, \"seconds\": {:.4}, \"failed\": {failed}}}", delivered - c0, t0.elapsed().as_secs_f64());
             break;
         }
         if sent * (listeners - 1) < delivered + in_flight * (listeners - 1) {
