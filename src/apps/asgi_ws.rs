@@ -12,7 +12,7 @@
 //! - The task ending closes the WebSocket: 1000 when it returned, 1011 when it raised; an
 //!   application that ends without answering the handshake gives 403 (500 if it raised).
 
-use super::asgi::{field, headers_from, set_result, Ready, Waker, HIGH_WATER, LOW_WATER};
+use super::asgi_base::{field, headers_from, set_result, Ready, Waker, HIGH_WATER, LOW_WATER};
 use super::exchange::{Part, ResponseHead, SharedExchange};
 use super::ws::{Mail, Mailbox, Message};
 use crate::h1::encode;

@@ -4,9 +4,10 @@
 //! their backpressure). Above, what the Python interfaces share: `reply` (a response as an
 //! application gave it) and `threads` (the pool that runs handlers that may wait). On top, one
 //! module per interface, each driving the worker's loop its own way: `wsgi`, `native` (vw.App)
-//! and `asgi`. `ws` is the shape of a WebSocket for all of them: whole messages both ways.
+//! and `asgi` (with `asgi_ws`, its WebSocket channel, and `asgi_base`, what the two share; `native_ws` is vw.App's WebSocket handle). `ws` is the shape of a WebSocket for all of them: whole messages both ways.
 
 pub mod asgi;
+pub mod asgi_base;
 pub mod asgi_ws;
 pub mod exchange;
 pub mod native;
