@@ -686,7 +686,7 @@ impl App for Asgi {
         let result = Python::attach(|py| -> PyResult<()> {
             let scope = self.ws_scope(py, req, &offer)?;
             let waker = self.waker.clone().ok_or_else(|| PyRuntimeError::new_err("ASGI app not bound to a worker"))?;
-            let chan = Bound::new(py, super::asgi_ws::WsChannel::new(py, ex.clone(), mailbox, req.conn_id, waker, self.create_future.clone_ref(py), self.done.clone_ref(py), offer.protocols))?;
+            let chan = Bound::new(py, super::asgi_ws::WsChannel::new(ex.clone(), mailbox, req.conn_id, waker, self.create_future.clone_ref(py), self.done.clone_ref(py), offer.protocols))?;
             let receive = chan.getattr(intern!(py, "receive"))?;
             let send = chan.getattr(intern!(py, "send"))?;
             self.start(py, scope, receive, send, Chan::Ws(chan.unbind()))

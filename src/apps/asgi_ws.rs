@@ -14,7 +14,8 @@
 
 use super::asgi_base::{field, headers_from, set_result, Ready, Waker, HIGH_WATER, LOW_WATER};
 use super::exchange::{Part, ResponseHead, SharedExchange};
-use super::ws::{Mail, Mailbox, Message};
+use super::reply::Reply;
+use super::ws::{self, Mail, Mailbox, Message};
 use crate::h1::encode;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -79,34 +80,6 @@ fn disconnect<'py>(py: Python<'py>, code: u16, reason: &str) -> PyResult<Bound<'
     Ok(d)
 }
 
-/// A Python `bytes` as the payload of a message it is sent in.
-pub(super) struct HeldBytes {
-    _obj: Py<PyBytes>,
-    ptr: *const u8,
-    len: usize,
-}
-
-// SAFETY: a bytes object never changes, and `_obj` keeps it (and so `ptr`) alive; dropping a
-// Py without the GIL defers the decref to pyo3's pool.
-unsafe impl Send for HeldBytes {}
-unsafe impl Sync for HeldBytes {}
-
-impl AsRef<[u8]> for HeldBytes {
-    fn as_ref(&self) -> &[u8] {
-        // SAFETY: see above.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-}
-
-/// A binary message of `b`: a large one is held (written from the object), a small one copied.
-pub(super) fn held(b: &Bound<'_, PyBytes>) -> Message {
-    let data = b.as_bytes();
-    if data.len() < 16 * 1024 {
-        return Message::Binary(data.to_vec());
-    }
-    Message::Held(Box::new(HeldBytes { _obj: b.clone().unbind(), ptr: data.as_ptr(), len: data.len() }))
-}
-
 /// What the next `receive()` gives now, if anything; and whether the connection must be told
 /// that the application made room (it had stopped reading).
 fn next_message<'py>(py: Python<'py>, ex: &SharedExchange, mailbox: &Mailbox) -> PyResult<(Option<Bound<'py, PyDict>>, bool)> {
@@ -144,7 +117,7 @@ pub(super) fn settle(py: Python<'_>, ex: &SharedExchange, mailbox: &Mailbox, wai
 
 impl WsChannel {
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(py: Python<'_>, ex: SharedExchange, mailbox: Arc<Mailbox>, id: (i32, u64), waker: Waker, create_future: Py<PyAny>, done: Py<Ready>, offered: Vec<String>) -> Self {
+    pub(super) fn new(ex: SharedExchange, mailbox: Arc<Mailbox>, id: (i32, u64), waker: Waker, create_future: Py<PyAny>, done: Py<Ready>, offered: Vec<String>) -> Self {
         let waiters: Rc<RefCell<Waiters>> = Rc::default();
         {
             // A weak reference: the exchange must not keep itself alive through its own hook.
@@ -155,7 +128,6 @@ impl WsChannel {
                 }
             }));
         }
-        let _ = py;
         WsChannel { ex, mailbox, waiters, id, waker, create_future, done, offered, connect_told: false, phase: Phase::Opening, denial: None }
     }
 
@@ -186,9 +158,9 @@ impl WsChannel {
         }
         match self.phase {
             Phase::Opening if error.is_some() => {
-                let head = ResponseHead { status: 500, status_line: encode::status_line(500), fields: Vec::new(), length: Some(0) };
-                self.emit(py, Part::Head(head));
-                self.emit(py, Part::End { trailers: Vec::new() });
+                for part in Reply::new(500).parts() {
+                    self.emit(py, part);
+                }
             }
             Phase::Opening => self.emit(py, Part::Close(1000, String::new())), // denied: 403
             Phase::Accepted => self.emit(py, Part::Close(if error.is_some() { 1011 } else { 1000 }, String::new())),
@@ -204,23 +176,14 @@ impl WsChannel {
     }
 
     fn accept(&mut self, py: Python<'_>, m: &Bound<'_, PyAny>) -> PyResult<()> {
-        let mut fields: Vec<(Cow<'static, [u8]>, Cow<'static, [u8]>)> = Vec::new();
-        if let Some(h) = field(m, intern!(py, "headers"))? {
-            for (n, v) in headers_from(&h)? {
-                if !n.eq_ignore_ascii_case(b"sec-websocket-protocol") {
-                    fields.push((Cow::Owned(n), Cow::Owned(v)));
-                }
-            }
-        }
-        if let Some(p) = field(m, intern!(py, "subprotocol"))?.filter(|p| !p.is_none()) {
-            let p: String = p.extract()?;
-            if !self.offered.contains(&p) {
-                return Err(PyValueError::new_err(format!("subprotocol {p:?} was not offered by the client (offered: {:?})", self.offered)));
-            }
-            fields.push((Cow::Borrowed(b"Sec-WebSocket-Protocol"), Cow::Owned(p.into_bytes())));
-        }
+        let headers = match field(m, intern!(py, "headers"))? {
+            Some(h) => headers_from(&h)?,
+            None => Vec::new(),
+        };
+        let subprotocol = field(m, intern!(py, "subprotocol"))?.filter(|p| !p.is_none()).map(|p| p.extract()).transpose()?;
+        let head = ws::accept(&self.offered, subprotocol, headers).map_err(PyValueError::new_err)?;
         self.phase = Phase::Accepted;
-        self.emit(py, Part::Head(ResponseHead { status: 101, status_line: Cow::Borrowed(b"101 Switching Protocols"), fields, length: None }));
+        self.emit(py, head);
         Ok(())
     }
 }
@@ -261,7 +224,7 @@ impl WsChannel {
                 let bytes = field(message, intern!(py, "bytes"))?.filter(|b| !b.is_none());
                 let m = match (text, bytes) {
                     (Some(t), None) => Message::Text(t.cast::<PyString>().map_err(|_| PyTypeError::new_err("websocket.send: text must be str"))?.to_str()?.to_owned()),
-                    (None, Some(b)) => held(b.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("websocket.send: bytes must be bytes"))?),
+                    (None, Some(b)) => Message::from_bytes(b.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("websocket.send: bytes must be bytes"))?),
                     _ => return Err(PyValueError::new_err("websocket.send needs exactly one of text and bytes")),
                 };
                 self.emit(py, Part::Message(m));

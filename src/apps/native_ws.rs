@@ -6,13 +6,12 @@
 //! connection's thread resolves when mail comes. Backpressure both ways: `room()` waits while
 //! 256 KiB are unwritten; a full mailbox stops the connection reading until a take makes room.
 
-use super::exchange::{Done, Flow, Part, ResponseHead};
-use super::ws::{Mail, Mailbox, Message};
-use crate::h1::encode;
+use super::exchange::{Done, Flow, Part};
+use super::reply::{is_field_value, is_token, Reply};
+use super::ws::{self, Mail, Mailbox, Message};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
-use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Hands a connection's output to the worker (from the lane's thread).
@@ -55,7 +54,7 @@ impl WsHandle {
     /// handler closed already (then nothing more is sent).
     pub fn finish(&self, accepted: bool, failed: bool) {
         let parts = match (accepted, failed) {
-            (false, true) => vec![Part::Head(ResponseHead { status: 500, status_line: encode::status_line(500), fields: Vec::new(), length: Some(0) }), Part::End { trailers: Vec::new() }],
+            (false, true) => Reply::new(500).parts(),
             (false, false) => vec![Part::Close(1000, String::new())],
             (true, failed) => vec![Part::Close(if failed { 1011 } else { 1000 }, String::new())],
         };
@@ -74,23 +73,12 @@ impl WsHandle {
     /// Accept: the 101 goes out, with `subprotocol` (one the client offered) and `headers`.
     #[pyo3(signature = (subprotocol=None, headers=Vec::new()))]
     fn accept(&self, subprotocol: Option<String>, headers: Vec<(String, String)>) -> PyResult<()> {
-        let mut fields: Vec<(Cow<'static, [u8]>, Cow<'static, [u8]>)> = Vec::new();
-        for (n, v) in headers {
-            let ok_name = !n.is_empty() && n.bytes().all(crate::h1::body::is_tchar);
-            if !ok_name || !v.bytes().all(|c| c == b'\t' || (c >= 0x20 && c != 0x7f)) {
-                return Err(PyValueError::new_err(format!("invalid header {n:?}")));
-            }
-            if !n.eq_ignore_ascii_case("sec-websocket-protocol") {
-                fields.push((Cow::Owned(n.into_bytes()), Cow::Owned(v.into_bytes())));
-            }
+        let headers: Vec<(Vec<u8>, Vec<u8>)> = headers.into_iter().map(|(n, v)| (n.into_bytes(), v.into_bytes())).collect();
+        if let Some((n, _)) = headers.iter().find(|(n, v)| !is_token(n) || !is_field_value(v)) {
+            return Err(PyValueError::new_err(format!("invalid header {:?}", String::from_utf8_lossy(n))));
         }
-        if let Some(p) = subprotocol {
-            if !self.offered.contains(&p) {
-                return Err(PyValueError::new_err(format!("subprotocol {p:?} was not offered by the client (offered: {:?})", self.offered)));
-            }
-            fields.push((Cow::Borrowed(b"Sec-WebSocket-Protocol"), Cow::Owned(p.into_bytes())));
-        }
-        self.send_parts(vec![Part::Head(ResponseHead { status: 101, status_line: Cow::Borrowed(b"101 Switching Protocols"), fields, length: None })], false);
+        let head = ws::accept(&self.offered, subprotocol, headers).map_err(PyValueError::new_err)?;
+        self.send_parts(vec![head], false);
         Ok(())
     }
 
@@ -99,7 +87,7 @@ impl WsHandle {
         let m = if let Ok(s) = data.cast::<PyString>() {
             Message::Text(s.to_str()?.to_owned())
         } else if let Ok(b) = data.cast::<PyBytes>() {
-            super::asgi_ws::held(b)
+            Message::from_bytes(b)
         } else {
             return Err(PyTypeError::new_err("a WebSocket message is str or bytes"));
         };

@@ -74,6 +74,13 @@ impl Reply {
         ResponseHead { status: self.status, status_line: self.status_line, fields: self.headers, length }
     }
 
+    /// The whole response as parts, for a GET.
+    pub fn parts(self) -> Vec<Part> {
+        let mut parts = Vec::with_capacity(3);
+        self.into_parts(false, &mut parts);
+        parts
+    }
+
     /// The whole response, into an exchange.
     pub fn into_exchange(self, head_only: bool, ex: &mut Exchange) {
         self.into_parts(head_only, &mut ex.parts);

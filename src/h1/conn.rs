@@ -6,12 +6,13 @@
 //! that the event loop writes with one `writev`.
 
 use crate::apps::exchange::{Part, SharedExchange};
+use crate::apps::reply::Reply;
 use crate::apps::{App, AppCall, AppRequest, BodySink, Inbox, ReqBody};
 use crate::h1::body::Chunked;
 use crate::service::observe::{now_ns, referer_and_agent, AccessLog, Counters, Entry, OwnedRequest};
 use crate::h1::parse::{parse_head, Body, Field, FieldIndex, Head, Limits, Method};
 use crate::h1::encode::{self, simple, Clock, Framing, Streamed, CLOSE, KEEP_ALIVE};
-use crate::io::out::OutQueue;
+use crate::io::out::{OutQueue, BY_REFERENCE};
 use crate::statics::{request_path, Outcome, StaticFiles, StaticRequest};
 use crate::ws::deflate::{Agreed, Codec};
 use crate::ws::handshake::{self, Refusal};
@@ -384,9 +385,6 @@ impl Answer {
     }
 }
 
-/// Body pieces at least this long, in a body of known length, go to the output queue as they
-/// are instead of being copied next to the head.
-const BY_REFERENCE: usize = 16 * 1024;
 
 pub struct Proto {
     pub watch: Option<Box<Watch>>,
@@ -822,7 +820,7 @@ impl Proto {
         if matches!(self.read, ReadState::WsOpening(_)) {
             loop {
                 let denial = match parts.next() {
-                    None if finished => vec![Part::Head(crate::apps::exchange::ResponseHead { status: 500, status_line: encode::status_line(500), fields: Vec::new(), length: Some(0) }), Part::End { trailers: Vec::new() }],
+                    None if finished => Reply::new(500).parts(), // it ended without answering
                     None => return false,
                     Some(Part::Head(h)) if h.status == 101 => {
                         let ReadState::WsOpening(o) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
@@ -835,7 +833,7 @@ impl Proto {
                         switched = true;
                         break;
                     }
-                    Some(Part::Close(..)) => vec![Part::Head(crate::apps::exchange::ResponseHead { status: 403, status_line: encode::status_line(403), fields: Vec::new(), length: Some(0) }), Part::End { trailers: Vec::new() }],
+                    Some(Part::Close(..)) => Reply::new(403).parts(),
                     Some(Part::Head(h)) => std::iter::once(Part::Head(h)).chain(parts).collect(),
                     Some(_) => continue, // nothing but an answer comes before the answer
                 };

@@ -128,6 +128,10 @@ pub struct OutQueue {
 
 const MAX_IOV: usize = 64;
 
+/// Body pieces at least this long go to the queue as they are (or are written from where they
+/// are: `Seg::Held`); shorter ones are copied next to what precedes them.
+pub const BY_REFERENCE: usize = 16 * 1024;
+
 impl OutQueue {
     pub fn is_empty(&self) -> bool {
         self.segs.is_empty()
@@ -148,8 +152,6 @@ impl OutQueue {
         self.segs.push_back(seg);
     }
 
-    /// Queue bytes made elsewhere (an application's response): as a segment of their own, so
-    /// they are not copied.
     /// Bytes owned elsewhere, written from there.
     pub fn push_held(&mut self, buf: Box<dyn AsRef<[u8]>>) {
         if !(*buf).as_ref().is_empty() {
@@ -157,6 +159,18 @@ impl OutQueue {
         }
     }
 
+    /// Bytes made for this connection: a large piece as a segment of its own, a small one
+    /// copied next to what precedes it (one iovec, not two).
+    pub fn push_bytes(&mut self, buf: Vec<u8>) {
+        if buf.len() >= BY_REFERENCE {
+            self.push_owned(buf);
+        } else {
+            self.owned_tail().extend_from_slice(&buf);
+        }
+    }
+
+    /// Queue bytes made elsewhere (an application's response): as a segment of their own, so
+    /// they are not copied.
     pub fn push_owned(&mut self, buf: Vec<u8>) {
         if !buf.is_empty() {
             self.push(Seg::Owned { buf, start: 0 });

@@ -541,8 +541,7 @@ impl Worker {
             // full mailbox leaves) is kept on the connection, so an idle one holds no buffer.
             let n = match Socket(fd).read_into(&mut self.scratch) {
                 Io::Done(0) | Io::Error => {
-                    conn.proto.body_cut();
-                    self.close(fd);
+                    self.close(fd); // the application is told (close() cuts the session)
                     return;
                 }
                 Io::Blocked => return,

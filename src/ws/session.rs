@@ -16,8 +16,6 @@ use std::sync::Arc;
 /// Seconds to wait for the client's Close after this side sent one.
 pub const CLOSE_WAIT: i64 = 5;
 
-/// Payloads at least this long go to the output queue as they are, not copied.
-const BY_REFERENCE: usize = 16 * 1024;
 
 /// The clocks of a WebSocket (0 disables the ping).
 #[derive(Clone, Copy, Debug)]
@@ -123,15 +121,15 @@ impl Session {
                 codec.deflate(m.bytes(), &mut z);
                 if z.len() < len {
                     write_header(out.owned_tail(), true, true, op, z.len() as u64);
-                    push(out, z);
+                    out.push_bytes(z);
                     return;
                 }
             }
         }
         write_header(out.owned_tail(), true, false, op, len as u64);
         match m {
-            Message::Text(s) => push(out, s.into_bytes()),
-            Message::Binary(b) => push(out, b),
+            Message::Text(s) => out.push_bytes(s.into_bytes()),
+            Message::Binary(b) => out.push_bytes(b),
             Message::Held(h) => out.push_held(h),
         }
     }
@@ -200,13 +198,6 @@ impl Session {
     }
 }
 
-fn push(out: &mut OutQueue, data: Vec<u8>) {
-    if data.len() >= BY_REFERENCE {
-        out.push_owned(data);
-    } else {
-        out.owned_tail().extend_from_slice(&data);
-    }
-}
 
 
 #[cfg(test)]

@@ -48,26 +48,8 @@ fn frame_len(buf: &[u8]) -> Option<usize> {
 }
 
 fn run(port: u16, path: &str, in_flight: usize, size: usize, stop: &AtomicBool, count: &AtomicU64) -> std::io::Result<()> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_nodelay(true)?;
-    // One write, as a real client sends it (some servers fail a head split across packets).
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes())?;
-    let mut buf = Vec::with_capacity(1 << 20);
+    let (mut s, mut buf) = open(port, path)?;
     let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Err(std::io::Error::other("closed during the handshake"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            if !buf.starts_with(b"HTTP/1.1 101") {
-                return Err(std::io::Error::other(String::from_utf8_lossy(&buf[..i]).into_owned()));
-            }
-            buf.drain(..i + 4);
-            break;
-        }
-    }
     let one = client_frame(size);
     let mut out = Vec::with_capacity(one.len() * in_flight);
     for _ in 0..in_flight {
