@@ -15,7 +15,7 @@
 use super::asgi_base::{field, headers_from, set_result, Ready, Waker, HIGH_WATER, LOW_WATER};
 use super::exchange::{Part, ResponseHead, SharedExchange};
 use super::reply::Reply;
-use super::ws::{self, Mail, Mailbox, Message};
+use super::ws::{Mail, Mailbox, Message};
 use crate::h1::encode;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -181,7 +181,7 @@ impl WsChannel {
             None => Vec::new(),
         };
         let subprotocol = field(m, intern!(py, "subprotocol"))?.filter(|p| !p.is_none()).map(|p| p.extract()).transpose()?;
-        let head = ws::accept(&self.offered, subprotocol, headers).map_err(PyValueError::new_err)?;
+        let head = ResponseHead::websocket_accept(&self.offered, subprotocol, headers).map_err(PyValueError::new_err)?;
         self.phase = Phase::Accepted;
         self.emit(py, head);
         Ok(())

@@ -29,6 +29,23 @@ pub struct ResponseHead {
     pub length: Option<u64>,
 }
 
+impl ResponseHead {
+    /// The 101 that accepts a WebSocket: the application's fields (a Sec-WebSocket-Protocol of
+    /// its own dropped) and the subprotocol it chose, which must be one the client offered
+    /// (RFC 6455 §4.2.2: a browser fails the connection otherwise).
+    pub fn websocket_accept(offered: &[String], subprotocol: Option<String>, headers: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Part, String> {
+        let mut fields: Vec<(Bytes, Bytes)> =
+            headers.into_iter().filter(|(n, _)| !n.eq_ignore_ascii_case(b"sec-websocket-protocol")).map(|(n, v)| (Cow::Owned(n), Cow::Owned(v))).collect();
+        if let Some(p) = subprotocol {
+            if !offered.contains(&p) {
+                return Err(format!("subprotocol {p:?} was not offered by the client (offered: {offered:?})"));
+            }
+            fields.push((Cow::Borrowed(b"Sec-WebSocket-Protocol"), Cow::Owned(p.into_bytes())));
+        }
+        Ok(Part::Head(ResponseHead { status: 101, status_line: Cow::Borrowed(b"101 Switching Protocols"), fields, length: None }))
+    }
+}
+
 /// One part of a response, in order.
 pub enum Part {
     Head(ResponseHead),

@@ -6,9 +6,9 @@
 //! connection's thread resolves when mail comes. Backpressure both ways: `room()` waits while
 //! 256 KiB are unwritten; a full mailbox stops the connection reading until a take makes room.
 
-use super::exchange::{Done, Flow, Part};
+use super::exchange::{Done, Flow, Part, ResponseHead};
 use super::reply::{is_field_value, is_token, Reply};
-use super::ws::{self, Mail, Mailbox, Message};
+use super::ws::{Mail, Mailbox, Message};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
@@ -77,7 +77,7 @@ impl WsHandle {
         if let Some((n, _)) = headers.iter().find(|(n, v)| !is_token(n) || !is_field_value(v)) {
             return Err(PyValueError::new_err(format!("invalid header {:?}", String::from_utf8_lossy(n))));
         }
-        let head = ws::accept(&self.offered, subprotocol, headers).map_err(PyValueError::new_err)?;
+        let head = ResponseHead::websocket_accept(&self.offered, subprotocol, headers).map_err(PyValueError::new_err)?;
         self.send_parts(vec![head], false);
         Ok(())
     }

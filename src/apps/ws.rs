@@ -4,11 +4,9 @@
 //! client are [`Part::Message`](super::exchange::Part) in the exchange, framed by the connection
 //! (`ws::session`), and the accept is a `Part::Head` with status 101.
 
-use super::exchange::{Part, ResponseHead};
 use crate::io::out::BY_REFERENCE;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 
@@ -172,21 +170,6 @@ impl Mailbox {
             s = self.ready.wait(s).unwrap();
         }
     }
-}
-
-/// The 101 that accepts a WebSocket: the application's fields (a Sec-WebSocket-Protocol of its
-/// own dropped) and the subprotocol it chose, which must be one the client offered (RFC 6455
-/// §4.2.2: a browser fails the connection otherwise).
-pub fn accept(offered: &[String], subprotocol: Option<String>, headers: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Part, String> {
-    let mut fields: Vec<(Cow<'static, [u8]>, Cow<'static, [u8]>)> =
-        headers.into_iter().filter(|(n, _)| !n.eq_ignore_ascii_case(b"sec-websocket-protocol")).map(|(n, v)| (Cow::Owned(n), Cow::Owned(v))).collect();
-    if let Some(p) = subprotocol {
-        if !offered.contains(&p) {
-            return Err(format!("subprotocol {p:?} was not offered by the client (offered: {offered:?})"));
-        }
-        fields.push((Cow::Borrowed(b"Sec-WebSocket-Protocol"), Cow::Owned(p.into_bytes())));
-    }
-    Ok(Part::Head(ResponseHead { status: 101, status_line: Cow::Borrowed(b"101 Switching Protocols"), fields, length: None }))
 }
 
 /// A Python `bytes` as the payload of a message it is sent in.
