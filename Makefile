@@ -38,6 +38,7 @@ fuzz-smoke:
 	cd fuzz && cargo fuzz run -s none stream -- -max_total_time=15 -seed=1
 	cd fuzz && cargo fuzz run -s none ws -- -max_total_time=15 -seed=1
 	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=15 -seed=1
+	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=15 -seed=1
 
 # Long runs, for a developer: make fuzz FUZZ_SECONDS=1800
 FUZZ_SECONDS ?= 600
@@ -49,6 +50,7 @@ fuzz:
 	cd fuzz && cargo fuzz run -s none stream -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo fuzz run -s none ws -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=$(FUZZ_SECONDS)
 
 test: deps install rust-test fuzz-smoke py-test
 

@@ -6,6 +6,7 @@ pub mod h1;
 pub mod io;
 pub mod service;
 pub mod statics;
+pub mod tls;
 pub mod ws;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
@@ -39,6 +40,21 @@ struct Options {
     stream_bodies: bool,
     /// WebSocket messages longer than this end the connection with 1009.
     ws_max_message: u64,
+    /// The listener speaks TLS (see `tls_settings`).
+    tls: Option<tls::Settings>,
+}
+
+/// TLS settings from Python: ([(certificate PEM, key PEM, label)], client CA PEM or None,
+/// ticket secret).
+type TlsArg = (Vec<(Vec<u8>, Vec<u8>, String)>, Option<Vec<u8>>, Vec<u8>);
+
+fn tls_settings((ids, client_ca, ticket_secret): TlsArg) -> tls::Settings {
+    tls::Settings {
+        identities: ids.into_iter().map(|(cert_pem, key_pem, label)| tls::Identity { cert_pem, key_pem, label }).collect(),
+        client_ca,
+        ticket_secret,
+        alpn: vec![b"http/1.1".to_vec()],
+    }
 }
 
 impl Options {
@@ -61,6 +77,7 @@ impl Options {
             threads: 64,
             stream_bodies: true,
             ws_max_message: 16 << 20,
+            tls: None,
         };
         let Some(kwargs) = kwargs else { return Ok(o) };
         for (key, value) in kwargs.iter() {
@@ -80,6 +97,7 @@ impl Options {
                 "ws_ping_interval" => o.timeouts.ws.interval = value.extract()?,
                 "ws_ping_timeout" => o.timeouts.ws.timeout = value.extract()?,
                 "ws_max_message" => o.ws_max_message = value.extract()?,
+                "tls" => o.tls = value.extract::<Option<TlsArg>>()?.map(tls_settings),
                 "max_request_line" => o.limits.max_request_line = value.extract()?,
                 "max_head" => o.limits.max_head = value.extract()?,
                 "max_headers" => o.limits.max_headers = value.extract::<usize>()?.min(h1::parse::MAX_HEADERS_LIMIT),
@@ -131,11 +149,16 @@ impl Options {
                 c.inline_max = self.inline_max;
                 c.cache_max_bytes = self.cache_max_bytes;
                 c.compress = self.compress;
+                c.map_large = self.tls.is_none();
                 let prefix = prefix.trim_end_matches('/');
                 c.cache_control = cache_control_below(&self.cache_control, prefix);
                 (prefix.as_bytes().to_vec(), c, preload)
             })
             .collect();
+        let tls = match &self.tls {
+            None => None,
+            Some(s) => Some(tls::build(s).map_err(invalid)?),
+        };
         Ok(io::worker::WorkerConfig {
             listen_fd,
             mounts,
@@ -151,6 +174,7 @@ impl Options {
             not_found_page: self.not_found_page,
             stats,
             log,
+            tls,
         })
     }
 }
@@ -237,6 +261,14 @@ fn asgi_worker(
     apps::asgi::AsgiWorker::create(cfg, scheduled)
 }
 
+/// Check TLS settings as a worker will build them: one line (ValueError) naming what is wrong.
+/// Returns whether the kernel could take over the record layer (kTLS).
+#[pyfunction]
+fn tls_check(settings: TlsArg) -> PyResult<bool> {
+    tls::build(&tls_settings(settings)).map_err(PyValueError::new_err)?;
+    Ok(tls::kernel_tls_available())
+}
+
 /// The CPU this thread runs on now (getcpu(2)).
 #[pyfunction]
 fn current_cpu() -> i32 {
@@ -247,6 +279,7 @@ fn current_cpu() -> i32 {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_worker, m)?)?;
     m.add_function(wrap_pyfunction!(current_cpu, m)?)?;
+    m.add_function(wrap_pyfunction!(tls_check, m)?)?;
     apps::wsgi::register(m)?;
     apps::native::register(m)?;
     apps::native_ws::register(m)?;

@@ -17,7 +17,7 @@ EXIT_WORKER_START_FAILED = 3
 
 
 def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_fd: int, app=None,
-                interface: str | None = None, stats_addr: int = 0) -> int:
+                interface: str | None = None, stats_addr: int = 0, tls=None) -> int:
     """Runs in the forked child: pin, report, serve on this worker's own listener."""
     from vw import _core
 
@@ -42,6 +42,8 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
                        max_headers=cfg.max_headers, max_connections=cfg.max_connections,
                        cache_control=cfg.cache_control, compress=cfg.compress,
                        not_found_page=static.page(cfg.not_found_page, mime), stats_addr=stats_addr)
+        if tls is not None:
+            options["tls"] = tls
         if cfg.access_log is not None:
             options["access_log"] = (cfg.access_log, cfg.access_log_format)
         if interface == "asgi":
@@ -67,12 +69,14 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
 
 def wsgi_environ(cfg: ServeConfig) -> dict:
     """The part of every WSGI environ that does not change between requests."""
+    tls = {"HTTPS": "on"} if cfg.tls else {}
     return {
+        **tls,
         "SERVER_NAME": cfg.host,
         "SERVER_PORT": str(cfg.port),
         "SCRIPT_NAME": "",
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": "https" if cfg.tls else "http",
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,  # handlers run on a pool of threads (--threads)
         "wsgi.multiprocess": (cfg.workers or 1) > 1,

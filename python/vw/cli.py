@@ -93,6 +93,16 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="idle between requests on a connection (default 30)")
     t.add_argument("--write-timeout", type=_int("--write-timeout"), metavar="S", default=SUPPRESS,
                    help="without progress while the client does not read its response (default 30)")
+    tls = p.add_argument_group("TLS (HTTPS on the port)")
+    tls.add_argument("--tls-cert", action="append", default=SUPPRESS, metavar="FILE",
+                     help="certificate chain (PEM, leaf first); repeat for several names (SNI: each client "
+                          "gets the one valid for the name it asks, else the first), or give a folder of "
+                          "NAME.pem/.crt with NAME.key beside each")
+    tls.add_argument("--tls-key", action="append", default=SUPPRESS, metavar="FILE",
+                     help="private key (PEM) of each --tls-cert, in the same order; none: each key is in "
+                          "its certificate's file")
+    tls.add_argument("--tls-client-ca", default=SUPPRESS, metavar="FILE",
+                     help="require client certificates signed by these CAs (PEM)")
     w = p.add_argument_group("WebSocket (ASGI and vw.App)")
     w.add_argument("--ws-max-message", type=_int("--ws-max-message"), metavar="BYTES", default=SUPPRESS,
                    help="largest message, compressed or not (default 16 MiB); a longer one closes "
@@ -227,6 +237,12 @@ def _start(args: argparse.Namespace, raw: list[str]) -> int:
             from vw import loader
 
             what = f"run {cfg.app} ({loader.detect(loader.load(cfg.app), cfg.interface)})"
+        if cfg.tls:
+            from vw import tls
+
+            identities, ca = tls.load(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+            tls.check(identities, ca, b"\0" * 32)
+            what += f", TLS with {len(identities)} certificate{'s' if len(identities) != 1 else ''}"
         print(f"{args.file}: OK ({what} on {cfg.host}:{cfg.port}, {cfg.workers} workers)")
         return 0
     from vw.supervisor import Supervisor

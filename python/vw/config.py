@@ -51,6 +51,11 @@ class ServeConfig:
     ws_max_message: int = 16 << 20
     ws_ping_interval: int = 20
     ws_ping_timeout: int = 20
+    # TLS: certificate chains (files or folders) and their keys (none: each key is in its
+    # certificate's file); client certificates are required when a CA is given
+    tls_cert: list[Path] = field(default_factory=list)
+    tls_key: list[Path] = field(default_factory=list)
+    tls_client_ca: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8085
     workers: int | None = None  # None: one per CPU in the affinity mask
@@ -138,6 +143,17 @@ class ServeConfig:
             value = getattr(self, name)
             if not 1 <= value <= 86400:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between 1 and 86400 seconds, not {value}", name)
+        if self.tls_key and not self.tls_cert:
+            raise ConfigError("--tls-key needs --tls-cert", "tls_key")
+        if self.tls_client_ca is not None and not self.tls_cert:
+            raise ConfigError("--tls-client-ca needs --tls-cert", "tls_client_ca")
+        self.tls_cert = [Path(p) for p in self.tls_cert]
+        self.tls_key = [Path(p) for p in self.tls_key]
+        for key in self.tls_key:
+            if not key.is_file():
+                raise ConfigError(f"--tls-key {str(key)!r} is not a file", "tls_key")
+        if self.tls_client_ca is not None and not Path(self.tls_client_ca).is_file():
+            raise ConfigError(f"--tls-client-ca {str(self.tls_client_ca)!r} is not a file", "tls_client_ca")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, not {self.port}", "port")
         if self.workers is None:
@@ -149,6 +165,10 @@ class ServeConfig:
         if not self.cpus:
             raise ConfigError("no CPU in this process's affinity mask")
         return self
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
     def static_mounts(self) -> list[tuple[str, Path]]:
         """Every docroot served, with its URL prefix ("" for the whole site)."""

@@ -42,6 +42,7 @@ KEYS: dict[str, type] = {
     "cache_control": dict, "compress": bool, "not_found_page": str, "inline_max": int, "cache_max_bytes": int,
     "access_log": str, "access_log_format": str, "admin_host": str, "admin_port": int,
     "user": str, "pid_file": str, "shutdown_timeout": int,
+    "tls_cert": list, "tls_key": list, "tls_client_ca": str,
 }
 
 
@@ -71,8 +72,11 @@ def load(path: str) -> tuple[dict, dict[str, str]]:
         if key not in KEYS:
             raise ConfigError(f"{where(key)}: unknown key {key!r}")
         want = KEYS[key]
+        if key in ("tls_cert", "tls_key") and isinstance(value, str):
+            value = [value]  # one file, or a list of them
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            kind = {int: "a whole number", str: "a string", bool: "true or false", dict: "a table"}[want]
+            kind = {int: "a whole number", str: "a string", bool: "true or false", dict: "a table",
+                    list: "a file name or a list of them"}[want]
             raise ConfigError(f"{where(key)}: {key} takes {kind}, not {value!r}")
         if key == "static":
             mounts = []
@@ -92,7 +96,11 @@ def load(path: str) -> tuple[dict, dict[str, str]]:
             values["cache_control"] = rules
             source["cache_control"] = where(key)
             continue
-        if key in ("docroot", "not_found_page", "pid_file") or (key == "access_log" and value != "-"):
+        if key in ("tls_cert", "tls_key"):
+            if not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where(key)}: {key} takes a file name or a list of them")
+            value = [Path(v) if Path(v).is_absolute() else p.parent / v for v in value]
+        if key in ("docroot", "not_found_page", "pid_file", "tls_client_ca") or (key == "access_log" and value != "-"):
             folder = Path(value)
             value = folder if folder.is_absolute() else p.parent / folder
         values[key] = value

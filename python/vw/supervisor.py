@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vw import reload, static
+from vw import reload, static, tls
 from vw.child import worker_main
 from vw.config import ConfigError, ServeConfig
 from vw.console import log
@@ -67,6 +67,8 @@ class Supervisor:
         self.stats = admin.Stats(cfg.workers)
         self.restarts = [0] * cfg.workers
         self.admin: admin.AdminServer | None = None
+        self.tls = None  # (identities, client CA, ticket secret) as PEM bytes, for the workers
+        self.kernel_tls = False
 
     def load_app(self) -> None:
         """Import the application (after any --user drop: its code never runs as root)."""
@@ -89,7 +91,7 @@ class Supervisor:
                 if self.admin is not None:  # nor the admin listener (a reload must be able to bind it)
                     self.admin.close()
                 code = worker_main(self.cfg, index, self.mime, self.mounts, fd, self.app, self.interface,
-                                   self.stats.address(index))
+                                   self.stats.address(index), self.tls)
             finally:
                 sys.stderr.flush()
                 os._exit(code)
@@ -146,6 +148,11 @@ class Supervisor:
         if cfg.pid_file is not None and not inherited:  # a reload keeps the PID, and the file
             write_pid_file(cfg.pid_file)
         raise_fd_limit()
+        if cfg.tls:  # read before any --user drop: a key only root may read still serves
+            identities, ca = tls.load(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+            secret = tls.ticket_secret()
+            self.kernel_tls = tls.check(identities, ca, secret)
+            self.tls = (identities, ca, secret)
         if cfg.realtime and os.sched_getscheduler(0) != os.SCHED_RR:
             # the supervisor takes SCHED_RR itself, so workers inherit it even after --user
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(os.sched_get_priority_max(os.SCHED_RR)))
@@ -158,8 +165,16 @@ class Supervisor:
         pin = "pinned" if cfg.pin else "not pinned"
         rt = ", SCHED_RR" if cfg.realtime else ""
         what = f"{cfg.app} ({self.interface})" if cfg.app else str(cfg.docroot)
-        log(f"vw serving {what} on http://{_fmt_host(cfg.host)}:{cfg.port} "
+        scheme = "https" if cfg.tls else "http"
+        log(f"vw serving {what} on {scheme}://{_fmt_host(cfg.host)}:{cfg.port} "
             f"({cfg.workers} workers, {pin}{rt}; {self.indexed} files indexed)")
+        if self.tls is not None:
+            n = len(self.tls[0])
+            # kTLS (the kernel's record layer) is detected, not used yet: say which it is
+            kernel = "the kernel offers kTLS, not used yet" if self.kernel_tls else "this kernel has no kTLS"
+            client = "; client certificates required" if self.tls[1] is not None else ""
+            log(f"vw TLS 1.3 and 1.2, {n} certificate{'s' if n != 1 else ''}{client}; "
+                f"records encrypted in user space ({kernel})")
         for i in range(cfg.workers):
             self.spawn(i)
         if self.admin is not None:
@@ -202,12 +217,22 @@ class Supervisor:
         sockets, then tells these to drain. If the new code does not import, nothing changes."""
         if check and not reload.app_imports(self.cfg.app):
             return
+        if self.cfg.tls:
+            # the new supervisor reads the certificates again: they must load, or nothing changes
+            try:
+                identities, ca = tls.load(self.cfg.tls_cert, self.cfg.tls_key, self.cfg.tls_client_ca)
+                tls.check(identities, ca, self.tls[2])
+            except ConfigError as e:
+                log(f"vw: not reloading: {e}")
+                return
         log("vw: reloading")
         for listener in self.listeners:
             os.set_inheritable(listener.fileno(), True)
         env = dict(os.environ)
         env[ENV_FDS] = ",".join(str(s.fileno()) for s in self.listeners)
         env[ENV_OLD] = ",".join(str(pid) for pid in [*self.workers, *self.retiring])
+        if self.tls is not None:
+            env[tls.ENV_TICKET_SECRET] = self.tls[2].hex()  # tickets issued so far stay valid
         # The same arguments, but the port actually used (it may have been 0: pick one).
         reload.reexec([*(self.argv or []), "--port", str(self.cfg.port)], env)
 

@@ -643,6 +643,12 @@ impl Asgi {
             scope.set_item(intern!(py, "client"), (host, p.port()))?;
         }
         scope.set_item(intern!(py, "state"), self.state.bind(py).copy()?)?;
+        if let Some(tls) = &req.tls {
+            scope.set_item(intern!(py, "scheme"), intern!(py, "https"))?;
+            let ext = self.extensions.bind(py).copy()?;
+            ext.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
+            scope.set_item(intern!(py, "extensions"), ext)?;
+        }
         Ok((scope, te_trailers))
     }
 }
@@ -664,12 +670,32 @@ impl Asgi {
     fn ws_scope<'py>(&mut self, py: Python<'py>, req: &AppRequest, offer: &super::ws::Offer) -> PyResult<Bound<'py, PyDict>> {
         let (scope, _) = self.scope(py, req)?;
         scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
-        scope.set_item(intern!(py, "scheme"), intern!(py, "ws"))?;
+        scope.set_item(intern!(py, "scheme"), if req.tls.is_some() { intern!(py, "wss") } else { intern!(py, "ws") })?;
         scope.del_item(intern!(py, "method"))?;
         scope.set_item(intern!(py, "subprotocols"), PyList::new(py, &offer.protocols)?)?;
-        scope.set_item(intern!(py, "extensions"), self.ws_extensions.bind(py))?;
+        match &req.tls {
+            None => scope.set_item(intern!(py, "extensions"), self.ws_extensions.bind(py))?,
+            Some(tls) => {
+                let ext = self.ws_extensions.bind(py).copy()?;
+                ext.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
+                scope.set_item(intern!(py, "extensions"), ext)?;
+            }
+        }
         Ok(scope)
     }
+}
+
+/// scope["extensions"]["tls"] (the ASGI TLS extension): the certificate the connection was
+/// answered with, the client's chain (PEM), the version and cipher suite as their numbers.
+fn tls_extension<'py>(py: Python<'py>, tls: &crate::tls::TlsInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("server_cert", &*tls.server_cert)?;
+    d.set_item("client_cert_chain", PyList::new(py, &tls.client_chain)?)?;
+    d.set_item("client_cert_name", py.None())?;
+    d.set_item("client_cert_error", py.None())?;
+    d.set_item("tls_version", tls.version)?;
+    d.set_item("cipher_suite", tls.cipher)?;
+    Ok(d)
 }
 
 impl App for Asgi {

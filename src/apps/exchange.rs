@@ -224,6 +224,7 @@ pub struct Job {
     pub target: Range<usize>,
     pub minor: u8,
     pub peer: Option<SocketAddr>,
+    pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
     pub local_port: u16,
     pub body: ReqBody,
     pub route: Route,
@@ -249,6 +250,7 @@ impl Job {
             fields: req.fields.to_vec(),
             minor: req.minor,
             peer: req.peer,
+            tls: req.tls.clone(),
             local_port: req.local_port,
             body,
             head_only,
@@ -267,6 +269,7 @@ impl Job {
             minor: self.minor,
             peer: self.peer,
             local_port: self.local_port,
+            tls: self.tls.clone(),
             conn_id: self.id,
         }
     }

@@ -396,13 +396,15 @@ pub struct Proto {
     pub peer: Option<SocketAddr>,
     /// (descriptor, generation): how an application answering later names this connection.
     pub id: (i32, u64),
+    /// The connection's TLS, once its handshake is done (None: plain TCP).
+    pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
 }
 
 const ALLOW: &[u8] = b"Allow: GET, HEAD\r\n";
 
 impl Default for Proto {
     fn default() -> Self {
-        Proto { watch: None, answer: Answer::default(), read: ReadState::Head, out: OutQueue::default(), close_after_flush: false, peer: None, id: (0, 0) }
+        Proto { watch: None, answer: Answer::default(), read: ReadState::Head, out: OutQueue::default(), close_after_flush: false, peer: None, id: (0, 0), tls: None }
     }
 }
 
@@ -555,6 +557,14 @@ impl Proto {
     pub fn refuse(&mut self, ctx: &mut Ctx) {
         let mark = self.out.position();
         simple(self.out.owned_tail(), &ctx.clock.date, 503, b"Retry-After: 1\r\n", Some(CLOSE), false);
+        self.observed(ctx, mark, 0, None);
+        self.finish();
+    }
+
+    /// The client sent plain HTTP to the TLS port: a 400 that says so, in plain text, then close.
+    pub fn plain_http_on_tls(&mut self, ctx: &mut Ctx) {
+        let mark = self.out.position();
+        encode::simple_text(self.out.owned_tail(), &ctx.clock.date, 400, "This port speaks HTTPS: use an https:// address.", b"", Some(CLOSE), false);
         self.observed(ctx, mark, 0, None);
         self.finish();
     }
@@ -765,6 +775,7 @@ impl Proto {
             minor: head.minor,
             peer: self.peer,
             local_port: ctx.local_port,
+            tls: self.tls.clone(),
             conn_id: self.id,
         }
     }

@@ -229,7 +229,11 @@ pub fn status_line(status: u16) -> std::borrow::Cow<'static, [u8]> {
 /// `extra` is a block of complete header lines (each ending in CRLF).
 /// `conn` is the Connection line to add, if any.
 pub fn simple(out: &mut Vec<u8>, date: &[u8], status: u16, extra: &[u8], conn: Option<&[u8]>, head_only: bool) {
-    let reason = reason(status);
+    simple_text(out, date, status, reason(status), extra, conn, head_only)
+}
+
+/// [`simple`] with a body of its own (a line of text).
+pub fn simple_text(out: &mut Vec<u8>, date: &[u8], status: u16, reason: &str, extra: &[u8], conn: Option<&[u8]>, head_only: bool) {
     head_start(out, &status_line(status), date);
     out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
     out.extend_from_slice(itoa::Buffer::new().format(reason.len() + 1).as_bytes());

@@ -272,9 +272,16 @@ impl OutQueue {
     pub fn flush(&mut self, t: &mut impl Transport) -> Flush {
         // Writing may take the last segment away: count its growth now.
         self.settle_tail();
-        let out = self.flush_settled(t);
+        let mut out = self.flush_settled(t);
         if self.segs.is_empty() {
             self.tail_counted = 0;
+            if matches!(out, Flush::Done) {
+                out = match t.flush_held() {
+                    Io::Done(_) => Flush::Done,
+                    Io::Blocked => Flush::Blocked,
+                    Io::Error => Flush::Error,
+                };
+            }
         }
         out
     }

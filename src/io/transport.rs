@@ -1,7 +1,7 @@
 //! The one seam between a connection and the kernel. The output queue (`out`) and the loop
-//! (`worker`) move bytes only through a [`Transport`]: a plain TCP socket ([`Socket`]) today;
-//! a TLS session and an io_uring backend implement the same calls later. Nothing above this
-//! file makes a read or write syscall on a connection.
+//! (`worker`) move bytes only through a [`Transport`]: a plain TCP socket ([`Socket`]), TLS over
+//! one (`io::tls`, chosen per connection by `io::wire`); an io_uring backend implements the same
+//! calls later. Nothing above these files makes a read or write syscall on a connection.
 
 use super::sys::errno;
 use super::tee::{self, BodyPipe, Sent};
@@ -45,6 +45,15 @@ pub trait Transport {
     /// answers [`Sent::Unusable`] and the queue sends the body from memory.
     fn splice(&mut self, _pipe: &BodyPipe) -> Sent {
         Sent::Unusable
+    }
+    /// Write what the transport itself still holds once the queue is empty (TLS records the
+    /// socket did not take yet).
+    fn flush_held(&mut self) -> Io {
+        Io::Done(0)
+    }
+    /// The transport holds output of its own (a TLS handshake's reply).
+    fn holds_output(&self) -> bool {
+        false
     }
 }
 

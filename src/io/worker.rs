@@ -9,7 +9,9 @@ use crate::h1::parse::Limits;
 use crate::h1::encode::Clock;
 use crate::io::out::Flush;
 use crate::io::sys::errno;
+use crate::io::tls::Tls;
 use crate::io::transport::{Io, Socket, Transport};
+use crate::io::wire::Wire;
 use crate::service::observe::{AccessLog, Counters};
 use crate::statics::{StaticConfig, StaticFiles};
 use std::io;
@@ -39,6 +41,8 @@ pub struct WorkerConfig {
     /// This worker's slot in the counters region the supervisor reads.
     pub stats: Counters,
     pub log: Option<AccessLog>,
+    /// The listener speaks TLS with these certificates.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 const LISTENER: u64 = u64::MAX;
@@ -57,6 +61,15 @@ struct Slot {
     conn: Conn,
     interest: u32,
     gen: u64,
+    /// TLS over the socket (a TLS listener's connections).
+    tls: Option<Box<Tls>>,
+}
+
+impl Slot {
+    /// The connection's transport, and its state apart (the two are used together).
+    fn split(&mut self, fd: i32) -> (Wire<'_>, &mut Conn) {
+        (Wire::new(fd, self.tls.as_mut()), &mut self.conn)
+    }
 }
 
 impl std::ops::Deref for Slot {
@@ -96,6 +109,7 @@ pub struct Worker {
     wake_scratch: Vec<(i32, u64)>,
     last_sec: i64,
     max_connections: usize,
+    tls: Option<crate::tls::Tls>,
 }
 
 /// glibc gives the top of its heap back to the kernel as soon as 128 KiB are free there, and
@@ -222,6 +236,7 @@ impl Worker {
             scratch: vec![0u8; READ_SIZE],
             stop_deadline: None,
             shutdown_timeout: cfg.shutdown_timeout,
+            tls: cfg.tls,
         })
     }
 
@@ -473,7 +488,17 @@ impl Worker {
             self.generation += 1;
             proto.id = (fd, self.generation);
             let now = self.ctx.clock.sec;
-            self.conns[i] = Some(Box::new(Slot { conn: Conn::new(proto, now, &self.timeouts), interest: libc::EPOLLIN as u32, gen: self.generation }));
+            let tls = match &self.tls {
+                None => None,
+                Some(t) => match Tls::new(&t.config) {
+                    Some(tls) => Some(tls),
+                    None => {
+                        unsafe { libc::close(fd) };
+                        continue;
+                    }
+                },
+            };
+            self.conns[i] = Some(Box::new(Slot { conn: Conn::new(proto, now, &self.timeouts), interest: libc::EPOLLIN as u32, gen: self.generation, tls }));
             self.open += 1;
             self.ctx.stats.opened();
             if full {
@@ -518,6 +543,51 @@ impl Worker {
     }
 
     fn on_conn(&mut self, fd: i32, flags: u32) {
+        self.on_conn_once(fd, flags);
+        // TLS may hold decrypted input that the socket will not signal again.
+        for _ in 0..16 {
+            let Some(Some(slot)) = self.conns.get_mut(fd as usize) else { return };
+            let Some(tls) = &slot.tls else { return };
+            if !tls.holds_input() || slot.lingering || slot.want() != Want::Read {
+                return;
+            }
+            self.on_conn_once(fd, libc::EPOLLIN as u32);
+        }
+    }
+
+    /// What a read on a TLS connection found besides bytes: the handshake ended (the
+    /// application may learn its details), or the client spoke plain HTTP to the TLS port.
+    fn after_tls_read(&mut self, fd: i32, got: Io) -> bool {
+        let Some(Some(slot)) = self.conns.get_mut(fd as usize) else { return false };
+        let Some(tls) = &mut slot.tls else { return true };
+        if got == Io::Error && tls.plain_http {
+            // Answered in plain text, then closed: the client sees why, not a TLS alert.
+            slot.tls = None;
+            slot.conn.inbuf = Vec::new();
+            slot.conn.proto.plain_http_on_tls(&mut self.ctx);
+            self.write(fd);
+            return false;
+        }
+        if got == Io::Error {
+            // A TLS failure: the alert rustls queued goes out before a lingering close, so the
+            // client reads why instead of a reset.
+            let _ = tls.write_out(fd);
+            self.start_close(fd);
+            return false;
+        }
+        if slot.conn.proto.tls.is_none() && !tls.handshaking() {
+            if let Some(t) = &self.tls {
+                slot.conn.proto.tls = Some(std::sync::Arc::new(tls.info(&t.certs)));
+            }
+        }
+        if got == Io::Blocked && tls.holds_output() {
+            self.write(fd); // the handshake's reply did not all go: wait to write the rest
+            return false;
+        }
+        true
+    }
+
+    fn on_conn_once(&mut self, fd: i32, flags: u32) {
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
         if flags & libc::EPOLLERR as u32 != 0 {
             self.close(fd);
@@ -539,7 +609,9 @@ impl Worker {
         if conn.proto.is_websocket() && conn.inbuf.is_empty() && !conn.eof_pending {
             // A WebSocket reads into the worker's buffer; only a cut frame header (or what a
             // full mailbox leaves) is kept on the connection, so an idle one holds no buffer.
-            let n = match Socket(fd).read_into(&mut self.scratch) {
+            let Some(got) = self.read_scratch(fd) else { return };
+            let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
+            let n = match got {
                 Io::Done(0) | Io::Error => {
                     self.close(fd); // the application is told (close() cuts the session)
                     return;
@@ -563,7 +635,8 @@ impl Worker {
                 return;
             }
             if conn.inbuf.len() < WAITING_INPUT_MAX {
-                let got = Socket(fd).read_append(&mut conn.inbuf, READ_SIZE);
+                let Some(got) = self.read_inbuf(fd) else { return };
+                let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
                 if conn.proto.is_websocket() && matches!(got, Io::Done(0) | Io::Error) {
                     // A WebSocket has no half-close: the client is gone (its application is
                     // told 1006 unless a Close came first).
@@ -583,6 +656,7 @@ impl Worker {
                     return;
                 }
             }
+            let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
             if conn.proto.resume_body() {
                 // The application takes its body as it comes: decode what arrived.
                 conn.feed_inbuf(&mut self.ctx);
@@ -598,8 +672,11 @@ impl Worker {
         }
         // Read straight into the shared scratch buffer unless a partial request is waiting.
         let eof;
-        if conn.inbuf.is_empty() {
-            let n = match Socket(fd).read_into(&mut self.scratch) {
+        let to_scratch = conn.inbuf.is_empty();
+        let Some(got) = (if to_scratch { self.read_scratch(fd) } else { self.read_inbuf(fd) }) else { return };
+        let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
+        if to_scratch {
+            let n = match got {
                 Io::Done(n) => n,
                 Io::Blocked => return,
                 Io::Error => {
@@ -618,7 +695,7 @@ impl Worker {
                 conn.inbuf.extend_from_slice(&data[used..]);
             }
         } else {
-            eof = match Socket(fd).read_append(&mut conn.inbuf, READ_SIZE) {
+            eof = match got {
                 Io::Done(n) => n == 0,
                 Io::Blocked => return,
                 Io::Error => {
@@ -644,7 +721,28 @@ impl Worker {
         self.arm(fd);
     }
 
-    /// Parse what is buffered on the connection.
+    /// Read from a connection into the worker's buffer. None: the read settled the connection
+    /// otherwise (see `after_tls_read`).
+    fn read_scratch(&mut self, fd: i32) -> Option<Io> {
+        let slot = self.conns.get_mut(fd as usize)?.as_mut()?;
+        let got = Wire::new(fd, slot.tls.as_mut()).read_into(&mut self.scratch);
+        if slot.tls.is_some() && !self.after_tls_read(fd, got) {
+            return None;
+        }
+        Some(got)
+    }
+
+    /// Read from a connection onto the input it keeps.
+    fn read_inbuf(&mut self, fd: i32) -> Option<Io> {
+        let slot = self.conns.get_mut(fd as usize)?.as_mut()?;
+        let (mut wire, conn) = slot.split(fd);
+        let got = wire.read_append(&mut conn.inbuf, READ_SIZE);
+        if slot.tls.is_some() && !self.after_tls_read(fd, got) {
+            return None;
+        }
+        Some(got)
+    }
+
     /// A job queued on this turn, to run inline (see `apps::threads`).
     pub fn next_job(&mut self) -> Option<Box<crate::apps::exchange::Job>> {
         self.ctx.app.as_mut().and_then(|a| a.next_job())
@@ -767,7 +865,8 @@ impl Worker {
         // The write timeout counts from the last time the client took bytes, not from the
         // last time there was something to send.
         let before = if conn.writing { conn.proto.out.pending_bytes() } else { usize::MAX };
-        let result = if conn.proto.out.is_empty() { Flush::Done } else { conn.proto.out.flush(&mut Socket(fd)) };
+        let (mut wire, conn) = conn.split(fd);
+        let result = if conn.proto.out.is_empty() && !wire.holds_output() { Flush::Done } else { conn.proto.out.flush(&mut wire) };
         if !conn.writing || conn.proto.out.pending_bytes() < before {
             conn.progress_at = now;
         }
@@ -799,6 +898,9 @@ impl Worker {
     /// closes (or LINGER_SECS pass), so unread input does not make the kernel reset the stream.
     fn start_close(&mut self, fd: i32) {
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
+        if let Some(tls) = &mut conn.tls {
+            tls.close_notify(fd); // an orderly end, so the client can tell it from a cut
+        }
         unsafe { libc::shutdown(fd, libc::SHUT_WR) };
         conn.lingering = true;
         conn.writing = false;

@@ -37,6 +37,10 @@ pub struct StaticConfig {
     pub cache_control: Vec<(Vec<u8>, Vec<u8>)>,
     /// Gzip compressible files held in memory, once when they are loaded.
     pub compress: bool,
+    /// Large files may be mapped (written from the mapping by the kernel). Off over TLS, which
+    /// reads bodies in user space, where a file truncated under its mapping raises SIGBUS:
+    /// there they are read with pread.
+    pub map_large: bool,
 }
 
 impl StaticConfig {
@@ -51,6 +55,7 @@ impl StaticConfig {
             cache_max_entries: 10_000,
             cache_control: Vec::new(),
             compress: false,
+            map_large: true,
         }
     }
 }
@@ -216,7 +221,7 @@ impl StaticFiles {
             let file = FileId { size, ..file };
             // A large body's file is mapped (see `sweep` for how long a deleted one stays mapped),
             // or else opened again for each response and checked to be the same file.
-            let map = if large { Mapping::new(&fd, size).map(Rc::new) } else { None };
+            let map = if large && self.cfg.map_large { Mapping::new(&fd, size).map(Rc::new) } else { None };
             let rep = prepare(file, body, size, large, mtime_ns(st), coding, &ctype, cache_control.as_deref(), vary, clock);
             Ok(Rep { map, ..rep })
         };

@@ -5,31 +5,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import subprocess
 import time
 
-from conftest import WORKER_RE, Server, get
+from conftest import WORKER_RE, Server, get, load_through_reload
 
 
 def test_reload_under_load_loses_nothing(docroot):
-    wrk = shutil.which("wrk")
-    assert wrk, "wrk is needed (make test installs it)"
     srv = Server([str(docroot)], workers=2)
     try:
         old = {pid for pid, _ in srv.workers.values()}
-        load = subprocess.Popen([wrk, "-t1", "-c300", "-d4s", f"http://127.0.0.1:{srv.port}/1b"],
-                                stdout=subprocess.PIPE, text=True)
-        time.sleep(1.5)
         seen = len(srv.lines)
-        srv.proc.send_signal(signal.SIGHUP)
-        srv.wait_for(WORKER_RE, timeout=10, start=seen)
-        out, _ = load.communicate(timeout=30)
-        requests = int(re.search(r"(\d+) requests in", out).group(1))
-        assert requests > 10_000, (out, srv.lines)
-        assert "Socket errors" not in out, (out, srv.lines)
-        assert "Non-2xx" not in out, (out, srv.lines)
+        assert load_through_reload(srv, f"http://127.0.0.1:{srv.port}/1b", 300) > 10_000, srv.lines
         assert srv.proc.poll() is None, "the supervisor keeps its pid across the reload"
         deadline = time.monotonic() + 8
         while any(os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read()

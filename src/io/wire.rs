@@ -1,0 +1,59 @@
+//! A connection's transport as the loop holds it: its socket, with TLS over it when the listener
+//! is a TLS one. The loop makes one of these per call; the queue and the reads go through it.
+
+use super::tee::{BodyPipe, Sent};
+use super::tls::Tls;
+use super::transport::{Io, Socket, Transport};
+use std::os::fd::OwnedFd;
+
+pub struct Wire<'a> {
+    pub fd: i32,
+    pub tls: Option<&'a mut Tls>,
+}
+
+impl<'a> Wire<'a> {
+    pub fn new(fd: i32, tls: Option<&'a mut Box<Tls>>) -> Self {
+        Wire { fd, tls: tls.map(|t| &mut **t) }
+    }
+}
+
+impl Transport for Wire<'_> {
+    fn read(&mut self, buf: &mut [std::mem::MaybeUninit<u8>]) -> Io {
+        match &mut self.tls {
+            None => Socket(self.fd).read(buf),
+            Some(t) => t.read(self.fd, buf),
+        }
+    }
+
+    fn writev(&mut self, iov: &[libc::iovec], more: bool) -> Io {
+        match &mut self.tls {
+            None => Socket(self.fd).writev(iov, more),
+            Some(t) => t.writev(self.fd, iov),
+        }
+    }
+
+    fn sendfile(&mut self, file: &OwnedFd, off: u64, len: usize) -> Io {
+        match &mut self.tls {
+            None => Socket(self.fd).sendfile(file, off, len),
+            Some(t) => t.sendfile(self.fd, file, off, len),
+        }
+    }
+
+    fn splice(&mut self, pipe: &BodyPipe) -> Sent {
+        match &mut self.tls {
+            None => Socket(self.fd).splice(pipe),
+            Some(_) => Sent::Unusable, // TLS must see (and encrypt) the bytes
+        }
+    }
+
+    fn flush_held(&mut self) -> Io {
+        match &mut self.tls {
+            None => Io::Done(0),
+            Some(t) => t.write_out(self.fd),
+        }
+    }
+
+    fn holds_output(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.holds_output())
+    }
+}
