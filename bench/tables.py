@@ -11,7 +11,7 @@ A table sits between two comments in README.md:
     ... written by this script from FILE ...
     <!-- /bench-table -->
 
-KIND says which table (static, files, files-pipelined, apps); FILE is a results.json the harness
+KIND says which table (static, files, files-pipelined, apps, wait, ws, tls); FILE is a results.json the harness
 wrote (bench/run.py or vw bench), committed under docs/bench/, relative to the repository. A table
 that no committed run backs yet is marked `<!-- bench-table KIND unbacked -->`: it is left as
 written, must say so to the reader ("Not yet traceable"), and is listed by --check (--strict makes
@@ -206,7 +206,31 @@ def ws_table(run: Run) -> str:
     return "\n".join(lines)
 
 
-KINDS = {"static": static_table, "files": files_table, "files-pipelined": files_pipelined_table,
+def tls_table(run: Run) -> str:
+    """HTTPS/1.1 (bench/tls.py): server CPU µs per request (÷ the peer's: nginx for static files,
+    granian for the ASGI hello) and req/s, keep-alive and with a full handshake per request."""
+    label = {"ka-1b": "1 B keep-alive", "ka-4k": "4 KiB keep-alive", "ka-64k": "64 KiB keep-alive",
+             "handshake": "1 B, new connection each", "app-ka": "hello keep-alive", "app-handshake": "hello, new connection each"}
+    lines = []
+    for title, servers, peer, scenarios in (("static files", ("vw", "nginx"), "nginx", ("ka-1b", "ka-4k", "ka-64k", "handshake")),
+                                            ("ASGI hello", ("vw-asgi", "granian-asgi"), "granian-asgi", ("app-ka", "app-handshake"))):
+        servers = [s for s in servers if s in run.servers]
+        if not servers:
+            continue
+        head = [f"{label[sc]}: µs/req (÷ {peer}), req/s" for sc in scenarios]
+        lines += ["", f"| {title} | " + " | ".join(head) + " |", "|---|" + "--:|" * len(head)]
+        for server in servers:
+            cells = []
+            for sc in scenarios:
+                r = run.rows.get((server, sc, "tls"))
+                base = run.rows.get((peer, sc, "tls"))
+                cells.append("–" if r is None else
+                             f"{bold(num(r['cpu_us']), is_vw(server))} ({num(ratio(r['cpu_us'], base and base['cpu_us']))}), {rate(r['rps'])}")
+            lines.append(f"| {bold(server, is_vw(server))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines[1:])
+
+
+KINDS = {"tls": tls_table, "static": static_table, "files": files_table, "files-pipelined": files_pipelined_table,
          "apps": apps_table, "wait": wait_table, "ws": ws_table}
 
 

@@ -129,6 +129,18 @@ def measure(proc: subprocess.Popen, port: int, path: str, duration: int, close: 
     return r
 
 
+def write(out: Path, names: list[str], rounds: int, duration: int, results: dict, summary: dict) -> None:
+    """The shape bench/tables.py reads: a summary row per (server, scenario)."""
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    rows = [{"server": name, "path": scen, "mode": "tls", **m} for name, scens in summary.items() for scen, m in scens.items()]
+    out.write_text(json.dumps({
+        "command": "python bench/tls.py " + " ".join(sys.argv[1:]),
+        "commit": {"sha": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))},
+        "date": datetime.date.today().isoformat(),
+        "config": {"servers": names, "rounds": rounds, "duration": duration},
+        "summary": rows, "runs": results}, indent=1) + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -174,9 +186,7 @@ def main() -> int:
             m["cpu_ratio_to_peer"] = float(ratio) if base else None
             print(f"{name:14} {scen:14} {m['rps']:10.0f} {m['cpu_us']:8.2f} {ratio:>7}")
     if args.out:
-        Path(args.out).write_text(json.dumps({
-            "date": datetime.date.today().isoformat(), "command": " ".join(["python", "bench/tls.py", *sys.argv[1:]]),
-            "rounds": args.rounds, "duration": args.duration, "results": results, "summary": summary}, indent=1) + "\n")
+        write(Path(args.out), names, args.rounds, args.duration, results, summary)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
