@@ -3,7 +3,8 @@
 //!   ClientHello, records of any type), the server answers or ends without panic or hang;
 //! - mode 1: a real rustls client completes a handshake (TLS 1.3 or 1.2), then sends the input as
 //!   application data in records of input-chosen sizes, with a close_notify or a bare end: the
-//!   server must read exactly those bytes, and what it writes back reaches the client intact.
+//!   server must read exactly those bytes, and what it writes back reaches the client intact;
+//! - mode 255: the bytes as a certificate whose subject is written as RFC 4514.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -89,6 +90,13 @@ fn drain(tls: &mut Tls, fd: i32, into: &mut Vec<u8>) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
+    if mode == 0xff {
+        // a certificate's subject as RFC 4514 (client_cert_name): any bytes, no panic
+        if let Some(name) = _core::tls::name::subject_rfc4514(rest) {
+            assert!(!name.contains('\0'));
+        }
+        return;
+    }
     let s = setup();
     let (srv, cli) = pair();
     let mut tls = Tls::new(&s.server).unwrap();

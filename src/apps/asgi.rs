@@ -691,7 +691,7 @@ fn tls_extension<'py>(py: Python<'py>, tls: &crate::tls::TlsInfo) -> PyResult<Bo
     let d = PyDict::new(py);
     d.set_item("server_cert", &*tls.server_cert)?;
     d.set_item("client_cert_chain", PyList::new(py, &tls.client_chain)?)?;
-    d.set_item("client_cert_name", py.None())?;
+    d.set_item("client_cert_name", tls.client_name.as_deref())?;
     d.set_item("client_cert_error", py.None())?;
     d.set_item("tls_version", tls.version)?;
     d.set_item("cipher_suite", tls.cipher)?;

@@ -108,6 +108,7 @@ impl Tls {
             server_name: name,
             client_chain: self.conn.peer_certificates().unwrap_or(&[]).iter().map(|c| crate::tls::pem("CERTIFICATE", c.as_ref())).collect(),
             alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
+            client_name: self.conn.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::tls::name::subject_rfc4514(c.as_ref())),
         }
     }
 

@@ -6,6 +6,7 @@
 //! Configuration comes from the supervisor as PEM bytes it read before dropping privileges, so a
 //! key only root may read still works with `--user`.
 
+pub mod name;
 pub mod tickets;
 
 use rustls::crypto::CryptoProvider;
@@ -46,6 +47,8 @@ pub struct TlsInfo {
     pub server_cert: Arc<str>,
     /// The client's certificates (leaf first) as PEM, when it sent any.
     pub client_chain: Vec<String>,
+    /// The subject of the client's certificate, RFC 4514 (`CN=...,O=...`).
+    pub client_name: Option<String>,
     pub alpn: Option<Vec<u8>>,
 }
 

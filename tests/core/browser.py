@@ -16,7 +16,7 @@ WATCHED = ("if-none-match", "if-modified-since")
 
 
 class Browser:
-    def __init__(self):
+    def __init__(self, extra: tuple[str, ...] = ()):
         exe = shutil.which("chromium") or shutil.which("chromium-browser")
         if exe is None:
             raise RuntimeError("chromium is not installed (make deps installs it)")
@@ -33,7 +33,7 @@ class Browser:
         self.proc = subprocess.Popen(
             [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
              "--no-default-browser-check", "--remote-debugging-pipe", f"--user-data-dir={self.profile}",
-             "about:blank"],
+             *extra, "about:blank"],
             preexec_fn=fds, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(cmd_r)
         os.close(evt_w)
@@ -86,10 +86,11 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
-def load_and_reload(url: str, settle: float = 0.5) -> list[list[dict]]:
+def load_and_reload(url: str, settle: float = 0.5, extra: tuple[str, ...] = ()) -> list[list[dict]]:
     """Load `url`, then reload it. For each, every response: url, wire_status (the status on the
-    network, None when served from the browser's cache) and the conditional fields it sent."""
-    b = Browser()
+    network, None when served from the browser's cache), the conditional fields it sent and the
+    protocol it came by ("http/1.1", "h2"). `extra`: more Chromium flags."""
+    b = Browser(extra)
     try:
         target = b.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         sess = b.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
@@ -115,10 +116,10 @@ def load_and_reload(url: str, settle: float = 0.5) -> list[list[dict]]:
                 elif method == "Network.responseReceivedExtraInfo":
                     wire[p["requestId"]] = p.get("statusCode")
                 elif method == "Network.responseReceived":
-                    seen.append((p["requestId"], p["response"]["url"]))
-            rounds.append([{"url": u, "wire_status": wire.get(rid),
+                    seen.append((p["requestId"], p["response"]["url"], p["response"].get("protocol")))
+            rounds.append([{"url": u, "wire_status": wire.get(rid), "protocol": proto,
                             "conditional": sorted(k.lower() for k in sent.get(rid, {}) if k.lower() in WATCHED)}
-                           for rid, u in seen])
+                           for rid, u, proto in seen])
         return rounds
     finally:
         b.close()
