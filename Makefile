@@ -13,13 +13,13 @@ serve: install
 	$(PY) -m vw serve $(ARGS)
 
 # System tools the tests and the benchmark use (Debian packages). Installed only when missing.
-# chromium: the headless browser of tests/core/test_clients.py.
+# chromium: the headless browser of tests/core/test_clients.py; h2load: HTTP/2 load (tests/tls).
 deps:
 	@if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null || ! command -v curl >/dev/null \
-		|| ! command -v chromium >/dev/null; then \
-		echo "installing wrk, nginx-light, curl, chromium"; \
+		|| ! command -v chromium >/dev/null || ! command -v h2load >/dev/null; then \
+		echo "installing wrk, nginx-light, curl, chromium, nghttp2-client (h2load)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			wrk nginx-light curl chromium >/dev/null; \
+			wrk nginx-light curl chromium nghttp2-client >/dev/null; \
 	fi
 
 rust-test:
@@ -39,6 +39,7 @@ fuzz-smoke:
 	cd fuzz && cargo fuzz run -s none ws -- -max_total_time=15 -seed=1
 	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=15 -seed=1
 	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=15 -seed=1
+	cd fuzz && cargo fuzz run -s none h2 -- -max_total_time=15 -seed=1
 
 # Long runs, for a developer: make fuzz FUZZ_SECONDS=1800
 FUZZ_SECONDS ?= 600
@@ -51,6 +52,7 @@ fuzz:
 	cd fuzz && cargo fuzz run -s none ws -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && cargo fuzz run -s none h2 -- -max_total_time=$(FUZZ_SECONDS)
 
 test: deps install rust-test fuzz-smoke py-test
 

@@ -210,11 +210,13 @@ def tls_table(run: Run) -> str:
     """HTTPS/1.1 (bench/tls.py): server CPU µs per request (÷ the peer's: nginx for static files,
     granian for the ASGI hello) and req/s, keep-alive and with a full handshake per request."""
     label = {"ka-1b": "1 B keep-alive", "ka-4k": "4 KiB keep-alive", "ka-64k": "64 KiB keep-alive",
-             "handshake": "1 B, new connection each", "app-ka": "hello keep-alive", "app-handshake": "hello, new connection each"}
+             "handshake": "1 B, new connection each", "app-ka": "hello keep-alive", "app-handshake": "hello, new connection each",
+             "h2-1b": "1 B", "h2-4k": "4 KiB", "h2-64k": "64 KiB"}
     lines = []
     for title, servers, peer, scenarios in (("static files", ("vw", "nginx"), "nginx", ("ka-1b", "ka-4k", "ka-64k", "handshake")),
-                                            ("ASGI hello", ("vw-asgi", "granian-asgi"), "granian-asgi", ("app-ka", "app-handshake"))):
-        servers = [s for s in servers if s in run.servers]
+                                            ("ASGI hello", ("vw-asgi", "granian-asgi"), "granian-asgi", ("app-ka", "app-handshake")),
+                                            ("HTTP/2, h2load -c100 -m10", ("vw", "nginx", "granian-static"), "nginx", ("h2-1b", "h2-4k", "h2-64k"))):
+        servers = [s for s in servers if any((s, sc, "tls") in run.rows for sc in scenarios)]
         if not servers:
             continue
         head = [f"{label[sc]}: µs/req (÷ {peer}), req/s" for sc in scenarios]

@@ -35,6 +35,8 @@ from wait import free_port, stop  # noqa: E402
 
 STATIC = {"ka-1b": "/1b", "ka-4k": "/4k", "ka-64k": "/64k", "handshake": "/1b"}
 APP = {"app-ka": "/", "app-handshake": "/"}
+# --h2: h2load -c100 -m10 (100 connections, 10 streams in flight on each) over TLS
+H2 = {"h2-1b": "/1b", "h2-4k": "/4k", "h2-64k": "/64k"}
 
 NGINX_CONF = """user root; daemon off; master_process on; worker_processes 1;
 pid {prefix}/nginx.pid; error_log {prefix}/error.log warn;
@@ -46,7 +48,7 @@ http {{
     client_body_temp_path {prefix}/cb; proxy_temp_path {prefix}/px; fastcgi_temp_path {prefix}/fc;
     uwsgi_temp_path {prefix}/uw; scgi_temp_path {prefix}/sc;
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.1:{port} ssl{http2};
         ssl_certificate {cert}; ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
         root {docroot};
@@ -72,11 +74,12 @@ def make_docroot(folder: Path) -> Path:
     return root
 
 
-def commands(port: int, cert: Path, key: Path, docroot: Path, prefix: Path) -> dict[str, list[str]]:
+def commands(port: int, cert: Path, key: Path, docroot: Path, prefix: Path, h2: bool = False) -> dict[str, list[str]]:
     vw = [sys.executable, "-m", "vw"]
     tls = ["--tls-cert", str(cert), "--tls-key", str(key)]
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, cert=cert, key=key, docroot=docroot))
+    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, cert=cert, key=key, docroot=docroot,
+                                      http2=" http2" if h2 else ""))
     return {
         "vw": [*vw, "serve", str(docroot), "--workers", "1", "--port", str(port), *tls],
         "nginx": [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(prefix)],
@@ -84,10 +87,15 @@ def commands(port: int, cert: Path, key: Path, docroot: Path, prefix: Path) -> d
         "granian-asgi": [str(PEERS_PY), "-m", "granian", "--interface", "asgi", "asgi:app", "--workers", "1",
                          "--port", str(port), "--no-access-log", "--log-level", "warning",
                          "--ssl-certificate", str(cert), "--ssl-keyfile", str(key)],
+        # granian's own static files (under /static) beside the same app, HTTP/2 only
+        "granian-static": [str(PEERS_PY), "-m", "granian", "--interface", "asgi", "asgi:app", "--workers", "1",
+                           "--port", str(port), "--no-access-log", "--log-level", "warning", "--http", "2",
+                           "--static-path-mount", str(docroot), "--static-path-route", "/static",
+                           "--ssl-certificate", str(cert), "--ssl-keyfile", str(key)],
     }
 
 
-def start(cmd: list[str], port: int, cafile: Path) -> subprocess.Popen:
+def start(cmd: list[str], port: int, cafile: Path, h2: bool = False) -> subprocess.Popen:
     import ssl
     import socket
 
@@ -95,12 +103,15 @@ def start(cmd: list[str], port: int, cafile: Path) -> subprocess.Popen:
     proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=HERE / "apps", env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     ctx = ssl.create_default_context(cafile=str(cafile))
+    if h2:
+        ctx.set_alpn_protocols(["h2"])  # a server that speaks HTTP/2 only: a handshake shows it listens
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
             with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=0.5), server_hostname="localhost") as s:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-                if s.recv(100).startswith(b"HTTP/1.1"):
+                if not h2:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                if h2 or s.recv(100).startswith(b"HTTP/1.1"):
                     time.sleep(0.5)
                     return proc
         except OSError:
@@ -122,9 +133,18 @@ def run_wrk(port: int, path: str, duration: int, close: bool) -> dict:
     return {"rps": rps, "requests": total, "errors": errors, "p99_ms": p99_ms}
 
 
-def measure(proc: subprocess.Popen, port: int, path: str, duration: int, close: bool) -> dict:
+def run_h2load(port: int, path: str, duration: int) -> dict:
+    out = subprocess.run(["taskset", "-c", "1", "h2load", "-c100", "-m10", f"-D{duration}", "-t1",
+                          f"https://localhost:{port}{path}"], capture_output=True, text=True).stdout
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    done, ok, failed, errored = map(int, m.groups())
+    return {"rps": rps, "requests": ok, "errors": failed + errored + (done - ok), "p99_ms": None}
+
+
+def measure(proc: subprocess.Popen, port: int, path: str, duration: int, close: bool, h2: bool = False) -> dict:
     before = tree_cpu_seconds(proc.pid)
-    r = run_wrk(port, path, duration, close)
+    r = run_h2load(port, path, duration) if h2 else run_wrk(port, path, duration, close)
     r["cpu_us"] = (tree_cpu_seconds(proc.pid) - before) * 1e6 / max(r["requests"], 1)
     return r
 
@@ -147,7 +167,11 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--servers", default="vw,nginx,vw-asgi,granian-asgi")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--h2", action="store_true",
+                    help="HTTP/2 with h2load -c100 -m10 instead (servers vw, nginx, granian-static)")
     args = ap.parse_args()
+    if args.h2 and args.servers == ap.get_default("servers"):
+        args.servers = "vw,nginx,granian-static"
     names = [s for s in args.servers.split(",") if s]
     tmp = Path(tempfile.mkdtemp(prefix="vw-tls-bench-"))
     cert, key = make_cert(tmp)
@@ -159,13 +183,16 @@ def main() -> int:
             port = free_port()
             prefix = tmp / f"nginx-{rnd}-{port}"
             prefix.mkdir()
-            cmd = commands(port, cert, key, docroot, prefix)[name]
-            if name == "granian-asgi" and not PEERS_PY.exists():
+            cmd = commands(port, cert, key, docroot, prefix, h2=args.h2)[name]
+            if name.startswith("granian") and not PEERS_PY.exists():
                 continue
-            proc = start(cmd, port, cert)
+            proc = start(cmd, port, cert, h2=name == "granian-static")
             try:
-                for scen, path in (APP if name.endswith("asgi") else STATIC).items():
-                    r = measure(proc, port, path, args.duration, close=scen.endswith("handshake"))
+                scenarios = H2 if args.h2 else APP if name.endswith("asgi") else STATIC
+                for scen, path in scenarios.items():
+                    if name == "granian-static":
+                        path = "/static" + path
+                    r = measure(proc, port, path, args.duration, close=scen.endswith("handshake"), h2=args.h2)
                     results[name].setdefault(scen, []).append(r)
                     print(f"round {rnd + 1} {name:13} {scen:14} {r['rps']:10.0f} req/s {r['cpu_us']:8.2f} µs/req "
                           f"p99 {r['p99_ms']} ms errors {r['errors']}", flush=True)
@@ -179,7 +206,7 @@ def main() -> int:
     print()
     print(f"{'server':14} {'scenario':14} {'req/s':>10} {'µs/req':>8} {'÷ peer':>7}")
     for name, scens in summary.items():
-        peer = "nginx" if name in ("vw", "nginx") else "granian-asgi"
+        peer = "nginx" if name in ("vw", "nginx", "granian-static") else "granian-asgi"
         for scen, m in scens.items():
             base = summary.get(peer, {}).get(scen)
             ratio = f"{m['cpu_us'] / base['cpu_us']:.2f}" if base else "-"

@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod h1;
+pub mod h2;
 pub mod io;
 pub mod service;
 pub mod statics;
@@ -42,6 +43,8 @@ struct Options {
     ws_max_message: u64,
     /// The listener speaks TLS (see `tls_settings`).
     tls: Option<tls::Settings>,
+    /// HTTP/2 with prior knowledge on a plain listener (h2c).
+    http2_cleartext: bool,
 }
 
 /// TLS settings from Python: ([(certificate PEM, key PEM, label)], client CA PEM or None,
@@ -78,6 +81,7 @@ impl Options {
             stream_bodies: true,
             ws_max_message: 16 << 20,
             tls: None,
+            http2_cleartext: false,
         };
         let Some(kwargs) = kwargs else { return Ok(o) };
         for (key, value) in kwargs.iter() {
@@ -98,6 +102,7 @@ impl Options {
                 "ws_ping_timeout" => o.timeouts.ws.timeout = value.extract()?,
                 "ws_max_message" => o.ws_max_message = value.extract()?,
                 "tls" => o.tls = value.extract::<Option<TlsArg>>()?.map(tls_settings),
+                "http2_cleartext" => o.http2_cleartext = value.extract()?,
                 "max_request_line" => o.limits.max_request_line = value.extract()?,
                 "max_head" => o.limits.max_head = value.extract()?,
                 "max_headers" => o.limits.max_headers = value.extract::<usize>()?.min(h1::parse::MAX_HEADERS_LIMIT),
@@ -120,7 +125,7 @@ impl Options {
         Ok(o)
     }
 
-    fn config(self, listen_fd: i32, mounts: Vec<(String, String, Vec<String>)>, mime: HashMap<String, String>,
+    fn config(mut self, listen_fd: i32, mounts: Vec<(String, String, Vec<String>)>, mime: HashMap<String, String>,
               app: Option<Box<dyn apps::App>>, holds_gil: bool) -> std::io::Result<io::worker::WorkerConfig> {
         let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg);
         let stats = if self.stats_addr == 0 {
@@ -149,15 +154,23 @@ impl Options {
                 c.inline_max = self.inline_max;
                 c.cache_max_bytes = self.cache_max_bytes;
                 c.compress = self.compress;
-                c.map_large = self.tls.is_none();
+                // over TLS and HTTP/2 bodies are read in user space: map no file (see map_large)
+                c.map_large = self.tls.is_none() && !self.http2_cleartext;
                 let prefix = prefix.trim_end_matches('/');
                 c.cache_control = cache_control_below(&self.cache_control, prefix);
                 (prefix.as_bytes().to_vec(), c, preload)
             })
             .collect();
-        let tls = match &self.tls {
+        // HTTP/2 serves static files only for now: offered by ALPN when no application is served
+        let http2 = app.is_none();
+        let tls = match &mut self.tls {
             None => None,
-            Some(s) => Some(tls::build(s).map_err(invalid)?),
+            Some(s) => {
+                if http2 {
+                    s.alpn.insert(0, b"h2".to_vec()); // preferred over http/1.1
+                }
+                Some(tls::build(s).map_err(invalid)?)
+            }
         };
         Ok(io::worker::WorkerConfig {
             listen_fd,
@@ -175,6 +188,7 @@ impl Options {
             stats,
             log,
             tls,
+            h2c: http2 && self.http2_cleartext,
         })
     }
 }

@@ -44,6 +44,8 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
                        not_found_page=static.page(cfg.not_found_page, mime), stats_addr=stats_addr)
         if tls is not None:
             options["tls"] = tls
+        if cfg.http2_cleartext:
+            options["http2_cleartext"] = True
         if cfg.access_log is not None:
             options["access_log"] = (cfg.access_log, cfg.access_log_format)
         if interface == "asgi":

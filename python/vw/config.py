@@ -56,6 +56,8 @@ class ServeConfig:
     tls_cert: list[Path] = field(default_factory=list)
     tls_key: list[Path] = field(default_factory=list)
     tls_client_ca: Path | None = None
+    # HTTP/2 without TLS, for clients that know (h2c with prior knowledge); static files only
+    http2_cleartext: bool = False
     host: str = "127.0.0.1"
     port: int = 8085
     workers: int | None = None  # None: one per CPU in the affinity mask
@@ -143,6 +145,12 @@ class ServeConfig:
             value = getattr(self, name)
             if not 1 <= value <= 86400:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between 1 and 86400 seconds, not {value}", name)
+        if self.http2_cleartext and self.app is not None:
+            raise ConfigError("--http2-cleartext: HTTP/2 serves static files only so far (vw serve), "
+                              "not applications", "http2_cleartext")
+        if self.http2_cleartext and self.tls_cert:
+            raise ConfigError("--http2-cleartext is for a port without TLS (over TLS, HTTP/2 is agreed by ALPN)",
+                              "http2_cleartext")
         if self.tls_key and not self.tls_cert:
             raise ConfigError("--tls-key needs --tls-cert", "tls_key")
         if self.tls_client_ca is not None and not self.tls_cert:

@@ -36,7 +36,7 @@ impl Seg {
         }
     }
 
-    fn remaining(&self) -> usize {
+    pub fn remaining(&self) -> usize {
         match self {
             Seg::Shared { start, end, .. } | Seg::Piped { start, end, .. } | Seg::Mapped { start, end, .. } => end - start,
             Seg::Owned { buf, start } => buf.len() - start,
@@ -195,6 +195,14 @@ impl OutQueue {
             Some(Seg::Owned { buf, .. }) => buf,
             _ => unreachable!(),
         }
+    }
+
+    /// Take every segment queued, leaving the queue empty (HTTP/2 frames what an HTTP/1.1
+    /// answer queued: see `h2::conn`).
+    pub fn take_segs(&mut self) -> std::collections::VecDeque<Seg> {
+        self.settle_tail();
+        self.tail_counted = 0;
+        std::mem::take(&mut self.segs)
     }
 
     pub fn pending_bytes(&self) -> usize {

@@ -12,6 +12,7 @@ use crate::io::sys::errno;
 use crate::io::tls::Tls;
 use crate::io::transport::{Io, Socket, Transport};
 use crate::io::wire::Wire;
+use crate::h2::conn::{H2, PREFACE};
 use crate::service::observe::{AccessLog, Counters};
 use crate::statics::{StaticConfig, StaticFiles};
 use std::io;
@@ -43,6 +44,9 @@ pub struct WorkerConfig {
     pub log: Option<AccessLog>,
     /// The listener speaks TLS with these certificates.
     pub tls: Option<crate::tls::Tls>,
+    /// A plain connection that starts with the HTTP/2 preface speaks HTTP/2 (h2c, prior
+    /// knowledge). Over TLS, ALPN decides.
+    pub h2c: bool,
 }
 
 const LISTENER: u64 = u64::MAX;
@@ -63,6 +67,8 @@ struct Slot {
     gen: u64,
     /// TLS over the socket (a TLS listener's connections).
     tls: Option<Box<Tls>>,
+    /// The connection speaks HTTP/2 (ALPN `h2`, or the preface with h2c).
+    h2: Option<Box<H2>>,
 }
 
 impl Slot {
@@ -110,6 +116,7 @@ pub struct Worker {
     last_sec: i64,
     max_connections: usize,
     tls: Option<crate::tls::Tls>,
+    h2c: bool,
 }
 
 /// glibc gives the top of its heap back to the kernel as soon as 128 KiB are free there, and
@@ -237,6 +244,7 @@ impl Worker {
             stop_deadline: None,
             shutdown_timeout: cfg.shutdown_timeout,
             tls: cfg.tls,
+            h2c: cfg.h2c,
         })
     }
 
@@ -434,7 +442,7 @@ impl Worker {
             .iter()
             .enumerate()
             .filter_map(|(fd, c)| match c {
-                Some(c) if c.idle() => Some(fd as i32),
+                Some(c) if c.idle() && c.h2.as_ref().is_none_or(|h| h.idle()) => Some(fd as i32),
                 _ => None,
             })
             .collect();
@@ -498,7 +506,7 @@ impl Worker {
                     }
                 },
             };
-            self.conns[i] = Some(Box::new(Slot { conn: Conn::new(proto, now, &self.timeouts), interest: libc::EPOLLIN as u32, gen: self.generation, tls }));
+            self.conns[i] = Some(Box::new(Slot { conn: Conn::new(proto, now, &self.timeouts), interest: libc::EPOLLIN as u32, gen: self.generation, tls, h2: None }));
             self.open += 1;
             self.ctx.stats.opened();
             if full {
@@ -577,7 +585,12 @@ impl Worker {
         }
         if slot.conn.proto.tls.is_none() && !tls.handshaking() {
             if let Some(t) = &self.tls {
-                slot.conn.proto.tls = Some(std::sync::Arc::new(tls.info(&t.certs)));
+                let info = tls.info(&t.certs);
+                if info.alpn.as_deref() == Some(b"h2") {
+                    slot.h2 = Some(H2::new(self.ctx.limits.max_head));
+                    slot.conn.fresh = false; // no request head to wait for: idle is keep-alive
+                }
+                slot.conn.proto.tls = Some(std::sync::Arc::new(info));
             }
         }
         if got == Io::Blocked && tls.holds_output() {
@@ -603,6 +616,16 @@ impl Worker {
             if flags & (libc::EPOLLOUT as u32 | libc::EPOLLHUP as u32) != 0 {
                 self.write(fd);
                 self.arm(fd);
+            }
+            return;
+        }
+        if conn.h2.is_some() {
+            let Some(got) = self.read_scratch(fd) else { return };
+            match got {
+                Io::Done(0) => self.start_close(fd),
+                Io::Error => self.close(fd),
+                Io::Blocked => {}
+                Io::Done(n) => self.h2_input(fd, n),
             }
             return;
         }
@@ -685,6 +708,14 @@ impl Worker {
                 }
             };
             eof = n == 0;
+            if conn.h2.is_none() && self.h2c && conn.fresh && conn.tls.is_none() && self.scratch[..n].starts_with(PREFACE) {
+                conn.h2 = Some(H2::new(self.ctx.limits.max_head));
+                conn.fresh = false;
+            }
+            if conn.h2.is_some() {
+                self.h2_input(fd, n); // ALPN chose HTTP/2 in this read, or the preface did
+                return;
+            }
             let data = &self.scratch[..n];
             let used = conn.proto.feed(data, &mut self.ctx);
             if used > 0 {
@@ -716,6 +747,19 @@ impl Worker {
             if conn.proto.exchange().is_none() {
                 conn.proto.eof();
             }
+        }
+        self.write(fd);
+        self.arm(fd);
+    }
+
+    /// HTTP/2 input in the worker's buffer: framed, answered, written.
+    fn h2_input(&mut self, fd: i32, n: usize) {
+        let Some(Some(slot)) = self.conns.get_mut(fd as usize) else { return };
+        let Some(h2) = &mut slot.h2 else { return };
+        h2.feed(&self.scratch[..n]);
+        h2.drive(&mut self.ctx, &mut slot.conn.proto.out);
+        if h2.ended() {
+            slot.conn.proto.close_after_flush = true;
         }
         self.write(fd);
         self.arm(fd);
@@ -855,8 +899,39 @@ impl Worker {
         }
     }
 
-    /// Flush the queue; the interest set changes only when the direction of waiting does.
+    /// Flush the queue; HTTP/2 streams frame more body as it empties (at most 8 rounds a turn,
+    /// then the next turn goes on, so one connection does not keep the loop).
     fn write(&mut self, fd: i32) {
+        for _ in 0..8 {
+            self.write_once(fd);
+            if !self.h2_more(fd) {
+                return;
+            }
+        }
+        if let Some(Some(c)) = self.conns.get_mut(fd as usize) {
+            if !c.writing && !c.lingering {
+                c.writing = true; // EPOLLOUT comes at once: the rest on the next turn
+                self.sync_interest(fd);
+            }
+        }
+    }
+
+    /// An HTTP/2 connection whose queue was written frames more body: true if it queued some.
+    fn h2_more(&mut self, fd: i32) -> bool {
+        let Some(Some(slot)) = self.conns.get_mut(fd as usize) else { return false };
+        if slot.conn.writing || slot.conn.lingering {
+            return false;
+        }
+        let Some(h2) = &mut slot.h2 else { return false };
+        if h2.idle() {
+            return false;
+        }
+        let before = slot.conn.proto.out.pending_bytes();
+        h2.drive(&mut self.ctx, &mut slot.conn.proto.out);
+        slot.conn.proto.out.pending_bytes() > before
+    }
+
+    fn write_once(&mut self, fd: i32) {
         let now = self.ctx.clock.sec;
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
         if !conn.writing && conn.proto.exchange().is_some_and(|ex| ex.borrow().defer_write) {

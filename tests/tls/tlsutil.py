@@ -7,6 +7,7 @@ import socket
 import ssl
 from pathlib import Path
 
+import pytest
 import trustme
 
 
@@ -48,3 +49,9 @@ def tls_connect(port: int, ctx: ssl.SSLContext, name: str = "localhost", session
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return ctx.wrap_socket(raw, server_hostname=name, session=session)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """A CA and its certificates, per test module (imported by the modules that use it)."""
+    return Certs(tmp_path_factory.mktemp("certs"))
