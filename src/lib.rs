@@ -305,6 +305,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("STATS_CLASSES", service::observe::slot::CLASSES)?;
     m.add("STATS_BYTES", service::observe::slot::BYTES)?;
     m.add("STATS_OPEN", service::observe::slot::OPEN)?;
+    m.add("STATS_H2", service::observe::slot::H2)?;
+    m.add("STATS_TLS", service::observe::slot::TLS)?;
     m.add("STATS_ACCEPTED", service::observe::slot::ACCEPTED)?;
     m.add("STATS_LATENCY_SUM_US", service::observe::slot::LATENCY_SUM_US)?;
     m.add("STATS_LATENCY_BUCKETS", service::observe::slot::LATENCY_BUCKETS)?;

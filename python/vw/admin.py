@@ -71,6 +71,10 @@ def render(stats: Stats, workers: list[WorkerInfo]) -> str:
 
     classes = [(f'{{class="{c + 1}xx"}}', stats.total(_core.STATS_CLASSES + c)) for c in range(5)]
     metric("vw_requests_total", "counter", "Responses sent, by status class.", classes)
+    h2 = stats.total(_core.STATS_H2)
+    metric("vw_requests_by_protocol_total", "counter", "Responses sent, by protocol.",
+           [('{protocol="http/1.1"}', sum(v for _, v in classes) - h2), ('{protocol="h2"}', h2)])
+    metric("vw_tls_handshakes_total", "counter", "TLS handshakes completed.", [("", stats.total(_core.STATS_TLS))])
     metric("vw_response_bytes_total", "counter", "Bytes of responses queued (head and body).",
            [("", stats.total(_core.STATS_BYTES))])
     cumulative = 0

@@ -398,13 +398,16 @@ pub struct Proto {
     pub id: (i32, u64),
     /// The connection's TLS, once its handshake is done (None: plain TCP).
     pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
+    /// This is the HTTP/1.1 twin of an HTTP/2 stream (see `h2::conn`): counted and logged as
+    /// HTTP/2.
+    pub http2: bool,
 }
 
 const ALLOW: &[u8] = b"Allow: GET, HEAD\r\n";
 
 impl Default for Proto {
     fn default() -> Self {
-        Proto { watch: None, answer: Answer::default(), read: ReadState::Head, out: OutQueue::default(), close_after_flush: false, peer: None, id: (0, 0), tls: None }
+        Proto { watch: None, answer: Answer::default(), read: ReadState::Head, out: OutQueue::default(), close_after_flush: false, peer: None, id: (0, 0), tls: None, http2: false }
     }
 }
 
@@ -589,6 +592,9 @@ impl Proto {
         let bytes = self.out.position() - mark;
         let micros = if start_ns == 0 { 0 } else { now_ns().saturating_sub(start_ns) / 1000 };
         ctx.stats.response(status, bytes, micros);
+        if self.http2 {
+            ctx.stats.h2_response();
+        }
         if let Some(log) = &mut ctx.log {
             let entry = match req {
                 Some((head, parsed, fields)) => {
@@ -597,7 +603,7 @@ impl Proto {
                         peer: self.peer,
                         method: &head[parsed.method_range.clone()],
                         target: &head[parsed.target.clone()],
-                        minor: parsed.minor,
+                        minor: if self.http2 { 2 } else { parsed.minor },
                         status,
                         bytes,
                         micros,

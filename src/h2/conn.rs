@@ -98,6 +98,8 @@ struct Outgoing {
 }
 
 pub struct H2 {
+    /// The client, for the access log.
+    peer: Option<std::net::SocketAddr>,
     pipe: Pipe,
     state: State,
     sending: Vec<Outgoing>,
@@ -110,14 +112,14 @@ fn hop_by_hop(name: &[u8]) -> bool {
 
 impl H2 {
     /// A connection whose client preface (or its first bytes) arrives with the next `feed`.
-    pub fn new(max_head: usize) -> Box<H2> {
+    pub fn new(max_head: usize, peer: Option<std::net::SocketAddr>) -> Box<H2> {
         let pipe = Pipe::default();
         let hs = h2::server::Builder::new()
             .max_concurrent_streams(MAX_STREAMS)
             .max_header_list_size(max_head as u32)
             .max_send_buffer_size(PIECE * 2)
             .handshake::<_, Bytes>(pipe.clone());
-        Box::new(H2 { pipe, state: State::Handshaking(hs), sending: Vec::new() })
+        Box::new(H2 { peer, pipe, state: State::Handshaking(hs), sending: Vec::new() })
     }
 
     pub fn feed(&mut self, data: &[u8]) {
@@ -133,6 +135,15 @@ impl H2 {
     /// written, close it.
     pub fn ended(&self) -> bool {
         matches!(self.state, State::Closed)
+    }
+
+    /// The worker stops and nothing is in flight: GOAWAY (NO_ERROR, the last stream taken), so
+    /// the client opens no new stream here and knows none was lost.
+    pub fn go_away(&mut self, ctx: &mut Ctx, out: &mut OutQueue) {
+        if let State::Open(conn) = &mut self.state {
+            conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+        }
+        self.drive(ctx, out);
     }
 
     /// Poll the connection: take new requests and answer them, frame body as the windows and
@@ -154,7 +165,7 @@ impl H2 {
                     match conn.poll_accept(cx) {
                         Poll::Ready(Some(Ok((req, respond)))) => {
                             progress = true;
-                            if let Some(o) = answer(req, respond, ctx) {
+                            if let Some(o) = answer(req, respond, ctx, self.peer) {
                                 self.sending.push(o);
                             }
                         }
@@ -301,9 +312,9 @@ fn head_bytes(segs: &VecDeque<Seg>) -> Option<(Vec<u8>, usize)> {
 }
 
 /// Answer one request through an HTTP/1.1 connection of its own; the body that is left to send.
-fn answer(req: http::Request<h2::RecvStream>, mut respond: h2::server::SendResponse<Bytes>, ctx: &mut Ctx) -> Option<Outgoing> {
+fn answer(req: http::Request<h2::RecvStream>, mut respond: h2::server::SendResponse<Bytes>, ctx: &mut Ctx, peer: Option<std::net::SocketAddr>) -> Option<Outgoing> {
     let head = h1_head(&req);
-    let mut twin = Proto::default();
+    let mut twin = Proto { peer, http2: true, ..Proto::default() };
     twin.feed(&head, ctx);
     let mut segs = twin.out.take_segs();
     let Some((bytes, head_len)) = head_bytes(&segs) else {
@@ -345,4 +356,80 @@ fn answer(req: http::Request<h2::RecvStream>, mut respond: h2::server::SendRespo
     let empty = req.method() == http::Method::HEAD || segs.iter().all(|s| s.remaining() == 0);
     let stream = respond.send_response(resp, empty).ok()?;
     (!empty).then_some(Outgoing { stream, body: segs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h1::encode::Clock;
+
+    /// Feed the preface and `chunks`, driving after each as a reading client would: is the
+    /// connection ended?
+    fn ended_after(chunks: &[&[u8]]) -> bool {
+        let dir = std::env::temp_dir().join(format!("vw-h2-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("1b"), b"x").unwrap();
+        std::fs::write(dir.join("big.bin"), vec![7u8; 300_000]).unwrap();
+        let mut cfg = crate::statics::StaticConfig::new(dir);
+        cfg.map_large = false;
+        let files = crate::statics::StaticFiles::open(cfg).unwrap();
+        let mut ctx = Ctx::new(Clock::new(), vec![crate::h1::conn::Mount { prefix: Vec::new(), files }], None);
+        let mut h2 = H2::new(16384, None);
+        let mut out = OutQueue::default();
+        h2.feed(PREFACE);
+        for c in chunks {
+            h2.feed(c);
+            for _ in 0..5 {
+                h2.drive(&mut ctx, &mut out);
+                let _ = out.take_segs();
+            }
+        }
+        h2.ended()
+    }
+
+    const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+    /// HEADERS on stream 1, END_STREAM and END_HEADERS: GET https://0/1b (HPACK, Huffman).
+    const GET_1B: &[u8] = &[0, 0, 10, 1, 5, 0, 0, 0, 1, 130, 135, 68, 131, 96, 49, 255, 65, 129, 79];
+
+    #[test]
+    fn a_request_is_answered_and_a_connection_error_ends_it() {
+        assert!(!ended_after(&[SETTINGS, GET_1B]));
+        // DATA on stream 0 is a connection error (RFC 9113 §6.1), however the bytes come
+        let data_on_0: &[u8] = &[0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let s = [SETTINGS, GET_1B, data_on_0].concat();
+        for cut in 0..=s.len() {
+            assert!(ended_after(&[&s[..cut], &s[cut..]]), "not ended when cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn the_answer_is_headers_then_data() {
+        let dir = std::env::temp_dir().join(format!("vw-h2-answer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("1b"), b"x").unwrap();
+        let files = crate::statics::StaticFiles::open(crate::statics::StaticConfig::new(dir)).unwrap();
+        let mut ctx = Ctx::new(Clock::new(), vec![crate::h1::conn::Mount { prefix: Vec::new(), files }], None);
+        let mut h2 = H2::new(16384, None);
+        let mut out = OutQueue::default();
+        h2.feed(&[PREFACE, SETTINGS, GET_1B].concat());
+        h2.drive(&mut ctx, &mut out);
+        let bytes = out.to_bytes();
+        // frames: (type, flags, stream) in order, and the DATA payload
+        let mut at = 0;
+        let mut frames = Vec::new();
+        while at + 9 <= bytes.len() {
+            let len = (bytes[at] as usize) << 16 | (bytes[at + 1] as usize) << 8 | bytes[at + 2] as usize;
+            let sid = u32::from_be_bytes([bytes[at + 5] & 0x7f, bytes[at + 6], bytes[at + 7], bytes[at + 8]]);
+            frames.push((bytes[at + 3], bytes[at + 4], sid, bytes[at + 9..at + 9 + len].to_vec()));
+            at += 9 + len;
+        }
+        assert_eq!(at, bytes.len(), "whole frames only");
+        let on_1: Vec<_> = frames.iter().filter(|f| f.2 == 1).collect();
+        assert_eq!(on_1[0].0, 1, "HEADERS first: {frames:?}");
+        assert_eq!(on_1[0].3[0], 0x88, ":status 200 from the static table");
+        let data: Vec<_> = on_1.iter().filter(|f| f.0 == 0).collect();
+        assert_eq!(data.len(), 1);
+        assert_eq!((data[0].1 & 1, &data[0].3[..]), (1, &b"x"[..]), "one DATA frame, END_STREAM, the body");
+        assert!(!h2.ended() && h2.idle());
+    }
 }

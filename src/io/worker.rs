@@ -447,6 +447,14 @@ impl Worker {
             })
             .collect();
         for fd in idle {
+            if let Some(Some(slot)) = self.conns.get_mut(fd as usize) {
+                if let Some(h2) = &mut slot.h2 {
+                    h2.go_away(&mut self.ctx, &mut slot.conn.proto.out);
+                    slot.conn.proto.close_after_flush = true;
+                    self.write(fd); // the GOAWAY, then the lingering close
+                    continue;
+                }
+            }
             self.start_close(fd);
         }
     }
@@ -586,8 +594,9 @@ impl Worker {
         if slot.conn.proto.tls.is_none() && !tls.handshaking() {
             if let Some(t) = &self.tls {
                 let info = tls.info(&t.certs);
+                self.ctx.stats.tls_handshake();
                 if info.alpn.as_deref() == Some(b"h2") {
-                    slot.h2 = Some(H2::new(self.ctx.limits.max_head));
+                    slot.h2 = Some(H2::new(self.ctx.limits.max_head, slot.conn.proto.peer));
                     slot.conn.fresh = false; // no request head to wait for: idle is keep-alive
                 }
                 slot.conn.proto.tls = Some(std::sync::Arc::new(info));
@@ -709,7 +718,7 @@ impl Worker {
             };
             eof = n == 0;
             if conn.h2.is_none() && self.h2c && conn.fresh && conn.tls.is_none() && self.scratch[..n].starts_with(PREFACE) {
-                conn.h2 = Some(H2::new(self.ctx.limits.max_head));
+                conn.h2 = Some(H2::new(self.ctx.limits.max_head, conn.conn.proto.peer));
                 conn.fresh = false;
             }
             if conn.h2.is_some() {

@@ -21,6 +21,10 @@ pub mod slot {
     pub const LATENCY_SUM_US: usize = 8;
     /// Non-cumulative counts, one per bucket of BUCKETS_US, then the +Inf bucket.
     pub const LATENCY_BUCKETS: usize = 9;
+    /// Responses sent over HTTP/2 (the rest of CLASSES went over HTTP/1.x).
+    pub const H2: usize = 20;
+    /// TLS handshakes completed.
+    pub const TLS: usize = 21;
     pub const WORDS: usize = 32;
 }
 
@@ -72,6 +76,14 @@ impl Counters {
         self.add(slot::LATENCY_SUM_US, micros);
         let b = BUCKETS_US.iter().position(|&ub| micros <= ub).unwrap_or(BUCKETS_US.len());
         self.add(slot::LATENCY_BUCKETS + b, 1);
+    }
+
+    pub fn h2_response(&self) {
+        self.add(slot::H2, 1);
+    }
+
+    pub fn tls_handshake(&self) {
+        self.add(slot::TLS, 1);
     }
 
     pub fn opened(&self) {
@@ -271,7 +283,11 @@ impl AccessLog {
                     escape_clf(b, e.method);
                     b.push(b' ');
                     escape_clf(b, e.target);
-                    b.extend_from_slice(if e.minor == 0 { b" HTTP/1.0" } else { b" HTTP/1.1" });
+                    b.extend_from_slice(match e.minor {
+                        0 => b" HTTP/1.0",
+                        2 => b" HTTP/2.0", // (an HTTP/2 request, answered through its HTTP/1.1 twin)
+                        _ => b" HTTP/1.1",
+                    });
                 }
                 b.extend_from_slice(b"\" ");
                 push_u64(b, e.status as u64);
@@ -299,7 +315,11 @@ impl AccessLog {
                 escape_json(b, e.method);
                 b.extend_from_slice(b"\",\"target\":\"");
                 escape_json(b, e.target);
-                b.extend_from_slice(if e.minor == 0 { b"\",\"protocol\":\"HTTP/1.0\",\"status\":" } else { b"\",\"protocol\":\"HTTP/1.1\",\"status\":" });
+                b.extend_from_slice(match e.minor {
+                    0 => b"\",\"protocol\":\"HTTP/1.0\",\"status\":",
+                    2 => b"\",\"protocol\":\"HTTP/2.0\",\"status\":",
+                    _ => b"\",\"protocol\":\"HTTP/1.1\",\"status\":",
+                });
                 push_u64(b, e.status as u64);
                 b.extend_from_slice(b",\"bytes\":");
                 push_u64(b, e.bytes);

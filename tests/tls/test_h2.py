@@ -163,3 +163,32 @@ def test_applications_are_offered_http11_only(certs):
 
     r = vw_cmd("run", "asgi_app:app", "--http2-cleartext", "--port", "0")
     assert r.returncode == 2 and "HTTP/2 serves static files only" in r.stderr, r
+
+
+def test_metrics_count_h2_and_tls_and_the_log_says_http2(certs, www, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from conftest import free_port
+
+    admin = free_port()
+    log = tmp_path / "access.log"
+    s = Server([str(www), *certs.args(), "--admin-port", str(admin), "--access-log", str(log)])
+    try:
+        s.wait_for(re.compile(r"vw admin on"))
+        ca = ["--cacert", str(certs.folder / "ca.pem")]
+        for _ in range(3):
+            assert curl(*ca, "--http2", "-o", "/dev/null", "-w", "%{http_version}", f"https://localhost:{s.port}/1b").stdout == b"2"
+        assert curl(*ca, "--http1.1", "-o", "/dev/null", "-w", "%{http_version}", f"https://localhost:{s.port}/1b").stdout == b"1.1"
+        import urllib.request
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        by_proto = {x.labels["protocol"]: x.value for x in fams["vw_requests_by_protocol"].samples}
+        assert by_proto == {"h2": 3, "http/1.1": 1}, by_proto
+        assert fams["vw_tls_handshakes"].samples[0].value == 4
+    finally:
+        assert s.stop() == 0
+    lines = log.read_text().splitlines()
+    assert sum('"GET /1b HTTP/2.0" 200' in line for line in lines) == 3, lines
+    assert sum('"GET /1b HTTP/1.1" 200' in line for line in lines) == 1, lines
+    assert all(line.startswith("127.0.0.1 ") for line in lines), lines

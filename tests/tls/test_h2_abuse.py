@@ -231,3 +231,18 @@ def test_data_flood_after_the_answer_is_dropped(srv):
     assert rss_kib(pid) - before < 8 * 1024
     c.close()
     still_serves(srv.port)
+
+
+def test_a_stopping_worker_says_goaway(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "1b").write_bytes(b"x")
+    s = Server([str(root), "--http2-cleartext"])
+    c = Raw(s.port)
+    c.send(c.headers(1))
+    c.frames(until=lambda f: isinstance(f, DataFrame) and "END_STREAM" in f.flags)
+    s.proc.send_signal(__import__("signal").SIGTERM)
+    g = goaway(c.frames(timeout=5, until=lambda f: isinstance(f, GoAwayFrame)))
+    assert g is not None and g.error_code == NO_ERROR and g.last_stream_id == 1, g
+    c.close()
+    assert s.proc.wait(10) == 0
