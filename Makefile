@@ -23,23 +23,23 @@ deps:
 	fi
 
 rust-test:
-	cargo test --release
+	cargo test --profile test-fast
 
 py-test:
 	$(PY) -m pytest
 
-# A short run of each fuzz target (libFuzzer via cargo-fuzz, on stable Rust, no sanitizer).
+# A short run of each fuzz target (8 s; libFuzzer via cargo-fuzz, on stable Rust, no sanitizer).
 fuzz-smoke:
 	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 	cd fuzz && cargo fuzz run -s none conn regressions/*
-	cd fuzz && cargo fuzz run -s none parse -- -max_total_time=15 -seed=1
-	cd fuzz && cargo fuzz run -s none conn -- -max_total_time=15 -seed=1
-	cd fuzz && cargo fuzz run -s none negotiate -- -max_total_time=15 -seed=1
-	cd fuzz && cargo fuzz run -s none stream -- -max_total_time=15 -seed=1
-	cd fuzz && cargo fuzz run -s none ws -- -max_total_time=15 -seed=1
-	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=15 -seed=1
-	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=15 -seed=1
-	cd fuzz && cargo fuzz run -s none h2 -- -max_total_time=15 -seed=1
+	cd fuzz && cargo fuzz run -s none parse -- -max_total_time=8 -seed=1
+	cd fuzz && cargo fuzz run -s none conn -- -max_total_time=8 -seed=1
+	cd fuzz && cargo fuzz run -s none negotiate -- -max_total_time=8 -seed=1
+	cd fuzz && cargo fuzz run -s none stream -- -max_total_time=8 -seed=1
+	cd fuzz && cargo fuzz run -s none ws -- -max_total_time=8 -seed=1
+	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=8 -seed=1
+	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=8 -seed=1
+	cd fuzz && cargo fuzz run -s none h2 -- -max_total_time=8 -seed=1
 
 # Long runs, for a developer: make fuzz FUZZ_SECONDS=1800
 FUZZ_SECONDS ?= 600
