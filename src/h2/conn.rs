@@ -233,27 +233,15 @@ fn take(body: &mut VecDeque<Seg>, n: usize) -> Option<Bytes> {
     }
     let front = body.front_mut()?;
     let n = n.min(front.remaining());
+    if let Some(mem) = front.memory() {
+        let piece = Bytes::copy_from_slice(&mem[..n]);
+        match front {
+            Seg::Shared { start, .. } | Seg::Piped { start, .. } | Seg::Owned { start, .. } | Seg::Held { start, .. } => *start += n,
+            Seg::File { .. } | Seg::Mapped { .. } => unreachable!("memory() is None for these"),
+        }
+        return Some(piece);
+    }
     let piece = match front {
-        Seg::Shared { buf, start, .. } => {
-            let b = Bytes::copy_from_slice(&buf[*start..*start + n]);
-            *start += n;
-            b
-        }
-        Seg::Piped { buf, start, .. } => {
-            let b = Bytes::copy_from_slice(&buf[*start..*start + n]);
-            *start += n;
-            b
-        }
-        Seg::Owned { buf, start } => {
-            let b = Bytes::copy_from_slice(&buf[*start..*start + n]);
-            *start += n;
-            b
-        }
-        Seg::Held { buf, start } => {
-            let b = Bytes::copy_from_slice(&(**buf).as_ref()[*start..*start + n]);
-            *start += n;
-            b
-        }
         Seg::File { fd, off, len } => {
             let mut v = vec![0u8; n];
             let got = unsafe { libc::pread(fd.as_raw_fd(), v.as_mut_ptr().cast(), n, *off as libc::off_t) };
@@ -266,7 +254,7 @@ fn take(body: &mut VecDeque<Seg>, n: usize) -> Option<Bytes> {
             Bytes::from(v)
         }
         // statics map no file when HTTP/2 may be spoken (reading a mapping here could SIGBUS)
-        Seg::Mapped { .. } => return None,
+        _ => return None,
     };
     Some(piece)
 }
@@ -294,15 +282,9 @@ fn h1_head(req: &http::Request<h2::RecvStream>) -> Vec<u8> {
 }
 
 /// The bytes at the front of `segs` up to the end of the response head, and the head's length.
-fn head_bytes(segs: &VecDeque<Seg>) -> Option<(Vec<u8>, usize)> {
+fn head_bytes<'a>(segs: impl Iterator<Item = &'a Seg>) -> Option<(Vec<u8>, usize)> {
     let mut v = Vec::new();
-    for s in segs {
-        let bytes: &[u8] = match s {
-            Seg::Shared { buf, start, end } | Seg::Piped { buf, start, end, .. } => &buf[*start..*end],
-            Seg::Owned { buf, start } => &buf[*start..],
-            Seg::Held { buf, start } => &(**buf).as_ref()[*start..],
-            Seg::File { .. } | Seg::Mapped { .. } => break,
-        };
+    for bytes in segs.map_while(Seg::memory) {
         v.extend_from_slice(bytes);
         if let Some(i) = v.windows(4).position(|w| w == b"\r\n\r\n") {
             return Some((v, i + 4));
@@ -316,8 +298,7 @@ fn answer(req: http::Request<h2::RecvStream>, mut respond: h2::server::SendRespo
     let head = h1_head(&req);
     let mut twin = Proto { peer, http2: true, ..Proto::default() };
     twin.feed(&head, ctx);
-    let mut segs = twin.out.take_segs();
-    let Some((bytes, head_len)) = head_bytes(&segs) else {
+    let Some((bytes, head_len)) = head_bytes(twin.out.segs()) else {
         respond.send_reset(h2::Reason::INTERNAL_ERROR);
         return None;
     };
@@ -337,22 +318,9 @@ fn answer(req: http::Request<h2::RecvStream>, mut respond: h2::server::SendRespo
         respond.send_reset(h2::Reason::INTERNAL_ERROR);
         return None;
     };
-    // drop the head from the segments: what is left is the body
-    let mut skip = head_len;
-    while skip > 0 {
-        let Some(front) = segs.front_mut() else { break };
-        let r = front.remaining();
-        if r <= skip {
-            skip -= r;
-            segs.pop_front();
-        } else {
-            match front {
-                Seg::Shared { start, .. } | Seg::Piped { start, .. } | Seg::Owned { start, .. } | Seg::Held { start, .. } => *start += skip,
-                Seg::File { .. } | Seg::Mapped { .. } => unreachable!("a head is in memory"),
-            }
-            skip = 0;
-        }
-    }
+    // what is left once the head is taken is the body
+    twin.out.advance(head_len);
+    let segs = twin.out.take_segs();
     let empty = req.method() == http::Method::HEAD || segs.iter().all(|s| s.remaining() == 0);
     let stream = respond.send_response(resp, empty).ok()?;
     (!empty).then_some(Outgoing { stream, body: segs })

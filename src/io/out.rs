@@ -36,6 +36,17 @@ impl Seg {
         }
     }
 
+    /// The bytes left of a segment held in memory (None for a file, and for a mapping, which
+    /// only the kernel reads: see [`Mapping`]).
+    pub fn memory(&self) -> Option<&[u8]> {
+        match self {
+            Seg::Shared { buf, start, end } | Seg::Piped { buf, start, end, .. } => Some(&buf[*start..*end]),
+            Seg::Owned { buf, start } => Some(&buf[*start..]),
+            Seg::Held { buf, start } => Some(&(**buf).as_ref()[*start..]),
+            Seg::File { .. } | Seg::Mapped { .. } => None,
+        }
+    }
+
     pub fn remaining(&self) -> usize {
         match self {
             Seg::Shared { start, end, .. } | Seg::Piped { start, end, .. } | Seg::Mapped { start, end, .. } => end - start,
@@ -199,6 +210,11 @@ impl OutQueue {
 
     /// Take every segment queued, leaving the queue empty (HTTP/2 frames what an HTTP/1.1
     /// answer queued: see `h2::conn`).
+    /// The segments queued, in order.
+    pub fn segs(&self) -> impl Iterator<Item = &Seg> {
+        self.segs.iter()
+    }
+
     pub fn take_segs(&mut self) -> std::collections::VecDeque<Seg> {
         self.settle_tail();
         self.tail_counted = 0;
@@ -382,7 +398,8 @@ impl OutQueue {
         }
     }
 
-    fn advance(&mut self, mut n: usize) {
+    /// `n` bytes from the front are gone (written, or taken by HTTP/2 as its head).
+    pub fn advance(&mut self, mut n: usize) {
         while n > 0 {
             let front = self.segs.front_mut().expect("wrote more than queued");
             let r = front.remaining();
