@@ -9,6 +9,10 @@ resume sessions). Reported per server: requests/s, server CPU µs per request (i
 from /proc) and the ratio to nginx's (or granian's) in the same round; medians over rounds.
 
     python bench/tls.py --rounds 3 --duration 5 --out docs/bench/2026-12-01-tls.json
+
+`--h2` runs h2load -c100 -m10 over TLS on static files (vw, nginx `listen ssl http2`, granian's
+static mount); `--h2-apps` the same on applications: the hello and a view that waits 10 ms (a
+database), vw's ASGI and WSGI beside granian's (`--http 2`).
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ STATIC = {"ka-1b": "/1b", "ka-4k": "/4k", "ka-64k": "/64k", "handshake": "/1b"}
 APP = {"app-ka": "/", "app-handshake": "/"}
 # --h2: h2load -c100 -m10 (100 connections, 10 streams in flight on each) over TLS
 H2 = {"h2-1b": "/1b", "h2-4k": "/4k", "h2-64k": "/64k"}
+# --h2-apps: the same on applications
+H2_APPS = {"h2-hello": "/", "h2-wait": "/wait"}
 
 NGINX_CONF = """user root; daemon off; master_process on; worker_processes 1;
 pid {prefix}/nginx.pid; error_log {prefix}/error.log warn;
@@ -86,7 +92,11 @@ def commands(port: int, cert: Path, key: Path, docroot: Path, prefix: Path, h2: 
         "vw-asgi": [*vw, "run", "asgi:app", "--interface", "asgi", "--workers", "1", "--port", str(port), *tls],
         "granian-asgi": [str(PEERS_PY), "-m", "granian", "--interface", "asgi", "asgi:app", "--workers", "1",
                          "--port", str(port), "--no-access-log", "--log-level", "warning",
-                         "--ssl-certificate", str(cert), "--ssl-keyfile", str(key)],
+                         "--ssl-certificate", str(cert), "--ssl-keyfile", str(key), *(["--http", "2"] if h2 else [])],
+        "vw-wsgi": [*vw, "run", "wsgi:app", "--interface", "wsgi", "--workers", "1", "--port", str(port), *tls],
+        "granian-wsgi": [str(PEERS_PY), "-m", "granian", "--interface", "wsgi", "wsgi:app", "--workers", "1",
+                         "--port", str(port), "--no-access-log", "--log-level", "warning",
+                         "--ssl-certificate", str(cert), "--ssl-keyfile", str(key), *(["--http", "2"] if h2 else [])],
         # granian's own static files (under /static) beside the same app, HTTP/2 only
         "granian-static": [str(PEERS_PY), "-m", "granian", "--interface", "asgi", "asgi:app", "--workers", "1",
                            "--port", str(port), "--no-access-log", "--log-level", "warning", "--http", "2",
@@ -169,9 +179,14 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--h2", action="store_true",
                     help="HTTP/2 with h2load -c100 -m10 instead (servers vw, nginx, granian-static)")
+    ap.add_argument("--h2-apps", action="store_true",
+                    help="HTTP/2 with h2load -c100 -m10 on applications (vw-asgi, granian-asgi, vw-wsgi, granian-wsgi)")
     args = ap.parse_args()
     if args.h2 and args.servers == ap.get_default("servers"):
         args.servers = "vw,nginx,granian-static"
+    if args.h2_apps and args.servers == ap.get_default("servers"):
+        args.servers = "vw-asgi,granian-asgi,vw-wsgi,granian-wsgi"
+    h2 = args.h2 or args.h2_apps
     names = [s for s in args.servers.split(",") if s]
     tmp = Path(tempfile.mkdtemp(prefix="vw-tls-bench-"))
     cert, key = make_cert(tmp)
@@ -183,16 +198,16 @@ def main() -> int:
             port = free_port()
             prefix = tmp / f"nginx-{rnd}-{port}"
             prefix.mkdir()
-            cmd = commands(port, cert, key, docroot, prefix, h2=args.h2)[name]
+            cmd = commands(port, cert, key, docroot, prefix, h2=h2)[name]
             if name.startswith("granian") and not PEERS_PY.exists():
                 continue
-            proc = start(cmd, port, cert, h2=name == "granian-static")
+            proc = start(cmd, port, cert, h2=name.startswith("granian") and h2)
             try:
-                scenarios = H2 if args.h2 else APP if name.endswith("asgi") else STATIC
+                scenarios = H2_APPS if args.h2_apps else H2 if args.h2 else APP if name.endswith("asgi") else STATIC
                 for scen, path in scenarios.items():
                     if name == "granian-static":
                         path = "/static" + path
-                    r = measure(proc, port, path, args.duration, close=scen.endswith("handshake"), h2=args.h2)
+                    r = measure(proc, port, path, args.duration, close=scen.endswith("handshake"), h2=h2)
                     results[name].setdefault(scen, []).append(r)
                     print(f"round {rnd + 1} {name:13} {scen:14} {r['rps']:10.0f} req/s {r['cpu_us']:8.2f} µs/req "
                           f"p99 {r['p99_ms']} ms errors {r['errors']}", flush=True)
@@ -206,7 +221,7 @@ def main() -> int:
     print()
     print(f"{'server':14} {'scenario':14} {'req/s':>10} {'µs/req':>8} {'÷ peer':>7}")
     for name, scens in summary.items():
-        peer = "nginx" if name in ("vw", "nginx", "granian-static") else "granian-asgi"
+        peer = "nginx" if name in ("vw", "nginx", "granian-static") else "granian-wsgi" if name.endswith("wsgi") else "granian-asgi"
         for scen, m in scens.items():
             base = summary.get(peer, {}).get(scen)
             ratio = f"{m['cpu_us'] / base['cpu_us']:.2f}" if base else "-"

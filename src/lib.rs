@@ -161,14 +161,10 @@ impl Options {
                 (prefix.as_bytes().to_vec(), c, preload)
             })
             .collect();
-        // HTTP/2 serves static files only for now: offered by ALPN when no application is served
-        let http2 = app.is_none();
         let tls = match &mut self.tls {
             None => None,
             Some(s) => {
-                if http2 {
-                    s.alpn.insert(0, b"h2".to_vec()); // preferred over http/1.1
-                }
+                s.alpn.insert(0, b"h2".to_vec()); // preferred over http/1.1
                 Some(tls::build(s).map_err(invalid)?)
             }
         };
@@ -188,7 +184,7 @@ impl Options {
             stats,
             log,
             tls,
-            h2c: http2 && self.http2_cleartext,
+            h2c: self.http2_cleartext,
         })
     }
 }

@@ -104,7 +104,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     tls.add_argument("--tls-client-ca", default=SUPPRESS, metavar="FILE",
                      help="require client certificates signed by these CAs (PEM)")
     tls.add_argument("--http2-cleartext", action="store_true", default=SUPPRESS,
-                     help="vw serve: also speak HTTP/2 without TLS to clients that start with its preface "
+                     help="also speak HTTP/2 without TLS to clients that start with its preface "
                           "(h2c, prior knowledge); over TLS, HTTP/2 is agreed by ALPN")
     w = p.add_argument_group("WebSocket (ASGI and vw.App)")
     w.add_argument("--ws-max-message", type=_int("--ws-max-message"), metavar="BYTES", default=SUPPRESS,

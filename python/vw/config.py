@@ -56,7 +56,7 @@ class ServeConfig:
     tls_cert: list[Path] = field(default_factory=list)
     tls_key: list[Path] = field(default_factory=list)
     tls_client_ca: Path | None = None
-    # HTTP/2 without TLS, for clients that know (h2c with prior knowledge); static files only
+    # HTTP/2 without TLS, for clients that know (h2c with prior knowledge)
     http2_cleartext: bool = False
     host: str = "127.0.0.1"
     port: int = 8085
@@ -145,9 +145,6 @@ class ServeConfig:
             value = getattr(self, name)
             if not 1 <= value <= 86400:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between 1 and 86400 seconds, not {value}", name)
-        if self.http2_cleartext and self.app is not None:
-            raise ConfigError("--http2-cleartext: HTTP/2 serves static files only so far (vw serve), "
-                              "not applications", "http2_cleartext")
         if self.http2_cleartext and self.tls_cert:
             raise ConfigError("--http2-cleartext is for a port without TLS (over TLS, HTTP/2 is agreed by ALPN)",
                               "http2_cleartext")

@@ -173,8 +173,7 @@ class Supervisor:
             # kTLS (the kernel's record layer) is detected, not used yet: say which it is
             kernel = "the kernel offers kTLS, not used yet" if self.kernel_tls else "this kernel has no kTLS"
             client = "; client certificates required" if self.tls[1] is not None else ""
-            alpn = "h2, http/1.1" if self.app is None else "http/1.1"
-            log(f"vw TLS 1.3 and 1.2, {n} certificate{'s' if n != 1 else ''}{client}; ALPN {alpn}; "
+            log(f"vw TLS 1.3 and 1.2, {n} certificate{'s' if n != 1 else ''}{client}; ALPN h2, http/1.1; "
                 f"records encrypted in user space ({kernel})")
         if cfg.http2_cleartext:
             log("vw HTTP/2 without TLS too, for clients that start with its preface (h2c)")

@@ -600,7 +600,9 @@ impl Asgi {
         let scope = self.template.bind(py).copy()?;
         // A dict of its own per request: middleware may write to scope["asgi"].
         scope.set_item(intern!(py, "asgi"), self.asgi_info.bind(py).copy()?)?;
-        if req.minor != 1 {
+        if req.http2 {
+            scope.set_item(intern!(py, "http_version"), intern!(py, "2"))?;
+        } else if req.minor != 1 {
             scope.set_item(intern!(py, "http_version"), intern!(py, "1.0"))?;
         }
         scope.set_item(intern!(py, "method"), PyString::intern(py, std::str::from_utf8(req.method).unwrap_or("GET")))?;

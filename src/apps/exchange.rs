@@ -225,6 +225,7 @@ pub struct Job {
     pub minor: u8,
     pub peer: Option<SocketAddr>,
     pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
+    pub http2: bool,
     pub local_port: u16,
     pub body: ReqBody,
     pub route: Route,
@@ -251,6 +252,7 @@ impl Job {
             minor: req.minor,
             peer: req.peer,
             tls: req.tls.clone(),
+            http2: req.http2,
             local_port: req.local_port,
             body,
             head_only,
@@ -270,6 +272,7 @@ impl Job {
             peer: self.peer,
             local_port: self.local_port,
             tls: self.tls.clone(),
+            http2: self.http2,
             conn_id: self.id,
         }
     }

@@ -18,7 +18,11 @@ pub struct AppRequest<'a> {
     pub local_port: u16,
     /// The connection's TLS (None: plain TCP).
     pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
-    /// The connection: (descriptor, generation), to report output for it later.
+    /// The request came over HTTP/2 (`head` is then made of its fields in HTTP/1.1 form, and
+    /// `minor` is 1).
+    pub http2: bool,
+    /// The connection (or HTTP/2 stream): (descriptor, generation), to report output for it
+    /// later.
     pub conn_id: (i32, u64),
 }
 
@@ -301,7 +305,7 @@ mod tests {
         let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-A: 2\r\n\r\n";
         let mut fields = Vec::new();
         crate::h1::parse::parse_head(head, &crate::h1::parse::Limits::default(), &mut fields).unwrap().unwrap();
-        let r = AppRequest { head, fields: &fields, method: b"GET", target: b"/", minor: 1, peer: None, local_port: 80, tls: None, conn_id: (0, 0) };
+        let r = AppRequest { head, fields: &fields, method: b"GET", target: b"/", minor: 1, peer: None, local_port: 80, tls: None, http2: false, conn_id: (0, 0) };
         let h: Vec<_> = r.headers().collect();
         assert_eq!(h, vec![(&b"Host"[..], &b"a"[..]), (b"X-A", b"1"), (b"X-A", b"2")]);
     }

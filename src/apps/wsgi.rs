@@ -236,7 +236,13 @@ impl Wsgi {
         env.set_item(intern!(py, "RAW_URI"), uri)?;
         env.set_item(
             intern!(py, "SERVER_PROTOCOL"),
-            if req.minor == 1 { intern!(py, "HTTP/1.1") } else { intern!(py, "HTTP/1.0") },
+            if req.http2 {
+                intern!(py, "HTTP/2")
+            } else if req.minor == 1 {
+                intern!(py, "HTTP/1.1")
+            } else {
+                intern!(py, "HTTP/1.0")
+            },
         )?;
         if let Some(peer) = req.peer {
             env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;

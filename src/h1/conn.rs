@@ -56,13 +56,22 @@ pub struct Ctx {
     pub codec: Codec,
     /// What a WebSocket's input gave, kept to be reused (empty between uses).
     pub ws_events: Vec<crate::ws::conn::Event>,
+    /// The last generation given out: a connection's (with its descriptor, how an application
+    /// answering later names it), or an HTTP/2 stream's.
+    generation: u64,
 }
 
 impl Ctx {
     pub fn new(clock: Clock, mounts: Vec<Mount>, app: Option<Box<dyn App>>) -> Self {
         let mut mounts = mounts;
         mounts.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-        Ctx { clock, mounts, app, fields: Vec::with_capacity(32), limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, stream_bodies: true, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None, ws_max_message: 16 << 20, codec: Codec::default(), ws_events: Vec::new() }
+        Ctx { clock, mounts, app, fields: Vec::with_capacity(32), limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, stream_bodies: true, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None, ws_max_message: 16 << 20, codec: Codec::default(), ws_events: Vec::new(), generation: 0 }
+    }
+
+    /// A generation no connection or stream of this worker had before.
+    pub fn next_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
     }
 }
 
@@ -74,6 +83,12 @@ enum Route<'a> {
     MountRoot(usize),
     App,
     Nowhere,
+}
+
+/// The request target goes to the application (not to a static mount, and not refused).
+pub fn routes_to_app(ctx: &Ctx, target: &[u8]) -> bool {
+    let path = request_path(target);
+    (path.first() == Some(&b'/') || path == b"*") && matches!(route(ctx, path), Route::App)
 }
 
 fn route<'a>(ctx: &Ctx, path: &'a [u8]) -> Route<'a> {
@@ -782,6 +797,7 @@ impl Proto {
             peer: self.peer,
             local_port: ctx.local_port,
             tls: self.tls.clone(),
+            http2: false,
             conn_id: self.id,
         }
     }

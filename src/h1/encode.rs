@@ -161,6 +161,18 @@ pub fn reason(status: u16) -> &'static str {
 /// body itself), then `Server` and `Date` unless the application gave them. Returns the value of
 /// the application's Content-Length, if it gave one (the caller decides what to make of it).
 pub fn app_headers<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(out: &mut Vec<u8>, headers: &'h [(N, V)], date: &[u8]) -> Option<&'h [u8]> {
+    app_fields(headers, date, |name, value| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    })
+}
+
+/// The fields of an application's response head, in order, as [`app_headers`] writes them:
+/// each given to `emit` (an HTTP/2 stream puts them in its HEADERS, less the other fields
+/// HTTP/2 has no place for).
+pub fn app_fields<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &'h [(N, V)], date: &[u8], mut emit: impl FnMut(&[u8], &[u8])) -> Option<&'h [u8]> {
     let (mut server, mut has_date, mut length) = (false, false, None);
     for (name, value) in headers {
         let (name, value) = (name.as_ref(), value.as_ref());
@@ -173,18 +185,13 @@ pub fn app_headers<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(out: &mut Vec<u8>, header
         }
         server |= name.eq_ignore_ascii_case(b"server");
         has_date |= name.eq_ignore_ascii_case(b"date");
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
+        emit(name, value);
     }
     if !server {
-        out.extend_from_slice(b"Server: vw\r\n");
+        emit(b"Server", b"vw");
     }
     if !has_date {
-        out.extend_from_slice(b"Date: ");
-        out.extend_from_slice(date);
-        out.extend_from_slice(b"\r\n");
+        emit(b"Date", date);
     }
     length
 }

@@ -7,15 +7,16 @@
 //! every rule they have (paths, ranges, conditionals, codings, errors, redirects); the answer's
 //! head becomes the HEADERS of the stream (hop-by-hop fields dropped), its body segments go out
 //! as DATA as the flow-control windows allow (files read with `pread`, a piece at a time).
-//! Only static files are served this way: applications are not offered HTTP/2 yet.
+//! A request for the application is its own `h2::app::AppStream`.
 
-use crate::h1::conn::{Ctx, Proto};
+use super::app::{AppStream, Origin};
+use super::stream::{h1_head, hop_by_hop, Outgoing, PIECE};
+use crate::h1::conn::{routes_to_app, Ctx, Proto};
 use crate::io::out::{OutQueue, Seg};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -27,8 +28,6 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub const MAX_STREAMS: u32 = 128;
 /// Output queued on the connection past which no more DATA is framed until it is written.
 const OUT_HIGH: usize = 256 * 1024;
-/// The most one DATA piece asks for at a time.
-const PIECE: usize = 64 * 1024;
 
 /// Output is kept in pieces of this size, each then queued as it is: a buffer grown by
 /// reallocation cost a copy of all before it and page faults for each new page (perf: a sixth
@@ -91,50 +90,106 @@ enum State {
     Closed,
 }
 
-/// A response body on its way: what is left, as the HTTP/1.1 answer queued it.
-struct Outgoing {
-    stream: h2::SendStream<Bytes>,
-    body: VecDeque<Seg>,
+/// A stream being answered: a static answer (all of it queued at once) or an application's.
+enum Stream {
+    Static(Outgoing),
+    App(Box<AppStream>),
+}
+
+impl Stream {
+    fn outgoing(&mut self) -> Option<&mut Outgoing> {
+        match self {
+            Stream::Static(o) => Some(o),
+            Stream::App(a) => a.out.as_mut(),
+        }
+    }
+
+    /// Nothing is left to do for it.
+    fn over(&self) -> bool {
+        match self {
+            Stream::Static(o) => o.ended,
+            Stream::App(a) => a.done && a.out.as_ref().is_none_or(|o| o.ended),
+        }
+    }
+}
+
+/// What the connection waits for, for its deadline.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Nothing in progress, or output the client must make room for: the idle clock runs.
+    Client,
+    /// A request body the application waits for.
+    Body,
+    /// Applications answering: they take the time they take.
+    App,
 }
 
 pub struct H2 {
-    /// The client, for the access log.
-    peer: Option<std::net::SocketAddr>,
+    origin: Origin,
     pipe: Pipe,
     state: State,
-    sending: Vec<Outgoing>,
-}
-
-/// Fields of an HTTP/1.1 response that HTTP/2 has no place for (RFC 9113 §8.2.2).
-fn hop_by_hop(name: &[u8]) -> bool {
-    [&b"connection"[..], b"keep-alive", b"transfer-encoding", b"upgrade", b"proxy-connection"].iter().any(|h| name.eq_ignore_ascii_case(h))
+    streams: Vec<Stream>,
 }
 
 impl H2 {
     /// A connection whose client preface (or its first bytes) arrives with the next `feed`.
-    pub fn new(max_head: usize, peer: Option<std::net::SocketAddr>) -> Box<H2> {
+    pub fn new(max_head: usize, origin: Origin) -> Box<H2> {
         let pipe = Pipe::default();
         let hs = h2::server::Builder::new()
             .max_concurrent_streams(MAX_STREAMS)
             .max_header_list_size(max_head as u32)
             .max_send_buffer_size(PIECE * 2)
             .handshake::<_, Bytes>(pipe.clone());
-        Box::new(H2 { peer, pipe, state: State::Handshaking(hs), sending: Vec::new() })
+        Box::new(H2 { origin, pipe, state: State::Handshaking(hs), streams: Vec::new() })
     }
 
     pub fn feed(&mut self, data: &[u8]) {
         self.pipe.input.borrow_mut().extend(data);
     }
 
-    /// No stream has anything left to send.
+    /// No stream is in progress.
     pub fn idle(&self) -> bool {
-        self.sending.is_empty()
+        self.streams.is_empty()
     }
 
     /// The connection is over (a protocol error, or the client's GOAWAY): once `out` is
     /// written, close it.
     pub fn ended(&self) -> bool {
         matches!(self.state, State::Closed)
+    }
+
+    /// The exchange of the stream an application names by `gen`, while it answers.
+    pub fn exchange(&self, gen: u64) -> Option<&crate::apps::SharedExchange> {
+        self.streams.iter().find_map(|s| match s {
+            Stream::App(a) if a.gen == gen => a.exchange(),
+            _ => None,
+        })
+    }
+
+    /// What the connection waits for now.
+    pub fn wait(&self) -> Wait {
+        let mut wait = Wait::Client;
+        for s in &self.streams {
+            if let Stream::App(a) = s {
+                if a.waits_for_app() {
+                    return Wait::App;
+                }
+                if !a.done {
+                    wait = Wait::Body;
+                }
+            }
+        }
+        wait
+    }
+
+    /// The connection is closed: every application still answering is told.
+    pub fn abandon(&mut self, ctx: &mut Ctx) {
+        for s in self.streams.iter_mut() {
+            if let Stream::App(a) = s {
+                a.gone(ctx, &self.origin);
+            }
+        }
+        self.streams.clear();
     }
 
     /// The worker stops and nothing is in flight: GOAWAY (NO_ERROR, the last stream taken), so
@@ -146,8 +201,9 @@ impl H2 {
         self.drive(ctx, out);
     }
 
-    /// Poll the connection: take new requests and answer them, frame body as the windows and
-    /// `out` allow, and queue what h2 wrote on `out`.
+    /// Poll the connection: take new requests and answer them (or hand them to the
+    /// application), move request bodies and the applications' answers, frame body as the
+    /// windows and `out` allow, and queue what h2 wrote on `out`.
     pub fn drive(&mut self, ctx: &mut Ctx, out: &mut OutQueue) {
         let cx = &mut Context::from_waker(Waker::noop());
         for _ in 0..64 {
@@ -165,14 +221,17 @@ impl H2 {
                     match conn.poll_accept(cx) {
                         Poll::Ready(Some(Ok((req, respond)))) => {
                             progress = true;
-                            if let Some(o) = answer(req, respond, ctx, self.peer) {
-                                self.sending.push(o);
+                            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                            if ctx.app.is_some() && routes_to_app(ctx, target.as_bytes()) {
+                                self.streams.push(Stream::App(AppStream::start(req, respond, ctx, &self.origin)));
+                            } else if let Some(o) = answer(req, respond, ctx, self.origin.peer) {
+                                self.streams.push(Stream::Static(o));
                             }
                         }
                         Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
                             // h2 queued the GOAWAY that says why (or the client ended)
                             self.state = State::Closed;
-                            self.sending.clear();
+                            self.abandon(ctx);
                             break;
                         }
                         Poll::Pending => break,
@@ -180,105 +239,32 @@ impl H2 {
                 },
                 State::Closed => {}
             }
-            if out.pending_bytes() + self.pipe.output_len() < OUT_HIGH {
-                progress |= self.pump(cx);
+            for s in self.streams.iter_mut() {
+                if let Stream::App(a) = s {
+                    progress |= a.poll(cx, ctx, &self.origin);
+                }
             }
+            if out.pending_bytes() + self.pipe.output_len() < OUT_HIGH {
+                for s in self.streams.iter_mut() {
+                    if let Some(o) = s.outgoing() {
+                        progress |= o.pump(cx);
+                    }
+                }
+            }
+            self.streams.retain(|s| !s.over());
             if !progress {
                 break;
+            }
+        }
+        for s in self.streams.iter_mut() {
+            if let Stream::App(a) = s {
+                a.tell_backlog();
             }
         }
         for frames in self.pipe.output.borrow_mut().drain(..) {
             out.push_owned(frames);
         }
     }
-
-    /// Frame body for every stream whose window has room; true if any was framed.
-    fn pump(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut framed = false;
-        self.sending.retain_mut(|o| {
-            loop {
-                let left: usize = o.body.iter().map(Seg::remaining).sum();
-                if left == 0 {
-                    let _ = o.stream.send_data(Bytes::new(), true);
-                    return false;
-                }
-                o.stream.reserve_capacity(left.min(PIECE));
-                let mut room = o.stream.capacity();
-                if room == 0 {
-                    match o.stream.poll_capacity(cx) {
-                        Poll::Ready(Some(Ok(n))) if n > 0 => room = n,
-                        Poll::Ready(None) | Poll::Ready(Some(Err(_))) => return false, // reset by the client
-                        _ => return true, // wait for a WINDOW_UPDATE
-                    }
-                }
-                let Some(piece) = take(&mut o.body, room.min(PIECE)) else { return false };
-                let last = o.body.iter().all(|s| s.remaining() == 0);
-                framed = true;
-                if o.stream.send_data(piece, last).is_err() {
-                    return false;
-                }
-                if last {
-                    return false;
-                }
-            }
-        });
-        framed
-    }
-}
-
-/// Up to `n` bytes from the front of a body (None: a file could not be read).
-fn take(body: &mut VecDeque<Seg>, n: usize) -> Option<Bytes> {
-    while body.front().is_some_and(|s| s.remaining() == 0) {
-        body.pop_front();
-    }
-    let front = body.front_mut()?;
-    let n = n.min(front.remaining());
-    if let Some(mem) = front.memory() {
-        let piece = Bytes::copy_from_slice(&mem[..n]);
-        match front {
-            Seg::Shared { start, .. } | Seg::Piped { start, .. } | Seg::Owned { start, .. } | Seg::Held { start, .. } => *start += n,
-            Seg::File { .. } | Seg::Mapped { .. } => unreachable!("memory() is None for these"),
-        }
-        return Some(piece);
-    }
-    let piece = match front {
-        Seg::File { fd, off, len } => {
-            let mut v = vec![0u8; n];
-            let got = unsafe { libc::pread(fd.as_raw_fd(), v.as_mut_ptr().cast(), n, *off as libc::off_t) };
-            if got <= 0 {
-                return None; // the file shrank: the stream is reset
-            }
-            v.truncate(got as usize);
-            *off += got as u64;
-            *len -= got as u64;
-            Bytes::from(v)
-        }
-        // statics map no file when HTTP/2 may be spoken (reading a mapping here could SIGBUS)
-        _ => return None,
-    };
-    Some(piece)
-}
-
-/// The HTTP/1.1 head that asks what `req` asks (no body: static files take none).
-fn h1_head(req: &http::Request<h2::RecvStream>) -> Vec<u8> {
-    let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(req.method().as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(req.uri().path_and_query().map_or("/", |p| p.as_str()).as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    head.extend_from_slice(req.uri().authority().map_or("", |a| a.as_str()).as_bytes());
-    head.extend_from_slice(b"\r\n");
-    for (name, value) in req.headers() {
-        if name == http::header::HOST || name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING || hop_by_hop(name.as_str().as_bytes()) {
-            continue;
-        }
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    head
 }
 
 /// The bytes at the front of `segs` up to the end of the response head, and the head's length.
@@ -295,7 +281,8 @@ fn head_bytes<'a>(segs: impl Iterator<Item = &'a Seg>) -> Option<(Vec<u8>, usize
 
 /// Answer one request through an HTTP/1.1 connection of its own; the body that is left to send.
 fn answer(req: http::Request<h2::RecvStream>, mut respond: h2::server::SendResponse<Bytes>, ctx: &mut Ctx, peer: Option<std::net::SocketAddr>) -> Option<Outgoing> {
-    let head = h1_head(&req);
+    let (req, _body) = req.into_parts(); // a static answer takes no body: h2 resets the rest
+    let head = h1_head(&req, false);
     let mut twin = Proto { peer, http2: true, ..Proto::default() };
     twin.feed(&head, ctx);
     let Some((bytes, head_len)) = head_bytes(twin.out.segs()) else {
@@ -321,9 +308,13 @@ fn answer(req: http::Request<h2::RecvStream>, mut respond: h2::server::SendRespo
     // what is left once the head is taken is the body
     twin.out.advance(head_len);
     let segs = twin.out.take_segs();
-    let empty = req.method() == http::Method::HEAD || segs.iter().all(|s| s.remaining() == 0);
+    let empty = req.method == http::Method::HEAD || segs.iter().all(|s| s.remaining() == 0);
     let stream = respond.send_response(resp, empty).ok()?;
-    (!empty).then_some(Outgoing { stream, body: segs })
+    (!empty).then(|| {
+        let mut o = Outgoing::new(stream, true);
+        o.body = segs;
+        o
+    })
 }
 
 #[cfg(test)]
@@ -342,7 +333,7 @@ mod tests {
         cfg.map_large = false;
         let files = crate::statics::StaticFiles::open(cfg).unwrap();
         let mut ctx = Ctx::new(Clock::new(), vec![crate::h1::conn::Mount { prefix: Vec::new(), files }], None);
-        let mut h2 = H2::new(16384, None);
+        let mut h2 = H2::new(16384, Origin { fd: -1, peer: None, tls: None });
         let mut out = OutQueue::default();
         h2.feed(PREFACE);
         for c in chunks {
@@ -356,6 +347,242 @@ mod tests {
     }
 
     const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+    /// The frames queued on `out` (taken): (type, flags, stream, payload), in order.
+    fn frames(out: &mut OutQueue) -> Vec<(u8, u8, u32, Vec<u8>)> {
+        let bytes = out.to_bytes();
+        let _ = out.take_segs();
+        let mut at = 0;
+        let mut frames = Vec::new();
+        while at + 9 <= bytes.len() {
+            let len = (bytes[at] as usize) << 16 | (bytes[at + 1] as usize) << 8 | bytes[at + 2] as usize;
+            let sid = u32::from_be_bytes([bytes[at + 5] & 0x7f, bytes[at + 6], bytes[at + 7], bytes[at + 8]]);
+            frames.push((bytes[at + 3], bytes[at + 4], sid, bytes[at + 9..at + 9 + len].to_vec()));
+            at += 9 + len;
+        }
+        assert_eq!(at, bytes.len(), "whole frames only");
+        frames
+    }
+
+    fn frame(kind: u8, flags: u8, sid: u32, payload: &[u8]) -> Vec<u8> {
+        let n = payload.len();
+        let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
+        f.extend_from_slice(&sid.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// HEADERS on stream 1: POST http://a/ (HPACK static-table indices), END_HEADERS only: a
+    /// body follows.
+    fn post_1() -> Vec<u8> {
+        frame(1, 4, 1, &[0x83, 0x86, 0x84, 0x41, 1, b'a'])
+    }
+
+    /// An application that answers later, through exchanges the test holds.
+    #[derive(Clone, Default)]
+    struct Later {
+        calls: Rc<RefCell<Vec<(crate::apps::SharedExchange, Option<std::sync::Arc<crate::apps::Inbox>>, (i32, u64), bool)>>>,
+    }
+
+    impl crate::apps::App for Later {
+        fn call(&mut self, req: &crate::apps::AppRequest, body: crate::apps::ReqBody, _: bool) -> crate::apps::AppCall {
+            let ex = crate::apps::SharedExchange::default();
+            let inbox = match body {
+                crate::apps::ReqBody::Stream(i) => Some(i),
+                _ => None,
+            };
+            self.calls.borrow_mut().push((ex.clone(), inbox, req.conn_id, req.http2));
+            crate::apps::AppCall::Pending(ex)
+        }
+        fn streams_body(&self) -> bool {
+            true
+        }
+    }
+
+    fn app_ctx() -> (Ctx, Later) {
+        let later = Later::default();
+        (Ctx::new(Clock::new(), Vec::new(), Some(Box::new(later.clone()))), later)
+    }
+
+    /// An h2 client over memory, wired to a server `H2`: `turn` moves bytes both ways and
+    /// polls both sides.
+    struct Client {
+        pipe: Pipe,
+        conn: h2::client::Connection<Pipe, Bytes>,
+        send: h2::client::SendRequest<Bytes>,
+    }
+
+    impl Client {
+        fn new() -> Client {
+            let pipe = Pipe::default();
+            let cx = &mut Context::from_waker(Waker::noop());
+            let mut hs = Box::pin(h2::client::handshake(pipe.clone()));
+            let Poll::Ready(Ok((send, conn))) = hs.as_mut().poll(cx) else { panic!("the client handshake is written at once") };
+            Client { pipe, conn, send }
+        }
+
+        fn turn(&mut self, h2: &mut H2, ctx: &mut Ctx, out: &mut OutQueue) {
+            let cx = &mut Context::from_waker(Waker::noop());
+            for _ in 0..4 {
+                let _ = Pin::new(&mut self.conn).poll(cx);
+                for piece in self.pipe.output.borrow_mut().drain(..) {
+                    h2.feed(&piece);
+                }
+                h2.drive(ctx, out);
+                self.pipe.input.borrow_mut().extend(out.to_bytes());
+                let _ = out.take_segs();
+            }
+        }
+
+        fn get(&mut self, path: &str) -> h2::client::ResponseFuture {
+            let req = http::Request::get(format!("http://a{path}")).body(()).unwrap();
+            self.send.send_request(req, true).unwrap().0
+        }
+    }
+
+    fn ready<T>(f: &mut (impl Future<Output = T> + Unpin)) -> Option<T> {
+        match Pin::new(f).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        }
+    }
+
+    /// All the DATA a stream has received so far, and whether it ended.
+    fn drain(body: &mut h2::RecvStream) -> (Vec<u8>, bool) {
+        let cx = &mut Context::from_waker(Waker::noop());
+        let mut got = Vec::new();
+        loop {
+            match body.poll_data(cx) {
+                Poll::Ready(Some(Ok(d))) => {
+                    let _ = body.flow_control().release_capacity(d.len());
+                    got.extend_from_slice(&d);
+                }
+                Poll::Ready(None) => return (got, true),
+                _ => return (got, false),
+            }
+        }
+    }
+
+    #[test]
+    fn an_application_answers_later_as_headers_data_and_the_end() {
+        use crate::apps::exchange::{Part, ResponseHead};
+        let (mut ctx, later) = app_ctx();
+        let mut h2 = H2::new(16384, Origin { fd: 7, peer: None, tls: None });
+        let mut out = OutQueue::default();
+        let mut client = Client::new();
+        let mut resp = client.get("/");
+        client.turn(&mut h2, &mut ctx, &mut out);
+        assert!(ready(&mut resp).is_none(), "no answer before the application gives one");
+        let (ex, _, id, http2) = later.calls.borrow()[0].clone();
+        assert_eq!((id.0, http2), (7, true), "named by the connection's descriptor and the stream's generation");
+        assert!(h2.exchange(id.1).is_some() && h2.wait() == Wait::App && !h2.idle());
+        let fields = vec![(b"X-A"[..].into(), b"1"[..].into()), (b"Connection"[..].into(), b"close"[..].into()), (b"Content-Length"[..].into(), b"99"[..].into())];
+        let head = ResponseHead { status: 201, status_line: b"201 Created"[..].into(), fields, length: None };
+        ex.borrow_mut().extend(vec![Part::Head(head), Part::Body(b"hello".to_vec())]);
+        client.turn(&mut h2, &mut ctx, &mut out);
+        let resp = ready(&mut resp).expect("answered").unwrap();
+        assert_eq!(resp.status(), 201);
+        let h = resp.headers();
+        assert!(h.get("x-a").unwrap() == "1" && h.get("server").unwrap() == "vw", "{h:?}");
+        assert!(h.get("connection").is_none() && h.get("content-length").is_none() && h.get("date").is_some(), "{h:?}");
+        let mut body = resp.into_body();
+        assert_eq!(drain(&mut body), (b"hello".to_vec(), false), "the body as it comes, the stream open");
+        {
+            let mut e = ex.borrow_mut();
+            e.push(Part::Body(b" world".to_vec()));
+            e.push(Part::End { trailers: b"X-Sum: 42\r\n".to_vec() });
+            e.finished = true;
+        }
+        client.turn(&mut h2, &mut ctx, &mut out);
+        assert_eq!(drain(&mut body), (b" world".to_vec(), true));
+        let trailers = ready(&mut std::future::poll_fn(|cx| body.poll_trailers(cx))).unwrap().unwrap().unwrap();
+        assert_eq!(trailers.get("x-sum").unwrap(), "42");
+        assert!(h2.idle() && h2.exchange(id.1).is_none() && h2.wait() == Wait::Client);
+    }
+
+    #[test]
+    fn streams_answer_in_any_order_and_a_cut_body_is_reset() {
+        use crate::apps::exchange::{Part, ResponseHead};
+        let (mut ctx, later) = app_ctx();
+        let mut h2 = H2::new(16384, Origin { fd: 7, peer: None, tls: None });
+        let mut out = OutQueue::default();
+        let mut client = Client::new();
+        let mut first = client.get("/1");
+        let mut second = client.get("/2");
+        client.turn(&mut h2, &mut ctx, &mut out);
+        let calls = later.calls.borrow().clone();
+        assert_eq!(calls.len(), 2, "both streams reach the application at once");
+        assert_ne!(calls[0].2, calls[1].2, "each stream has its own id");
+        let head = || Part::Head(ResponseHead { status: 200, status_line: b"200 OK"[..].into(), fields: Vec::new(), length: Some(10) });
+        {
+            let mut e = calls[1].0.borrow_mut();
+            e.extend(vec![head(), Part::Body(b"0123456789".to_vec()), Part::End { trailers: Vec::new() }]);
+            e.finished = true;
+        }
+        client.turn(&mut h2, &mut ctx, &mut out);
+        assert!(ready(&mut first).is_none());
+        let mut b2 = ready(&mut second).unwrap().unwrap().into_body();
+        assert_eq!(drain(&mut b2), (b"0123456789".to_vec(), true), "the second answered first");
+        {
+            // 4 bytes of 10, then the application fails: the stream is reset after them
+            let mut e = calls[0].0.borrow_mut();
+            e.extend(vec![head(), Part::Body(b"0123".to_vec())]);
+            (e.finished, e.close) = (true, true);
+        }
+        client.turn(&mut h2, &mut ctx, &mut out);
+        let mut b1 = ready(&mut first).unwrap().unwrap().into_body();
+        let cx = &mut Context::from_waker(Waker::noop());
+        assert!(matches!(b1.poll_data(cx), Poll::Ready(Some(Ok(d))) if &d[..] == b"0123"));
+        assert!(matches!(b1.poll_data(cx), Poll::Ready(Some(Err(e))) if e.reason() == Some(h2::Reason::INTERNAL_ERROR)), "reset, not ended");
+        assert!(h2.idle());
+    }
+
+    #[test]
+    fn a_request_body_is_released_to_the_window_only_as_the_application_takes_it() {
+        let (mut ctx, later) = app_ctx();
+        let mut h2 = H2::new(16384, Origin { fd: 7, peer: None, tls: None });
+        let mut out = OutQueue::default();
+        h2.feed(&[PREFACE, SETTINGS, &post_1()].concat());
+        h2.drive(&mut ctx, &mut out);
+        let _ = frames(&mut out);
+        let inbox = later.calls.borrow()[0].1.clone().expect("a streamed body");
+        // The client sends all its windows allow, again and again; the server grants more only
+        // while the application's inbox has room.
+        let (mut window, mut sent, mut granted) = (65_535usize, 0usize, 0usize);
+        for _ in 0..64 {
+            while window > 0 {
+                let n = window.min(16_384);
+                h2.feed(&frame(0, 0, 1, &vec![b'x'; n]));
+                (window, sent) = (window - n, sent + n);
+            }
+            h2.drive(&mut ctx, &mut out);
+            let more: usize = frames(&mut out).iter().filter(|f| f.0 == 8 && f.2 == 1).map(|f| u32::from_be_bytes(f.3[..4].try_into().unwrap()) as usize).sum();
+            if more == 0 {
+                break;
+            }
+            (window, granted) = (window + more, granted + more);
+        }
+        assert!(!inbox.has_room(), "the inbox filled");
+        assert!(sent <= crate::apps::INBOX_HIGH + 65_535 && sent >= crate::apps::INBOX_HIGH, "sent {sent}");
+        // The application takes it: the rest comes in, and the window opens again.
+        let mut took = 0;
+        let mut more = 0;
+        for _ in 0..4 {
+            if let crate::apps::Taken::Data(d) = inbox.take(usize::MAX) {
+                took += d.len();
+            }
+            h2.drive(&mut ctx, &mut out);
+            more += frames(&mut out).iter().filter(|f| f.0 == 8 && f.2 == 1).map(|f| u32::from_be_bytes(f.3[..4].try_into().unwrap()) as usize).sum::<usize>();
+        }
+        assert_eq!(took, sent, "every byte reaches the application, in order");
+        assert!(more > 0 && granted + more >= sent, "granted {granted} + {more} for {sent}");
+        // END_STREAM: the body is complete.
+        h2.feed(&frame(0, 1, 1, b"end"));
+        h2.drive(&mut ctx, &mut out);
+        assert!(matches!(inbox.take(usize::MAX), crate::apps::Taken::Data(d) if d == b"end"));
+        assert_eq!(inbox.take(usize::MAX), crate::apps::Taken::End);
+        assert_eq!(h2.wait(), Wait::App);
+    }
     /// HEADERS on stream 1, END_STREAM and END_HEADERS: GET https://0/1b (HPACK, Huffman).
     const GET_1B: &[u8] = &[0, 0, 10, 1, 5, 0, 0, 0, 1, 130, 135, 68, 131, 96, 49, 255, 65, 129, 79];
 
@@ -377,21 +604,11 @@ mod tests {
         std::fs::write(dir.join("1b"), b"x").unwrap();
         let files = crate::statics::StaticFiles::open(crate::statics::StaticConfig::new(dir)).unwrap();
         let mut ctx = Ctx::new(Clock::new(), vec![crate::h1::conn::Mount { prefix: Vec::new(), files }], None);
-        let mut h2 = H2::new(16384, None);
+        let mut h2 = H2::new(16384, Origin { fd: -1, peer: None, tls: None });
         let mut out = OutQueue::default();
         h2.feed(&[PREFACE, SETTINGS, GET_1B].concat());
         h2.drive(&mut ctx, &mut out);
-        let bytes = out.to_bytes();
-        // frames: (type, flags, stream) in order, and the DATA payload
-        let mut at = 0;
-        let mut frames = Vec::new();
-        while at + 9 <= bytes.len() {
-            let len = (bytes[at] as usize) << 16 | (bytes[at + 1] as usize) << 8 | bytes[at + 2] as usize;
-            let sid = u32::from_be_bytes([bytes[at + 5] & 0x7f, bytes[at + 6], bytes[at + 7], bytes[at + 8]]);
-            frames.push((bytes[at + 3], bytes[at + 4], sid, bytes[at + 9..at + 9 + len].to_vec()));
-            at += 9 + len;
-        }
-        assert_eq!(at, bytes.len(), "whole frames only");
+        let frames = frames(&mut out);
         let on_1: Vec<_> = frames.iter().filter(|f| f.2 == 1).collect();
         assert_eq!(on_1[0].0, 1, "HEADERS first: {frames:?}");
         assert_eq!(on_1[0].3[0], 0x88, ":status 200 from the static table");

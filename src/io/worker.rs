@@ -12,7 +12,8 @@ use crate::io::sys::errno;
 use crate::io::tls::Tls;
 use crate::io::transport::{Io, Socket, Transport};
 use crate::io::wire::Wire;
-use crate::h2::conn::{H2, PREFACE};
+use crate::h2::app::Origin;
+use crate::h2::conn::{Wait, H2, PREFACE};
 use crate::service::observe::{AccessLog, Counters};
 use crate::statics::{StaticConfig, StaticFiles};
 use std::io;
@@ -107,7 +108,6 @@ pub struct Worker {
     /// Record each client's address (applications see it).
     with_peer: bool,
     holds_gil: bool,
-    generation: u64,
     /// Connections an application that answers later has output for.
     wakeups: Option<Wakeups>,
     events: Vec<libc::epoll_event>,
@@ -234,7 +234,6 @@ impl Worker {
             timeouts: cfg.timeouts,
             with_peer,
             holds_gil: cfg.holds_gil,
-            generation: 0,
             wakeups,
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 512],
             wake_scratch: Vec::new(),
@@ -416,7 +415,14 @@ impl Worker {
     fn arm(&mut self, fd: i32) {
         let (now, t) = (self.ctx.clock.sec, self.timeouts);
         if let Some(Some(c)) = self.conns.get_mut(fd as usize) {
-            c.arm(now, &t);
+            c.conn.arm(now, &t);
+            if let Some(h2) = c.h2.as_ref().filter(|_| !c.conn.writing && !c.conn.lingering) {
+                match h2.wait() {
+                    Wait::App => c.conn.deadline = i64::MAX, // as for HTTP/1.1: no clock on the application
+                    Wait::Body => c.conn.deadline = now + t.body,
+                    Wait::Client => {}
+                }
+            }
         }
     }
 
@@ -501,8 +507,8 @@ impl Worker {
             if self.with_peer {
                 proto.peer = sockaddr_to(&ss);
             }
-            self.generation += 1;
-            proto.id = (fd, self.generation);
+            let gen = self.ctx.next_generation();
+            proto.id = (fd, gen);
             let now = self.ctx.clock.sec;
             let tls = match &self.tls {
                 None => None,
@@ -514,7 +520,7 @@ impl Worker {
                     }
                 },
             };
-            self.conns[i] = Some(Box::new(Slot { conn: Conn::new(proto, now, &self.timeouts), interest: libc::EPOLLIN as u32, gen: self.generation, tls, h2: None }));
+            self.conns[i] = Some(Box::new(Slot { conn: Conn::new(proto, now, &self.timeouts), interest: libc::EPOLLIN as u32, gen, tls, h2: None }));
             self.open += 1;
             self.ctx.stats.opened();
             if full {
@@ -532,6 +538,9 @@ impl Worker {
         if let Some(slot) = self.conns.get_mut(fd as usize) {
             if let Some(mut conn) = slot.take() {
                 conn.proto.abandon(&mut self.ctx);
+                if let Some(h2) = &mut conn.h2 {
+                    h2.abandon(&mut self.ctx); // every application still answering is told
+                }
                 self.open -= 1;
                 self.ctx.stats.closed();
                 unsafe { libc::close(fd) };
@@ -593,13 +602,13 @@ impl Worker {
         }
         if slot.conn.proto.tls.is_none() && !tls.handshaking() {
             if let Some(t) = &self.tls {
-                let info = tls.info(&t.certs);
+                let info = std::sync::Arc::new(tls.info(&t.certs));
                 self.ctx.stats.tls_handshake();
                 if info.alpn.as_deref() == Some(b"h2") {
-                    slot.h2 = Some(H2::new(self.ctx.limits.max_head, slot.conn.proto.peer));
+                    slot.h2 = Some(H2::new(self.ctx.limits.max_head, Origin { fd, peer: slot.conn.proto.peer, tls: Some(info.clone()) }));
                     slot.conn.fresh = false; // no request head to wait for: idle is keep-alive
                 }
-                slot.conn.proto.tls = Some(std::sync::Arc::new(info));
+                slot.conn.proto.tls = Some(info);
             }
         }
         if got == Io::Blocked && tls.holds_output() {
@@ -718,7 +727,7 @@ impl Worker {
             };
             eof = n == 0;
             if conn.h2.is_none() && self.h2c && conn.fresh && conn.tls.is_none() && self.scratch[..n].starts_with(PREFACE) {
-                conn.h2 = Some(H2::new(self.ctx.limits.max_head, conn.conn.proto.peer));
+                conn.h2 = Some(H2::new(self.ctx.limits.max_head, Origin { fd, peer: conn.conn.proto.peer, tls: None }));
                 conn.fresh = false;
             }
             if conn.h2.is_some() {
@@ -763,9 +772,16 @@ impl Worker {
 
     /// HTTP/2 input in the worker's buffer: framed, answered, written.
     fn h2_input(&mut self, fd: i32, n: usize) {
+        if let Some(Some(Some(h2))) = self.conns.get_mut(fd as usize).map(|s| s.as_mut().map(|s| &mut s.h2)) {
+            h2.feed(&self.scratch[..n]);
+        }
+        self.h2_drive(fd);
+    }
+
+    /// Drive an HTTP/2 connection (new input, or its applications' output), then write.
+    fn h2_drive(&mut self, fd: i32) {
         let Some(Some(slot)) = self.conns.get_mut(fd as usize) else { return };
         let Some(h2) = &mut slot.h2 else { return };
-        h2.feed(&self.scratch[..n]);
         h2.drive(&mut self.ctx, &mut slot.conn.proto.out);
         if h2.ended() {
             slot.conn.proto.close_after_flush = true;
@@ -808,14 +824,19 @@ impl Worker {
     /// A job that was to run inline goes to another thread: its connection's output is written
     /// as usual meanwhile.
     pub fn undefer(&mut self, id: (i32, u64)) {
-        if let Some(Some(conn)) = self.conns.get(id.0 as usize) {
-            if conn.gen == id.1 {
-                if let Some(ex) = conn.proto.exchange() {
-                    ex.borrow_mut().defer_write = false;
-                }
-            }
+        if let Some(ex) = self.exchange(id) {
+            ex.borrow_mut().defer_write = false;
         }
         self.write(id.0);
+    }
+
+    /// The exchange an application answers through: a connection's, or an HTTP/2 stream's.
+    fn exchange(&self, (fd, gen): (i32, u64)) -> Option<crate::apps::SharedExchange> {
+        match self.conns.get(fd as usize) {
+            Some(Some(conn)) if conn.gen == gen => conn.proto.exchange().cloned(),
+            Some(Some(slot)) => slot.h2.as_ref().and_then(|h| h.exchange(gen)).cloned(),
+            _ => None,
+        }
     }
 
     /// Deliver what other threads posted for connections.
@@ -829,11 +850,7 @@ impl Worker {
     /// Output of a job (run here or on another thread) for its connection's exchange; written
     /// by the next `process_wakeups`.
     pub fn deliver(&mut self, d: crate::apps::exchange::Done) {
-        let ex = match self.conns.get(d.id.0 as usize) {
-            Some(Some(conn)) if conn.gen == d.id.1 => conn.proto.exchange().cloned(),
-            _ => None,
-        };
-        let Some(ex) = ex else {
+        let Some(ex) = self.exchange(d.id) else {
             if let Some(flow) = d.flow {
                 flow.cut(); // the client left before the response started
             }
@@ -872,8 +889,16 @@ impl Worker {
         // The list is swapped with a kept one, so that neither is allocated anew each turn.
         let mut list = std::mem::take(&mut self.wake_scratch);
         std::mem::swap(&mut list, &mut *w.list.borrow_mut());
+        let mut streams: Vec<i32> = Vec::new();
         for (fd, gen) in list.drain(..) {
             let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { continue };
+            if conn.gen != gen && conn.h2.is_some() {
+                // An HTTP/2 stream's: each connection is driven once, for all its streams.
+                if !streams.contains(&fd) {
+                    streams.push(fd);
+                }
+                continue;
+            }
             if conn.gen != gen || conn.proto.exchange().is_none() {
                 continue;
             }
@@ -892,6 +917,9 @@ impl Worker {
             self.arm(fd);
         }
         self.wake_scratch = list;
+        for fd in streams {
+            self.h2_drive(fd);
+        }
     }
 
     /// What the connection waits for now: the one place that decides its epoll interest.
@@ -982,6 +1010,9 @@ impl Worker {
     /// closes (or LINGER_SECS pass), so unread input does not make the kernel reset the stream.
     fn start_close(&mut self, fd: i32) {
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
+        if let Some(h2) = &mut conn.h2 {
+            h2.abandon(&mut self.ctx); // no answer can reach the client now: its applications are told
+        }
         if let Some(tls) = &mut conn.tls {
             tls.close_notify(fd); // an orderly end, so the client can tell it from a cut
         }

@@ -1,6 +1,6 @@
 """HTTP/2 (RFC 9113) for static files: over TLS by ALPN, and h2c with prior knowledge
 (--http2-cleartext). curl, h2load and the Python h2/httpx clients (headless Chromium over h2:
-tests/tls/test_tls.py)."""
+tests/tls/test_tls.py; applications: tests/tls/test_h2_apps.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from conftest import Server, run_app
-from tlsutil import certs  # noqa: F401 (a fixture)
+from conftest import Server
+from tlsutil import certs, curl  # noqa: F401 (certs: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +39,6 @@ def h2c(www):
     s = Server([str(www), "--http2-cleartext"], workers=1)
     yield s
     assert s.stop() == 0
-
-
-def curl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    exe = shutil.which("curl")
-    assert exe, "curl is needed (make test installs it)"
-    return subprocess.run([exe, "-s", *args], capture_output=True, timeout=timeout)
 
 
 def test_start_lines_name_h2(srv, h2c):
@@ -149,20 +143,6 @@ def test_httpx_http2_concurrent_requests_on_one_connection(srv, certs, www):
             return r
     r = asyncio.run(main())
     assert r.status_code in (200, 304)
-
-
-def test_applications_are_offered_http11_only(certs):
-    s = run_app("asgi_app:app", *certs.args())
-    try:
-        assert any("ALPN http/1.1;" in line for line in s.lines), s.lines
-        r = curl("--cacert", str(certs.folder / "ca.pem"), "--http2", "-w", "|%{http_version}", f"https://localhost:{s.port}/")
-        assert r.stdout == b"Hello, world!|1.1", r
-    finally:
-        assert s.stop() == 0
-    from conftest import vw_cmd
-
-    r = vw_cmd("run", "asgi_app:app", "--http2-cleartext", "--port", "0")
-    assert r.returncode == 2 and "HTTP/2 serves static files only" in r.stderr, r
 
 
 def test_metrics_count_h2_and_tls_and_the_log_says_http2(certs, www, tmp_path):

@@ -3,8 +3,10 @@ certificates), and clients that speak TLS to a vw on 127.0.0.1."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,10 @@ def tls_connect(port: int, ctx: ssl.SSLContext, name: str = "localhost", session
 def certs(tmp_path_factory):
     """A CA and its certificates, per test module (imported by the modules that use it)."""
     return Certs(tmp_path_factory.mktemp("certs"))
+
+
+def curl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """curl -s with these arguments (its output as bytes)."""
+    exe = shutil.which("curl")
+    assert exe, "curl is needed (make test installs it)"
+    return subprocess.run([exe, "-s", *args], capture_output=True, timeout=timeout)

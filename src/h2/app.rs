@@ -1,0 +1,447 @@
+//! An HTTP/2 stream whose request goes to the application: the request handed over as an
+//! HTTP/1.1-form head (so every interface reads it as it reads any other), its body moved from
+//! DATA frames into the application's [`Inbox`] as the application takes it (the stream's
+//! window is released only then: the client's flow control is the backpressure), and the
+//! response's parts mapped to frames: `Head` to HEADERS, `Body` and `File` to DATA within the
+//! windows, `End` to END_STREAM or trailing HEADERS. The stream is named to the application by
+//! its own generation (`(descriptor, generation)`, as a connection is), so answers from other
+//! threads and wake-ups reach it.
+
+use super::stream::{h1_head, hop_by_hop, Outgoing};
+use crate::apps::exchange::Part;
+use crate::apps::{notify, AppCall, AppRequest, BodySink, Inbox, ReqBody, SharedExchange};
+use crate::h1::conn::Ctx;
+use crate::h1::encode;
+use crate::h1::parse::{parse_head, Body, Field, FieldIndex, Head, Method};
+use crate::io::out::Seg;
+use crate::service::observe::{now_ns, OwnedRequest};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// What every stream of a connection shares: where it comes from.
+pub struct Origin {
+    pub fd: i32,
+    pub peer: Option<SocketAddr>,
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
+}
+
+/// The request as the application gets it: an HTTP/1.1 head made of the HTTP/2 fields.
+struct Request {
+    head: Vec<u8>,
+    fields: Vec<Field>,
+    parsed: Head,
+}
+
+/// The request body, as it comes.
+enum Incoming {
+    /// None comes, or no more is wanted.
+    Done,
+    /// The application reads it as it comes. `held`: bytes received and not yet released to
+    /// the client's window.
+    Streamed { recv: h2::RecvStream, inbox: Arc<Inbox>, held: usize },
+    /// Read whole first (spooled to a file past 1 MiB), then the application is called.
+    Spooled { recv: h2::RecvStream, sink: BodySink, req: Box<Request> },
+}
+
+pub struct AppStream {
+    /// How the application names this stream (with the connection's descriptor).
+    pub gen: u64,
+    /// The application's answer, when it comes later.
+    ex: Option<SharedExchange>,
+    /// Until the head is sent.
+    respond: Option<h2::server::SendResponse<Bytes>>,
+    /// The body on its way, once the head is sent (None after a bodiless head too).
+    pub out: Option<Outgoing>,
+    incoming: Incoming,
+    /// Body received so far (for `--max-body`).
+    received: u64,
+    head_only: bool,
+    /// The body's length as the head said it.
+    length: Option<u64>,
+    /// Body queued so far.
+    sent: u64,
+    status: u16,
+    start_ns: u64,
+    log: Option<Box<OwnedRequest>>,
+    /// The application is finished with it (counted and logged).
+    pub done: bool,
+    /// Memory body queued when last told to the application (for its backpressure).
+    told: usize,
+}
+
+impl AppStream {
+    /// Take a request: call the application now (its body, if any, to follow as it arrives),
+    /// or once its body is in (`--request-body spool`, or an application that takes it whole).
+    pub fn start(req: http::Request<h2::RecvStream>, respond: h2::server::SendResponse<Bytes>, ctx: &mut Ctx, origin: &Origin) -> Box<AppStream> {
+        let (parts, recv) = req.into_parts();
+        let mut s = Box::new(AppStream {
+            gen: ctx.next_generation(),
+            ex: None,
+            respond: Some(respond),
+            out: None,
+            incoming: Incoming::Done,
+            received: 0,
+            head_only: parts.method == http::Method::HEAD,
+            length: None,
+            sent: 0,
+            status: 0,
+            start_ns: now_ns(),
+            log: None,
+            done: false,
+            told: 0,
+        });
+        let head = h1_head(&parts, true);
+        let mut fields = Vec::new();
+        let parsed = match parse_head(&head, &ctx.limits, &mut fields) {
+            Ok(Some(h)) => h,
+            Ok(None) => return s.refused(400, ctx, origin),
+            Err(reject) => return s.refused(reject.status(), ctx, origin),
+        };
+        if ctx.log.is_some() {
+            let index = FieldIndex { head: &head, fields: &fields };
+            s.log = Some(Box::new(OwnedRequest::from_head(index, &head[parsed.method_range.clone()], &head[parsed.target.clone()], 2)));
+        }
+        if matches!(parsed.body, Body::Length(n) if n > ctx.max_body) {
+            return s.refused(413, ctx, origin);
+        }
+        let req = Request { head, fields, parsed };
+        if recv.is_end_stream() {
+            s.call(&req, ReqBody::Empty, ctx, origin);
+        } else if ctx.stream_bodies && ctx.app.as_ref().is_some_and(|a| a.streams_body()) {
+            let inbox = Arc::new(Inbox::default());
+            s.call(&req, ReqBody::Stream(inbox.clone()), ctx, origin);
+            if s.done {
+                inbox.end(true); // answered at once: the body is not wanted
+            } else {
+                s.incoming = Incoming::Streamed { recv, inbox, held: 0 };
+            }
+        } else {
+            s.incoming = Incoming::Spooled { recv, sink: BodySink::new(ctx.spool_over), req: Box::new(req) };
+        }
+        s
+    }
+
+    /// The exchange, while the application answers.
+    pub fn exchange(&self) -> Option<&SharedExchange> {
+        self.ex.as_ref().filter(|_| !self.done)
+    }
+
+    /// The application has the request and does not wait for the client's body.
+    pub fn waits_for_app(&self) -> bool {
+        !self.done
+            && match &self.incoming {
+                Incoming::Done => true,
+                Incoming::Streamed { inbox, .. } => !inbox.has_room(),
+                Incoming::Spooled { .. } => false,
+            }
+    }
+
+    /// Answer with a bare status (the request was refused before the application saw it).
+    fn refused(mut self: Box<Self>, status: u16, ctx: &mut Ctx, origin: &Origin) -> Box<AppStream> {
+        let reply = crate::apps::reply::Reply::new(status);
+        self.apply(reply.parts(), &ctx.clock.date);
+        self.finish(false, ctx, origin);
+        self
+    }
+
+    fn call(&mut self, req: &Request, body: ReqBody, ctx: &mut Ctx, origin: &Origin) {
+        let areq = AppRequest {
+            head: &req.head,
+            fields: &req.fields,
+            method: &req.head[req.parsed.method_range.clone()],
+            target: &req.head[req.parsed.target.clone()],
+            minor: 1,
+            peer: origin.peer,
+            local_port: ctx.local_port,
+            tls: origin.tls.clone(),
+            http2: true,
+            conn_id: (origin.fd, self.gen),
+        };
+        let head_only = req.parsed.method == Method::Head;
+        let app = ctx.app.as_mut().expect("routed to the application");
+        match app.call(&areq, body, head_only) {
+            AppCall::Answer(parts) => {
+                self.apply(parts, &ctx.clock.date);
+                self.finish(false, ctx, origin);
+            }
+            AppCall::Pending(ex) => {
+                self.ex = Some(ex);
+                self.take(ctx, origin);
+            }
+        }
+    }
+
+    /// Move what the application produced to the stream; true if there was any.
+    fn take(&mut self, ctx: &mut Ctx, origin: &Origin) -> bool {
+        let Some(ex) = self.exchange() else { return false };
+        let (parts, finished, close) = {
+            let mut e = ex.borrow_mut();
+            (e.take(), e.finished, e.close)
+        };
+        let any = !parts.is_empty() || finished;
+        if !parts.is_empty() {
+            self.apply(parts, &ctx.clock.date);
+        }
+        if finished {
+            self.finish(close, ctx, origin);
+        }
+        any
+    }
+
+    /// Frame an application's parts: every field of the head passes `encode::app_fields`.
+    fn apply(&mut self, parts: Vec<Part>, date: &[u8]) {
+        for part in parts {
+            match part {
+                Part::Head(h) => {
+                    if h.status < 200 {
+                        continue; // interim responses are not sent over HTTP/2 (nor is a 101)
+                    }
+                    let Some(mut respond) = self.respond.take() else { continue };
+                    let bodiless = self.head_only || encode::bodiless(h.status);
+                    let mut resp = http::Response::new(());
+                    *resp.status_mut() = http::StatusCode::from_u16(h.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                    let headers = resp.headers_mut();
+                    encode::app_fields(&h.fields, date, |name, value| {
+                        if hop_by_hop(name) {
+                            return;
+                        }
+                        if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name), http::HeaderValue::from_bytes(value)) {
+                            headers.append(n, v);
+                        }
+                    });
+                    if !encode::bodiless(h.status) {
+                        if let Some(n) = h.length {
+                            headers.insert(http::header::CONTENT_LENGTH, n.into());
+                        }
+                    }
+                    self.status = h.status;
+                    self.length = h.length;
+                    match respond.send_response(resp, bodiless) {
+                        Ok(stream) if !bodiless => self.out = Some(Outgoing::new(stream, false)),
+                        _ => {}
+                    }
+                }
+                Part::Body(mut v) => {
+                    let n = self.room(v.len() as u64) as usize;
+                    let Some(o) = self.out.as_mut().filter(|_| n > 0) else { continue };
+                    v.truncate(n);
+                    self.sent += n as u64;
+                    o.body.push_back(Seg::Owned { buf: v, start: 0 });
+                }
+                Part::File { fd, off, len } => {
+                    let n = self.room(len);
+                    let Some(o) = self.out.as_mut().filter(|_| n > 0) else { continue };
+                    self.sent += n;
+                    o.body.push_back(Seg::File { fd: std::rc::Rc::new(fd), off, len: n });
+                }
+                Part::End { trailers } => {
+                    let short = self.length.is_some_and(|n| self.sent < n);
+                    if let Some(o) = self.out.as_mut() {
+                        o.complete = true;
+                        o.short |= short; // a body that fell short of its length is reset
+                        if !trailers.is_empty() {
+                            o.trailers = Some(trailer_map(&trailers));
+                        }
+                    }
+                }
+                Part::Message(_) | Part::Close(..) => {} // WebSocket parts: not over HTTP/2
+            }
+        }
+    }
+
+    /// How much of `len` more bytes of body the head's length leaves room for.
+    fn room(&self, len: u64) -> u64 {
+        match self.length {
+            Some(n) => len.min(n.saturating_sub(self.sent)),
+            None => len,
+        }
+    }
+
+    /// The application is finished: complete what it left open, count and log the response.
+    /// `cut`: it could not complete its response (the stream is reset after what went out).
+    fn finish(&mut self, cut: bool, ctx: &mut Ctx, origin: &Origin) {
+        if self.done {
+            return;
+        }
+        if self.respond.is_some() {
+            // It finished without a head: 500.
+            self.apply(crate::apps::reply::Reply::new(500).parts(), &ctx.clock.date);
+        }
+        if let Some(o) = self.out.as_mut() {
+            o.short |= cut || (!o.complete && self.length.is_some_and(|n| self.sent < n));
+            o.complete = true;
+        }
+        self.done = true;
+        if let Incoming::Streamed { inbox, .. } = &self.incoming {
+            inbox.end(true); // answered before the whole body came: nobody reads the rest
+        }
+        self.incoming = Incoming::Done; // h2 resets the rest with NO_ERROR once the answer is out
+        self.count(self.status, ctx, origin);
+    }
+
+    fn count(&mut self, status: u16, ctx: &mut Ctx, origin: &Origin) {
+        let micros = now_ns().saturating_sub(self.start_ns) / 1000;
+        ctx.stats.response(status, self.sent, micros);
+        ctx.stats.h2_response();
+        if let (Some(log), Some(req)) = (&mut ctx.log, &self.log) {
+            log.record(&req.entry(origin.peer, status, self.sent, micros), ctx.clock.sec);
+        }
+    }
+
+    /// The client reset the stream or the connection went: the application is told, and the
+    /// response counted as far as it got (499 when nothing was answered yet, as nginx does).
+    pub fn gone(&mut self, ctx: &mut Ctx, origin: &Origin) {
+        if let Some(ex) = &self.ex {
+            ex.borrow_mut().gone = true;
+        }
+        if let Incoming::Streamed { inbox, .. } = &self.incoming {
+            inbox.end(true);
+        }
+        self.incoming = Incoming::Done;
+        if let Some(o) = self.out.as_mut() {
+            o.ended = true;
+        }
+        self.respond = None;
+        if !self.done {
+            self.done = true;
+            let status = if self.status == 0 { 499 } else { self.status };
+            self.count(status, ctx, origin);
+        }
+        if let Some(ex) = self.ex.take() {
+            notify(&ex);
+        }
+    }
+
+    /// One look at the stream: was it reset, did body come, did the application answer.
+    /// True if anything moved.
+    pub fn poll(&mut self, cx: &mut Context<'_>, ctx: &mut Ctx, origin: &Origin) -> bool {
+        let reset = match (&mut self.respond, &mut self.out) {
+            _ if self.done => false,
+            (Some(r), _) => r.poll_reset(cx).is_ready(),
+            (None, Some(o)) => o.gone || (!o.ended && o.stream.poll_reset(cx).is_ready()),
+            (None, None) => false,
+        };
+        if reset {
+            self.gone(ctx, origin);
+            return true;
+        }
+        let moved = self.poll_body(cx, ctx, origin);
+        self.take(ctx, origin) || moved
+    }
+
+    /// Move request body that arrived to the application (or to its spool); true if any moved.
+    fn poll_body(&mut self, cx: &mut Context<'_>, ctx: &mut Ctx, origin: &Origin) -> bool {
+        let max_body = ctx.max_body;
+        match &mut self.incoming {
+            Incoming::Done => false,
+            Incoming::Streamed { recv, inbox, held } => {
+                let (mut moved, mut ended) = (false, false);
+                while inbox.has_room() {
+                    match recv.poll_data(cx) {
+                        Poll::Ready(Some(Ok(data))) => {
+                            *held += data.len();
+                            self.received += data.len() as u64;
+                            moved = true;
+                            if self.received > max_body {
+                                inbox.end(true); // too large: the application sees it cut
+                                ended = true;
+                                break;
+                            }
+                            inbox.push(&data);
+                        }
+                        Poll::Ready(Some(Err(_))) => {
+                            inbox.end(true);
+                            (moved, ended) = (true, true);
+                            break;
+                        }
+                        Poll::Ready(None) => {
+                            inbox.end(false);
+                            (moved, ended) = (true, true);
+                            break;
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+                if *held > 0 && inbox.has_room() {
+                    let _ = recv.flow_control().release_capacity(*held);
+                    *held = 0;
+                }
+                if ended {
+                    self.incoming = Incoming::Done;
+                }
+                if moved {
+                    if let Some(ex) = self.exchange() {
+                        notify(ex);
+                    }
+                }
+                moved
+            }
+            Incoming::Spooled { recv, sink, .. } => {
+                let mut moved = false;
+                loop {
+                    match recv.poll_data(cx) {
+                        Poll::Ready(Some(Ok(data))) => {
+                            moved = true;
+                            self.received += data.len() as u64;
+                            let _ = recv.flow_control().release_capacity(data.len());
+                            if self.received > max_body {
+                                self.incoming = Incoming::Done;
+                                self.apply(crate::apps::reply::Reply::new(413).parts(), &ctx.clock.date);
+                                self.finish(false, ctx, origin);
+                                return true;
+                            }
+                            sink.push(&data);
+                        }
+                        Poll::Ready(Some(Err(_))) => {
+                            // the client reset the stream (it is answered no more)
+                            self.incoming = Incoming::Done;
+                            self.gone(ctx, origin);
+                            return true;
+                        }
+                        Poll::Ready(None) => {
+                            let Incoming::Spooled { sink, req, .. } = std::mem::replace(&mut self.incoming, Incoming::Done) else { unreachable!() };
+                            if sink.failed {
+                                self.apply(crate::apps::reply::Reply::new(500).parts(), &ctx.clock.date);
+                                self.finish(false, ctx, origin);
+                            } else {
+                                self.call(&req, sink.finish(), ctx, origin);
+                            }
+                            return true;
+                        }
+                        Poll::Pending => return moved,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tell the application how much of its body waits to be framed (its backpressure), when
+    /// that changed.
+    pub fn tell_backlog(&mut self) {
+        let queued = self.out.as_ref().map_or(0, Outgoing::queued_memory);
+        if queued == self.told {
+            return;
+        }
+        self.told = queued;
+        if let Some(ex) = self.exchange() {
+            ex.borrow_mut().unflushed = queued;
+            notify(ex);
+        }
+    }
+}
+
+/// Trailer lines (`name: value\r\n`, as the interfaces give them) as fields.
+fn trailer_map(lines: &[u8]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for line in lines.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name), http::HeaderValue::from_bytes(value)) {
+            map.append(n, v);
+        }
+    }
+    map
+}
