@@ -208,14 +208,17 @@ def ws_table(run: Run) -> str:
 
 def tls_table(run: Run) -> str:
     """HTTPS/1.1 (bench/tls.py): server CPU µs per request (÷ the peer's: nginx for static files,
-    granian for the ASGI hello) and req/s, keep-alive and with a full handshake per request."""
+    granian for the applications) and req/s, keep-alive and with a full handshake per request;
+    HTTP/2 (h2load) on static files and on applications."""
     label = {"ka-1b": "1 B keep-alive", "ka-4k": "4 KiB keep-alive", "ka-64k": "64 KiB keep-alive",
              "handshake": "1 B, new connection each", "app-ka": "hello keep-alive", "app-handshake": "hello, new connection each",
-             "h2-1b": "1 B", "h2-4k": "4 KiB", "h2-64k": "64 KiB"}
+             "h2-1b": "1 B", "h2-4k": "4 KiB", "h2-64k": "64 KiB", "h2-hello": "hello", "h2-wait": "view waiting 10 ms"}
     lines = []
     for title, servers, peer, scenarios in (("static files", ("vw", "nginx"), "nginx", ("ka-1b", "ka-4k", "ka-64k", "handshake")),
                                             ("ASGI hello", ("vw-asgi", "granian-asgi"), "granian-asgi", ("app-ka", "app-handshake")),
-                                            ("HTTP/2, h2load -c100 -m10", ("vw", "nginx", "granian-static"), "nginx", ("h2-1b", "h2-4k", "h2-64k"))):
+                                            ("HTTP/2, h2load -c100 -m10", ("vw", "nginx", "granian-static"), "nginx", ("h2-1b", "h2-4k", "h2-64k")),
+                                            ("ASGI over HTTP/2", ("vw-asgi", "granian-asgi"), "granian-asgi", ("h2-hello", "h2-wait")),
+                                            ("WSGI over HTTP/2", ("vw-wsgi", "granian-wsgi"), "granian-wsgi", ("h2-hello", "h2-wait"))):
         servers = [s for s in servers if any((s, sc, "tls") in run.rows for sc in scenarios)]
         if not servers:
             continue
