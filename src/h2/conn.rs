@@ -26,6 +26,12 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Streams open at once (nginx's default; h2 sends it in SETTINGS and refuses more).
 pub const MAX_STREAMS: u32 = 128;
+/// How much request body a client may send on a stream before the application took it: what
+/// the application's inbox holds (`apps::INBOX_HIGH`), so one round trip fills it.
+const STREAM_WINDOW: u32 = 256 * 1024;
+/// ... and on all streams of a connection: a stream whose application does not read holds at
+/// most its own window of it, so 16 such streams would be needed to stall the others.
+const CONNECTION_WINDOW: u32 = 4 << 20;
 /// Output queued on the connection past which no more DATA is framed until it is written.
 const OUT_HIGH: usize = 256 * 1024;
 
@@ -139,6 +145,8 @@ impl H2 {
             .max_concurrent_streams(MAX_STREAMS)
             .max_header_list_size(max_head as u32)
             .max_send_buffer_size(PIECE * 2)
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .handshake::<_, Bytes>(pipe.clone());
         Box::new(H2 { origin, pipe, state: State::Handshaking(hs), streams: Vec::new() })
     }
@@ -544,26 +552,32 @@ mod tests {
         let mut out = OutQueue::default();
         h2.feed(&[PREFACE, SETTINGS, &post_1()].concat());
         h2.drive(&mut ctx, &mut out);
-        let _ = frames(&mut out);
+        // the stream's window as the server's SETTINGS give it (INITIAL_WINDOW_SIZE, id 4)
+        let settings = frames(&mut out).into_iter().find(|f| f.0 == 4 && f.1 & 1 == 0).expect("the server's SETTINGS");
+        let initial = settings.3.chunks(6).find(|c| c[..2] == [0, 4]).map_or(65_535, |c| u32::from_be_bytes(c[2..6].try_into().unwrap()) as usize);
+        assert_eq!(initial, STREAM_WINDOW as usize);
+        h2.feed(&frame(4, 1, 0, b"")); // the client acknowledges them: from now on they hold
         let inbox = later.calls.borrow()[0].1.clone().expect("a streamed body");
         // The client sends all its windows allow, again and again; the server grants more only
         // while the application's inbox has room.
-        let (mut window, mut sent, mut granted) = (65_535usize, 0usize, 0usize);
+        let (mut window, mut sent, mut granted) = (initial, 0usize, 0usize);
         for _ in 0..64 {
             while window > 0 {
                 let n = window.min(16_384);
                 h2.feed(&frame(0, 0, 1, &vec![b'x'; n]));
                 (window, sent) = (window - n, sent + n);
             }
-            h2.drive(&mut ctx, &mut out);
+            for _ in 0..4 {
+                h2.drive(&mut ctx, &mut out); // h2 reads a bounded number of frames per poll
+            }
             let more: usize = frames(&mut out).iter().filter(|f| f.0 == 8 && f.2 == 1).map(|f| u32::from_be_bytes(f.3[..4].try_into().unwrap()) as usize).sum();
             if more == 0 {
                 break;
             }
             (window, granted) = (window + more, granted + more);
         }
-        assert!(!inbox.has_room(), "the inbox filled");
-        assert!(sent <= crate::apps::INBOX_HIGH + 65_535 && sent >= crate::apps::INBOX_HIGH, "sent {sent}");
+        assert!(!inbox.has_room(), "the inbox filled: sent {sent}, granted {granted}");
+        assert!(sent <= crate::apps::INBOX_HIGH + initial && sent >= crate::apps::INBOX_HIGH, "sent {sent}");
         // The application takes it: the rest comes in, and the window opens again.
         let mut took = 0;
         let mut more = 0;

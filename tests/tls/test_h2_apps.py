@@ -130,6 +130,23 @@ def test_a_request_body_follows_flow_control(asgi_h2c):
         assert c.get("/").body == b"Hello, world!"
 
 
+def test_a_body_nobody_reads_yet_does_not_hold_up_the_other_streams(wsgi_h2c):
+    # Stream A's view waits 2 s before it reads its body: A's window closes once its inbox is
+    # full. Stream B's upload on the same connection must not wait for A.
+    with H2Client(wsgi_h2c.port) as c:
+        a = c.request("/read-later?s=2", method="POST", headers=[("content-length", "400000")], end=False)
+        t0 = time.monotonic()
+        assert c.send(a, b"a" * 400_000) == 400_000
+        b = c.request("/read-or-count", method="POST", headers=[("content-length", str(2 << 20))], end=False)
+        c.send(b, b"b" * (2 << 20), end=True)
+        rb = c.wait(b)[0]
+        assert (rb.status, rb.body) == (200, b"ok") and time.monotonic() - t0 < 1.5, (rb, time.monotonic() - t0)
+        assert not c.streams[a].over, "A answered before its view even read"
+        c.send(a, b"", end=True)
+        ra = c.wait(a)[0]
+        assert (ra.status, ra.body) == (200, b"400000"), ra
+
+
 def test_100_mib_upload_over_h2_and_tls_byte_exact_in_bounded_memory(asgi, certs):
     pid = asgi.workers[0][0]
     before = peak_rss_kib(pid)
