@@ -317,6 +317,32 @@ def test_static_mounts_of_vw_run_over_h2_and_the_log_and_metrics(tmp_path):
     assert sum('"GET /static/app.css HTTP/2.0" 304' in line for line in lines) == 1, lines
 
 
+def test_a_reload_lets_streams_in_flight_finish_then_says_goaway():
+    import signal
+
+    from conftest import WORKER_RE
+
+    s = run_app("asgi_app:app", "--http2-cleartext")
+    try:
+        with H2Client(s.port) as c:
+            assert c.get("/").status == 200
+            sids = [c.request("/slow") for _ in range(5)]  # each answers after 0.2 s
+            seen = len(s.lines)
+            s.proc.send_signal(signal.SIGHUP)
+            rs = c.wait(*sids)
+            assert [(r.status, r.body) for r in rs] == [(200, b"slow")] * 5, rs
+            deadline = time.monotonic() + 5
+            while c.goaway is None and not c.closed:
+                assert time.monotonic() < deadline, "no GOAWAY from the old worker"
+                c.pump(0.2)
+            assert c.goaway == 0, c.goaway  # NO_ERROR: nothing was lost
+            s.wait_for(WORKER_RE, timeout=10, start=seen)
+        with H2Client(s.port) as c:
+            assert c.get("/").body == b"Hello, world!"  # the new worker
+    finally:
+        assert s.stop() == 0
+
+
 def test_h2load_on_an_application(asgi, asgi_h2c):
     exe = shutil.which("h2load")
     assert exe, "h2load is needed (make test installs nghttp2-client)"
