@@ -64,7 +64,11 @@ fn settle(calls: &Calls, n: u8) {
     let (ex, _) = calls.remove(0);
     let mut r = Reply::new(200 + (n as u16 % 4));
     r.headers.push((b"X-N"[..].into(), vec![b'0' + n % 10].into()));
-    if n % 5 == 0 {
+    if n % 5 == 0 && n > 0 {
+        // a length the body overshoots (it is cut to it). Never one it falls short of: the stream
+        // would be reset by vw, and a PUSH_PROMISE the client then sends on it trips a debug assertion
+        // of h2 0.4.20 (it expects only its own resets there); release builds handle that case,
+        // tested in h2::conn's unit tests.
         r.headers.push((b"Content-Length"[..].into(), b"10"[..].into()));
     }
     let mut e = ex.borrow_mut();

@@ -39,6 +39,11 @@ class Stats:
         """A fresh slot for a new worker in `index`, except the totals, which go on counting."""
         self.words[index * WORDS + _core.STATS_OPEN] = 0
 
+    def requests(self, index: int) -> int:
+        """Responses counted in worker `index`'s slot so far (every status class)."""
+        base = index * WORDS + _core.STATS_CLASSES
+        return sum(self.words[base:base + 5])
+
     def total(self, word: int) -> int:
         return sum(self.words[i * WORDS + word] for i in range(self.workers))
 
@@ -46,7 +51,7 @@ class Stats:
 class WorkerInfo:
     """What the supervisor tells the admin listener about each worker slot."""
 
-    def __init__(self, index: int, pid: int, cpu: int, restarts: int):
+    def __init__(self, index: int, pid: int, cpu: int, restarts: dict[str, int]):
         self.index, self.pid, self.cpu, self.restarts = index, pid, cpu, restarts
 
 
@@ -96,8 +101,9 @@ def render(stats: Stats, workers: list[WorkerInfo]) -> str:
            [("", stats.total(_core.STATS_ACCEPTED))])
     metric("vw_worker_cpu_seconds_total", "counter", "CPU time (user and system) of each worker process.",
            [(f'{{worker="{w.index}",cpu="{w.cpu}"}}', round(cpu_seconds(w.pid), 3)) for w in workers])
-    metric("vw_worker_restarts_total", "counter", "Workers started again after one died.",
-           [(f'{{worker="{w.index}",cpu="{w.cpu}"}}', w.restarts) for w in workers])
+    metric("vw_worker_restarts_total", "counter",
+           "Workers started in the place of another: after one died (crash), or recycled (max_requests, max_rss).",
+           [(f'{{worker="{w.index}",cpu="{w.cpu}",reason="{r}"}}', n) for w in workers for r, n in w.restarts.items()])
     metric("vw_workers", "gauge", "Worker processes running.", [("", len(workers))])
     return "\n".join(out) + "\n"
 

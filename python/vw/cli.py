@@ -72,6 +72,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                      help="write the supervisor's PID to FILE (removed on exit)")
     ops.add_argument("--shutdown-timeout", type=_int("--shutdown-timeout"), default=SUPPRESS, metavar="S",
                      help="on SIGTERM, seconds the workers have to finish what is in flight (default 4)")
+    ops.add_argument("--max-requests", type=_int("--max-requests"), default=SUPPRESS, metavar="N",
+                     help="replace a worker after N requests: a new one starts on its CPU and socket, "
+                          "then the old one drains (default 0: never)")
+    ops.add_argument("--max-requests-jitter", type=_int("--max-requests-jitter"), default=SUPPRESS, metavar="J",
+                     help="add a random 0..J to each worker's --max-requests, so they are not all "
+                          "replaced at once")
+    ops.add_argument("--max-rss", type=_int("--max-rss"), default=SUPPRESS, metavar="MIB",
+                     help="replace a worker whose resident memory passes MIB (checked every 2 s; "
+                          "default 0: never), as --max-requests does")
     lim = p.add_argument_group("limits (a request past one is answered and its connection closed)")
     lim.add_argument("--max-request-line", type=_int("--max-request-line"), default=SUPPRESS, metavar="BYTES",
                      help="longest request line (default 8192; longer: 414)")

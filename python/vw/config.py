@@ -64,6 +64,11 @@ class ServeConfig:
     pin: bool = True
     realtime: bool = False
     shutdown_timeout: int = 4
+    # worker recycling (0: off): after this many requests (plus a random 0..jitter), or past
+    # this resident memory in MiB, a worker is replaced (the new one starts, then the old drains)
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    max_rss: int = 0
     inline_max: int = 256 * 1024
     cache_max_bytes: int = 64 << 20
     # static files: Cache-Control by URL prefix, gzip at load, the page of a 404
@@ -119,6 +124,11 @@ class ServeConfig:
         if not 0 <= self.shutdown_timeout <= 3600:
             raise ConfigError(f"--shutdown-timeout must be between 0 and 3600 seconds, not {self.shutdown_timeout}",
                               "shutdown_timeout")
+        for name in ("max_requests", "max_requests_jitter", "max_rss"):
+            if not 0 <= getattr(self, name) <= 1 << 40:
+                raise ConfigError(f"--{name.replace('_', '-')} must be 0 (off) or more, not {getattr(self, name)}", name)
+        if self.max_requests_jitter and not self.max_requests:
+            raise ConfigError("--max-requests-jitter needs --max-requests", "max_requests_jitter")
         if self.admin_port is not None and not 0 <= self.admin_port <= 65535:
             raise ConfigError(f"--admin-port must be between 0 and 65535, not {self.admin_port}", "admin_port")
         if not 0 <= self.inline_max <= 1 << 30:

@@ -42,6 +42,7 @@ KEYS: dict[str, type] = {
     "cache_control": dict, "compress": bool, "not_found_page": str, "inline_max": int, "cache_max_bytes": int,
     "access_log": str, "access_log_format": str, "admin_host": str, "admin_port": int,
     "user": str, "pid_file": str, "shutdown_timeout": int,
+    "max_requests": int, "max_requests_jitter": int, "max_rss": int,
     "tls_cert": list, "tls_key": list, "tls_client_ca": str, "http2_cleartext": bool,
 }
 

@@ -9,6 +9,7 @@ to the Rust loop, which serves until it is told to stop.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import sys
@@ -33,6 +34,14 @@ FAST_DEATH_SECONDS = 1.0
 FAST_DEATH_LIMIT = 5
 
 
+# Why a worker was replaced (the `reason` of vw_worker_restarts_total).
+REASONS = ("crash", "max_requests", "max_rss")
+# How often a worker's resident memory is read for --max-rss.
+RSS_EVERY = 2.0
+# A replacement gets this long to reach its event loop before the worker it replaces drains.
+HANDOVER_SECONDS = 0.2
+
+
 @dataclass
 class WorkerProc:
     index: int
@@ -40,6 +49,9 @@ class WorkerProc:
     pid: int
     started: float
     fast_deaths: int = 0
+    # --max-requests: the slot's request count when this worker started, and its own limit
+    served_from: int = 0
+    limit: int = 0
 
 
 class Supervisor:
@@ -65,7 +77,9 @@ class Supervisor:
         from vw import admin
 
         self.stats = admin.Stats(cfg.workers)
-        self.restarts = [0] * cfg.workers
+        self.restarts = [dict.fromkeys(REASONS, 0) for _ in range(cfg.workers)]
+        self.handing_over: list[tuple[int, float]] = []  # (pid, when): recycled, to drain then
+        self.next_rss_check = 0.0
         self.admin: admin.AdminServer | None = None
         self.tls = None  # (identities, client CA, ticket secret) as PEM bytes, for the workers
         self.kernel_tls = False
@@ -95,7 +109,39 @@ class Supervisor:
             finally:
                 sys.stderr.flush()
                 os._exit(code)
-        self.workers[pid] = WorkerProc(index, cpu, pid, time.monotonic(), fast_deaths)
+        limit = self.cfg.max_requests + random.randint(0, self.cfg.max_requests_jitter) if self.cfg.max_requests else 0
+        self.workers[pid] = WorkerProc(index, cpu, pid, time.monotonic(), fast_deaths, self.stats.requests(index), limit)
+
+    def check_recycling(self) -> None:
+        """--max-requests and --max-rss: replace the workers past them."""
+        now = time.monotonic()
+        for pid, when in [h for h in self.handing_over if h[1] <= now]:
+            self.handing_over.remove((pid, when))
+            try:
+                os.kill(pid, signal.SIGTERM)  # its replacement serves: drain
+            except ProcessLookupError:
+                self.retiring.discard(pid)
+        if self.stopping:
+            return
+        read_rss = self.cfg.max_rss > 0 and now >= self.next_rss_check
+        if read_rss:
+            self.next_rss_check = now + RSS_EVERY
+        for w in list(self.workers.values()):
+            served = self.stats.requests(w.index) - w.served_from
+            if w.limit and served >= w.limit:
+                self.recycle(w, "max_requests", f"served {served} requests (--max-requests {w.limit})")
+            elif read_rss and (rss := rss_mib(w.pid)) > self.cfg.max_rss:
+                self.recycle(w, "max_rss", f"uses {rss} MiB (--max-rss {self.cfg.max_rss})")
+
+    def recycle(self, w: WorkerProc, reason: str, why: str) -> None:
+        """Start a worker in `w`'s place (its CPU, its socket), then let `w` drain: connections
+        waiting in the socket go to the new one, those `w` has finish with it."""
+        log(f"vw: worker {w.index} pid {w.pid} {why}; a new one takes its place, the old one drains")
+        self.workers.pop(w.pid, None)
+        self.retiring.add(w.pid)
+        self.restarts[w.index][reason] += 1
+        self.spawn(w.index)
+        self.handing_over.append((w.pid, time.monotonic() + HANDOVER_SECONDS))
 
     def worker_infos(self) -> list:
         from vw.admin import WorkerInfo
@@ -186,7 +232,9 @@ class Supervisor:
             log(f"vw admin on http://{_fmt_host(cfg.admin_host)}:{self.admin.port}/metrics")
         self.retire_previous()
         while self.workers or self.retiring:
-            timeout = 0.5 if self.deadline is None else max(0.05, min(0.5, self.deadline - time.monotonic()))
+            # --max-requests is looked at 20 times a second (a worker may serve a few more)
+            turn = 0.05 if cfg.max_requests or self.handing_over else 0.5
+            timeout = turn if self.deadline is None else max(0.05, min(turn, self.deadline - time.monotonic()))
             info = signal.sigtimedwait(WAITED, timeout)
             if info is not None and info.si_signo == signal.SIGHUP and not self.stopping:
                 self.reload_now(check=True)
@@ -198,6 +246,7 @@ class Supervisor:
                 else:
                     self.stop()
             self.reap()
+            self.check_recycling()
             if self.watcher is not None and not self.stopping and self.watcher.changed():
                 self.reload_now(check=True)
             if self.deadline is not None and time.monotonic() > self.deadline:
@@ -288,9 +337,18 @@ class Supervisor:
                 self.stop()
                 continue
             log(f"vw: worker {w.index} pid {pid} {why}; starting a new one")
-            self.restarts[w.index] += 1
+            self.restarts[w.index]["crash"] += 1
             self.stats.reset(w.index)
             self.spawn(w.index, deaths)
+
+
+def rss_mib(pid: int) -> int:
+    """A process's resident memory in MiB (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:")), 0)
+    except OSError:
+        return 0
 
 
 def write_pid_file(path: str) -> None:

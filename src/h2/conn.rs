@@ -546,6 +546,49 @@ mod tests {
     }
 
     #[test]
+    fn frames_on_a_stream_vw_reset_are_dropped_and_the_connection_serves_on() {
+        use crate::apps::exchange::{Part, ResponseHead};
+        let (mut ctx, later) = app_ctx();
+        let mut h2 = H2::new(16384, Origin { fd: 7, peer: None, tls: None });
+        let mut out = OutQueue::default();
+        h2.feed(&[PREFACE, SETTINGS, GET_1B].concat());
+        h2.drive(&mut ctx, &mut out);
+        let ex = later.calls.borrow()[0].0.clone();
+        {
+            // 4 bytes of the 10 the head promised: cut, so vw resets the stream
+            let mut e = ex.borrow_mut();
+            let head = ResponseHead { status: 200, status_line: b"200 OK"[..].into(), fields: Vec::new(), length: Some(10) };
+            e.extend(vec![Part::Head(head), Part::Body(b"0123".to_vec()), Part::End { trailers: Vec::new() }]);
+            e.finished = true;
+        }
+        for _ in 0..3 {
+            h2.drive(&mut ctx, &mut out);
+        }
+        let f = frames(&mut out);
+        assert!(f.iter().any(|f| f.0 == 3 && f.2 == 1 && f.3 == [0, 0, 0, 2]), "RST_STREAM INTERNAL_ERROR: {f:?}");
+        // The client, not yet aware, sends on the stream: a WINDOW_UPDATE and DATA are dropped,
+        // and the connection serves the next stream.
+        h2.feed(&[frame(8, 0, 1, &[0, 0, 1, 0]), frame(0, 1, 1, b"late")].concat());
+        h2.drive(&mut ctx, &mut out);
+        let _ = frames(&mut out);
+        let mut get_3 = GET_1B.to_vec();
+        get_3[8] = 3;
+        h2.feed(&get_3);
+        h2.drive(&mut ctx, &mut out);
+        assert!(!h2.ended(), "the connection goes on");
+        assert_eq!(later.calls.borrow().len(), 2, "the next stream reaches the application");
+        // A PUSH_PROMISE on it (which no client may send) is an error h2 0.4.20 reports as the
+        // stream's reset, initiated by vw: its debug build asserts there that only h2 itself
+        // resets (the fuzzer found it; `cfg(debug_assertions)` builds skip this part). A release
+        // build, as vw is, answers it and does not panic.
+        if !cfg!(debug_assertions) {
+            h2.feed(&frame(5, 4, 1, &[0, 0, 0, 2, 0x82]));
+            h2.drive(&mut ctx, &mut out);
+            let _ = frames(&mut out);
+        }
+    }
+
+    #[test]
     fn a_request_body_is_released_to_the_window_only_as_the_application_takes_it() {
         let (mut ctx, later) = app_ctx();
         let mut h2 = H2::new(16384, Origin { fd: 7, peer: None, tls: None });

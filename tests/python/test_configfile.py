@@ -97,3 +97,12 @@ def test_cache_control_flags_win_over_the_file(tmp_path):
     rules = dict(reversed(cfg.cache_control))  # the first rule of a prefix wins
     assert rules == {"/a/": "no-store", "/b/": "max-age=2"}
     assert cfg.cache_control[0] == ("/a/", "no-store")
+
+
+def test_recycling_keys(tmp_path, docroot):
+    cfg = tmp_path / "vw.toml"
+    cfg.write_text(f'docroot = "{docroot}"\nmax_requests = 5000\nmax_requests_jitter = 500\nmax_rss = 512\n')
+    r = vw_cmd("check-config", str(cfg))
+    assert r.returncode == 0 and "OK" in r.stdout, r
+    cfg.write_text(f'docroot = "{docroot}"\n\nmax_requests_jitter = 500\n')
+    _one_line(vw_cmd("check-config", str(cfg)), "line 3", "--max-requests-jitter needs --max-requests")

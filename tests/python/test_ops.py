@@ -126,7 +126,7 @@ def test_metrics_health_and_readiness(docroot):
         while True:
             families = {f.name: f for f in text_string_to_metric_families(fetch(admin, "/metrics")[1])}
             restarts = {s.labels["worker"]: s.value for s in families["vw_worker_restarts"].samples
-                        if s.name == "vw_worker_restarts_total"}
+                        if s.name == "vw_worker_restarts_total" and s.labels["reason"] == "crash"}
             if restarts.get("0") == 1:
                 break
             assert time.monotonic() < deadline, restarts
