@@ -48,8 +48,14 @@ enum Incoming {
 pub struct AppStream {
     /// How the application names this stream (with the connection's descriptor).
     pub gen: u64,
-    /// The application's answer, when it comes later.
+    /// The application's answer, when it comes later: kept until the application has finished
+    /// (even once the client is gone), so that streams whose application still runs are counted
+    /// against the connection's limit (a client resetting streams cannot pile up work).
     ex: Option<SharedExchange>,
+    /// The client reset the stream (or the connection went): parts are dropped as they come.
+    gone: bool,
+    /// h2 refused the response's head: the stream is reset and the application told.
+    refused_head: bool,
     /// Until the head is sent.
     respond: Option<h2::server::SendResponse<Bytes>>,
     /// The body on its way, once the head is sent (None after a bodiless head too).
@@ -79,6 +85,8 @@ impl AppStream {
         let mut s = Box::new(AppStream {
             gen: ctx.next_generation(),
             ex: None,
+            gone: false,
+            refused_head: false,
             respond: Some(respond),
             out: None,
             incoming: Incoming::Done,
@@ -123,9 +131,14 @@ impl AppStream {
         s
     }
 
-    /// The exchange, while the application answers.
+    /// The exchange, while the application runs (told `gone` once the client is).
     pub fn exchange(&self) -> Option<&SharedExchange> {
-        self.ex.as_ref().filter(|_| !self.done)
+        self.ex.as_ref()
+    }
+
+    /// The application has not finished with this stream yet.
+    pub fn app_running(&self) -> bool {
+        self.ex.is_some()
     }
 
     /// The application has the request and does not wait for the client's body.
@@ -173,19 +186,22 @@ impl AppStream {
         }
     }
 
-    /// Move what the application produced to the stream; true if there was any.
+    /// Move what the application produced to the stream (or drop it, when the client is gone);
+    /// true if there was any.
     fn take(&mut self, ctx: &mut Ctx, origin: &Origin) -> bool {
-        let Some(ex) = self.exchange() else { return false };
+        let Some(ex) = self.ex.as_ref() else { return false };
         let (parts, finished, close) = {
             let mut e = ex.borrow_mut();
             (e.take(), e.finished, e.close)
         };
         let any = !parts.is_empty() || finished;
-        if !parts.is_empty() {
+        if !parts.is_empty() && !self.gone {
             self.apply(parts, &ctx.clock.date);
+            self.told = usize::MAX; // its backpressure learns what moved (see `tell_backlog`)
         }
         if finished {
             self.finish(close, ctx, origin);
+            self.ex = None;
         }
         any
     }
@@ -204,8 +220,8 @@ impl AppStream {
                     *resp.status_mut() = http::StatusCode::from_u16(h.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
                     let headers = resp.headers_mut();
                     encode::app_fields(&h.fields, date, |name, value| {
-                        if hop_by_hop(name) {
-                            return;
+                        if hop_by_hop(name) || name.eq_ignore_ascii_case(b"te") {
+                            return; // (TE is a request's field; h2 refuses it in a response)
                         }
                         if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name), http::HeaderValue::from_bytes(value)) {
                             headers.append(n, v);
@@ -220,7 +236,12 @@ impl AppStream {
                     self.length = h.length;
                     match respond.send_response(resp, bodiless) {
                         Ok(stream) if !bodiless => self.out = Some(Outgoing::new(stream, false)),
-                        _ => {}
+                        Ok(_) => {}
+                        Err(_) => {
+                            // a field h2 will not send: the stream is reset, the application told
+                            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+                            self.refused_head = true;
+                        }
                     }
                 }
                 Part::Body(mut v) => {
@@ -274,10 +295,7 @@ impl AppStream {
             o.complete = true;
         }
         self.done = true;
-        if let Incoming::Streamed { inbox, .. } = &self.incoming {
-            inbox.end(true); // answered before the whole body came: nobody reads the rest
-        }
-        self.incoming = Incoming::Done; // h2 resets the rest with NO_ERROR once the answer is out
+        self.drop_body(); // answered before the whole body came: nobody reads the rest
         self.count(self.status, ctx, origin);
     }
 
@@ -290,16 +308,26 @@ impl AppStream {
         }
     }
 
+    /// No more request body is wanted: the application's inbox ends (cut, unless it was
+    /// complete), and what was received but not yet given back to the client's window is given
+    /// back (h2 would keep it from the connection's window until the stream is gone).
+    fn drop_body(&mut self) {
+        if let Incoming::Streamed { recv, inbox, held } = &mut self.incoming {
+            inbox.end(true);
+            let _ = recv.flow_control().release_capacity(*held);
+        }
+        self.incoming = Incoming::Done; // h2 resets the rest with NO_ERROR once the answer is out
+    }
+
     /// The client reset the stream or the connection went: the application is told, and the
     /// response counted as far as it got (499 when nothing was answered yet, as nginx does).
+    /// The stream stays (its parts dropped) until the application has finished.
     pub fn gone(&mut self, ctx: &mut Ctx, origin: &Origin) {
-        if let Some(ex) = &self.ex {
-            ex.borrow_mut().gone = true;
+        if self.gone {
+            return;
         }
-        if let Incoming::Streamed { inbox, .. } = &self.incoming {
-            inbox.end(true);
-        }
-        self.incoming = Incoming::Done;
+        self.gone = true;
+        self.drop_body();
         if let Some(o) = self.out.as_mut() {
             o.ended = true;
         }
@@ -309,8 +337,9 @@ impl AppStream {
             let status = if self.status == 0 { 499 } else { self.status };
             self.count(status, ctx, origin);
         }
-        if let Some(ex) = self.ex.take() {
-            notify(&ex);
+        if let Some(ex) = &self.ex {
+            ex.borrow_mut().gone = true;
+            notify(ex);
         }
     }
 
@@ -318,6 +347,8 @@ impl AppStream {
     /// True if anything moved.
     pub fn poll(&mut self, cx: &mut Context<'_>, ctx: &mut Ctx, origin: &Origin) -> bool {
         let reset = match (&mut self.respond, &mut self.out) {
+            _ if self.gone => false,
+            _ if self.refused_head => true,
             _ if self.done => false,
             (Some(r), _) => r.poll_reset(cx).is_ready(),
             (None, Some(o)) => o.gone || (!o.ended && o.stream.poll_reset(cx).is_ready()),
@@ -345,7 +376,9 @@ impl AppStream {
                             self.received += data.len() as u64;
                             moved = true;
                             if self.received > max_body {
-                                inbox.end(true); // too large: the application sees it cut
+                                // too large: the application sees it cut
+                                inbox.end(true);
+                                let _ = recv.flow_control().release_capacity(*held);
                                 ended = true;
                                 break;
                             }
@@ -439,6 +472,9 @@ fn trailer_map(lines: &[u8]) -> http::HeaderMap {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if hop_by_hop(name) || name.eq_ignore_ascii_case(b"te") {
+            continue; // h2 would refuse the whole block
+        }
         if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name), http::HeaderValue::from_bytes(value)) {
             map.append(n, v);
         }

@@ -114,7 +114,7 @@ impl Stream {
     fn over(&self) -> bool {
         match self {
             Stream::Static(o) => o.ended,
-            Stream::App(a) => a.done && a.out.as_ref().is_none_or(|o| o.ended),
+            Stream::App(a) => a.done && !a.app_running() && a.out.as_ref().is_none_or(|o| o.ended),
         }
     }
 }
@@ -200,6 +200,16 @@ impl H2 {
         self.streams.clear();
     }
 
+    /// The worker begins to stop: GOAWAY (NO_ERROR, with the largest stream id), so the client
+    /// opens no new stream here while those in flight finish (h2 then sends the final GOAWAY
+    /// with the last stream it took).
+    pub fn stopping(&mut self, ctx: &mut Ctx, out: &mut OutQueue) {
+        if let State::Open(conn) = &mut self.state {
+            conn.graceful_shutdown();
+        }
+        self.drive(ctx, out);
+    }
+
     /// The worker stops and nothing is in flight: GOAWAY (NO_ERROR, the last stream taken), so
     /// the client opens no new stream here and knows none was lost.
     pub fn go_away(&mut self, ctx: &mut Ctx, out: &mut OutQueue) {
@@ -231,6 +241,14 @@ impl H2 {
                             progress = true;
                             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
                             if ctx.app.is_some() && routes_to_app(ctx, target.as_bytes()) {
+                                // Streams whose application still runs, the client gone or not:
+                                // a client that resets streams cannot pile up work past the limit.
+                                let running = self.streams.iter().filter(|s| matches!(s, Stream::App(_))).count();
+                                if running >= MAX_STREAMS as usize {
+                                    let mut respond = respond;
+                                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                                    continue;
+                                }
                                 self.streams.push(Stream::App(AppStream::start(req, respond, ctx, &self.origin)));
                             } else if let Some(o) = answer(req, respond, ctx, self.origin.peer) {
                                 self.streams.push(Stream::Static(o));

@@ -348,6 +348,7 @@ impl Worker {
                 self.stop_deadline = Some(self.ctx.clock.sec + self.shutdown_timeout);
                 self.ctx.stopping = true;
                 self.close_websockets();
+                self.stop_h2();
                 // Take the connections already queued on our listener (closing it would reset
                 // them); they are served, and closed after their first response.
                 if self.accepting {
@@ -436,6 +437,20 @@ impl Worker {
             }
             self.write(fd);
             self.arm(fd);
+        }
+    }
+
+    /// The worker stops: every HTTP/2 connection is told (GOAWAY) to open no new stream; those
+    /// in flight finish.
+    fn stop_h2(&mut self) {
+        let h2: Vec<i32> = self.conns.iter().enumerate().filter_map(|(fd, c)| c.as_ref().filter(|c| c.h2.is_some()).map(|_| fd as i32)).collect();
+        for fd in h2 {
+            if let Some(Some(slot)) = self.conns.get_mut(fd as usize) {
+                if let Some(h2) = &mut slot.h2 {
+                    h2.stopping(&mut self.ctx, &mut slot.conn.proto.out);
+                }
+            }
+            self.write(fd);
         }
     }
 
@@ -863,7 +878,12 @@ impl Worker {
             e.finished |= d.finished;
             e.close |= d.close;
             e.defer_write = false;
-            if let Some(flow) = d.flow {
+            if e.gone {
+                // the client left (an HTTP/2 stream it reset): the producer is told at once
+                if let Some(flow) = d.flow {
+                    flow.cut();
+                }
+            } else if let Some(flow) = d.flow {
                 flow.moved(n);
                 if e.on_progress.is_none() {
                     // After each write: how much is left, and whether the client is gone.
@@ -965,6 +985,9 @@ impl Worker {
         }
         let before = slot.conn.proto.out.pending_bytes();
         h2.drive(&mut self.ctx, &mut slot.conn.proto.out);
+        if h2.ended() {
+            slot.conn.proto.close_after_flush = true;
+        }
         slot.conn.proto.out.pending_bytes() > before
     }
 

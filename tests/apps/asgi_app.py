@@ -146,6 +146,11 @@ async def app(scope, receive, send):
         except OSError:
             events.append("firehose cut")
             raise
+    elif path == "/hop-by-hop":  # fields that have no place in HTTP/2 (h2 refuses a head with TE)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"te", b"gzip"), (b"connection", b"keep-alive"), (b"keep-alive", b"timeout=5"),
+                                (b"upgrade", b"h2c"), (b"x-kept", b"1")]})
+        await send({"type": "http.response.body", "body": b"fields"})
     elif path == "/early-hints":
         await send({"type": "http.response.start", "status": 103, "headers": []})
     elif path == "/boom":

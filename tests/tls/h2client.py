@@ -13,6 +13,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Stream:
 class H2Client:
     """One connection: plain (h2c, prior knowledge) when `tls` is None, else TLS with ALPN h2."""
 
-    def __init__(self, port: int, tls: ssl.SSLContext | None = None, timeout: float = 10):
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None, timeout: float = 10, window: int = 65_535):
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
@@ -50,6 +51,9 @@ class H2Client:
         self.port = port
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         self.conn.initiate_connection()
+        if window > 65_535:  # a client that lets the server send far ahead (as browsers and curl do)
+            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+            self.conn.increment_flow_control_window(window - 65_535)
         self.streams: dict[int, Stream] = {}
         self.goaway: int | None = None
         self.closed = False
@@ -147,8 +151,8 @@ class H2Client:
             assert time.monotonic() < deadline and not self.streams[sid].over, self.streams[sid]
             self.pump(0.2)
 
-    def get(self, path: str, **kw) -> Stream:
-        return self.wait(self.request(path, **kw))[0]
+    def get(self, path: str, timeout: float = 20, **kw) -> Stream:
+        return self.wait(self.request(path, **kw), timeout=timeout)[0]
 
     def close(self) -> None:
         try:
