@@ -19,13 +19,17 @@ import h2.settings
 @dataclass
 class Stream:
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
+    body: bytes = field(default=b"", repr=False)
     # (monotonic time, bytes) of each DATA frame
-    pieces: list[tuple[float, int]] = field(default_factory=list)
+    pieces: list[tuple[float, int]] = field(default_factory=list, repr=False)
     trailers: dict[str, str] = field(default_factory=dict)
     ended: bool = False
     reset: int | None = None  # the RST_STREAM code, if the server reset the stream
     done_at: float = 0.0
+
+    def __repr__(self) -> str:
+        return (f"Stream(headers={self.headers}, body={self.body[:60]!r}... ({len(self.body)} bytes in {len(self.pieces)} "
+                f"frames), trailers={self.trailers}, ended={self.ended}, reset={self.reset})")
 
     @property
     def status(self) -> int:
