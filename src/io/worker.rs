@@ -104,6 +104,8 @@ pub struct Worker {
     timeouts: Timeouts,
     scratch: Vec<u8>,
     stop_deadline: Option<i64>,
+    /// When the stop began (ns, monotonic): idle connections are closed a whole second later.
+    stop_began_ns: u64,
     shutdown_timeout: i64,
     /// Record each client's address (applications see it).
     with_peer: bool,
@@ -156,6 +158,12 @@ fn sockaddr_to(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
         }
         _ => None,
     }
+}
+
+/// Bytes wait in the socket's receive queue (a look that takes none).
+fn input_waiting(fd: i32) -> bool {
+    let mut b = 0u8;
+    unsafe { libc::recv(fd, (&mut b as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) > 0 }
 }
 
 fn check(r: i32) -> io::Result<i32> {
@@ -241,6 +249,7 @@ impl Worker {
             max_connections: cfg.max_connections,
             scratch: vec![0u8; READ_SIZE],
             stop_deadline: None,
+            stop_began_ns: 0,
             shutdown_timeout: cfg.shutdown_timeout,
             tls: cfg.tls,
             h2c: cfg.h2c,
@@ -303,8 +312,11 @@ impl Worker {
         }
         if let Some(deadline) = self.stop_deadline {
             // Give keep-alive clients a second to send the request they may have on the way: it
-            // gets an answer with `Connection: close`. Then the idle ones are closed.
-            if self.ctx.clock.sec >= deadline - self.shutdown_timeout + 1 {
+            // gets an answer with `Connection: close`. Then the idle ones are closed. (A whole
+            // second, measured: counted in the clock's seconds it could be a few milliseconds,
+            // and a busy client's next request, between two of its writes, met a closed
+            // connection: wrk's read errors under --max-requests.)
+            if crate::service::observe::now_ns().saturating_sub(self.stop_began_ns) >= 1_000_000_000 || self.ctx.clock.sec >= deadline {
                 self.close_idle();
             }
             if self.open == 0 || self.ctx.clock.sec >= deadline {
@@ -346,6 +358,7 @@ impl Worker {
             }
             if self.stop_deadline.is_none() {
                 self.stop_deadline = Some(self.ctx.clock.sec + self.shutdown_timeout);
+                self.stop_began_ns = crate::service::observe::now_ns();
                 self.ctx.stopping = true;
                 self.close_websockets();
                 self.stop_h2();
@@ -463,7 +476,9 @@ impl Worker {
             .iter()
             .enumerate()
             .filter_map(|(fd, c)| match c {
-                Some(c) if c.idle() && c.h2.as_ref().is_none_or(|h| h.idle()) => Some(fd as i32),
+                // (a request already in the socket, not read yet on this turn, is answered
+                // first: closing now would drop it)
+                Some(c) if c.idle() && c.h2.as_ref().is_none_or(|h| h.idle()) && !input_waiting(fd as i32) => Some(fd as i32),
                 _ => None,
             })
             .collect();
