@@ -12,7 +12,7 @@ use crate::apps::exchange::Part;
 use crate::apps::{notify, AppCall, AppRequest, BodySink, Inbox, ReqBody, SharedExchange};
 use crate::h1::conn::Ctx;
 use crate::h1::encode;
-use crate::h1::parse::{parse_head, Body, Field, FieldIndex, Head, Method};
+use crate::h1::parse::{parse_head, Body, Field, FieldIndex, Head};
 use crate::io::out::Seg;
 use crate::service::observe::{now_ns, OwnedRequest};
 use bytes::Bytes;
@@ -118,13 +118,10 @@ impl AppStream {
         if recv.is_end_stream() {
             s.call(&req, ReqBody::Empty, ctx, origin);
         } else if ctx.stream_bodies && ctx.app.as_ref().is_some_and(|a| a.streams_body()) {
+            // (answered at once, the body is not wanted: `finish` drops it)
             let inbox = Arc::new(Inbox::default());
-            s.call(&req, ReqBody::Stream(inbox.clone()), ctx, origin);
-            if s.done {
-                inbox.end(true); // answered at once: the body is not wanted
-            } else {
-                s.incoming = Incoming::Streamed { recv, inbox, held: 0 };
-            }
+            s.incoming = Incoming::Streamed { recv, inbox: inbox.clone(), held: 0 };
+            s.call(&req, ReqBody::Stream(inbox), ctx, origin);
         } else {
             s.incoming = Incoming::Spooled { recv, sink: BodySink::new(ctx.spool_over), req: Box::new(req) };
         }
@@ -134,11 +131,6 @@ impl AppStream {
     /// The exchange, while the application runs (told `gone` once the client is).
     pub fn exchange(&self) -> Option<&SharedExchange> {
         self.ex.as_ref()
-    }
-
-    /// The application has not finished with this stream yet.
-    pub fn app_running(&self) -> bool {
-        self.ex.is_some()
     }
 
     /// The application has the request and does not wait for the client's body.
@@ -172,9 +164,8 @@ impl AppStream {
             http2: true,
             conn_id: (origin.fd, self.gen),
         };
-        let head_only = req.parsed.method == Method::Head;
         let app = ctx.app.as_mut().expect("routed to the application");
-        match app.call(&areq, body, head_only) {
+        match app.call(&areq, body, self.head_only) {
             AppCall::Answer(parts) => {
                 self.apply(parts, &ctx.clock.date);
                 self.finish(false, ctx, origin);

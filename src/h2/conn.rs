@@ -114,7 +114,7 @@ impl Stream {
     fn over(&self) -> bool {
         match self {
             Stream::Static(o) => o.ended,
-            Stream::App(a) => a.done && !a.app_running() && a.out.as_ref().is_none_or(|o| o.ended),
+            Stream::App(a) => a.done && a.exchange().is_none() && a.out.as_ref().is_none_or(|o| o.ended),
         }
     }
 }

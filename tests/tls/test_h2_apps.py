@@ -1,7 +1,7 @@
 """Applications over HTTP/2 (issue 13 item 3): ASGI streams run concurrently on one connection,
 WSGI and vw.App handlers on the handler threads, request bodies under HTTP/2 flow control,
 responses streamed, trailers, resets, limits and timeouts, the access log and metrics; over TLS
-(ALPN) and h2c. Clients: the h2 package (tests/tls/h2client.py), httpx with http2, curl, h2load."""
+(ALPN) and h2c. Clients: the h2 package (tests/tls/h2client.py), httpx with http2 (FastAPI: tests/tls/test_tls.py), curl, h2load."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ def wsgi_h2c():
     assert s.stop() == 0
 
 
+def at_once(c: H2Client, path: str, n: int) -> tuple[list, float]:
+    """`n` streams to `path` opened together on one connection: their answers, and how long all took."""
+    t0 = time.monotonic()
+    rs = c.wait(*[c.request(path) for _ in range(n)])
+    return rs, time.monotonic() - t0
+
+
 def test_applications_are_offered_h2_by_alpn(asgi, certs):
     assert any("ALPN h2, http/1.1;" in line for line in asgi.lines), asgi.lines
     r = curl("--cacert", str(certs.folder / "ca.pem"), "--http2", "-w", "|%{http_version}", f"https://localhost:{asgi.port}/")
@@ -82,10 +89,7 @@ def test_asgi_scope_body_head_and_errors_over_h2(asgi, certs):
 def test_asgi_streams_run_concurrently_on_one_connection(asgi_h2c):
     # 20 requests that each sleep 0.2 s, all on one connection: together, not in turn (4 s).
     with H2Client(asgi_h2c.port) as c:
-        t0 = time.monotonic()
-        sids = [c.request("/slow") for _ in range(20)]
-        rs = c.wait(*sids)
-        elapsed = time.monotonic() - t0
+        rs, elapsed = at_once(c, "/slow", 20)
     assert [(r.status, r.body) for r in rs] == [(200, b"slow")] * 20
     assert elapsed < 1.5, f"20 streams of 0.2 s took {elapsed:.2f} s on one connection"
 
@@ -169,10 +173,7 @@ def test_wsgi_handlers_that_wait_run_on_threads_and_outlive_the_idle_timeout(wsg
     # turn); one that waits 2.5 s outlives --keepalive-timeout 1 (the application has no clock).
     with H2Client(wsgi_h2c.port) as c:
         long = c.request("/wait?s=2.5")
-        t0 = time.monotonic()
-        sids = [c.request("/wait?s=0.4") for _ in range(12)]
-        rs = c.wait(*sids)
-        elapsed = time.monotonic() - t0
+        rs, elapsed = at_once(c, "/wait?s=0.4", 12)
         assert [(r.status, r.body) for r in rs] == [(200, b"done")] * 12
         assert elapsed < 2.0, f"12 waits of 0.4 s took {elapsed:.2f} s on one connection"
         quick = c.get("/quick")
@@ -282,9 +283,8 @@ def test_native_app_over_h2():
             r = c.get("/gen")
             assert (r.status, r.body) == (200, b"first second"), r
             assert r.pieces[-1][0] - r.pieces[0][0] > 0.3, f"the pieces came together: {r.pieces}"
-            t0 = time.monotonic()
-            rs = c.wait(*[c.request("/sleep") for _ in range(6)])
-            assert all(r.status == 200 for r in rs) and time.monotonic() - t0 < 1.5, rs
+            rs, elapsed = at_once(c, "/sleep", 6)
+            assert all(r.status == 200 for r in rs) and elapsed < 1.5, rs
     finally:
         assert s.stop() == 0
 
@@ -308,24 +308,6 @@ def test_request_body_spool_over_h2():
             c.send(sid, b"z" * 3_100_000, end=True)
             assert c.wait(sid)[0].status == 413  # over --max-body by what it sent
             assert c.get("/").body == b"Hello, world!"
-    finally:
-        assert s.stop() == 0
-
-
-def test_fastapi_over_h2_with_httpx(certs):
-    import httpx
-
-    s = run_app("fastapi_app:app", *certs.args())
-    try:
-        with httpx.Client(http2=True, verify=certs.context(), base_url=f"https://localhost:{s.port}") as c:
-            r = c.get("/")
-            assert r.status_code == 200 and r.http_version == "HTTP/2" and r.json() == {"hello": "fastapi"}, r
-            assert c.get("/items/5", params={"q": "x"}).json() == {"item_id": 5, "q": "x"}  # a sync endpoint
-            assert c.post("/items", json={"name": "a", "price": 10}).json() == {"name": "a", "price_with_tax": 12.0}
-            r = c.post("/form", data={"name": "n"}, files={"upload": ("f.bin", os.urandom(300_000))})
-            assert r.json() == {"name": "n", "filename": "f.bin", "size": 300_000}
-            r = c.get("/stream")
-            assert r.http_version == "HTTP/2" and r.text == "chunk 0\nchunk 1\nchunk 2\n", r
     finally:
         assert s.stop() == 0
 

@@ -381,18 +381,21 @@ def test_chromium_loads_the_demo_over_https_with_h2(certs):
         assert again_by_name[name]["wire_status"] == 304 and "if-none-match" in again_by_name[name]["conditional"], again
 
 
-def test_fastapi_over_https_with_httpx(certs):
+@pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "h2"])
+def test_fastapi_over_https_with_httpx(certs, http2):
     import httpx
 
+    version = "HTTP/2" if http2 else "HTTP/1.1"
     s = run_app("fastapi_app:app", *certs.args())
     try:
-        with httpx.Client(verify=certs.context(), base_url=f"https://localhost:{s.port}") as c:
+        with httpx.Client(http2=http2, verify=certs.context(), base_url=f"https://localhost:{s.port}") as c:
             r = c.get("/")
-            assert r.status_code == 200 and r.http_version == "HTTP/1.1" and r.json() == {"hello": "fastapi"}, r
+            assert r.status_code == 200 and r.http_version == version and r.json() == {"hello": "fastapi"}, r
             assert c.get("/items/5", params={"q": "x"}).json() == {"item_id": 5, "q": "x"}  # a sync endpoint
             assert c.post("/items", json={"name": "a", "price": 10}).json() == {"name": "a", "price_with_tax": 12.0}
             r = c.post("/form", data={"name": "n"}, files={"upload": ("f.bin", os.urandom(300_000))})
             assert r.json() == {"name": "n", "filename": "f.bin", "size": 300_000}
-            assert c.get("/stream").text == "chunk 0\nchunk 1\nchunk 2\n"
+            r = c.get("/stream")
+            assert r.http_version == version and r.text == "chunk 0\nchunk 1\nchunk 2\n", r
     finally:
         assert s.stop() == 0
