@@ -4,7 +4,7 @@
 PY ?= python3
 ARGS ?=
 
-.PHONY: serve test install deps rust-test py-test fuzz-smoke fuzz bench
+.PHONY: serve test install deps rust-test py-test fuzz-smoke fuzz bench wheel wheel-native
 
 install:
 	$(PY) -m pip install -q -e '.[test]'
@@ -13,13 +13,15 @@ serve: install
 	$(PY) -m vw serve $(ARGS)
 
 # System tools the tests and the benchmark use (Debian packages). Installed only when missing.
-# chromium: the headless browser of tests/core/test_clients.py; h2load: HTTP/2 load (tests/tls).
+# chromium: the headless browser of tests/core/test_clients.py; h2load: HTTP/2 load (tests/tls);
+# liburing-dev: the io_uring floor of the benchmark (python/vw/benchmark/floor_uring.c).
 deps:
 	@if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null || ! command -v curl >/dev/null \
-		|| ! command -v chromium >/dev/null || ! command -v h2load >/dev/null; then \
-		echo "installing wrk, nginx-light, curl, chromium, nghttp2-client (h2load)"; \
+		|| ! command -v chromium >/dev/null || ! command -v h2load >/dev/null \
+		|| ! test -e /usr/include/liburing.h; then \
+		echo "installing wrk, nginx-light, curl, chromium, nghttp2-client (h2load), liburing-dev"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			wrk nginx-light curl chromium nghttp2-client >/dev/null; \
+			wrk nginx-light curl chromium nghttp2-client liburing-dev >/dev/null; \
 	fi
 
 rust-test:
@@ -28,18 +30,20 @@ rust-test:
 py-test:
 	$(PY) -m pytest
 
-# A short run of each fuzz target (8 s; libFuzzer via cargo-fuzz, on stable Rust, no sanitizer).
+# A short run of each fuzz target (4 s; libFuzzer via cargo-fuzz, on stable Rust, no sanitizer):
+# the corpora replay and a few million new inputs. The long runs are `make fuzz`.
+SMOKE_SECONDS ?= 4
 fuzz-smoke:
 	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 	cd fuzz && cargo fuzz run -s none conn regressions/*
-	cd fuzz && cargo fuzz run -s none parse -- -max_total_time=8 -seed=1
-	cd fuzz && cargo fuzz run -s none conn -- -max_total_time=8 -seed=1
-	cd fuzz && cargo fuzz run -s none negotiate -- -max_total_time=8 -seed=1
-	cd fuzz && cargo fuzz run -s none stream -- -max_total_time=8 -seed=1
-	cd fuzz && cargo fuzz run -s none ws -- -max_total_time=8 -seed=1
-	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=8 -seed=1
-	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=8 -seed=1
-	cd fuzz && cargo fuzz run -s none h2 -- -max_total_time=8 -seed=1
+	cd fuzz && cargo fuzz run -s none parse -- -max_total_time=$(SMOKE_SECONDS) -seed=1
+	cd fuzz && cargo fuzz run -s none conn -- -max_total_time=$(SMOKE_SECONDS) -seed=1
+	cd fuzz && cargo fuzz run -s none negotiate -- -max_total_time=$(SMOKE_SECONDS) -seed=1
+	cd fuzz && cargo fuzz run -s none stream -- -max_total_time=$(SMOKE_SECONDS) -seed=1
+	cd fuzz && cargo fuzz run -s none ws -- -max_total_time=$(SMOKE_SECONDS) -seed=1
+	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=$(SMOKE_SECONDS) -seed=1
+	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=$(SMOKE_SECONDS) -seed=1
+	cd fuzz && cargo fuzz run -s none h2 -- -max_total_time=$(SMOKE_SECONDS) -seed=1
 
 # Long runs, for a developer: make fuzz FUZZ_SECONDS=1800
 FUZZ_SECONDS ?= 600
@@ -54,7 +58,27 @@ fuzz:
 	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo fuzz run -s none h2 -- -max_total_time=$(FUZZ_SECONDS)
 
-test: deps install rust-test fuzz-smoke py-test
+test: deps install rust-test fuzz-smoke wheel-native py-test
 
 bench: deps install
 	$(PY) bench/run.py $(ARGS)
+
+# Wheels: abi3 (CPython 3.11 and later) manylinux2014 wheels for x86_64 and aarch64, and the
+# sdist, into dist/. maturin links through zig (the ziglang package from PyPI), so one x86_64
+# machine builds both with no system cross toolchain; auditwheel shows the tags each got.
+WHEEL_TARGETS ?= x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
+WHEEL_TOOLS = 'maturin>=1.5,<2' 'ziglang>=0.11' 'auditwheel>=6'
+wheel:
+	$(PY) -m pip install -q $(WHEEL_TOOLS)
+	@for t in $(WHEEL_TARGETS); do \
+		rustup target list --installed | grep -qx $$t || rustup target add $$t || exit 1; \
+		$(PY) -m maturin build --release --zig --compatibility manylinux2014 --target $$t --out dist || exit 1; \
+	done
+	$(PY) -m maturin sdist --out dist
+	@for w in dist/vw-*.whl; do $(PY) -m auditwheel show $$w | tr '\n' ' ' | sed 's/  */ /g'; echo; done
+
+# The wheel the tests install (tests/python/test_wheel.py): this machine's, built from the
+# release build `make install` made (cargo reuses it), checked against manylinux2014 by maturin.
+wheel-native:
+	$(PY) -m pip install -q $(WHEEL_TOOLS)
+	$(PY) -m maturin build --release --compatibility manylinux2014 --out dist

@@ -45,6 +45,8 @@ struct Options {
     tls: Option<tls::Settings>,
     /// HTTP/2 with prior knowledge on a plain listener (h2c).
     http2_cleartext: bool,
+    /// Run on an io_uring (`io="uring"`), not epoll.
+    uring: bool,
 }
 
 /// TLS settings from Python: ([(certificate PEM, key PEM, label)], client CA PEM or None,
@@ -82,6 +84,7 @@ impl Options {
             ws_max_message: 16 << 20,
             tls: None,
             http2_cleartext: false,
+            uring: false,
         };
         let Some(kwargs) = kwargs else { return Ok(o) };
         for (key, value) in kwargs.iter() {
@@ -103,6 +106,13 @@ impl Options {
                 "ws_max_message" => o.ws_max_message = value.extract()?,
                 "tls" => o.tls = value.extract::<Option<TlsArg>>()?.map(tls_settings),
                 "http2_cleartext" => o.http2_cleartext = value.extract()?,
+                "io" => {
+                    o.uring = match value.extract::<String>()?.as_str() {
+                        "uring" => true,
+                        "epoll" => false,
+                        other => return Err(PyValueError::new_err(format!("io is uring or epoll, not {other:?}"))),
+                    }
+                }
                 "max_request_line" => o.limits.max_request_line = value.extract()?,
                 "max_head" => o.limits.max_head = value.extract()?,
                 "max_headers" => o.limits.max_headers = value.extract::<usize>()?.min(h1::parse::MAX_HEADERS_LIMIT),
@@ -185,6 +195,7 @@ impl Options {
             log,
             tls,
             h2c: self.http2_cleartext,
+            uring: self.uring,
         })
     }
 }
@@ -279,6 +290,12 @@ fn tls_check(settings: TlsArg) -> PyResult<bool> {
     Ok(tls::kernel_tls_available())
 }
 
+/// Why this machine can't run a worker on io_uring (`--io uring`), in a few words; None if it can.
+#[pyfunction]
+fn uring_unavailable() -> Option<String> {
+    io::ring::unavailable()
+}
+
 /// The CPU this thread runs on now (getcpu(2)).
 #[pyfunction]
 fn current_cpu() -> i32 {
@@ -288,6 +305,7 @@ fn current_cpu() -> i32 {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(uring_unavailable, m)?)?;
     m.add_function(wrap_pyfunction!(current_cpu, m)?)?;
     m.add_function(wrap_pyfunction!(tls_check, m)?)?;
     apps::wsgi::register(m)?;

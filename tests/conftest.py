@@ -19,12 +19,19 @@ LISTEN_RE = re.compile(r"on https?://[^ ]*:(\d+) ")
 WORKER_RE = re.compile(r"^worker (\d+) pid (\d+) cpu (\d+)$")
 
 
+# The kernel interface every server started here uses (`--io`): None is vw's default. The core
+# suite runs on each backend (tests/core/conftest.py); VW_TEST_IO sets it for any other run.
+BACKEND: dict[str, str | None] = {"io": os.environ.get("VW_TEST_IO") or None}
+
+
 class Server:
     """`python -m vw serve ...` in a child process; its stderr is collected line by line."""
 
     def __init__(self, args: list[str], workers: int = 1, prefix: list[str] | None = None, timeout: float = 20,
                  command: str = "serve", cwd: str | None = None, stdout=subprocess.DEVNULL):
         cmd = [*(prefix or []), sys.executable, "-m", "vw", command, *args, "--port", "0", "--workers", str(workers)]
+        if BACKEND["io"] and command in ("serve", "run") and "--io" not in args:
+            cmd += ["--io", BACKEND["io"]]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=stdout, text=True, cwd=cwd)
         self.lines: list[str] = []
         self._cond = threading.Condition()
@@ -319,3 +326,19 @@ def read_to_end(s, timeout: float = 5) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+BACKENDS = ("epoll", "uring")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", BACKENDS, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def backend(request):
+    """The `--io` of every server started while it is in force (parametrized over BACKENDS)."""
+    before, BACKEND["io"] = BACKEND["io"], request.param
+    yield request.param
+    BACKEND["io"] = before

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vw.benchmark import servers
-from vw.benchmark.servers import FILE_SERVERS, make_docroot
+from vw.benchmark.servers import make_docroot
 
 from . import apps
 from .apps import APP_SERVERS, APPS_DIR, BENCH, PEERS, VW_APP_SERVERS
@@ -25,7 +25,7 @@ class Context(servers.Context):
 
 
 class RepoServers(servers.Servers):
-    names = FILE_SERVERS + APP_SERVERS
+    names = servers.Servers.names + APP_SERVERS
     groups = {**servers.Servers.groups, "apps": ("floor", *APP_SERVERS)}
     context = Context
 

@@ -46,6 +46,8 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
             options["tls"] = tls
         if cfg.http2_cleartext:
             options["http2_cleartext"] = True
+        if cfg.io == "uring":
+            options["io"] = "uring"
         if cfg.access_log is not None:
             options["access_log"] = (cfg.access_log, cfg.access_log_format)
         if interface == "asgi":

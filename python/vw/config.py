@@ -58,6 +58,10 @@ class ServeConfig:
     tls_client_ca: Path | None = None
     # HTTP/2 without TLS, for clients that know (h2c with prior knowledge)
     http2_cleartext: bool = False
+    # the workers' kernel interface: "epoll", "uring" or "auto"; validate() settles it to one of
+    # the first two, and io_note says why auto did not pick io_uring
+    io: str = "epoll"
+    io_note: str | None = None
     host: str = "127.0.0.1"
     port: int = 8085
     workers: int | None = None  # None: one per CPU in the affinity mask
@@ -83,6 +87,22 @@ class ServeConfig:
     user: str | None = None  # workers run as this user (after pinning); the supervisor keeps its rights
     pid_file: str | None = None
     cpus: list[int] = field(default_factory=available_cpus)
+
+    def _settle_io(self) -> None:
+        """--io: io_uring when asked and usable; one clear line when asked for and not usable."""
+        if self.io not in ("epoll", "uring", "auto"):
+            raise ConfigError(f"--io must be epoll, uring or auto, not {self.io!r}", "io")
+        if self.io == "epoll":
+            return
+        from vw import _core
+
+        why = "TLS is served on epoll only" if self.tls_cert else _core.uring_unavailable()
+        if why is None:
+            self.io = "uring"
+        elif self.io == "uring":
+            raise ConfigError(f"--io uring: io_uring cannot be used here ({why}); use --io epoll or auto", "io")
+        else:
+            self.io, self.io_note = "epoll", f"io_uring not used ({why}): serving on epoll"
 
     def validate(self) -> "ServeConfig":
         if self.docroot is not None:
@@ -158,6 +178,7 @@ class ServeConfig:
         if self.http2_cleartext and self.tls_cert:
             raise ConfigError("--http2-cleartext is for a port without TLS (over TLS, HTTP/2 is agreed by ALPN)",
                               "http2_cleartext")
+        self._settle_io()
         if self.tls_key and not self.tls_cert:
             raise ConfigError("--tls-key needs --tls-cert", "tls_key")
         if self.tls_client_ca is not None and not self.tls_cert:

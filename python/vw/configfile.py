@@ -43,7 +43,7 @@ KEYS: dict[str, type] = {
     "access_log": str, "access_log_format": str, "admin_host": str, "admin_port": int,
     "user": str, "pid_file": str, "shutdown_timeout": int,
     "max_requests": int, "max_requests_jitter": int, "max_rss": int,
-    "tls_cert": list, "tls_key": list, "tls_client_ca": str, "http2_cleartext": bool,
+    "tls_cert": list, "tls_key": list, "tls_client_ca": str, "http2_cleartext": bool, "io": str,
 }
 
 

@@ -213,7 +213,10 @@ class Supervisor:
         what = f"{cfg.app} ({self.interface})" if cfg.app else str(cfg.docroot)
         scheme = "https" if cfg.tls else "http"
         log(f"vw serving {what} on {scheme}://{_fmt_host(cfg.host)}:{cfg.port} "
-            f"({cfg.workers} workers, {pin}{rt}; {self.indexed} files indexed)")
+            f"({cfg.workers} workers, {pin}{rt}, {'io_uring' if cfg.io == 'uring' else 'epoll'}; "
+            f"{self.indexed} files indexed)")
+        if cfg.io_note:
+            log(f"vw {cfg.io_note}")
         if self.tls is not None:
             n = len(self.tls[0])
             # kTLS (the kernel's record layer) is detected, not used yet: say which it is

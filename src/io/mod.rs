@@ -4,6 +4,7 @@
 //! written through a transport), `tee` (bodies sent from a pipe), `sys` (errno and other wrappers).
 
 pub mod out;
+pub mod ring;
 pub mod sys;
 pub mod tee;
 pub mod tls;

@@ -1,6 +1,8 @@
 //! A connection's transport as the loop holds it: its socket, with TLS over it when the listener
-//! is a TLS one. The loop makes one of these per call; the queue and the reads go through it.
+//! is a TLS one, or its side of the io_uring (`--io uring`). The loop makes one of these per
+//! call; the queue and the reads go through it.
 
+use super::ring::{RingSock, RingWire};
 use super::tee::{BodyPipe, Sent};
 use super::tls::Tls;
 use super::transport::{Io, Socket, Transport};
@@ -9,16 +11,27 @@ use std::os::fd::OwnedFd;
 pub struct Wire<'a> {
     pub fd: i32,
     pub tls: Option<&'a mut Tls>,
+    pub ring: Option<&'a mut RingSock>,
 }
 
 impl<'a> Wire<'a> {
-    pub fn new(fd: i32, tls: Option<&'a mut Box<Tls>>) -> Self {
-        Wire { fd, tls: tls.map(|t| &mut **t) }
+    pub fn new(fd: i32, tls: Option<&'a mut Box<Tls>>, ring: Option<&'a mut RingSock>) -> Self {
+        Wire { fd, tls: tls.map(|t| &mut **t), ring }
     }
+}
+
+/// Over the ring, the call goes to its side of it.
+macro_rules! ring_or {
+    ($w:ident, $call:ident($($a:expr),*)) => {
+        if let Some(sock) = $w.ring.as_deref_mut() {
+            return RingWire { fd: $w.fd, sock }.$call($($a),*);
+        }
+    };
 }
 
 impl Transport for Wire<'_> {
     fn read(&mut self, buf: &mut [std::mem::MaybeUninit<u8>]) -> Io {
+        ring_or!(self, read(buf));
         match &mut self.tls {
             None => Socket(self.fd).read(buf),
             Some(t) => t.read(self.fd, buf),
@@ -26,6 +39,7 @@ impl Transport for Wire<'_> {
     }
 
     fn writev(&mut self, iov: &[libc::iovec], more: bool) -> Io {
+        ring_or!(self, writev(iov, more));
         match &mut self.tls {
             None => Socket(self.fd).writev(iov, more),
             Some(t) => t.writev(self.fd, iov),
@@ -33,6 +47,7 @@ impl Transport for Wire<'_> {
     }
 
     fn sendfile(&mut self, file: &OwnedFd, off: u64, len: usize) -> Io {
+        ring_or!(self, sendfile(file, off, len));
         match &mut self.tls {
             None => Socket(self.fd).sendfile(file, off, len),
             Some(t) => t.sendfile(self.fd, file, off, len),
@@ -40,6 +55,7 @@ impl Transport for Wire<'_> {
     }
 
     fn splice(&mut self, pipe: &BodyPipe) -> Sent {
+        ring_or!(self, splice(pipe));
         match &mut self.tls {
             None => Socket(self.fd).splice(pipe),
             Some(_) => Sent::Unusable, // TLS must see (and encrypt) the bytes

@@ -8,9 +8,10 @@ use crate::h1::conn::{Conn, Ctx, Expiry, Mount, Proto, ReadState, Timeouts, Want
 use crate::h1::parse::Limits;
 use crate::h1::encode::Clock;
 use crate::io::out::Flush;
+use crate::io::ring::{self, Completion, Op, Ring, RingSock};
 use crate::io::sys::errno;
 use crate::io::tls::Tls;
-use crate::io::transport::{Io, Socket, Transport};
+use crate::io::transport::{Io, Transport};
 use crate::io::wire::Wire;
 use crate::h2::app::Origin;
 use crate::h2::conn::{Wait, H2, PREFACE};
@@ -48,6 +49,8 @@ pub struct WorkerConfig {
     /// A plain connection that starts with the HTTP/2 preface speaks HTTP/2 (h2c, prior
     /// knowledge). Over TLS, ALPN decides.
     pub h2c: bool,
+    /// Run on an io_uring instead of epoll (`--io uring`; see `io::ring`).
+    pub uring: bool,
 }
 
 const LISTENER: u64 = u64::MAX;
@@ -70,12 +73,19 @@ struct Slot {
     tls: Option<Box<Tls>>,
     /// The connection speaks HTTP/2 (ALPN `h2`, or the preface with h2c).
     h2: Option<Box<H2>>,
+    /// Its side of the io_uring, when the worker runs on one.
+    ring: Option<RingSock>,
 }
 
 impl Slot {
     /// The connection's transport, and its state apart (the two are used together).
     fn split(&mut self, fd: i32) -> (Wire<'_>, &mut Conn) {
-        (Wire::new(fd, self.tls.as_mut()), &mut self.conn)
+        (Wire::new(fd, self.tls.as_mut(), self.ring.as_mut()), &mut self.conn)
+    }
+
+    /// Input waits: received by the ring and not read yet, or in the socket.
+    fn input_waiting(&self, fd: i32) -> bool {
+        self.ring.as_ref().is_some_and(|r| r.has_input()) || input_waiting(fd)
     }
 }
 
@@ -93,7 +103,19 @@ impl std::ops::DerefMut for Slot {
 }
 
 pub struct Worker {
+    /// The epoll descriptor, or -1 on the ring.
     ep: i32,
+    ring: Option<Box<Ring>>,
+    /// On the ring: connections with input not read yet, looked at again at the end of the
+    /// turn (what level-triggered epoll would report again).
+    level: Vec<i32>,
+    /// On the ring: the multishot accept has not ended yet (a stopping worker waits for its
+    /// last completion, so no connection it took is left unserved).
+    accept_live: bool,
+    /// On the ring: connections closed with output still staged: their descriptor is closed
+    /// when the last send completes (a close on epoll leaves that output to the kernel alike).
+    /// Each is given up (reset) past its deadline, the write timeout.
+    closing: Vec<(i32, u64, RingSock, i64)>,
     sfd: i32,
     listen_fd: i32,
     accepting: bool,
@@ -160,6 +182,16 @@ fn sockaddr_to(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// A connected socket's peer address (getpeername).
+fn peer_of(fd: i32) -> Option<SocketAddr> {
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    if unsafe { libc::getpeername(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) } != 0 {
+        return None;
+    }
+    sockaddr_to(&ss)
+}
+
 /// Bytes wait in the socket's receive queue (a look that takes none).
 fn input_waiting(fd: i32) -> bool {
     let mut b = 0u8;
@@ -219,19 +251,38 @@ impl Worker {
         ctx.stats = cfg.stats;
         ctx.log = cfg.log;
         ctx.local_port = local_port(cfg.listen_fd);
-        let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         let sfd = signal_fd()?;
         unsafe {
             let fl = libc::fcntl(cfg.listen_fd, libc::F_GETFL);
             check(libc::fcntl(cfg.listen_fd, libc::F_SETFL, fl | libc::O_NONBLOCK))?;
         }
-        ctl(ep, libc::EPOLL_CTL_ADD, cfg.listen_fd, libc::EPOLLIN as u32, LISTENER)?;
-        ctl(ep, libc::EPOLL_CTL_ADD, sfd, libc::EPOLLIN as u32, SIGNALS)?;
-        if let Some(fd) = ctx.app.as_ref().and_then(|a| a.wake_fd()) {
-            ctl(ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, APP_WAKE)?;
-        }
+        let wake_fd = ctx.app.as_ref().and_then(|a| a.wake_fd());
+        let (ep, ring) = if cfg.uring {
+            if cfg.tls.is_some() {
+                return Err(io::Error::other("TLS is served on epoll only (--io epoll)"));
+            }
+            let mut ring = Box::new(Ring::new(ctx.app.is_none())?);
+            ring.accept(cfg.listen_fd);
+            ring.watch(sfd, Op::Signals);
+            if let Some(fd) = wake_fd {
+                ring.watch(fd, Op::AppWake);
+            }
+            (-1, Some(ring))
+        } else {
+            let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+            ctl(ep, libc::EPOLL_CTL_ADD, cfg.listen_fd, libc::EPOLLIN as u32, LISTENER)?;
+            ctl(ep, libc::EPOLL_CTL_ADD, sfd, libc::EPOLLIN as u32, SIGNALS)?;
+            if let Some(fd) = wake_fd {
+                ctl(ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, APP_WAKE)?;
+            }
+            (ep, None)
+        };
         Ok(Worker {
             ep,
+            ring,
+            level: Vec::new(),
+            accept_live: cfg.uring,
+            closing: Vec::new(),
             sfd,
             listen_fd: cfg.listen_fd,
             accepting: true,
@@ -270,6 +321,18 @@ impl Worker {
             None if self.stop_deadline.is_some() => 100,
             None => crate::h1::encode::ms_to_next_second(),
         };
+        if self.ring.is_some() {
+            self.ring_turn(timeout)?;
+            let go_on = self.after_turn();
+            if self.holds_gil {
+                // Driven by asyncio, which waits on the ring's descriptor: what this turn queued
+                // must reach the kernel now, or no completion would come to wake it.
+                if let Some(r) = self.ring.as_mut() {
+                    r.submit();
+                }
+            }
+            return Ok(go_on);
+        }
         let events = &mut self.events;
         let n = if self.holds_gil && timeout != 0 {
             // Under load the next events are already there: take them without letting go of
@@ -305,6 +368,12 @@ impl Worker {
                 fd => self.on_conn(fd as i32, flags),
             }
         }
+        Ok(self.after_turn())
+    }
+
+    /// What every turn ends with, whatever the backend: applications' output, the second's
+    /// work, the stop's drain. False once stopped and drained.
+    fn after_turn(&mut self) -> bool {
         self.process_wakeups();
         if self.ctx.clock.sec != self.last_sec {
             self.last_sec = self.ctx.clock.sec;
@@ -319,16 +388,172 @@ impl Worker {
             if crate::service::observe::now_ns().saturating_sub(self.stop_began_ns) >= 1_000_000_000 || self.ctx.clock.sec >= deadline {
                 self.close_idle();
             }
-            if self.open == 0 || self.ctx.clock.sec >= deadline {
-                return Ok(false);
+            if (self.open == 0 && !self.accept_live && self.closing.is_empty()) || self.ctx.clock.sec >= deadline {
+                return false;
             }
         }
-        Ok(true)
+        true
     }
 
-    /// The epoll descriptor: readable when `run_once(Some(0))` has something to do.
+    /// One turn on the ring: submit what the last one queued, wait, handle the completions,
+    /// then the connections that still have input to read.
+    fn ring_turn(&mut self, timeout: i32) -> io::Result<()> {
+        let Some(ring) = self.ring.as_mut() else { return Ok(()) };
+        let again = self.level.iter().any(|&fd| match self.conns.get(fd as usize) {
+            Some(Some(s)) => s.ring.as_ref().is_some_and(|r| r.has_input()) && s.want() == Want::Read,
+            _ => false,
+        });
+        ring.wait(if again { 0 } else { timeout }, self.holds_gil)?;
+        self.ctx.clock.tick();
+        let list = ring.take();
+        for c in &list {
+            self.on_completion(c);
+        }
+        if let Some(ring) = self.ring.as_mut() {
+            ring.keep(list);
+        }
+        self.read_level();
+        Ok(())
+    }
+
+    /// Read what the ring received and the loop did not read yet, for connections that want
+    /// input now (the input epoll would report again, level-triggered).
+    fn read_level(&mut self) {
+        let level = std::mem::take(&mut self.level);
+        for fd in level {
+            let Some(Some(slot)) = self.conns.get_mut(fd as usize) else { continue };
+            let Some(sock) = slot.ring.as_mut() else { continue };
+            sock.listed = false;
+            if sock.readable() && slot.conn.want() == Want::Read {
+                self.on_conn(fd, libc::EPOLLIN as u32);
+            }
+            self.relist(fd);
+            self.sync_interest(fd); // all read: receive again
+        }
+    }
+
+    /// Keep a connection whose input is not all read in the list for the end of the turn.
+    fn relist(&mut self, fd: i32) {
+        if let Some(Some(slot)) = self.conns.get_mut(fd as usize) {
+            if let Some(sock) = slot.ring.as_mut().filter(|s| s.readable() && !s.listed) {
+                sock.listed = true;
+                self.level.push(fd);
+            }
+        }
+    }
+
+    /// The slot of a completion's connection, if it is still the one the operation was for.
+    fn slot_for<'a>(conns: &'a mut [Option<Box<Slot>>], c: &Completion) -> Option<&'a mut Slot> {
+        match conns.get_mut(c.fd as usize) {
+            Some(Some(s)) if c.is_for(s.gen) && s.ring.is_some() => Some(s),
+            _ => None,
+        }
+    }
+
+    fn on_completion(&mut self, c: &Completion) {
+        match c.op {
+            Some(Op::Accept) => {
+                if !c.more() {
+                    self.accept_live = false;
+                }
+                if c.res >= 0 {
+                    self.adopt(c.res, None);
+                } else if matches!(-c.res, libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) {
+                    // Out of descriptors: accept again in a second (see `accept`).
+                    if c.more() {
+                        if let Some(r) = self.ring.as_mut() {
+                            r.cancel(c.data);
+                        }
+                    }
+                    self.accepting = false;
+                    self.accept_paused_until = self.ctx.clock.sec + 1;
+                    return;
+                }
+                if !c.more() && self.accepting {
+                    if let Some(r) = self.ring.as_mut() {
+                        r.accept(self.listen_fd);
+                        self.accept_live = true;
+                    }
+                }
+            }
+            Some(Op::Recv) => {
+                let Some(slot) = Self::slot_for(&mut self.conns, c) else {
+                    if let Some(r) = self.ring.as_mut() {
+                        r.drop_buffer(c);
+                    }
+                    return;
+                };
+                let (Some(ring), Some(sock)) = (self.ring.as_mut(), slot.ring.as_mut()) else { return };
+                ring.received(c, sock);
+                if sock.readable() {
+                    self.on_conn(c.fd, libc::EPOLLIN as u32);
+                }
+                self.relist(c.fd);
+                self.sync_interest(c.fd); // a recv that ended starts again if input is wanted
+            }
+            Some(Op::Send) => {
+                if self.ring.as_mut().is_some_and(|r| r.orphan_done(c.data)) {
+                    return;
+                }
+                if let Some(i) = self.closing.iter().position(|(fd, gen, _, _)| *fd == c.fd && c.is_for(*gen)) {
+                    let Some(r) = self.ring.as_mut() else { return };
+                    let (fd, _, sock, _) = &mut self.closing[i];
+                    if r.sent(c, sock) || sock.failed() {
+                        unsafe { libc::close(*fd) };
+                        self.closing.swap_remove(i);
+                    }
+                    return;
+                }
+                let Some(slot) = Self::slot_for(&mut self.conns, c) else { return };
+                let (Some(ring), Some(sock)) = (self.ring.as_mut(), slot.ring.as_mut()) else { return };
+                let all = ring.sent(c, sock);
+                if sock.failed() {
+                    self.close(c.fd);
+                    return;
+                }
+                if all && sock.shut_pending {
+                    sock.shut_pending = false;
+                    unsafe { libc::shutdown(c.fd, libc::SHUT_WR) };
+                }
+                if slot.conn.writing {
+                    self.on_conn(c.fd, libc::EPOLLOUT as u32); // room again
+                }
+            }
+            Some(Op::PollOut) => {
+                let Some(slot) = Self::slot_for(&mut self.conns, c) else { return };
+                if let Some(sock) = slot.ring.as_mut() {
+                    sock.polled();
+                }
+                self.on_conn(c.fd, libc::EPOLLOUT as u32);
+            }
+            Some(Op::Signals) => {
+                self.on_signal();
+                if !c.more() {
+                    if let Some(r) = self.ring.as_mut() {
+                        r.watch(self.sfd, Op::Signals);
+                    }
+                }
+            }
+            Some(Op::AppWake) => {
+                self.take_done();
+                if !c.more() {
+                    if let (Some(r), Some(fd)) = (self.ring.as_mut(), self.ctx.app.as_ref().and_then(|a| a.wake_fd())) {
+                        r.watch(fd, Op::AppWake);
+                    }
+                }
+            }
+            Some(Op::Cancel) | None => {}
+        }
+    }
+
+    /// The epoll descriptor (or the ring's): readable when `run_once(Some(0))` has something to do.
     pub fn fileno(&self) -> i32 {
-        self.ep
+        self.ring.as_ref().map_or(self.ep, |r| r.fd())
+    }
+
+    /// The backend this worker runs on, as the start line names it.
+    pub fn backend(&self) -> &'static str {
+        if self.ring.is_some() { "io_uring" } else { "epoll" }
     }
 
     /// Write out what the access log holds (a worker driven from Python may never be dropped
@@ -343,6 +568,14 @@ impl Worker {
     pub fn wake(&mut self) {
         self.ctx.clock.tick();
         self.process_wakeups();
+        if self.ring.is_some() {
+            // An application made room for input the ring already holds: read it now, and
+            // what the output queued (a recv to start again, sends) goes now, not at the next poll.
+            self.read_level();
+            if let Some(r) = self.ring.as_mut() {
+                r.submit();
+            }
+        }
     }
 
     fn on_signal(&mut self) {
@@ -368,7 +601,7 @@ impl Worker {
                     self.accept();
                 }
                 if self.accepting {
-                    let _ = ctl(self.ep, libc::EPOLL_CTL_DEL, self.listen_fd, 0, 0);
+                    self.unwatch_listener();
                 }
                 self.accepting = false;
                 unsafe { libc::close(self.listen_fd) };
@@ -394,9 +627,31 @@ impl Worker {
         for fd in expired {
             self.expire(fd);
         }
+        self.give_up_closing(now);
         if !self.accepting && self.stop_deadline.is_none() && now >= self.accept_paused_until {
-            if ctl(self.ep, libc::EPOLL_CTL_ADD, self.listen_fd, libc::EPOLLIN as u32, LISTENER).is_ok() {
+            if let Some(r) = self.ring.as_mut() {
+                r.accept(self.listen_fd);
+                self.accept_live = true;
                 self.accepting = true;
+            } else if ctl(self.ep, libc::EPOLL_CTL_ADD, self.listen_fd, libc::EPOLLIN as u32, LISTENER).is_ok() {
+                self.accepting = true;
+            }
+        }
+    }
+
+    /// Closed connections whose staged output did not all go by `now`: their sends are
+    /// canceled and the descriptor closed (as a write timeout resets a live one).
+    fn give_up_closing(&mut self, now: i64) {
+        let mut i = 0;
+        while i < self.closing.len() {
+            if self.closing[i].3 <= now {
+                let (fd, gen, sock, _) = self.closing.swap_remove(i);
+                if let Some(r) = self.ring.as_mut() {
+                    r.forget(fd, gen, sock);
+                }
+                unsafe { libc::close(fd) };
+            } else {
+                i += 1;
             }
         }
     }
@@ -478,7 +733,7 @@ impl Worker {
             .filter_map(|(fd, c)| match c {
                 // (a request already in the socket, not read yet on this turn, is answered
                 // first: closing now would drop it)
-                Some(c) if c.idle() && c.h2.as_ref().is_none_or(|h| h.idle()) && !input_waiting(fd as i32) => Some(fd as i32),
+                Some(c) if c.idle() && c.h2.as_ref().is_none_or(|h| h.idle()) && !c.input_waiting(fd as i32) => Some(fd as i32),
                 _ => None,
             })
             .collect();
@@ -492,6 +747,20 @@ impl Worker {
                 }
             }
             self.start_close(fd);
+        }
+    }
+
+    /// Stop taking connections from the listener (until `on_second` takes it up again).
+    fn unwatch_listener(&mut self) {
+        match self.ring.as_mut() {
+            Some(r) => {
+                // Now, not at the next turn: until the cancel is taken, connections still come.
+                r.cancel(ring::user_data(Op::Accept, self.listen_fd, 0));
+                r.submit();
+            }
+            None => {
+                let _ = ctl(self.ep, libc::EPOLL_CTL_DEL, self.listen_fd, 0, 0);
+            }
         }
     }
 
@@ -512,7 +781,7 @@ impl Worker {
                     libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
                         // Out of descriptors: stop polling the listener for a second instead of
                         // spinning on an event we cannot consume.
-                        let _ = ctl(self.ep, libc::EPOLL_CTL_DEL, self.listen_fd, 0, 0);
+                        self.unwatch_listener();
                         self.accepting = false;
                         self.accept_paused_until = self.ctx.clock.sec + 1;
                     }
@@ -520,51 +789,69 @@ impl Worker {
                 }
                 return;
             }
-            let full = self.open >= self.max_connections;
-            let one: libc::c_int = 1;
-            unsafe {
-                libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one as *const _ as *const libc::c_void, 4);
-            }
-            if ctl(self.ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, fd as u64).is_err() {
-                unsafe { libc::close(fd) };
-                continue;
-            }
-            let i = fd as usize;
-            if self.conns.len() <= i {
-                self.conns.resize_with(i + 1, || None);
-            }
-            let mut proto = Proto::default();
-            if self.with_peer {
-                proto.peer = sockaddr_to(&ss);
-            }
-            let gen = self.ctx.next_generation();
-            proto.id = (fd, gen);
-            let now = self.ctx.clock.sec;
-            let tls = match &self.tls {
-                None => None,
-                Some(t) => match Tls::new(&t.config) {
-                    Some(tls) => Some(tls),
-                    None => {
-                        unsafe { libc::close(fd) };
-                        continue;
-                    }
-                },
+            self.adopt(fd, Some(&ss));
+        }
+    }
+
+    /// Take a new connection: `ss` is its peer's address when accept gave it (the ring's
+    /// multishot accept does not).
+    fn adopt(&mut self, fd: i32, ss: Option<&libc::sockaddr_storage>) {
+        let full = self.open >= self.max_connections;
+        let one: libc::c_int = 1;
+        unsafe {
+            libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one as *const _ as *const libc::c_void, 4);
+        }
+        if self.ring.is_none() && ctl(self.ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, fd as u64).is_err() {
+            unsafe { libc::close(fd) };
+            return;
+        }
+        let i = fd as usize;
+        if self.conns.len() <= i {
+            self.conns.resize_with(i + 1, || None);
+        }
+        let mut proto = Proto::default();
+        if self.with_peer {
+            proto.peer = match ss {
+                Some(ss) => sockaddr_to(ss),
+                None => peer_of(fd),
             };
-            self.conns[i] = Some(Box::new(Slot { conn: Conn::new(proto, now, &self.timeouts), interest: libc::EPOLLIN as u32, gen, tls, h2: None }));
-            self.open += 1;
-            self.ctx.stats.opened();
-            if full {
-                // Over the limit: answer 503 and close (with the usual lingering close), rather
-                // than let the client wait in the backlog. Open connections are not affected.
-                if let Some(Some(c)) = self.conns.get_mut(i) {
-                    c.proto.refuse(&mut self.ctx);
+        }
+        let gen = self.ctx.next_generation();
+        proto.id = (fd, gen);
+        let now = self.ctx.clock.sec;
+        let tls = match &self.tls {
+            None => None,
+            Some(t) => match Tls::new(&t.config) {
+                Some(tls) => Some(tls),
+                None => {
+                    unsafe { libc::close(fd) };
+                    return;
                 }
-                self.write(fd);
+            },
+        };
+        let mut sock = self.ring.as_ref().map(|_| RingSock::default());
+        if let (Some(r), Some(s)) = (self.ring.as_mut(), sock.as_mut()) {
+            r.recv(fd, gen, s);
+        }
+        self.conns[i] = Some(Box::new(Slot { conn: Conn::new(proto, now, &self.timeouts), interest: libc::EPOLLIN as u32, gen, tls, h2: None, ring: sock }));
+        self.open += 1;
+        self.ctx.stats.opened();
+        if full {
+            // Over the limit: answer 503 and close (with the usual lingering close), rather
+            // than let the client wait in the backlog. Open connections are not affected.
+            if let Some(Some(c)) = self.conns.get_mut(i) {
+                c.proto.refuse(&mut self.ctx);
             }
+            self.write(fd);
         }
     }
 
     fn close(&mut self, fd: i32) {
+        self.close_as(fd, false);
+    }
+
+    /// `discard`: drop output not sent yet (a reset); otherwise what is written goes out first.
+    fn close_as(&mut self, fd: i32, discard: bool) {
         if let Some(slot) = self.conns.get_mut(fd as usize) {
             if let Some(mut conn) = slot.take() {
                 conn.proto.abandon(&mut self.ctx);
@@ -573,7 +860,20 @@ impl Worker {
                 }
                 self.open -= 1;
                 self.ctx.stats.closed();
-                unsafe { libc::close(fd) };
+                let mut later = false;
+                if let (Some(r), Some(mut sock)) = (self.ring.as_mut(), conn.ring.take()) {
+                    if sock.pending() && !sock.failed() && !discard {
+                        // Staged output is the kernel's on epoll: here it is sent, then closed.
+                        r.retire(fd, conn.gen, &mut sock);
+                        self.closing.push((fd, conn.gen, sock, self.ctx.clock.sec + self.timeouts.write));
+                        later = true;
+                    } else {
+                        r.forget(fd, conn.gen, sock); // what is in flight is canceled, its bytes kept
+                    }
+                }
+                if !later {
+                    unsafe { libc::close(fd) };
+                }
                 if let Some(ex) = conn.proto.exchange() {
                     ex.borrow_mut().gone = true;
                 }
@@ -594,7 +894,7 @@ impl Worker {
             libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &lg as *const _ as *const libc::c_void,
                 std::mem::size_of::<libc::linger>() as libc::socklen_t);
         }
-        self.close(fd);
+        self.close_as(fd, true);
     }
 
     fn on_conn(&mut self, fd: i32, flags: u32) {
@@ -655,7 +955,9 @@ impl Worker {
             return;
         }
         if conn.lingering {
-            if matches!(Socket(fd).read_into(&mut self.scratch), Io::Done(0) | Io::Error) {
+            let (mut wire, _) = conn.split(fd);
+            wire.tls = None; // what a lingering close reads is discarded unread
+            if matches!(wire.read_into(&mut self.scratch), Io::Done(0) | Io::Error) {
                 self.close(fd);
             }
             return;
@@ -824,7 +1126,7 @@ impl Worker {
     /// otherwise (see `after_tls_read`).
     fn read_scratch(&mut self, fd: i32) -> Option<Io> {
         let slot = self.conns.get_mut(fd as usize)?.as_mut()?;
-        let got = Wire::new(fd, slot.tls.as_mut()).read_into(&mut self.scratch);
+        let got = Wire::new(fd, slot.tls.as_mut(), slot.ring.as_mut()).read_into(&mut self.scratch);
         if slot.tls.is_some() && !self.after_tls_read(fd, got) {
             return None;
         }
@@ -965,6 +1267,24 @@ impl Worker {
             Want::Write => libc::EPOLLOUT as u32,
             Want::Nothing => 0, // the application has the request; more input waits in the socket
         };
+        if let (Some(r), Some(sock)) = (self.ring.as_mut(), conn.ring.as_mut()) {
+            // On the ring: receive while input is wanted (a multishot recv), and only then, so
+            // input the loop is not reading waits in the socket as it does on epoll; room to
+            // write is reported by the staged send's completion, or by a poll after a direct
+            // write found the socket full.
+            match conn.conn.want() {
+                Want::Read => r.recv(fd, conn.gen, sock),
+                Want::Write => {
+                    r.stop_recv(fd, conn.gen, sock);
+                    if !sock.pending() {
+                        r.poll_out(fd, conn.gen, sock);
+                    }
+                }
+                Want::Nothing => r.stop_recv(fd, conn.gen, sock),
+            }
+            conn.interest = want;
+            return;
+        }
         if want != conn.interest {
             conn.interest = want;
             let _ = ctl(self.ep, libc::EPOLL_CTL_MOD, fd, want, fd as u64);
@@ -1038,6 +1358,12 @@ impl Worker {
             ex.borrow_mut().unflushed = conn.proto.out.pending_bytes();
             notify(ex);
         }
+        if let Some(Some(slot)) = self.conns.get_mut(fd as usize) {
+            if let (Some(r), Some(sock)) = (self.ring.as_mut(), slot.ring.as_mut()) {
+                r.send(fd, slot.gen, sock); // what was staged goes with the turn's submission
+            }
+        }
+        let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
         if conn.proto.is_websocket() {
             conn.proto.out.release(); // an idle WebSocket holds no output ring
         }
@@ -1054,7 +1380,15 @@ impl Worker {
         if let Some(tls) = &mut conn.tls {
             tls.close_notify(fd); // an orderly end, so the client can tell it from a cut
         }
-        unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+        match (self.ring.as_mut(), conn.ring.as_mut()) {
+            (Some(r), Some(sock)) => {
+                r.send(fd, conn.gen, sock);
+                ring::shutdown_after(fd, sock); // after the staged bytes
+            }
+            _ => unsafe {
+                libc::shutdown(fd, libc::SHUT_WR);
+            },
+        }
         conn.lingering = true;
         conn.writing = false;
         conn.deadline = self.ctx.clock.sec + LINGER_SECS;
@@ -1068,6 +1402,7 @@ impl Drop for Worker {
         for fd in 0..self.conns.len() {
             self.close(fd as i32);
         }
+        self.give_up_closing(i64::MAX);
         unsafe {
             libc::close(self.ep);
             libc::close(self.sfd);

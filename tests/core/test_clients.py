@@ -16,6 +16,10 @@ from conftest import Server
 from vw.config import default_docroot
 
 
+# every test here runs on each backend (--io epoll, --io uring): see `backend` in tests/conftest.py
+pytestmark = pytest.mark.usefixtures("backend")
+
+
 def curl(*args: str) -> subprocess.CompletedProcess:
     assert shutil.which("curl"), "curl is not installed (make deps installs it)"
     return subprocess.run(["curl", "-s", *args], capture_output=True, timeout=30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import os
 import re
 import resource
@@ -12,6 +13,10 @@ import subprocess
 import time
 
 from conftest import WORKER_RE, Reader, Server, connect, get
+
+
+# every test here runs on each backend (--io epoll, --io uring): see `backend` in tests/conftest.py
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import re
 import socket
 import time
 
 from conftest import Reader, connect, get
+
+# every test here runs on each backend (--io epoll, --io uring): see `backend` in tests/conftest.py
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 DATE_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$")
 

@@ -7,6 +7,10 @@ import pytest
 from conftest import Reader, Server, connect, get, vw_cmd
 
 
+# every test here runs on each backend (--io epoll, --io uring): see `backend` in tests/conftest.py
+pytestmark = pytest.mark.usefixtures("backend")
+
+
 @pytest.fixture
 def tight(docroot):
     srv = Server([str(docroot), "--max-request-line", "100", "--max-head", "400", "--max-headers", "5",

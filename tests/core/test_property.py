@@ -13,6 +13,10 @@ from hypothesis import strategies as st
 
 from conftest import Server, connect
 
+# every test here runs on each backend (--io epoll, --io uring): see `backend` in tests/conftest.py
+pytestmark = pytest.mark.usefixtures("backend")
+
+
 TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=12)
 VALUE = st.text(alphabet=" !#$%&'()*+,-./0123456789:;<=>?@ABCXYZ[]^_`abcxyz{|}~", max_size=30).map(str.strip)
 PATHS = st.sampled_from(["/1b", "/", "/100.html", "/sub/", "/sub", "/nope", "/1b?q=1", "/%31b", "//1b"])
@@ -58,7 +62,7 @@ def exchange(port: int, pieces: list[bytes]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, backend):
     root = tmp_path_factory.mktemp("www")
     (root / "1b").write_bytes(b"x")
     (root / "100.html").write_bytes(b"a" * 100)

@@ -13,6 +13,10 @@ import pytest
 from conftest import Reader, Server, connect, get
 
 
+# every test here runs on each backend (--io epoll, --io uring): see `backend` in tests/conftest.py
+pytestmark = pytest.mark.usefixtures("backend")
+
+
 def hdrs(**fields: str) -> str:
     return "Host: t\r\n" + "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in fields.items())
 

@@ -11,6 +11,10 @@ import pytest
 from conftest import Reader, Server, connect
 
 
+# every test here runs on each backend (--io epoll, --io uring): see `backend` in tests/conftest.py
+pytestmark = pytest.mark.usefixtures("backend")
+
+
 @pytest.fixture
 def quick(docroot):
     (docroot / "large.bin").write_bytes(os.urandom(32 * 1024 * 1024))

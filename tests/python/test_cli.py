@@ -132,3 +132,24 @@ def test_default_docroot_is_the_demo():
         assert len(get(srv.port, "/100.html").body) == 100
     finally:
         srv.stop()
+
+
+def test_uring_with_tls_is_refused_in_one_line_and_auto_says_why_it_chose_epoll(tmp_path):
+    docroot = tmp_path / "www"
+    docroot.mkdir()
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    pem = tmp_path / "cert.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    out = subprocess.run([sys.executable, "-m", "vw", "serve", str(docroot), "--port", "0", "--io", "uring",
+                          "--tls-cert", str(pem)], capture_output=True, text=True, timeout=20)
+    _one_line_error(out, "--io uring: io_uring cannot be used here (TLS is served on epoll only); use --io epoll or auto")
+    _one_line_error(vw_cmd("serve", str(docroot), "--io", "kqueue"), "--io", "kqueue")
+    srv = Server([str(docroot), "--io", "auto", "--tls-cert", str(pem)])
+    try:
+        assert "epoll;" in srv.lines[0]
+        assert "vw io_uring not used (TLS is served on epoll only): serving on epoll" in srv.lines
+    finally:
+        assert srv.stop() == 0

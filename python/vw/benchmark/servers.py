@@ -23,6 +23,8 @@ H2O_TEMPLATE = HERE / "h2o.conf.tmpl"
 
 STATIC_SERVERS = ("floor", "vw", "nginx")
 FILE_SERVERS = (*STATIC_SERVERS, "nginx-nosendfile", "h2o")
+# the io_uring pair (issue 14): the C floor over a ring, and vw --io uring
+URING_SERVERS = ("floor-uring", "vw-uring")
 NGINX_SERVERS = {"nginx": True, "nginx-nosendfile": False}  # name: sendfile on?
 
 
@@ -83,6 +85,7 @@ class Context:
     workdir: Path
     docroot: Path
     floor_bin: Path | None = None
+    floor_uring_bin: Path | None = None
     vw_cmd: list[str] | None = None
     nginx_bin: str | None = None
     h2o_bin: str | None = None
@@ -91,8 +94,9 @@ class Context:
 
 class Servers:
     """The servers a run may name, its groups, and for each how to find and start it."""
-    names: tuple[str, ...] = FILE_SERVERS
-    groups: dict[str, tuple[str, ...]] = {"static": STATIC_SERVERS, "files": FILE_SERVERS}
+    names: tuple[str, ...] = (*FILE_SERVERS, *URING_SERVERS)
+    groups: dict[str, tuple[str, ...]] = {"static": STATIC_SERVERS, "files": FILE_SERVERS,
+                                          "uring": ("floor", *URING_SERVERS, "vw")}
     context = Context
 
     def __init__(self, build_dir: Path | None = None):
@@ -109,7 +113,9 @@ class Servers:
         """Make name ready to start (what is found goes into ctx): None, or why it cannot run."""
         if name == "floor":
             ctx.floor_bin = build_floor(self.build_dir)
-        elif name == "vw":
+        elif name == "floor-uring":
+            ctx.floor_uring_bin = build_floor(self.build_dir, uring=True)
+        elif name in ("vw", "vw-uring"):
             ctx.vw_cmd = ctx.vw_cmd or vw_command()
             if ctx.vw_cmd is None:
                 return "vw is not installed (no `vw` on PATH, `import vw` fails)"
@@ -128,9 +134,12 @@ class Servers:
     def command(self, name: str, port: int, ctx: Context, path: str = "/1b") -> list[str]:
         if name == "floor":
             return [str(ctx.floor_bin), str(port), str(self.floor_body_bytes(path))]
-        if name == "vw":
+        if name == "floor-uring":
+            return [str(ctx.floor_uring_bin), str(port), str(self.floor_body_bytes(path))]
+        if name in ("vw", "vw-uring"):
+            io = ["--io", "uring"] if name == "vw-uring" else []
             return [*ctx.vw_cmd, "serve", str(ctx.docroot), "--port", str(port),
-                    "--workers", "1"]
+                    "--workers", "1", *io]
         if name in NGINX_SERVERS:
             prefix = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=ctx.workdir))
             conf = write_nginx_conf(prefix, port, ctx.docroot, NGINX_SERVERS[name])
