@@ -566,3 +566,65 @@ pub fn shutdown_after(fd: i32, sock: &mut RingSock) {
         unsafe { libc::shutdown(fd, libc::SHUT_WR) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iov(b: &[u8]) -> libc::iovec {
+        libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() }
+    }
+
+    #[test]
+    fn small_writes_are_staged_in_order_up_to_the_bound_then_the_socket_is_full() {
+        let mut sock = RingSock::default();
+        let mut w = RingWire { fd: -1, sock: &mut sock };
+        assert_eq!(w.writev(&[iov(b"HTTP/1.1 200 OK\r\n"), iov(b"\r\nx")], false), Io::Done(20));
+        let big = vec![7u8; STAGE_MAX];
+        // staged bytes wait: a large write is not sent around them, it is staged up to the bound
+        assert_eq!(w.writev(&[iov(&big)], false), Io::Done(STAGE_MAX - 20));
+        assert_eq!(w.writev(&[iov(b"more")], false), Io::Blocked);
+        assert_eq!(&sock.next[..20], b"HTTP/1.1 200 OK\r\n\r\nx");
+        assert_eq!(sock.next.len(), STAGE_MAX);
+        // a file or a piped body waits for the staged bytes too
+        let file: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
+        assert_eq!(RingWire { fd: -1, sock: &mut sock }.sendfile(&file, 0, 1), Io::Blocked);
+    }
+
+    #[test]
+    fn a_large_write_with_nothing_staged_goes_to_the_socket_directly() {
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0, fds.as_mut_ptr()) }, 0);
+        let mut sock = RingSock::default();
+        let big = vec![1u8; DIRECT_MIN];
+        assert_eq!(RingWire { fd: fds[0], sock: &mut sock }.writev(&[iov(&big)], false), Io::Done(DIRECT_MIN));
+        assert!(!sock.pending(), "nothing staged: the kernel took it");
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+    }
+
+    #[test]
+    fn received_input_is_read_in_pieces_then_the_end_is_reported_every_time() {
+        let mut sock = RingSock { rx: b"GET / HTTP/1.1\r\n\r\n".to_vec(), rx_end: Some(Io::Done(0)), ..Default::default() };
+        assert!(sock.readable() && sock.has_input());
+        let mut w = RingWire { fd: -1, sock: &mut sock };
+        let mut buf = [0u8; 5];
+        assert_eq!(w.read_into(&mut buf), Io::Done(5));
+        assert_eq!(&buf, b"GET /");
+        let mut rest = [0u8; 64];
+        assert_eq!(w.read_into(&mut rest), Io::Done(13));
+        assert_eq!(w.read_into(&mut rest), Io::Done(0));
+        assert_eq!(w.read_into(&mut rest), Io::Done(0), "level-triggered, as epoll reports an end");
+        assert!(!sock.has_input() && sock.readable());
+    }
+
+    #[test]
+    fn user_data_tells_an_earlier_connection_on_the_same_descriptor_apart() {
+        let c = Completion::new(user_data(Op::Send, 42, 7), 10, 0);
+        assert_eq!((c.op, c.fd), (Some(Op::Send), 42));
+        assert!(c.is_for(7) && !c.is_for(8));
+        assert!(c.is_for(7 + (1 << 32)), "generations compare on their low 32 bits");
+    }
+}

@@ -1358,9 +1358,11 @@ impl Worker {
             ex.borrow_mut().unflushed = conn.proto.out.pending_bytes();
             notify(ex);
         }
-        if let Some(Some(slot)) = self.conns.get_mut(fd as usize) {
-            if let (Some(r), Some(sock)) = (self.ring.as_mut(), slot.ring.as_mut()) {
-                r.send(fd, slot.gen, sock); // what was staged goes with the turn's submission
+        if let Some(r) = self.ring.as_mut() {
+            if let Some(Some(slot)) = self.conns.get_mut(fd as usize) {
+                if let Some(sock) = slot.ring.as_mut() {
+                    r.send(fd, slot.gen, sock); // what was staged goes with the turn's submission
+                }
             }
         }
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
