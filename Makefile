@@ -4,7 +4,7 @@
 PY ?= python3
 ARGS ?=
 
-.PHONY: serve test install deps rust-test py-test fuzz-smoke fuzz bench wheel wheel-native
+.PHONY: serve test install deps rust-test py-test py-test-uring fuzz-smoke fuzz bench wheel wheel-native
 
 install:
 	$(PY) -m pip install -q -e '.[test]'
@@ -29,6 +29,11 @@ rust-test:
 
 py-test:
 	$(PY) -m pytest
+
+# The core suite runs on both backends in py-test; this runs the rest (applications, WebSockets,
+# the process tree) on io_uring too (TLS stays on epoll). About 2 minutes; not part of `make test`.
+py-test-uring:
+	VW_TEST_IO=uring $(PY) -m pytest tests/apps tests/ws tests/python --deselect tests/python/test_wheel.py
 
 # A short run of each fuzz target (4 s; libFuzzer via cargo-fuzz, on stable Rust, no sanitizer):
 # the corpora replay and a few million new inputs. The long runs are `make fuzz`.

@@ -97,6 +97,13 @@ class ServeConfig:
         from vw import _core
 
         why = "TLS is served on epoll only" if self.tls_cert else _core.uring_unavailable()
+        if why is not None and not self.tls_cert:
+            try:
+                disabled = Path("/proc/sys/kernel/io_uring_disabled").read_text().strip()
+            except OSError:
+                disabled = "0"
+            if disabled != "0":
+                why += f"; kernel.io_uring_disabled = {disabled}"
         if why is None:
             self.io = "uring"
         elif self.io == "uring":

@@ -153,3 +153,29 @@ def test_uring_with_tls_is_refused_in_one_line_and_auto_says_why_it_chose_epoll(
         assert "vw io_uring not used (TLS is served on epoll only): serving on epoll" in srv.lines
     finally:
         assert srv.stop() == 0
+
+
+def test_where_the_kernel_forbids_io_uring_uring_is_refused_and_auto_falls_back(tmp_path):
+    """kernel.io_uring_disabled = 2 (as a hardened host or a container's profile would have it)."""
+    knob = "/proc/sys/kernel/io_uring_disabled"
+    try:
+        before = open(knob).read().strip()
+        with open(knob, "w") as f:
+            f.write("2")
+    except OSError as e:
+        pytest.skip(f"cannot set {knob} here ({e}): needs root")
+    try:
+        r = vw_cmd("serve", str(tmp_path), "--port", "0", "--io", "uring")
+        _one_line_error(r, "--io uring: io_uring cannot be used here (io_uring_setup: Operation not permitted",
+                        "kernel.io_uring_disabled = 2", "use --io epoll or auto")
+        srv = Server([str(tmp_path), "--io", "auto"])
+        try:
+            assert "epoll;" in srv.lines[0]
+            assert any(line.startswith("vw io_uring not used (io_uring_setup: Operation not permitted")
+                       and line.endswith("kernel.io_uring_disabled = 2): serving on epoll") for line in srv.lines), srv.lines
+            assert get(srv.port, "/").status in (200, 404)
+        finally:
+            assert srv.stop() == 0
+    finally:
+        with open(knob, "w") as f:
+            f.write(before)
