@@ -229,7 +229,10 @@ impl Ring {
     /// Start receiving on a connection.
     pub fn recv(&mut self, fd: i32, gen: u64, sock: &mut RingSock) {
         if sock.recv || sock.readable() {
-            return; // what was received is read first (the loop reads it at the end of the turn)
+            // Read what was received first (the loop reads it at the end of the turn). A recv
+            // being canceled is started again only after its last completion: two on one
+            // socket would share a user data, and a cancel would stop only one of them.
+            return;
         }
         sock.recv = true;
         let e = opcode::RecvMulti::new(types::Fd(fd), GROUP).build();
@@ -238,8 +241,8 @@ impl Ring {
 
     /// Stop receiving (the connection has enough input waiting; the rest waits in the socket).
     pub fn stop_recv(&mut self, fd: i32, gen: u64, sock: &mut RingSock) {
-        if sock.recv {
-            sock.recv = false;
+        if sock.recv && !sock.canceling {
+            sock.canceling = true; // `recv` stays set until its last completion
             self.cancel(user_data(Op::Recv, fd, gen));
         }
     }
@@ -347,11 +350,12 @@ impl Ring {
         }
         if !c.more() {
             sock.recv = false;
+            sock.canceling = false;
         }
-        if sock.recv && sock.rx.len() - sock.rx_off > RX_MAX {
+        if sock.recv && !sock.canceling && sock.rx.len() - sock.rx_off > RX_MAX {
             // The loop does not read as fast as the client sends: the rest waits in the
             // socket (TCP's flow control) until what is here has been read.
-            sock.recv = false;
+            sock.canceling = true;
             self.cancel(c.data);
             self.submit(); // now: until it is taken, the kernel fills buffers for it
         }
@@ -433,8 +437,10 @@ pub struct RingSock {
     rx_off: usize,
     /// The end of input (Done(0)) or a failure, reported once `rx` is read.
     rx_end: Option<Io>,
-    /// A multishot recv is armed.
+    /// A multishot recv is armed (until its last completion, even once canceled).
     recv: bool,
+    /// Its cancelation was asked for.
+    canceling: bool,
     /// A POLLOUT poll is armed.
     poll: bool,
     /// The bytes of the send in flight, and how many of them went.

@@ -628,7 +628,7 @@ impl Worker {
             self.expire(fd);
         }
         self.give_up_closing(now);
-        if !self.accepting && self.stop_deadline.is_none() && now >= self.accept_paused_until {
+        if !self.accepting && self.stop_deadline.is_none() && now >= self.accept_paused_until && !self.accept_live {
             if let Some(r) = self.ring.as_mut() {
                 r.accept(self.listen_fd);
                 self.accept_live = true;
