@@ -332,16 +332,12 @@ impl Ring {
     }
 
     /// A recv's completion: its bytes onto `rx` (the buffer goes back to the kernel), or the end
-    /// of input. False when the recv ended and must be started again to go on.
-    pub fn received(&mut self, c: &Completion, sock: &mut RingSock) -> bool {
-        if let Some(id) = cqueue::buffer_select(c.flags) {
-            if c.res > 0 {
-                sock.rx.extend_from_slice(self.bufs.bytes(id, c.res as usize));
-
-            }
-            self.bufs.add(id);
-            self.bufs.publish();
+    /// of input; a recv that ended (no `more`) is started again by the loop if input is wanted.
+    pub fn received(&mut self, c: &Completion, sock: &mut RingSock) {
+        if let (Some(id), true) = (cqueue::buffer_select(c.flags), c.res > 0) {
+            sock.rx.extend_from_slice(self.bufs.bytes(id, c.res as usize));
         }
+        self.drop_buffer(c);
         match c.res {
             0 => sock.rx_end = Some(Io::Done(0)),
             r if r == -libc::ENOBUFS || r == -libc::ECANCELED => {}
@@ -359,10 +355,9 @@ impl Ring {
             self.cancel(c.data);
             self.submit(); // now: until it is taken, the kernel fills buffers for it
         }
-        sock.recv
     }
 
-    /// A completion that is not a connection's: give back a recv's buffer.
+    /// Give a recv's buffer back to the kernel (its bytes were taken, or are not wanted).
     pub fn drop_buffer(&mut self, c: &Completion) {
         if let Some(id) = cqueue::buffer_select(c.flags) {
             self.bufs.add(id);
@@ -422,12 +417,6 @@ impl Ring {
         list.clear();
         self.cqes = list;
     }
-
-    /// Completions were dropped because the queue was full (with IORING_FEAT_NODROP the
-    /// kernel keeps them instead; counted for the tests).
-    pub fn overflowed(&mut self) -> u32 {
-        self.uring.completion().overflow()
-    }
 }
 
 /// A connection's side of the ring: input received and not read yet, output staged and in flight.
@@ -474,10 +463,6 @@ impl RingSock {
 
     pub fn failed(&self) -> bool {
         self.failed
-    }
-
-    pub fn recv_armed(&self) -> bool {
-        self.recv
     }
 
     /// The POLLOUT poll completed.

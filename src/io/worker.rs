@@ -551,10 +551,6 @@ impl Worker {
         self.ring.as_ref().map_or(self.ep, |r| r.fd())
     }
 
-    /// The backend this worker runs on, as the start line names it.
-    pub fn backend(&self) -> &'static str {
-        if self.ring.is_some() { "io_uring" } else { "epoll" }
-    }
 
     /// Write out what the access log holds (a worker driven from Python may never be dropped
     /// before its process exits).
