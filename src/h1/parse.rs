@@ -405,22 +405,31 @@ fn valid_host(v: &[u8]) -> bool {
     true
 }
 
+/// The bytes a `reg-name` may hold as they are: unreserved and sub-delims, less `,` (one
+/// table lookup a byte: Host is checked on every request).
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b';' | b'=');
+        b += 1;
+    }
+    t
+};
+
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )`, less `,`.
 fn valid_reg_name(v: &[u8]) -> bool {
     let mut i = 0;
     while i < v.len() {
-        match v[i] {
-            b'%' => {
-                if !(i + 2 < v.len() && v[i + 1].is_ascii_hexdigit() && v[i + 2].is_ascii_hexdigit()) {
-                    return false;
-                }
-                i += 3;
-                continue;
-            }
-            b if is_unreserved(b) || (is_sub_delim(b) && b != b',') => {}
-            _ => return false,
+        let b = v[i];
+        if REG_NAME[b as usize] {
+            i += 1;
+        } else if b == b'%' && i + 2 < v.len() && v[i + 1].is_ascii_hexdigit() && v[i + 2].is_ascii_hexdigit() {
+            i += 3;
+        } else {
+            return false;
         }
-        i += 1;
     }
     true
 }
@@ -798,6 +807,10 @@ mod tests {
         ];
         for v in bad {
             assert_eq!(host(v), Err(Reject::BadRequest("invalid Host")), "{:?}", String::from_utf8_lossy(v));
+        }
+        // The table is the grammar's: unreserved and sub-delims, less ','.
+        for b in 0..=255u8 {
+            assert_eq!(REG_NAME[b as usize], is_unreserved(b) || (is_sub_delim(b) && b != b','), "byte {b}");
         }
         // HTTP/1.0 does not need Host, but one that is sent is held to the same grammar.
         assert!(matches!(parse(b"GET / HTTP/1.0\r\nHost: a:80:80\r\n\r\n"), Err(Reject::BadRequest(_))));
