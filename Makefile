@@ -49,6 +49,7 @@ fuzz-smoke:
 	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=$(SMOKE_SECONDS) -seed=1
 	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=$(SMOKE_SECONDS) -seed=1
 	cd fuzz && cargo fuzz run -s none h2 -- -max_total_time=$(SMOKE_SECONDS) -seed=1
+	cd fuzz && cargo fuzz run -s none ring -- -max_total_time=$(SMOKE_SECONDS) -seed=1
 
 # Long runs, for a developer: make fuzz FUZZ_SECONDS=1800
 FUZZ_SECONDS ?= 600
@@ -62,6 +63,7 @@ fuzz:
 	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo fuzz run -s none h2 -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && cargo fuzz run -s none ring -- -max_total_time=$(FUZZ_SECONDS)
 
 test: deps install rust-test fuzz-smoke wheel-native py-test
 

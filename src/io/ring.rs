@@ -100,19 +100,21 @@ struct BufRing {
     entries: *mut types::BufRingEntry,
     mem: Vec<u8>,
     tail: u16,
+    /// How many (a power of two; BUF_COUNT but in tests).
+    count: u16,
 }
 
 impl BufRing {
-    fn new() -> io::Result<BufRing> {
-        let size = BUF_COUNT as usize * std::mem::size_of::<types::BufRingEntry>();
+    fn new(count: u16) -> io::Result<BufRing> {
+        let size = count as usize * std::mem::size_of::<types::BufRingEntry>();
         let p = unsafe { libc::mmap(std::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_ANONYMOUS | libc::MAP_PRIVATE, -1, 0) };
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
         // Written once here, so the worker holds its buffers from the start (as it will under
         // load) rather than growing by them later.
-        let mut b = BufRing { entries: p.cast(), mem: vec![1u8; BUF_COUNT as usize * BUF_SIZE], tail: 0 };
-        for id in 0..BUF_COUNT {
+        let mut b = BufRing { entries: p.cast(), mem: vec![1u8; count as usize * BUF_SIZE], tail: 0, count };
+        for id in 0..count {
             b.add(id);
         }
         b.publish();
@@ -120,8 +122,8 @@ impl BufRing {
     }
 
     fn add(&mut self, id: u16) {
-        let slot = (self.tail & (BUF_COUNT - 1)) as usize;
-        // SAFETY: `slot` < BUF_COUNT entries of the mapping; the kernel reads only published ones.
+        let slot = (self.tail & (self.count - 1)) as usize;
+        // SAFETY: `slot` < `count` entries of the mapping; the kernel reads only published ones.
         let e = unsafe { &mut *self.entries.add(slot) };
         e.set_addr(self.mem.as_ptr() as u64 + id as u64 * BUF_SIZE as u64);
         e.set_len(BUF_SIZE as u32);
@@ -145,7 +147,7 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        let size = BUF_COUNT as usize * std::mem::size_of::<types::BufRingEntry>();
+        let size = self.count as usize * std::mem::size_of::<types::BufRingEntry>();
         unsafe { libc::munmap(self.entries.cast(), size) };
     }
 }
@@ -176,12 +178,19 @@ impl Ring {
     /// passes between the handler threads (`apps::threads`), or asyncio waits on the ring's
     /// descriptor (ASGI), so its completions must be posted without the loop entering the ring.
     pub fn new(solo: bool) -> io::Result<Ring> {
+        Ring::with_sizes(solo, 4096, 16384, BUF_COUNT)
+    }
+
+    /// A ring of `sq` submission and `cq` completion entries with `bufs` provided buffers
+    /// (smaller ones make the faults of the tests and of the `ring` fuzz target: a full
+    /// completion queue, no buffer left).
+    pub fn with_sizes(solo: bool, sq: u32, cq: u32, bufs: u16) -> io::Result<Ring> {
         let mut b = IoUring::builder();
-        b.setup_cqsize(16384);
+        b.setup_cqsize(cq);
         if solo {
             b.setup_single_issuer().setup_defer_taskrun();
         }
-        let uring = b.build(4096).map_err(|e| io::Error::new(e.kind(), format!("io_uring_setup: {e}")))?;
+        let uring = b.build(sq).map_err(|e| io::Error::new(e.kind(), format!("io_uring_setup: {e}")))?;
         let mut probe = io_uring::Probe::new();
         uring.submitter().register_probe(&mut probe).map_err(|e| io::Error::new(e.kind(), format!("io_uring probe: {e}")))?;
         for (code, name) in [(opcode::RecvMulti::CODE, "recv"), (opcode::AcceptMulti::CODE, "accept"), (opcode::Send::CODE, "send"), (opcode::PollAdd::CODE, "poll")] {
@@ -189,9 +198,9 @@ impl Ring {
                 return Err(io::Error::other(format!("io_uring has no {name} operation")));
             }
         }
-        let bufs = BufRing::new()?;
+        let bufs = BufRing::new(bufs)?;
         // SAFETY: the entries live as long as the ring (dropped after it: field order).
-        unsafe { uring.submitter().register_buf_ring_with_flags(bufs.entries as u64, BUF_COUNT, GROUP, 0) }
+        unsafe { uring.submitter().register_buf_ring_with_flags(bufs.entries as u64, bufs.count, GROUP, 0) }
             .map_err(|e| io::Error::new(e.kind(), format!("io_uring provided buffers (kernel 5.19+): {e}")))?;
         Ok(Ring { uring, bufs, orphans: Vec::new(), cqes: Vec::new() })
     }
@@ -609,6 +618,174 @@ mod tests {
         assert_eq!(w.read_into(&mut rest), Io::Done(0));
         assert_eq!(w.read_into(&mut rest), Io::Done(0), "level-triggered, as epoll reports an end");
         assert!(!sock.has_input() && sock.readable());
+    }
+
+    /// A connected pair of non-blocking TCP sockets on loopback: (ours, the peer's).
+    fn tcp_pair() -> (i32, i32) {
+        use std::os::fd::IntoRawFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (ours, _) = l.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        peer.set_nonblocking(true).unwrap();
+        (ours.into_raw_fd(), peer.into_raw_fd())
+    }
+
+    fn close(fds: &[i32]) {
+        for &fd in fds {
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    /// One turn of the loop: wait up to 100 ms, and the completions posted.
+    fn turn(ring: &mut Ring) -> Vec<Completion> {
+        ring.wait(100, false).unwrap();
+        let list = ring.take();
+        let out = list.iter().map(|c| Completion::new(c.data, c.res, c.flags)).collect();
+        ring.keep(list);
+        out
+    }
+
+    fn read_some(fd: i32, into: &mut Vec<u8>) {
+        let mut buf = [0u8; 65536];
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            into.extend_from_slice(&buf[..n as usize]);
+        }
+    }
+
+    #[test]
+    fn a_short_send_sends_the_rest_in_order() {
+        let (ours, peer) = tcp_pair();
+        let small = 32768i32;
+        unsafe {
+            libc::setsockopt(ours, libc::SOL_SOCKET, libc::SO_SNDBUF, (&small as *const i32).cast(), 4);
+            libc::setsockopt(peer, libc::SOL_SOCKET, libc::SO_RCVBUF, (&small as *const i32).cast(), 4);
+        }
+        let mut ring = Ring::with_sizes(true, 64, 128, 8).unwrap();
+        let mut sock = RingSock::default();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut w = RingWire { fd: ours, sock: &mut sock };
+        assert_eq!(w.writev(&[iov(&data[..1000])], false), Io::Done(1000));
+        assert_eq!(w.writev(&[iov(&data[1000..])], false), Io::Done(data.len() - 1000), "staged behind the first");
+        ring.send(ours, 1, &mut sock);
+        let (mut got, mut short, mut sends) = (Vec::new(), 0, 0);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while (got.len() < data.len() || sock.pending()) && std::time::Instant::now() < until {
+            read_some(peer, &mut got); // room again: the send waiting for it goes on
+            for c in turn(&mut ring) {
+                assert_eq!(c.op, Some(Op::Send));
+                assert!(c.res > 0, "send failed: {}", c.res);
+                sends += 1;
+                if (c.res as usize) < sock.flight.len() - sock.sent {
+                    short += 1;
+                }
+                ring.sent(&c, &mut sock);
+            }
+        }
+        assert!(got == data, "{} of {} bytes, in order: {}", got.len(), data.len(), got == data[..got.len()]);
+        assert!(short > 0, "the socket took everything at once ({sends} sends): no short send was made");
+        assert!(!sock.pending());
+        close(&[ours, peer]);
+    }
+
+    #[test]
+    fn completions_past_a_full_completion_queue_are_all_delivered() {
+        let mut ring = Ring::with_sizes(true, 8, 16, 2).unwrap();
+        let n = 200u64;
+        for i in 0..n {
+            ring.push(opcode::Nop::new().build().user_data(user_data(Op::Cancel, i as i32, i)));
+        }
+        ring.submit();
+        assert!(ring.uring.submission().cq_overflow(), "200 completions overflow a 16-entry queue");
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            for c in turn(&mut ring) {
+                assert!(seen.insert(c.fd), "completion {} twice", c.fd);
+            }
+            if seen.len() as u64 == n {
+                break;
+            }
+        }
+        assert_eq!(seen.len() as u64, n, "every completion is delivered, none lost or repeated");
+        assert!(!ring.uring.submission().cq_overflow());
+    }
+
+    #[test]
+    fn a_recv_being_canceled_is_not_started_again_until_its_last_completion() {
+        let (ours, peer) = tcp_pair();
+        let mut ring = Ring::with_sizes(true, 64, 128, 8).unwrap();
+        let mut sock = RingSock::default();
+        ring.recv(ours, 3, &mut sock);
+        ring.submit();
+        ring.stop_recv(ours, 3, &mut sock);
+        ring.recv(ours, 3, &mut sock); // input is wanted again before the cancel completed
+        assert_eq!(ring.uring.submission().len(), 1, "only the cancel is queued, no second recv");
+        let mut ended = None;
+        for _ in 0..50 {
+            for c in turn(&mut ring) {
+                if c.op == Some(Op::Recv) {
+                    ring.received(&c, &mut sock);
+                    if !c.more() {
+                        ended = Some(c.res);
+                    }
+                }
+            }
+            if ended.is_some() {
+                break;
+            }
+        }
+        assert_eq!(ended, Some(-libc::ECANCELED));
+        assert!(!sock.recv && !sock.canceling);
+        ring.recv(ours, 3, &mut sock);
+        assert!(sock.recv, "started again after the last completion");
+        assert_eq!(unsafe { libc::write(peer, b"hello".as_ptr().cast(), 5) }, 5);
+        for _ in 0..50 {
+            for c in turn(&mut ring) {
+                ring.received(&c, &mut sock);
+            }
+            if sock.has_input() {
+                break;
+            }
+        }
+        assert_eq!(sock.rx, b"hello");
+        close(&[ours, peer]);
+    }
+
+    #[test]
+    fn a_recv_that_finds_no_buffer_left_is_started_again_and_loses_nothing() {
+        let mut ring = Ring::with_sizes(true, 64, 128, 2).unwrap();
+        let pairs: Vec<(i32, i32)> = (0..3).map(|_| tcp_pair()).collect();
+        let mut socks: Vec<RingSock> = (0..3).map(|_| RingSock::default()).collect();
+        for (i, &(_, peer)) in pairs.iter().enumerate() {
+            let msg = format!("request {i}");
+            assert_eq!(unsafe { libc::write(peer, msg.as_ptr().cast(), msg.len()) }, msg.len() as isize);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        for (i, &(ours, _)) in pairs.iter().enumerate() {
+            ring.recv(ours, 1, &mut socks[i]);
+        }
+        let mut enobufs = 0;
+        for _ in 0..50 {
+            for c in turn(&mut ring) {
+                let i = pairs.iter().position(|p| p.0 == c.fd).unwrap();
+                if c.res == -libc::ENOBUFS {
+                    enobufs += 1;
+                }
+                ring.received(&c, &mut socks[i]);
+                if !c.more() {
+                    ring.recv(c.fd, 1, &mut socks[i]); // as the loop does while input is wanted
+                }
+            }
+            if socks.iter().all(|s| s.has_input()) {
+                break;
+            }
+        }
+        assert!(enobufs > 0, "three recvs and two buffers: one found none");
+        for (i, s) in socks.iter().enumerate() {
+            assert_eq!(s.rx, format!("request {i}").as_bytes());
+        }
+        close(&pairs.iter().flat_map(|p| [p.0, p.1]).collect::<Vec<_>>());
     }
 
     #[test]
