@@ -43,13 +43,16 @@ PEERS = {
         "--workers", "1", "--interface", i, "--disable-listen-log", "true"))
        for name, i in (("socketify", "wsgi"), ("socketify-asgi", "asgi"))},
 }
-APP_SERVERS = VW_APP_SERVERS + tuple(PEERS)
+# each vw interface again with `--io uring` (issue 14), named vw-native-uring and so on
+VW_APP_URING = tuple(f"{n}-uring" for n in VW_APP_SERVERS)
+APP_SERVERS = VW_APP_SERVERS + tuple(PEERS) + VW_APP_URING
 
 
 def vw_app_command(name: str, port: int, vw_cmd: list[str]) -> list[str]:
-    interface = name.removeprefix("vw-")
+    interface = name.removeprefix("vw-").removesuffix("-uring")
+    io = ["--io", "uring"] if name.endswith("-uring") else []
     return [*vw_cmd, "run", f"{interface}:app", "--interface", interface,
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *io]
 
 
 def peer_command(name: str, port: int, python: str) -> list[str]:

@@ -82,7 +82,9 @@ def parse_args(argv: list[str]) -> Config:
                    default=None,
                    help="comma list of " + ",".join(SERVERS.names) + ", or the groups "
                    "static (" + ",".join(STATIC_SERVERS) + "), files (" + ",".join(FILE_SERVERS) + ") "
-                   "and apps (floor and every app server); default: static. Servers "
+                   "apps (floor and every app server), uring (the floors and vw on both "
+                   "backends) and apps-uring (floor and each vw interface on both backends); "
+                   "default: static. Servers "
                    "named one by one must be installed, groups skip what is missing")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=10.0, help="seconds per run")

@@ -177,6 +177,11 @@ impl Ring {
     /// asks for them, none interrupts it). A worker serving an application is not: its loop
     /// passes between the handler threads (`apps::threads`), or asyncio waits on the ring's
     /// descriptor (ASGI), so its completions must be posted without the loop entering the ring.
+    /// Such a ring gets IORING_SETUP_COOP_TASKRUN instead: a completion does not interrupt the
+    /// thread that submitted its operation (an inter-processor interrupt when the client's
+    /// packet was taken on another CPU) but runs at its next entry to the kernel, which wakes it
+    /// when it sleeps. Without it, the native hello cost 8.8-9.5 µs of system time per request
+    /// on the ring against 5.6-6.3 on epoll; with it 6.1-6.9.
     pub fn new(solo: bool) -> io::Result<Ring> {
         Ring::with_sizes(solo, 4096, 16384, BUF_COUNT)
     }
@@ -189,6 +194,8 @@ impl Ring {
         b.setup_cqsize(cq);
         if solo {
             b.setup_single_issuer().setup_defer_taskrun();
+        } else {
+            b.setup_coop_taskrun().setup_taskrun_flag();
         }
         let uring = b.build(sq).map_err(|e| io::Error::new(e.kind(), format!("io_uring_setup: {e}")))?;
         let mut probe = io_uring::Probe::new();

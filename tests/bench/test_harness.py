@@ -553,6 +553,9 @@ GRANIAN = ["--host", "127.0.0.1", "--port", "8123", "--workers", "1",
            "--http", "1", "--no-ws", "--no-access-log", "--log-level", "warning"]
 
 APP_COMMANDS = {
+    **{f"vw-{i}-uring": ["vw", "run", f"{i}:app", "--interface", i, "--host", "127.0.0.1",
+                         "--port", "8123", "--workers", "1", "--io", "uring"]
+       for i in ("native", "wsgi", "asgi")},
     "vw-native": ["vw", "run", "native:app", "--interface", "native",
                   "--host", "127.0.0.1", "--port", "8123", "--workers", "1"],
     "vw-wsgi": ["vw", "run", "wsgi:app", "--interface", "wsgi",
@@ -723,8 +726,12 @@ def test_peer_pythons_start_with_the_peers_venv(tmp_path, monkeypatch):
 
 def test_server_groups_and_default_paths():
     args = cli.parse_args(["--servers", "apps"])
-    assert args.servers == ["floor", *apps.APP_SERVERS] and args.explicit == set()
+    assert args.servers == ["floor", *apps.VW_APP_SERVERS, *apps.PEERS] and args.explicit == set()
     assert args.paths == ["/", "/json"]
+    args = cli.parse_args(["--servers", "apps-uring"])
+    assert args.servers == ["floor", "vw-native", "vw-native-uring", "vw-wsgi", "vw-wsgi-uring",
+                            "vw-asgi", "vw-asgi-uring"]
+    assert args.paths == ["/", "/json"], "the app paths for vw's interfaces on the ring too"
     args = cli.parse_args(["--servers", "floor,vw-wsgi,uvicorn", "--paths", "/json"])
     assert args.explicit == {"floor", "vw-wsgi", "uvicorn"}
     assert args.paths == ["/json"]
