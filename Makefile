@@ -30,10 +30,10 @@ rust-test:
 py-test:
 	$(PY) -m pytest
 
-# The core suite runs on both backends in py-test; this runs the rest (applications, WebSockets,
-# the process tree) on io_uring too (TLS stays on epoll). About 2 minutes; not part of `make test`.
+# The core and TLS suites run on both backends in py-test; this runs the rest (applications,
+# WebSockets, the process tree, HTTP/2) on io_uring too. About 3 minutes; not part of `make test`.
 py-test-uring:
-	VW_TEST_IO=uring $(PY) -m pytest tests/apps tests/ws tests/python --deselect tests/python/test_wheel.py
+	VW_TEST_IO=uring $(PY) -m pytest tests/apps tests/ws tests/python tests/tls --deselect tests/python/test_wheel.py
 
 # A short run of each fuzz target (4 s; libFuzzer via cargo-fuzz, on stable Rust, no sanitizer):
 # the corpora replay and a few million new inputs. The long runs are `make fuzz`.

@@ -11,7 +11,7 @@ A table sits between two comments in README.md:
     ... written by this script from FILE ...
     <!-- /bench-table -->
 
-KIND says which table (static, files, files-pipelined, apps, wait, ws, tls); FILE is a results.json the harness
+KIND says which table (static, files, files-pipelined, apps, wait, ws, tls, uring, apps-uring); FILE is a results.json the harness
 wrote (bench/run.py or vw bench), committed under docs/bench/, relative to the repository. A table
 that no committed run backs yet is marked `<!-- bench-table KIND unbacked -->`: it is left as
 written, must say so to the reader ("Not yet traceable"), and is listed by --check (--strict makes
@@ -235,7 +235,37 @@ def tls_table(run: Run) -> str:
     return "\n".join(lines[1:])
 
 
-KINDS = {"tls": tls_table, "static": static_table, "files": files_table, "files-pipelined": files_pipelined_table,
+def uring_table(run: Run) -> str:
+    """The io_uring backend (issue 14) on /1b: the two floors and vw on each backend, and the
+    issue's two ratios (vw on the ring ÷ vw on epoll, ÷ the epoll floor)."""
+    lines = ["| /1b | floor (epoll) | floor-uring | vw (epoll) | vw --io uring | **uring ÷ vw epoll** "
+             "| **uring ÷ floor** | p99 ms vw / uring |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for mode in ("plain", "pipelined"):
+        r = {s: run.row(s, "/1b", mode) for s in ("floor", "floor-uring", "vw", "vw-uring")}
+        cpu = {s: v["cpu_us_per_request"] for s, v in r.items()}
+        lines.append(f"| {MODE_LABELS[mode]} | " + " | ".join(num(cpu[s]) for s in r)
+                     + f" | {bold(num(ratio(cpu['vw-uring'], cpu['vw'])))} | {bold(num(ratio(cpu['vw-uring'], cpu['floor'])))} "
+                     + f"| {num(r['vw']['p99_ms'])} / {num(r['vw-uring']['p99_ms'])} |")
+    return "\n".join(lines)
+
+
+def apps_uring_table(run: Run) -> str:
+    """Each vw interface's hello (`/`) on epoll and on the ring: CPU µs per request and p99."""
+    lines = ["| interface | plain: epoll | uring | **÷** | p99 ms epoll / uring | pipelined ×16: epoll | uring | **÷** |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for server in [s for s in run.servers if is_vw(s) and not s.endswith("-uring")]:
+        plain = [run.row(s, "/", "plain") for s in (server, f"{server}-uring")]
+        piped = [run.row(s, "/", "pipelined") for s in (server, f"{server}-uring")]
+        cells = []
+        for pair in (plain, piped):
+            a, b = (r["cpu_us_per_request"] for r in pair)
+            cells.append(f"{num(a)} | {num(b)} | {bold(num(ratio(b, a)))}")
+        lines.append(f"| {server.removeprefix('vw-')} | {cells[0]} | {num(plain[0]['p99_ms'])} / {num(plain[1]['p99_ms'])} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+KINDS = {"tls": tls_table, "uring": uring_table, "apps-uring": apps_uring_table, "static": static_table, "files": files_table, "files-pipelined": files_pipelined_table,
          "apps": apps_table, "wait": wait_table, "ws": ws_table}
 
 

@@ -96,8 +96,8 @@ class ServeConfig:
             return
         from vw import _core
 
-        why = "TLS is served on epoll only" if self.tls_cert else _core.uring_unavailable()
-        if why is not None and not self.tls_cert:
+        why = _core.uring_unavailable()
+        if why is not None:
             try:
                 disabled = Path("/proc/sys/kernel/io_uring_disabled").read_text().strip()
             except OSError:

@@ -497,6 +497,17 @@ pub struct RingWire<'a> {
     pub sock: &'a mut RingSock,
 }
 
+impl RingWire<'_> {
+    /// The first byte received, left to be read (TLS tells its records from plain HTTP by it).
+    pub fn peek(&mut self) -> Result<u8, Io> {
+        let s = &*self.sock;
+        match s.rx.get(s.rx_off) {
+            Some(&b) => Ok(b),
+            None => Err(s.rx_end.unwrap_or(Io::Blocked)),
+        }
+    }
+}
+
 impl Transport for RingWire<'_> {
     fn read(&mut self, buf: &mut [std::mem::MaybeUninit<u8>]) -> Io {
         let s = &mut *self.sock;

@@ -1,11 +1,13 @@
 //! One connection's TLS over its socket: rustls' buffered sans-io `ServerConnection` driven by
 //! the loop (as rustls' `tlsserver-mio` example drives it). Ciphertext is read and written
-//! here with plain syscalls; what rustls decrypts goes to the caller's buffer, so `h1` sees the
+//! through [`Raw`]: the socket with plain syscalls, or the connection's side of the io_uring
+//! (`--io uring`); what rustls decrypts goes to the caller's buffer, so `h1` sees the
 //! same bytes it would from a plain socket. Files go out by `pread` and encryption (never read
 //! from a mapping: a file truncated meanwhile would raise SIGBUS in user space).
 
+use super::ring::RingWire;
 use super::sys::errno;
-use super::transport::Io;
+use super::transport::{Io, Transport};
 use rustls::ServerConnection;
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
@@ -26,13 +28,48 @@ pub struct Tls {
     pub plain_http: bool,
 }
 
-/// A socket as rustls reads and writes it.
-struct Fd(i32);
+/// Where the ciphertext goes: the socket, or the connection's side of the ring.
+pub enum Raw<'a> {
+    Fd(i32),
+    Ring(RingWire<'a>),
+}
 
-impl Read for Fd {
+impl Raw<'_> {
+    /// The first byte received, left to be read (a TLS record starts with 22).
+    fn peek(&mut self) -> Result<u8, Io> {
+        match self {
+            Raw::Fd(fd) => loop {
+                let mut first = [0u8; 1];
+                match unsafe { libc::recv(*fd, first.as_mut_ptr().cast(), 1, libc::MSG_PEEK) } {
+                    1 => return Ok(first[0]),
+                    0 => return Err(Io::Done(0)),
+                    _ if errno() == libc::EAGAIN => return Err(Io::Blocked),
+                    _ if errno() == libc::EINTR => continue,
+                    _ => return Err(Io::Error),
+                }
+            },
+            Raw::Ring(w) => w.peek(),
+        }
+    }
+}
+
+/// The transport's answer as std::io's (the way rustls takes it).
+fn as_io(r: Io) -> std::io::Result<usize> {
+    match r {
+        Io::Done(n) => Ok(n),
+        Io::Blocked => Err(std::io::ErrorKind::WouldBlock.into()),
+        Io::Error => Err(std::io::ErrorKind::ConnectionReset.into()),
+    }
+}
+
+impl Read for Raw<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let fd = match self {
+            Raw::Fd(fd) => *fd,
+            Raw::Ring(w) => return as_io(w.read_into(buf)),
+        };
         loop {
-            let n = unsafe { libc::read(self.0, buf.as_mut_ptr().cast(), buf.len()) };
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
             if n >= 0 {
                 return Ok(n as usize);
             }
@@ -44,15 +81,20 @@ impl Read for Fd {
     }
 }
 
-impl Write for Fd {
+impl Write for Raw<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.write_vectored(&[std::io::IoSlice::new(buf)])
     }
 
     fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        // IoSlice is ABI-compatible with iovec on Unix (std's guarantee).
+        let iov: &[libc::iovec] = unsafe { std::slice::from_raw_parts(bufs.as_ptr().cast(), bufs.len().min(1024)) };
+        let fd = match self {
+            Raw::Fd(fd) => *fd,
+            Raw::Ring(w) => return as_io(w.writev(iov, false)),
+        };
         loop {
-            // IoSlice is ABI-compatible with iovec on Unix (std's guarantee).
-            let n = unsafe { libc::writev(self.0, bufs.as_ptr().cast(), bufs.len().min(1024) as i32) };
+            let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) };
             if n >= 0 {
                 return Ok(n as usize);
             }
@@ -114,9 +156,9 @@ impl Tls {
 
     /// Write what rustls holds (handshake messages, alerts, records) until it is out or the
     /// socket is full.
-    pub fn write_out(&mut self, fd: i32) -> Io {
+    pub fn write_out(&mut self, raw: &mut Raw<'_>) -> Io {
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut Fd(fd)) {
+            match self.conn.write_tls(raw) {
                 Ok(_) => {}
                 Err(e) if blocked(&e) => return Io::Blocked,
                 Err(_) => return Io::Error,
@@ -126,15 +168,15 @@ impl Tls {
     }
 
     /// The connection ends in order: tell the client (close_notify), as far as the socket takes it.
-    pub fn close_notify(&mut self, fd: i32) {
+    pub fn close_notify(&mut self, raw: &mut Raw<'_>) {
         if self.not_tls {
             return; // no alert to someone who does not speak TLS
         }
         self.conn.send_close_notify();
-        let _ = self.write_out(fd);
+        let _ = self.write_out(raw);
     }
 
-    pub fn read(&mut self, fd: i32, buf: &mut [MaybeUninit<u8>]) -> Io {
+    pub fn read(&mut self, raw: &mut Raw<'_>, buf: &mut [MaybeUninit<u8>]) -> Io {
         loop {
             if self.plain > 0 && !buf.is_empty() {
                 let n = self.plain.min(buf.len());
@@ -161,26 +203,22 @@ impl Tls {
             if self.closed {
                 return Io::Done(0);
             }
-            let mut first = [0u8; 1];
             let got = if self.fresh {
                 // peek at the first byte: a TLS handshake record starts with 22
-                match unsafe { libc::recv(fd, first.as_mut_ptr().cast(), 1, libc::MSG_PEEK) } {
-                    1 => {
+                match raw.peek() {
+                    Ok(first) => {
                         self.fresh = false;
-                        if first[0] != 0x16 {
+                        if first != 0x16 {
                             self.not_tls = true;
-                            self.plain_http = first[0].is_ascii_uppercase();
+                            self.plain_http = first.is_ascii_uppercase();
                             return Io::Error;
                         }
-                        self.conn.read_tls(&mut Fd(fd))
+                        self.conn.read_tls(raw)
                     }
-                    0 => return Io::Done(0),
-                    _ if errno() == libc::EAGAIN => return Io::Blocked,
-                    _ if errno() == libc::EINTR => continue,
-                    _ => return Io::Error,
+                    Err(r) => return r,
                 }
             } else {
-                self.conn.read_tls(&mut Fd(fd))
+                self.conn.read_tls(raw)
             };
             match got {
                 Ok(0) => return Io::Done(0),
@@ -194,25 +232,25 @@ impl Tls {
                     self.closed = state.peer_has_closed();
                 }
                 Err(_) => {
-                    let _ = self.write_out(fd); // the alert that says why
+                    let _ = self.write_out(raw); // the alert that says why
                     return Io::Error;
                 }
             }
-            if self.conn.wants_write() && self.write_out(fd) == Io::Error {
+            if self.conn.wants_write() && self.write_out(raw) == Io::Error {
                 return Io::Error; // the handshake's reply could not be written
             }
         }
     }
 
-    pub fn writev(&mut self, fd: i32, iov: &[libc::iovec]) -> Io {
-        match self.write_out(fd) {
+    pub fn writev(&mut self, raw: &mut Raw<'_>, iov: &[libc::iovec]) -> Io {
+        match self.write_out(raw) {
             Io::Done(_) => {}
             other => return other,
         }
         // SAFETY: IoSlice is ABI-compatible with iovec on Unix (std's guarantee).
         let slices: &[std::io::IoSlice<'_>] = unsafe { std::slice::from_raw_parts(iov.as_ptr().cast(), iov.len()) };
         let n = self.conn.writer().write_vectored(slices).unwrap_or(0);
-        if self.write_out(fd) == Io::Error {
+        if self.write_out(raw) == Io::Error {
             return Io::Error;
         }
         if n == 0 {
@@ -222,8 +260,8 @@ impl Tls {
         }
     }
 
-    pub fn sendfile(&mut self, fd: i32, file: &OwnedFd, off: u64, len: usize) -> Io {
-        match self.write_out(fd) {
+    pub fn sendfile(&mut self, raw: &mut Raw<'_>, file: &OwnedFd, off: u64, len: usize) -> Io {
+        match self.write_out(raw) {
             Io::Done(_) => {}
             other => return other,
         }
@@ -243,7 +281,7 @@ impl Tls {
                 return Io::Done(0); // the file is shorter than its head said
             }
             let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: got };
-            self.writev(fd, &[iov])
+            self.writev(raw, &[iov])
         })
     }
 }

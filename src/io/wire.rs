@@ -4,7 +4,7 @@
 
 use super::ring::{RingSock, RingWire};
 use super::tee::{BodyPipe, Sent};
-use super::tls::Tls;
+use super::tls::{Raw, Tls};
 use super::transport::{Io, Socket, Transport};
 use std::os::fd::OwnedFd;
 
@@ -20,11 +20,21 @@ impl<'a> Wire<'a> {
     }
 }
 
-/// Over the ring, the call goes to its side of it.
+/// Where a connection's bytes (its ciphertext, with TLS) go: its socket, or its side of the ring.
+pub fn raw(fd: i32, ring: Option<&mut RingSock>) -> Raw<'_> {
+    match ring {
+        Some(sock) => Raw::Ring(RingWire { fd, sock }),
+        None => Raw::Fd(fd),
+    }
+}
+
+/// Over the ring without TLS, the call goes to its side of it.
 macro_rules! ring_or {
     ($w:ident, $call:ident($($a:expr),*)) => {
-        if let Some(sock) = $w.ring.as_deref_mut() {
-            return RingWire { fd: $w.fd, sock }.$call($($a),*);
+        if $w.tls.is_none() {
+            if let Some(sock) = $w.ring.as_deref_mut() {
+                return RingWire { fd: $w.fd, sock }.$call($($a),*);
+            }
         }
     };
 }
@@ -34,7 +44,7 @@ impl Transport for Wire<'_> {
         ring_or!(self, read(buf));
         match &mut self.tls {
             None => Socket(self.fd).read(buf),
-            Some(t) => t.read(self.fd, buf),
+            Some(t) => t.read(&mut raw(self.fd, self.ring.as_deref_mut()), buf),
         }
     }
 
@@ -42,7 +52,7 @@ impl Transport for Wire<'_> {
         ring_or!(self, writev(iov, more));
         match &mut self.tls {
             None => Socket(self.fd).writev(iov, more),
-            Some(t) => t.writev(self.fd, iov),
+            Some(t) => t.writev(&mut raw(self.fd, self.ring.as_deref_mut()), iov),
         }
     }
 
@@ -50,7 +60,7 @@ impl Transport for Wire<'_> {
         ring_or!(self, sendfile(file, off, len));
         match &mut self.tls {
             None => Socket(self.fd).sendfile(file, off, len),
-            Some(t) => t.sendfile(self.fd, file, off, len),
+            Some(t) => t.sendfile(&mut raw(self.fd, self.ring.as_deref_mut()), file, off, len),
         }
     }
 
@@ -65,7 +75,7 @@ impl Transport for Wire<'_> {
     fn flush_held(&mut self) -> Io {
         match &mut self.tls {
             None => Io::Done(0),
-            Some(t) => t.write_out(self.fd),
+            Some(t) => t.write_out(&mut raw(self.fd, self.ring.as_deref_mut())),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::io::ring::{self, Completion, Op, Ring, RingSock};
 use crate::io::sys::errno;
 use crate::io::tls::Tls;
 use crate::io::transport::{Io, Transport};
-use crate::io::wire::Wire;
+use crate::io::wire::{self, Wire};
 use crate::h2::app::Origin;
 use crate::h2::conn::{Wait, H2, PREFACE};
 use crate::service::observe::{AccessLog, Counters};
@@ -258,9 +258,6 @@ impl Worker {
         }
         let wake_fd = ctx.app.as_ref().and_then(|a| a.wake_fd());
         let (ep, ring) = if cfg.uring {
-            if cfg.tls.is_some() {
-                return Err(io::Error::other("TLS is served on epoll only (--io epoll)"));
-            }
             let mut ring = Box::new(Ring::new(ctx.app.is_none())?);
             ring.accept(cfg.listen_fd);
             ring.watch(sfd, Op::Signals);
@@ -898,11 +895,18 @@ impl Worker {
         // TLS may hold decrypted input that the socket will not signal again.
         for _ in 0..16 {
             let Some(Some(slot)) = self.conns.get_mut(fd as usize) else { return };
-            let Some(tls) = &slot.tls else { return };
+            let Some(tls) = &slot.tls else { break };
             if !tls.holds_input() || slot.lingering || slot.want() != Want::Read {
-                return;
+                break;
             }
             self.on_conn_once(fd, libc::EPOLLIN as u32);
+        }
+        if let (Some(r), Some(Some(slot))) = (self.ring.as_mut(), self.conns.get_mut(fd as usize)) {
+            if let Some(sock) = slot.ring.as_mut() {
+                // What a read staged goes with the turn's submission too (TLS answers a
+                // handshake from inside a read).
+                r.send(fd, slot.gen, sock);
+            }
         }
     }
 
@@ -922,7 +926,7 @@ impl Worker {
         if got == Io::Error {
             // A TLS failure: the alert rustls queued goes out before a lingering close, so the
             // client reads why instead of a reset.
-            let _ = tls.write_out(fd);
+            let _ = tls.write_out(&mut wire::raw(fd, slot.ring.as_mut()));
             self.start_close(fd);
             return false;
         }
@@ -1376,7 +1380,7 @@ impl Worker {
             h2.abandon(&mut self.ctx); // no answer can reach the client now: its applications are told
         }
         if let Some(tls) = &mut conn.tls {
-            tls.close_notify(fd); // an orderly end, so the client can tell it from a cut
+            tls.close_notify(&mut wire::raw(fd, conn.ring.as_mut())); // an orderly end, so the client can tell it from a cut
         }
         match (self.ring.as_mut(), conn.ring.as_mut()) {
             (Some(r), Some(sock)) => {

@@ -134,25 +134,27 @@ def test_default_docroot_is_the_demo():
         srv.stop()
 
 
-def test_uring_with_tls_is_refused_in_one_line_and_auto_says_why_it_chose_epoll(tmp_path):
+def test_uring_serves_tls_and_an_unknown_io_is_one_line(tmp_path):
     docroot = tmp_path / "www"
     docroot.mkdir()
+    (docroot / "1b").write_bytes(b"x")
     import trustme
 
     ca = trustme.CA()
     cert = ca.issue_cert("localhost")
     pem = tmp_path / "cert.pem"
     cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
-    out = subprocess.run([sys.executable, "-m", "vw", "serve", str(docroot), "--port", "0", "--io", "uring",
-                          "--tls-cert", str(pem)], capture_output=True, text=True, timeout=20)
-    _one_line_error(out, "--io uring: io_uring cannot be used here (TLS is served on epoll only); use --io epoll or auto")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     _one_line_error(vw_cmd("serve", str(docroot), "--io", "kqueue"), "--io", "kqueue")
-    srv = Server([str(docroot), "--io", "auto", "--tls-cert", str(pem)])
-    try:
-        assert "epoll;" in srv.lines[0]
-        assert "vw io_uring not used (TLS is served on epoll only): serving on epoll" in srv.lines
-    finally:
-        assert srv.stop() == 0
+    for io in ("uring", "auto"):
+        srv = Server([str(docroot), "--io", io, "--tls-cert", str(pem)])
+        try:
+            assert "io_uring;" in srv.lines[0], srv.lines[0]
+            out = subprocess.run(["curl", "-s", "--cacert", str(tmp_path / "ca.pem"), "-o", "-", "-w", " %{http_code}",
+                                  f"https://localhost:{srv.port}/1b"], capture_output=True, text=True, timeout=20)
+            assert out.stdout == "x 200", out.stdout + out.stderr
+        finally:
+            assert srv.stop() == 0
 
 
 def test_where_the_kernel_forbids_io_uring_uring_is_refused_and_auto_falls_back(tmp_path):

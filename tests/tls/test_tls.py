@@ -19,6 +19,9 @@ import pytest
 from conftest import Reader, Server, WORKER_RE, check_100_mib_upload, connect, load_through_reload, read_to_end, run_app, vw_cmd
 from tlsutil import certs, tls_connect  # noqa: F401 (a fixture)
 
+# TLS over both backends (the ciphertext goes through the ring's transport with --io uring).
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 @pytest.fixture(scope="module")
 def www(tmp_path_factory):
