@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock};
-use _core::io::tls::Tls;
+use _core::io::tls::{Raw, Tls};
 use _core::io::transport::Io;
 
 struct Setup {
@@ -79,7 +79,7 @@ impl Write for Peer {
 fn drain(tls: &mut Tls, fd: i32, into: &mut Vec<u8>) -> bool {
     let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
     for _ in 0..10_000 {
-        match tls.read(fd, &mut buf) {
+        match tls.read(&mut Raw::Fd(fd), &mut buf) {
             Io::Done(0) | Io::Error => return true,
             Io::Blocked => return false,
             Io::Done(n) => into.extend(buf[..n].iter().map(|b| unsafe { b.assume_init() })),
@@ -145,11 +145,11 @@ fuzz_target!(|data: &[u8]| {
         while sent < rest.len() || tls.holds_output() {
             if sent < rest.len() {
                 let iov = libc::iovec { iov_base: unsafe { (iov.iov_base as *mut u8).add(sent) }.cast(), iov_len: rest.len() - sent };
-                if let Io::Done(n) = tls.writev(srv, &[iov]) {
+                if let Io::Done(n) = tls.writev(&mut Raw::Fd(srv), &[iov]) {
                     sent += n;
                 }
             } else {
-                let _ = tls.write_out(srv);
+                let _ = tls.write_out(&mut Raw::Fd(srv));
             }
             while let Ok(n) = c.read_tls(&mut Peer(cli)) {
                 if n == 0 {
