@@ -4,7 +4,9 @@
 //! - mode 1: a real rustls client completes a handshake (TLS 1.3 or 1.2), then sends the input as
 //!   application data in records of input-chosen sizes, with a close_notify or a bare end: the
 //!   server must read exactly those bytes, and what it writes back reaches the client intact;
-//! - mode 255: the bytes as a certificate whose subject is written as RFC 4514.
+//! - mode 255: the bytes as a certificate whose subject is written as RFC 4514;
+//! - with the mode's top bit set (but 255), modes 0 and 1 run with the server's ciphertext
+//!   through its side of an io_uring (`--io uring`) instead of the socket.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,6 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock};
+use _core::io::ring::{Op, Ring, RingSock, RingWire};
 use _core::io::tls::{Raw, Tls};
 use _core::io::transport::Io;
 
@@ -75,12 +78,55 @@ impl Write for Peer {
     }
 }
 
+/// The server's side: its socket, and its side of a ring when the ciphertext goes through one.
+struct Srv {
+    fd: i32,
+    ring: Option<(Ring, RingSock)>,
+}
+
+impl Srv {
+    fn raw(&mut self) -> Raw<'_> {
+        match &mut self.ring {
+            Some((_, sock)) => Raw::Ring(RingWire { fd: self.fd, sock }),
+            None => Raw::Fd(self.fd),
+        }
+    }
+
+    /// One turn of the ring, as the loop makes it: staged bytes sent, completions handled, the
+    /// recv started again. True if anything completed.
+    fn pump(&mut self) -> bool {
+        let Some((ring, sock)) = &mut self.ring else { return false };
+        ring.send(self.fd, 1, sock);
+        ring.recv(self.fd, 1, sock);
+        ring.wait(0, false).unwrap();
+        let list = ring.take();
+        let any = !list.is_empty();
+        for c in &list {
+            match c.op {
+                Some(Op::Recv) => ring.received(c, sock),
+                Some(Op::Send) => {
+                    ring.sent(c, sock);
+                }
+                Some(Op::PollOut) => sock.polled(),
+                _ => {}
+            }
+        }
+        ring.keep(list);
+        ring.recv(self.fd, 1, sock);
+        ring.send(self.fd, 1, sock);
+        any
+    }
+}
+
 /// Everything the server can read now: (bytes, ended).
-fn drain(tls: &mut Tls, fd: i32, into: &mut Vec<u8>) -> bool {
+fn drain(tls: &mut Tls, srv: &mut Srv, into: &mut Vec<u8>) -> bool {
     let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
     for _ in 0..10_000 {
-        match tls.read(&mut Raw::Fd(fd), &mut buf) {
+        srv.pump();
+        match tls.read(&mut srv.raw(), &mut buf) {
             Io::Done(0) | Io::Error => return true,
+            // on the ring, what the socket holds arrives with a turn's completions
+            Io::Blocked if srv.pump() => {}
             Io::Blocked => return false,
             Io::Done(n) => into.extend(buf[..n].iter().map(|b| unsafe { b.assume_init() })),
         }
@@ -97,14 +143,18 @@ fuzz_target!(|data: &[u8]| {
         }
         return;
     }
+    let on_ring = mode & 0x80 != 0;
+    let mode = mode & 0x7f;
     let s = setup();
-    let (srv, cli) = pair();
+    let (fd, cli) = pair();
+    let ring = on_ring.then(|| (Ring::with_sizes(true, 64, 256, 16).unwrap(), RingSock::default()));
+    let mut srv = Srv { fd, ring };
     let mut tls = Tls::new(&s.server).unwrap();
     let mut got = Vec::new();
     if mode % 2 == 0 {
         let step = 1 + (mode as usize >> 1) % 64;
         for piece in rest.chunks(step) {
-            if unsafe { libc::write(cli, piece.as_ptr().cast(), piece.len()) } < 0 || drain(&mut tls, srv, &mut got) {
+            if unsafe { libc::write(cli, piece.as_ptr().cast(), piece.len()) } < 0 || drain(&mut tls, &mut srv, &mut got) {
                 break;
             }
         }
@@ -115,7 +165,7 @@ fuzz_target!(|data: &[u8]| {
             while c.wants_write() {
                 c.write_tls(&mut Peer(cli)).unwrap();
             }
-            assert!(!drain(&mut tls, srv, &mut got), "the server ended a good handshake");
+            assert!(!drain(&mut tls, &mut srv, &mut got), "the server ended a good handshake");
             let _ = c.read_tls(&mut Peer(cli));
             c.process_new_packets().unwrap();
             if !c.is_handshaking() && !tls.handshaking() {
@@ -133,7 +183,7 @@ fuzz_target!(|data: &[u8]| {
             while c.wants_write() {
                 c.write_tls(&mut Peer(cli)).unwrap();
             }
-            assert!(!drain(&mut tls, srv, &mut got));
+            assert!(!drain(&mut tls, &mut srv, &mut got));
             at = end;
             i += 1;
         }
@@ -142,15 +192,16 @@ fuzz_target!(|data: &[u8]| {
         let iov = libc::iovec { iov_base: rest.as_ptr() as *mut _, iov_len: rest.len() };
         let mut sent = 0;
         let mut back = Vec::new();
-        while sent < rest.len() || tls.holds_output() {
+        while sent < rest.len() || tls.holds_output() || srv.ring.as_ref().is_some_and(|(_, sock)| sock.pending()) {
             if sent < rest.len() {
                 let iov = libc::iovec { iov_base: unsafe { (iov.iov_base as *mut u8).add(sent) }.cast(), iov_len: rest.len() - sent };
-                if let Io::Done(n) = tls.writev(&mut Raw::Fd(srv), &[iov]) {
+                if let Io::Done(n) = tls.writev(&mut srv.raw(), &[iov]) {
                     sent += n;
                 }
             } else {
-                let _ = tls.write_out(&mut Raw::Fd(srv));
+                let _ = tls.write_out(&mut srv.raw());
             }
+            srv.pump();
             while let Ok(n) = c.read_tls(&mut Peer(cli)) {
                 if n == 0 {
                     break;
@@ -164,10 +215,11 @@ fuzz_target!(|data: &[u8]| {
         while c.wants_write() {
             c.write_tls(&mut Peer(cli)).unwrap();
         }
-        assert!(drain(&mut tls, srv, &mut got), "close_notify ends the input");
+        assert!(drain(&mut tls, &mut srv, &mut got), "close_notify ends the input");
     }
+    drop(srv.ring.take()); // the ring's operations end with it
     unsafe {
-        libc::close(srv);
+        libc::close(fd);
         libc::close(cli);
     }
 });
