@@ -42,8 +42,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="run workers with SCHED_RR at top priority (needs root or CAP_SYS_NICE)")
     p.add_argument("--io", default=SUPPRESS, choices=("epoll", "uring", "auto"),
                    help="the workers' kernel interface: epoll (default), uring (io_uring: multishot accept "
-                        "and recv, batched sends; refused where the kernel or a sandbox forbids it, and with "
-                        "TLS), or auto (io_uring where it can be used, else epoll, saying why)")
+                        "and recv, batched sends; refused where the kernel or a sandbox forbids it), or auto "
+                        "(io_uring where it can be used, else epoll, saying why)")
     st = p.add_argument_group("static files")
     st.add_argument("--cache-control", action="append", default=SUPPRESS, metavar="/PREFIX=VALUE",
                     help="send Cache-Control: VALUE with files under /PREFIX (repeatable; the longest "
