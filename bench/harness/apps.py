@@ -45,6 +45,7 @@ PEERS = {
 }
 # each vw interface again with `--io uring` (issue 14), named vw-native-uring and so on
 VW_APP_URING = tuple(f"{n}-uring" for n in VW_APP_SERVERS)
+VW_SERVERS = VW_APP_SERVERS + VW_APP_URING  # every name `vw run` answers to
 APP_SERVERS = VW_APP_SERVERS + tuple(PEERS) + VW_APP_URING
 
 

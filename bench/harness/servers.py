@@ -10,7 +10,7 @@ from vw.benchmark import servers
 from vw.benchmark.servers import make_docroot
 
 from . import apps
-from .apps import APP_SERVERS, APPS_DIR, BENCH, PEERS, VW_APP_SERVERS, VW_APP_URING
+from .apps import APP_SERVERS, APPS_DIR, BENCH, PEERS, VW_APP_SERVERS, VW_SERVERS
 from .files import floor_body_bytes, sized_files
 
 BUILD_DIR = BENCH / "build"
@@ -40,7 +40,7 @@ class RepoServers(servers.Servers):
         return floor_body_bytes(path)
 
     def find(self, name: str, ctx: Context) -> str | None:
-        if name in VW_APP_SERVERS + VW_APP_URING:
+        if name in VW_SERVERS:
             return super().find("vw", ctx)
         if name not in PEERS:
             return super().find(name, ctx)
@@ -54,7 +54,7 @@ class RepoServers(servers.Servers):
         return None
 
     def command(self, name: str, port: int, ctx: Context, path: str = "/1b") -> list[str]:
-        if name in VW_APP_SERVERS + VW_APP_URING:
+        if name in VW_SERVERS:
             return apps.vw_app_command(name, port, ctx.vw_cmd)
         if name in PEERS:
             return apps.peer_command(name, port, ctx.peer_python[name])

@@ -901,10 +901,13 @@ impl Worker {
             }
             self.on_conn_once(fd, libc::EPOLLIN as u32);
         }
+        self.send_staged(fd); // what a read staged too (TLS answers a handshake from inside a read)
+    }
+
+    /// On the ring: what the connection staged goes with the turn's submission.
+    fn send_staged(&mut self, fd: i32) {
         if let (Some(r), Some(Some(slot))) = (self.ring.as_mut(), self.conns.get_mut(fd as usize)) {
             if let Some(sock) = slot.ring.as_mut() {
-                // What a read staged goes with the turn's submission too (TLS answers a
-                // handshake from inside a read).
                 r.send(fd, slot.gen, sock);
             }
         }
@@ -1358,13 +1361,7 @@ impl Worker {
             ex.borrow_mut().unflushed = conn.proto.out.pending_bytes();
             notify(ex);
         }
-        if let Some(r) = self.ring.as_mut() {
-            if let Some(Some(slot)) = self.conns.get_mut(fd as usize) {
-                if let Some(sock) = slot.ring.as_mut() {
-                    r.send(fd, slot.gen, sock); // what was staged goes with the turn's submission
-                }
-            }
-        }
+        self.send_staged(fd);
         let Some(Some(conn)) = self.conns.get_mut(fd as usize) else { return };
         if conn.proto.is_websocket() {
             conn.proto.out.release(); // an idle WebSocket holds no output ring
