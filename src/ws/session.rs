@@ -118,8 +118,7 @@ impl Session {
             // window the client limited, if it is no longer than the window.
             if len >= MIN_COMPRESS && (a.server_window_bits == 15 || len <= 1 << a.server_window_bits) {
                 let mut z = Vec::new();
-                codec.deflate(m.bytes(), &mut z);
-                if z.len() < len {
+                if codec.deflate(m.bytes(), &mut z) {
                     write_header(out.owned_tail(), true, true, op, z.len() as u64);
                     out.push_bytes(z);
                     return;
