@@ -137,6 +137,11 @@ pub enum ReadState {
     Ws(Box<Session>),
     /// Nothing more will be parsed: the last response closes the connection.
     Done,
+    /// The client broke its streamed body (framing, size, time) before the application began
+    /// its response: the client has its 4xx and the connection closes once it is written.
+    /// What the application still produces is dropped; the exchange is kept until then so the
+    /// application is told the client is gone.
+    Refused(SharedExchange),
 }
 
 /// What is left of a request body the application gets: a length, or a chunked decoder.
@@ -341,7 +346,7 @@ impl Conn {
                     now + t.keepalive
                 }
                 ReadState::Head => self.head_started.get_or_insert(now).saturating_add(t.header),
-                ReadState::Done => now + t.write,
+                ReadState::Done | ReadState::Refused(_) => now + t.write,
                 ReadState::Waiting(..) => i64::MAX, // the application takes the time it takes
                 ReadState::AppStream(_) if self.proto.reading_body() => now + t.body,
                 ReadState::AppStream(_) => i64::MAX, // the application has body it has not read
@@ -357,7 +362,7 @@ impl Conn {
         let idle = matches!(self.proto.read, ReadState::Head) && self.inbuf.is_empty();
         if self.writing {
             Expiry::Abort
-        } else if self.lingering || matches!(self.proto.read, ReadState::Done) {
+        } else if self.lingering || matches!(self.proto.read, ReadState::Done | ReadState::Refused(_)) {
             Expiry::Close
         } else if idle {
             Expiry::Linger
@@ -438,7 +443,7 @@ impl Proto {
         let mut pos = 0;
         loop {
             match &mut self.read {
-                ReadState::Done => return data.len(),
+                ReadState::Done | ReadState::Refused(_) => return data.len(),
                 ReadState::Waiting(..) | ReadState::WsOpening(_) => return pos,
                 ReadState::Ws(s) => {
                     let used = s.feed(&data[pos..], &mut self.out, &mut ctx.codec, &mut ctx.ws_events, ctx.clock.sec);
@@ -457,14 +462,11 @@ impl Proto {
                             pos += n;
                             done
                         }
-                        Err(_) => {
+                        Err(e) => {
                             // The framing is broken: the application sees an incomplete
-                            // body, and nothing after it is read.
-                            st.inbox.end(true);
-                            crate::apps::notify(&st.ex);
-                            let ReadState::AppStream(st) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
-                            self.read = ReadState::Waiting(st.ex, true);
-                            self.take_app_output(ctx);
+                            // body, the client its 4xx, and nothing after it is read.
+                            let status = if e == crate::h1::body::BodyError::TooLarge { 413 } else { 400 };
+                            self.body_failed(status, ctx);
                             return data.len();
                         }
                     };
@@ -537,9 +539,10 @@ impl Proto {
                         }
                         Err(e) => {
                             let status = if e == crate::h1::body::BodyError::TooLarge { 413 } else { 400 };
+                            let ReadState::AppBody(p) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
                             let mark = self.out.position();
                             simple(self.out.owned_tail(), &ctx.clock.date, status, b"", Some(CLOSE), false);
-                            self.observed(ctx, mark, 0, None);
+                            self.counted(ctx, mark, 0, Some((&p.head, &p.parsed, &p.fields)), status); // logged with its request line
                             self.finish();
                             return data.len();
                         }
@@ -591,7 +594,11 @@ impl Proto {
     pub fn timed_out(&mut self, ctx: &mut Ctx) {
         let mark = self.out.position();
         simple(self.out.owned_tail(), &ctx.clock.date, 408, b"", Some(CLOSE), false);
-        self.observed(ctx, mark, 0, None);
+        match std::mem::replace(&mut self.read, ReadState::Done) {
+            // A body the application was to get whole: logged with its request line.
+            ReadState::AppBody(p) => self.counted(ctx, mark, 0, Some((&p.head, &p.parsed, &p.fields)), 408),
+            _ => self.observed(ctx, mark, 0, None),
+        }
         self.finish();
     }
 
@@ -1007,12 +1014,53 @@ impl Proto {
         }
     }
 
+    /// The body streamed to the application failed through the client: `status` 400 (its
+    /// framing), 413 (past `--max-body`) or 408 (`--body-timeout`). The application is told
+    /// (its body is cut). When it has not begun its response, the client gets `status`, it is
+    /// counted and logged so, and the connection closes once it is written, whatever the
+    /// application makes of the cut body (a 500 of its own is dropped). A response already
+    /// begun is cut: the connection closes when the application ends it. Returns whether the
+    /// 4xx was queued.
+    fn body_failed(&mut self, status: u16, ctx: &mut Ctx) -> bool {
+        if !matches!(self.read, ReadState::AppStream(_)) {
+            return false;
+        }
+        let ReadState::AppStream(st) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
+        st.inbox.end(true);
+        crate::apps::notify(&st.ex);
+        self.read = ReadState::Waiting(st.ex, true);
+        if self.take_app_output(ctx) || self.answer.status != 0 {
+            return false; // answered, or its response has begun
+        }
+        let ReadState::Waiting(ex, _) = std::mem::replace(&mut self.read, ReadState::Head) else { unreachable!() };
+        self.answer.status = status;
+        simple(self.out.owned_tail(), &ctx.clock.date, status, b"", Some(CLOSE), false);
+        if let Some(w) = self.watch.take() {
+            self.record_watch(ctx, w, status);
+        }
+        self.read = ReadState::Refused(ex);
+        self.close_after_flush = true;
+        true
+    }
+
+    /// `--body-timeout` passed while the application reads its streamed body: 408 if it has
+    /// not begun its response (true: write it); else the body is cut and the caller ends the
+    /// connection (its response cannot be told from one to a complete body).
+    pub fn body_timed_out(&mut self, ctx: &mut Ctx) -> bool {
+        self.body_failed(408, ctx)
+    }
+
     /// Move what a later-answering application has produced into the output queue. When its
     /// response is finished, parsing resumes (the caller feeds the buffered input again).
     /// Returns true when the response finished.
     pub fn take_app_output(&mut self, ctx: &mut Ctx) -> bool {
         if matches!(self.read, ReadState::WsOpening(_) | ReadState::Ws(_)) {
             return self.take_ws_output(ctx);
+        }
+        if let ReadState::Refused(ex) = &self.read {
+            ex.borrow_mut().parts.clear(); // the client has its 4xx: nothing more is its
+            crate::apps::notify(ex); // a producer waiting for room has it
+            return false;
         }
         let (ex, close) = match &self.read {
             ReadState::Waiting(ex, close) => (ex, close),
@@ -1148,7 +1196,7 @@ impl Proto {
     /// (See `take_app_output` for when it is counted.)
     pub fn exchange(&self) -> Option<&SharedExchange> {
         match &self.read {
-            ReadState::Waiting(ex, _) => Some(ex),
+            ReadState::Waiting(ex, _) | ReadState::Refused(ex) => Some(ex),
             ReadState::AppStream(st) => Some(&st.ex),
             ReadState::WsOpening(o) => Some(&o.ex),
             ReadState::Ws(s) => Some(&s.ex),
@@ -1795,9 +1843,82 @@ GET /1b HTTP/1.1\r\nHost: a\r\n\r\n";
         let inbox = inbox.unwrap();
         assert_eq!(take_all(&inbox), b"abc");
         assert_eq!(inbox.take(10), crate::apps::Taken::Broken);
-        answer(&mut p, &mut c, &ex, "bad");
+        assert_eq!(statuses(&p.out.to_bytes()), vec![400], "the client's error, answered at once");
         assert!(p.close_after_flush);
+        // What the application makes of its cut body (a 500, here) is dropped.
+        fail(&mut p, &mut c, &ex);
+        assert_eq!(statuses(&p.out.to_bytes()), vec![400]);
+        let class = |k: usize| c.stats.get(crate::service::observe::slot::CLASSES + k - 1);
+        assert_eq!((class(4), class(5)), (1, 0), "counted once, as a 4xx");
         assert_eq!(calls.borrow().len(), 1);
+    }
+
+    /// The application raises on its cut body: the 500 a handler's exception gives.
+    fn fail(p: &mut Proto, c: &mut Ctx, ex: &SharedExchange) {
+        {
+            let mut e = ex.borrow_mut();
+            crate::apps::reply::Reply::new(500).into_exchange(false, &mut e);
+            e.finished = true;
+        }
+        p.take_app_output(c);
+    }
+
+    #[test]
+    fn every_broken_streamed_body_is_the_client_s_4xx_unless_the_response_began() {
+        let chunked = b"POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        // Each malformed form of a chunked body, after some good body the application read.
+        let forms: [&[u8]; 9] = [b"zz\r\n", b"3;a=\"x\r\nabc\r\n", b"3\r\nabcX\r\n", b"3\rabc\r\n", b"3\nabc\r\n",
+            b" 3\r\nabc\r\n", b"3\r\nabc\r\n0\r\nbad trailer\r\n\r\n", b"3\r\nabc\n", b"fffffffffffffffff\r\n"];
+        for form in forms {
+            let (mut c, calls) = streaming_ctx();
+            let mut p = Proto::default();
+            let mut req = chunked.to_vec();
+            req.extend_from_slice(b"2\r\nok\r\n");
+            req.extend_from_slice(form);
+            p.feed(&req, &mut c);
+            let (ex, inbox, _) = calls.borrow()[0].clone();
+            assert!(take_all(&inbox.clone().unwrap()).starts_with(b"ok"), "{}", String::from_utf8_lossy(form));
+            assert_eq!(inbox.unwrap().take(10), crate::apps::Taken::Broken);
+            fail(&mut p, &mut c, &ex);
+            assert_eq!(statuses(&p.out.to_bytes()), vec![400], "{}", String::from_utf8_lossy(form));
+            assert!(p.close_after_flush);
+        }
+        // Past --max-body: 413.
+        let (mut c, calls) = streaming_ctx();
+        c.max_body = 4;
+        let mut p = Proto::default();
+        p.feed(&[&chunked[..], b"3\r\nabc\r\n3\r\ndef\r\n"].concat(), &mut c);
+        let ex = calls.borrow()[0].0.clone();
+        fail(&mut p, &mut c, &ex);
+        assert_eq!(statuses(&p.out.to_bytes()), vec![413]);
+        // --body-timeout: 408, and the connection closes once it is written.
+        let (mut c, calls) = streaming_ctx();
+        let mut p = Proto::default();
+        p.feed(&[&chunked[..], b"3\r\nabc\r\n"].concat(), &mut c);
+        assert!(p.body_timed_out(&mut c));
+        let ex = calls.borrow()[0].0.clone();
+        fail(&mut p, &mut c, &ex);
+        assert_eq!(statuses(&p.out.to_bytes()), vec![408]);
+        assert!(p.close_after_flush && p.exchange().is_some(), "the application is still told when the client goes");
+        // A response begun is cut instead: nothing is added to it, and the connection closes
+        // when the application ends it.
+        let (mut c, calls) = streaming_ctx();
+        let mut p = Proto::default();
+        p.feed(&[&chunked[..], b"3\r\nabc\r\n"].concat(), &mut c);
+        let ex = calls.borrow()[0].0.clone();
+        {
+            let mut e = ex.borrow_mut();
+            e.push(Part::Head(crate::apps::exchange::ResponseHead { status: 200, status_line: std::borrow::Cow::Borrowed(b"200 OK"), fields: vec![], length: None }));
+        }
+        p.take_app_output(&mut c);
+        assert_eq!(p.feed(b"zz\r\n", &mut c), 4);
+        assert!(matches!(p.read, ReadState::Waiting(_, true)), "cut: it closes when it ends");
+        assert!(!p.body_timed_out(&mut c));
+        ex.borrow_mut().push(Part::End { trailers: vec![] });
+        ex.borrow_mut().finished = true;
+        assert!(p.take_app_output(&mut c));
+        assert_eq!(statuses(&p.out.to_bytes()), vec![200]);
+        assert!(p.close_after_flush);
     }
 
     /// A streaming application that records the bodies it is given whole.

@@ -208,6 +208,12 @@ pub fn parse_head(buf: &[u8], limits: &Limits, fields: &mut Vec<Field>) -> Parse
     };
     let method_range = offset(method_str.as_bytes())..offset(method_str.as_bytes()) + method_str.len();
     let path = req.path.unwrap_or("");
+    if !path.bytes().all(|b| TARGET[b as usize]) {
+        return Err(Reject::BadRequest("invalid byte in the target"));
+    }
+    if path == "*" && method_str != "OPTIONS" {
+        return Err(Reject::BadRequest("* is the target of OPTIONS only"));
+    }
     let target = offset(path.as_bytes())..offset(path.as_bytes()) + path.len();
     let minor = req.version.unwrap_or(1);
 
@@ -404,6 +410,26 @@ fn valid_host(v: &[u8]) -> bool {
     }
     true
 }
+
+/// The bytes a request target may hold as they are (RFC 9112 §3.2, RFC 3986 §3): unreserved,
+/// sub-delims, `:` `@` `/` `?` and `%` (what follows a `%` is the application's to decode), and
+/// the bytes the WHATWG URL Standard has browsers send unencoded in a path or a query:
+/// `[` `]` `\` `^` `` ` `` `{` `|` `}` (its path and query percent-encode sets leave them out).
+/// Refused (400), as nginx and h2o refuse them: controls, space, DEL, bytes past ASCII, `"`
+/// `<` `>` (which every client percent-encodes), and `#`: a fragment is never sent.
+const TARGET: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+            || matches!(c, b':' | b'@' | b'/' | b'?' | b'%')
+            || matches!(c, b'[' | b']' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}');
+        b += 1;
+    }
+    t
+};
 
 /// The bytes a `reg-name` may hold as they are: unreserved and sub-delims, less `,` (one
 /// table lookup a byte: Host is checked on every request).
@@ -817,6 +843,30 @@ mod tests {
         assert!(matches!(parse(b"GET / HTTP/1.0\r\nHost: a:80\r\n\r\n"), Ok(Some(_))));
         // The field is one value: a second line is a repeat, not a list element.
         assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\nHost:\r\n\r\n"), Err(Reject::BadRequest("repeated Host")));
+    }
+
+    #[test]
+    fn the_target_holds_only_what_rfc_3986_and_browsers_send() {
+        let req = |t: &[u8], m: &[u8]| [m, b" ", t, b" HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
+        for t in [&b"/a/b?c=d&e=%20f"[..], b"/~user/!$&'()*+,;=:@", b"/a[1]?q={x}|y^z`w\\v", b"/%zz", b"http://a/p?q"] {
+            assert!(matches!(parse(&req(t, b"GET")), Ok(Some(_))), "{:?}", String::from_utf8_lossy(t));
+        }
+        assert!(matches!(parse(&req(b"*", b"OPTIONS")), Ok(Some(_))));
+        for m in [&b"GET"[..], b"HEAD", b"POST", b"DELETE"] {
+            assert_eq!(parse(&req(b"*", m)), Err(Reject::BadRequest("* is the target of OPTIONS only")));
+        }
+        for t in [&b"/a#frag"[..], b"/#", b"http://a/#x", b"/a\"b", b"/<script>", b"/a>b", b"/caf\xc3\xa9", b"/\x80", b"/\xff", b"/a\x7fb"] {
+            assert!(matches!(parse(&req(t, b"GET")), Err(Reject::BadRequest(_))), "{:?}", String::from_utf8_lossy(t));
+        }
+        // Every byte, one at a time in the path: refused exactly where the table says so (controls
+        // and space end the target in httparse, which refuses them its own way).
+        for b in 0u8..=255 {
+            let t = [b'/', b'a', b, b'z'];
+            let got = parse(&req(&t, b"GET"));
+            let allowed = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%[]\\^`{|}".contains(&b);
+            assert_eq!(matches!(got, Ok(Some(_))), allowed, "byte {b:#04x}: {got:?}");
+            assert!(allowed || matches!(got, Err(Reject::BadRequest(_))), "byte {b:#04x}: {got:?}");
+        }
     }
 
     #[test]

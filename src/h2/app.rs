@@ -56,6 +56,10 @@ pub struct AppStream {
     gone: bool,
     /// h2 refused the response's head: the stream is reset and the application told.
     refused_head: bool,
+    /// The client broke its streamed body before the response began: it has its 413, or the
+    /// stream is reset with PROTOCOL_ERROR (h2 found its framing wrong); counted as that 4xx,
+    /// and what the application still produces is dropped.
+    body_refused: bool,
     /// Until the head is sent.
     respond: Option<h2::server::SendResponse<Bytes>>,
     /// The body on its way, once the head is sent (None after a bodiless head too).
@@ -87,6 +91,7 @@ impl AppStream {
             ex: None,
             gone: false,
             refused_head: false,
+            body_refused: false,
             respond: Some(respond),
             out: None,
             incoming: Incoming::Done,
@@ -143,6 +148,29 @@ impl AppStream {
             }
     }
 
+    /// The client broke the body the application reads (`status` 413: past `--max-body`; 400:
+    /// its framing, for which h2 has reset the stream with PROTOCOL_ERROR). Before the response
+    /// began, the client gets the 413 (or has the reset), it is counted as that status whatever
+    /// the application answers, and the application's output is dropped (it is told the client
+    /// is gone, so a producer stops). A response already begun goes on to be cut or ended by the
+    /// application, as any other.
+    fn body_failed(&mut self, status: u16, ctx: &mut Ctx) {
+        if self.respond.is_none() {
+            return;
+        }
+        if status == 413 {
+            self.apply(crate::apps::reply::Reply::new(413).parts(), &ctx.clock.date);
+        } else {
+            self.respond = None; // h2 has sent the RST_STREAM
+            self.status = status;
+        }
+        self.body_refused = true;
+        if let Some(ex) = &self.ex {
+            ex.borrow_mut().gone = true;
+            notify(ex);
+        }
+    }
+
     /// Answer with a bare status (the request was refused before the application saw it).
     fn refused(mut self: Box<Self>, status: u16, ctx: &mut Ctx, origin: &Origin) -> Box<AppStream> {
         let reply = crate::apps::reply::Reply::new(status);
@@ -186,7 +214,7 @@ impl AppStream {
             (e.take(), e.finished, e.close)
         };
         let any = !parts.is_empty() || finished;
-        if !parts.is_empty() && !self.gone {
+        if !parts.is_empty() && !self.gone && !self.body_refused {
             self.apply(parts, &ctx.clock.date);
             self.told = usize::MAX; // its backpressure learns what moved (see `tell_backlog`)
         }
@@ -346,6 +374,10 @@ impl AppStream {
             (None, None) => false,
         };
         if reset {
+            if !matches!(self.incoming, Incoming::Done) {
+                // Was it h2's own, for the body's framing? Then the body says so (a 400).
+                self.poll_body(cx, ctx, origin);
+            }
             self.gone(ctx, origin);
             return true;
         }
@@ -359,7 +391,7 @@ impl AppStream {
         match &mut self.incoming {
             Incoming::Done => false,
             Incoming::Streamed { recv, inbox, held } => {
-                let (mut moved, mut ended) = (false, false);
+                let (mut moved, mut ended, mut client_error) = (false, false, None);
                 while inbox.has_room() {
                     match recv.poll_data(cx) {
                         Poll::Ready(Some(Ok(data))) => {
@@ -367,17 +399,23 @@ impl AppStream {
                             self.received += data.len() as u64;
                             moved = true;
                             if self.received > max_body {
-                                // too large: the application sees it cut
+                                // too large: the application sees it cut, the client a 413
                                 inbox.end(true);
                                 let _ = recv.flow_control().release_capacity(*held);
-                                ended = true;
+                                (ended, client_error) = (true, Some(413));
                                 break;
                             }
                             inbox.push(&data);
                         }
-                        Poll::Ready(Some(Err(_))) => {
+                        Poll::Ready(Some(Err(e))) => {
+                            // h2 reset the stream itself (PROTOCOL_ERROR: DATA past or short of
+                            // its content-length) is the client's error; a reset of the client's
+                            // or a connection lost is its going (`gone`).
                             inbox.end(true);
                             (moved, ended) = (true, true);
+                            if e.is_library() && e.is_reset() {
+                                client_error = Some(400);
+                            }
                             break;
                         }
                         Poll::Ready(None) => {
@@ -400,6 +438,9 @@ impl AppStream {
                         notify(ex);
                     }
                 }
+                if let Some(status) = client_error {
+                    self.body_failed(status, ctx);
+                }
                 moved
             }
             Incoming::Spooled { recv, sink, .. } => {
@@ -418,8 +459,12 @@ impl AppStream {
                             }
                             sink.push(&data);
                         }
-                        Poll::Ready(Some(Err(_))) => {
-                            // the client reset the stream (it is answered no more)
+                        Poll::Ready(Some(Err(e))) => {
+                            // the client reset the stream (it is answered no more), or h2 did for
+                            // the body's framing: the client's error, counted as a 400
+                            if e.is_library() && e.is_reset() {
+                                self.status = 400;
+                            }
                             self.incoming = Incoming::Done;
                             self.gone(ctx, origin);
                             return true;

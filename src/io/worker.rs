@@ -657,8 +657,12 @@ impl Worker {
             Expiry::Close => self.close(fd),
             Expiry::Linger => self.start_close(fd),
             Expiry::CutBody => {
-                c.proto.body_cut();
-                self.abort(fd);
+                if c.proto.body_timed_out(&mut self.ctx) {
+                    c.inbuf = Vec::new();
+                    self.write(fd);
+                } else {
+                    self.abort(fd);
+                }
             }
             Expiry::TimedOut => {
                 c.inbuf = Vec::new();
@@ -1089,7 +1093,7 @@ impl Worker {
             };
             conn.feed_inbuf(&mut self.ctx);
         }
-        if matches!(conn.proto.read, ReadState::Done) {
+        if matches!(conn.proto.read, ReadState::Done | ReadState::Refused(_)) {
             conn.inbuf = Vec::new();
         }
         if eof {

@@ -143,6 +143,21 @@ def test_smuggling_and_malformed_requests_get_400_and_close(server):
     _rejected(server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431)
 
 
+def test_request_targets_outside_rfc_3986_get_400_and_close(server):
+    """RFC 9112 §3.2 (issue 26): a fragment, `*` for anything but OPTIONS, userinfo, and bytes
+    that RFC 3986 has no place for and every client percent-encodes."""
+    tail = b"GET /1b HTTP/1.1\r\nHost: t\r\n\r\n"
+    for target in [b"/1b#frag", b"/#", b"*", b"http://user@t/1b", b"http://u:p@t/1b", b'/"1b"', b"/<1b>", b"/1b>",
+                   b"/caf\xc3\xa9", b"/\x80", b"/a\x7fb", b"/a\x1fb"]:
+        for method in (b"GET", b"HEAD", b"POST"):
+            _rejected(server.port, method + b" " + target + b" HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n" + tail)
+    # What browsers leave unencoded (the WHATWG URL Standard's percent-encode sets) is a target:
+    # here a file that is not there (404), or the file with a query.
+    for target in ["/a[1]", "/a|b", "/a^b", "/a\\b", "/a{b}", "/a`b"]:
+        assert get(server.port, target).status == 404, target
+    assert get(server.port, "/1b?q={x}|[y]^`").status == 200
+
+
 def test_bad_chunk_closes_without_parsing_what_follows(server):
     with connect(server.port) as s:
         s.sendall(b"POST /1b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -381,3 +381,51 @@ def test_h2load_on_an_application(asgi, asgi_h2c):
     assert "4000 succeeded, 0 failed" in r.stdout and "status codes: 4000 2xx" in r.stdout, r.stdout
     r = subprocess.run([exe, "-c2", "-m20", "-n2000", f"http://127.0.0.1:{asgi_h2c.port}/stream"], capture_output=True, text=True, timeout=60)
     assert "2000 succeeded, 0 failed" in r.stdout, r.stdout
+
+
+@pytest.fixture(scope="module", params=["wsgi", "asgi"])
+def broken_body_h2c(request, tmp_path_factory):
+    log = tmp_path_factory.mktemp("log") / "access.json"
+    s = run_app(f"body_apps:{request.param}", "--interface", request.param, "--http2-cleartext", "--max-body", "64",
+                "--access-log", str(log), "--access-log-format", "json")
+    s.log_path = log
+    yield s
+    assert s.stop() == 0
+
+
+def logged_statuses(srv, path: str, count: int) -> list[int]:
+    """The statuses logged for `path`, once `count` of them are in the access log."""
+    deadline = time.monotonic() + 10
+    while True:
+        text = srv.log_path.read_text() if srv.log_path.exists() else ""
+        got = [e["status"] for e in map(json.loads, text.splitlines()) if e["target"] == path]
+        if len(got) >= count or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("case", ["past-content-length", "short-of-content-length"])
+def test_a_body_that_breaks_its_content_length_is_a_protocol_error_reset_counted_400(broken_body_h2c, case):
+    """The same cases as HTTP/1.1's malformed bodies (issue 26): h2 resets the stream with
+    PROTOCOL_ERROR; whatever the application makes of its cut body (raised, or caught and
+    answered 200) is dropped, and the access log says 400. The connection serves on."""
+    with H2Client(broken_body_h2c.port) as c:
+        for path in (f"/raise-{case}", f"/catch-{case}"):
+            sid = c.request(path, method="POST", headers=[("content-length", "8")], end=False)
+            c.send(sid, b"x" * 4)
+            c.send(sid, b"y" * (12 if case == "past-content-length" else 1), end=True)
+            (s,) = c.wait(sid)
+            assert s.reset == 1 and s.status == 0 and s.body == b"", s  # PROTOCOL_ERROR, no answer
+        assert c.get("/ok").status == 200, "the connection serves on"
+    assert logged_statuses(broken_body_h2c, f"/raise-{case}", 1) == [400]
+    assert logged_statuses(broken_body_h2c, f"/catch-{case}", 1) == [400]
+
+
+def test_a_streamed_body_past_max_body_is_413_over_h2(broken_body_h2c):
+    with H2Client(broken_body_h2c.port) as c:
+        sid = c.request("/big-h2", method="POST", end=False)
+        c.send(sid, b"x" * 40)
+        c.send(sid, b"x" * 40, end=True)
+        (s,) = c.wait(sid)
+        assert s.status == 413, s
+    assert logged_statuses(broken_body_h2c, "/big-h2", 1) == [413]
