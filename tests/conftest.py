@@ -28,11 +28,15 @@ class Server:
     """`python -m vw serve ...` in a child process; its stderr is collected line by line."""
 
     def __init__(self, args: list[str], workers: int = 1, prefix: list[str] | None = None, timeout: float = 20,
-                 command: str = "serve", cwd: str | None = None, stdout=subprocess.DEVNULL):
-        cmd = [*(prefix or []), sys.executable, "-m", "vw", command, *args, "--port", "0", "--workers", str(workers)]
+                 command: str = "serve", cwd: str | None = None, stdout=subprocess.DEVNULL, env: dict | None = None,
+                 default_workers: bool = False):
+        """`default_workers`: pass no --workers (vw picks; `workers` is how many it should)."""
+        count = [] if default_workers else ["--workers", str(workers)]
+        cmd = [*(prefix or []), sys.executable, "-m", "vw", command, *args, "--port", "0", *count]
         if BACKEND["io"] and command in ("serve", "run") and "--io" not in args:
             cmd += ["--io", BACKEND["io"]]
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=stdout, text=True, cwd=cwd)
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=stdout, text=True, cwd=cwd,
+                                     env=None if env is None else {**os.environ, **env})
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._eof = False
@@ -236,9 +240,10 @@ def server(docroot: Path):
     srv.stop()
 
 
-def vw_cmd(*args: str, env: dict | None = None, prefix: list[str] | None = None, timeout: float = 20):
+def vw_cmd(*args: str, env: dict | None = None, prefix: list[str] | None = None, timeout: float = 20,
+           cwd: str | None = None):
     return subprocess.run([*(prefix or []), sys.executable, "-m", "vw", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+                          text=True, timeout=timeout, env=env, cwd=cwd)
 
 
 def free_port() -> int:

@@ -37,8 +37,9 @@ class LifespanError(Exception):
 class Lifespan:
     """Runs the lifespan protocol; an application that does not support it is served anyway."""
 
-    def __init__(self, app, state: dict):
+    def __init__(self, app, state: dict, mode: str = "auto"):
         self.app = app
+        self.mode = mode  # --lifespan: auto, on or off (uvicorn's meanings)
         self.state = state
         self.incoming: asyncio.Queue = asyncio.Queue()
         self.started = asyncio.Event()
@@ -52,9 +53,13 @@ class Lifespan:
         try:
             await self.app(scope, self.incoming.get, self._send)
         except BaseException as e:  # an app without lifespan support raises on the unknown scope
-            if not self.started.is_set():
+            if not self.started.is_set() and self.failure is None:
                 self.supported = False
-                self.failure = None if isinstance(e, (ValueError, KeyError, TypeError, AssertionError, NotImplementedError)) else repr(e)
+                if self.mode == "on":
+                    self.failure = f"{type(e).__name__}: {e}"
+                else:  # auto: whatever it raised, it is served without lifespan (as uvicorn does)
+                    print(f"vw: the ASGI application does not support lifespan ({type(e).__name__}: {e}); "
+                          f"serving it without (--lifespan on makes this an error)", file=sys.stderr, flush=True)
         finally:
             self.started.set()
             self.stopped.set()
@@ -70,6 +75,9 @@ class Lifespan:
             self.stopped.set()
 
     async def startup(self) -> None:
+        if self.mode == "off":
+            self.supported = False
+            return
         self.task = asyncio.get_running_loop().create_task(self._run())
         await self.incoming.put({"type": "lifespan.startup"})
         await self.started.wait()
@@ -86,11 +94,11 @@ class Lifespan:
             print("vw: lifespan shutdown did not finish in time", file=sys.stderr, flush=True)
 
 
-def serve(listen_fd: int, mounts: list, mime: dict, app, server: tuple, **options) -> None:
+def serve(listen_fd: int, mounts: list, mime: dict, app, server: tuple, lifespan_mode: str = "auto", **options) -> None:
     """Serve until the core stops (it reads the stop signals itself), then run lifespan shutdown."""
     loop = new_event_loop()
     state: dict = {}
-    lifespan = Lifespan(app, state)
+    lifespan = Lifespan(app, state, lifespan_mode)
     loop.run_until_complete(lifespan.startup())
     from vw.runtime import settle_gc
 

@@ -17,11 +17,18 @@ EXIT_WORKER_START_FAILED = 3
 
 
 def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_fd: int, app=None,
-                interface: str | None = None, stats_addr: int = 0, tls=None) -> int:
-    """Runs in the forked child: pin, report, serve on this worker's own listener."""
+                interface: str | None = None, stats_addr: int = 0, tls=None, factory=None) -> int:
+    """Runs in the forked child: pin, report, serve on this worker's own listener. `factory`:
+    (callable, (args, kwargs)) that makes this worker's application (--factory)."""
     from vw import _core
 
     try:
+        if factory is not None:
+            from vw import loader
+
+            app = loader.make(factory[0], factory[1], cfg.app)
+            interface = loader.detect(app, cfg.interface)
+            loader.check_shape(app, interface, f"the application {cfg.app} made")
         if cfg.pin:
             os.sched_setaffinity(0, {cfg.cpu_for(index)})
         if cfg.realtime and os.sched_getscheduler(0) != os.SCHED_RR:
@@ -54,7 +61,7 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
             from vw import asgi
 
             log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
-            asgi.serve(sock.detach(), mounts, mime, app, (cfg.host, cfg.port), **options)
+            asgi.serve(sock.detach(), mounts, mime, app, (cfg.host, cfg.port), lifespan_mode=cfg.lifespan, **options)
             return 0
         if interface in ("wsgi", "native"):
             options["threads"] = cfg.threads

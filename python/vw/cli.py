@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from vw import __version__
@@ -34,8 +35,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="read options from a TOML file (vw.toml); flags given here win")
     p.add_argument("--host", default=SUPPRESS, metavar="H", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_int("--port"), default=SUPPRESS, metavar="P", help="port (default 8085; 0 picks a free one)")
+    p.add_argument("--backlog", type=_int("--backlog"), default=SUPPRESS, metavar="N",
+                   help="connections the kernel queues on each worker's listener before vw accepts them "
+                        "(default 4096; the kernel caps it at net.core.somaxconn)")
     p.add_argument("--workers", type=_int("--workers"), default=SUPPRESS, metavar="N",
-                   help="worker processes (default: one per CPU in the affinity mask)")
+                   help="worker processes (default: WEB_CONCURRENCY if set, else one per CPU vw may use: "
+                        "the affinity mask, capped by the cgroup's CPU quota, rounded up)")
+    p.add_argument("--pin", dest="pin", action="store_true", default=SUPPRESS,
+                   help="pin each worker to its CPU even under a CPU quota (the default pins only when "
+                        "the workers get the whole affinity mask)")
     p.add_argument("--no-pin", dest="pin", action="store_false", default=SUPPRESS,
                    help="do not pin each worker to its CPU")
     p.add_argument("--realtime", action="store_true", default=SUPPRESS,
@@ -61,7 +69,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     ops = p.add_argument_group("operations")
     ops.add_argument("--access-log", nargs="?", const="-", default=SUPPRESS, metavar="FILE",
                      help="log every response to FILE (or standard output: '-' or no FILE); off by default. "
-                          "Each worker appends in batches; SIGUSR1 reopens the file (logrotate)")
+                          "Each worker appends in batches; SIGUSR1 reopens the file (logrotate). A folder "
+                          "or a MODULE:APP after it is not taken as FILE (vw serve --access-log ./public)")
     ops.add_argument("--access-log-format", choices=("common", "combined", "json"), default=SUPPRESS,
                      help="common or combined (Apache's, then the response time in seconds), or json "
                           "(one object per line); default combined")
@@ -149,6 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "(or `app` in the config file)")
     r.add_argument("--interface", default=SUPPRESS, choices=("auto", "native", "wsgi", "asgi"),
                    help="how to call the application (default: detect)")
+    r.add_argument("--factory", action="store_true", default=SUPPRESS,
+                   help="MODULE:APP is a function that makes the application: each worker calls it with "
+                        "no arguments (MODULE:make_app() says the same, with literal arguments if any)")
+    r.add_argument("--app-dir", default=SUPPRESS, metavar="DIR",
+                   help="import the application from DIR (put first on sys.path; default: the current directory)")
+    r.add_argument("--env-file", default=SUPPRESS, metavar="FILE",
+                   help="set the environment variables of this dotenv file (python-dotenv) before the "
+                        "application is imported; variables already set win")
+    r.add_argument("--lifespan", default=SUPPRESS, choices=("auto", "on", "off"),
+                   help="ASGI lifespan: auto (default: run it; an application that fails it as unsupported "
+                        "is served without), on (a failure stops the worker), off (never run)")
     r.add_argument("--static", action="append", default=SUPPRESS, metavar="/PREFIX=DIR",
                    help="also serve DIR's files under /PREFIX, straight from the Rust core (repeatable)")
     r.add_argument("--threads", type=_int("--threads"), default=SUPPRESS, metavar="N",
@@ -164,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "whole (stream changes nothing there yet)")
     r.add_argument("--reload", action="store_true", default=SUPPRESS,
                    help="restart the workers gracefully when the application's code changes (development)")
+    r.add_argument("--reload-dir", action="append", default=SUPPRESS, metavar="DIR",
+                   help="with --reload, also watch the files in DIR (repeatable; templates, data files)")
+    r.add_argument("--reload-include", action="append", default=SUPPRESS, metavar="GLOB",
+                   help="in the --reload-dir folders, watch files matching GLOB (repeatable; default *.py)")
+    r.add_argument("--reload-exclude", action="append", default=SUPPRESS, metavar="GLOB",
+                   help="never watch files matching GLOB (repeatable; default .* and *~)")
     _common(r)
     b = sub.add_parser("bench", help="run the seed benchmark on this machine and chart it",
                        description="The 2012 seed's experiment, measured honestly: wrk keeps 300 "
@@ -191,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(raw)
+    args = parser.parse_args(_access_log_takes_no_folder(raw))
     if args.command is None:
         parser.print_help()
         return 0
@@ -202,6 +228,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _access_log_takes_no_folder(raw: list[str]) -> list[str]:
+    """`--access-log` takes an optional FILE, so the word after it would be taken as one: not
+    when it is a folder (`vw serve --access-log ./public`) or, for `vw run`, an application
+    (`vw run --access-log main:app`). Then the log goes to standard output, and the word is what
+    it looks like. A file name, `-`, or `--access-log=FILE` are taken as before."""
+    import re
+
+    out = list(raw)
+    command = next((a for a in raw if not a.startswith("-")), None)
+    for i, a in enumerate(raw[:-1]):
+        nxt = raw[i + 1]
+        if a != "--access-log" or nxt.startswith("-"):
+            continue
+        app_like = command == "run" and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(.*\))?", nxt)
+        if os.path.isdir(nxt) or app_like:
+            out[i] = "--access-log=-"
+    return out
 
 
 def settings(command: str, given: dict) -> ServeConfig:
@@ -221,11 +266,11 @@ def settings(command: str, given: dict) -> ServeConfig:
     for key in given:
         source.pop(key, None)
     values.update(given)
+    if values.get("env_file"):
+        _load_env_file(values["env_file"], source.get("env_file"))
     if command == "serve":
-        values.pop("app", None)
-        values.pop("reload", None)
-        values.pop("interface", None)
-        values.pop("mounts", None)
+        for key in ("app", "reload", "interface", "mounts", "factory", "app_dir", "env_file", "lifespan"):
+            values.pop(key, None)
         values.setdefault("docroot", default_docroot())
     else:
         values["docroot"] = None
@@ -237,6 +282,16 @@ def settings(command: str, given: dict) -> ServeConfig:
         if e.field in source:
             raise ConfigError(f"{source[e.field]}: {e}", e.field) from None
         raise
+
+
+def _load_env_file(path: str, where: str | None) -> None:
+    """--env-file: its variables into the environment (before the application is imported, and
+    before the settings that read the environment: WEB_CONCURRENCY)."""
+    import dotenv
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"{where + ': ' if where else ''}--env-file {path!r} is not a file", "env_file")
+    dotenv.load_dotenv(path, override=False)
 
 
 def _start(args: argparse.Namespace, raw: list[str]) -> int:
@@ -252,14 +307,16 @@ def _start(args: argparse.Namespace, raw: list[str]) -> int:
         if cfg.app:
             from vw import loader
 
-            what = f"run {cfg.app} ({loader.detect(loader.load(cfg.app), cfg.interface)})"
+            obj, call = loader.load_target(cfg.app, cfg.app_dir)
+            kind = "factory" if call is not None or cfg.factory else loader.detect(obj, cfg.interface)
+            what = f"run {cfg.app} ({kind})"
         if cfg.tls:
             from vw import tls
 
             identities, ca = tls.load(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
             tls.check(identities, ca, b"\0" * 32)
             what += f", TLS with {len(identities)} certificate{'s' if len(identities) != 1 else ''}"
-        print(f"{args.file}: OK ({what} on {cfg.host}:{cfg.port}, {cfg.workers} workers)")
+        print(f"{args.file}: OK ({what} on {cfg.host}:{cfg.port}, {cfg.workers} worker{'s' if cfg.workers != 1 else ''})")
         return 0
     from vw.supervisor import Supervisor
 

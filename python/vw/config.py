@@ -32,8 +32,18 @@ class ServeConfig:
     docroot: Path | None = field(default_factory=default_docroot)
     app: str | None = None
     interface: str = "auto"
+    # vw run: call the application as a factory in each worker; where to import it from; a
+    # dotenv file read before the import; the ASGI lifespan protocol: auto, on or off
+    factory: bool = False
+    app_dir: str | None = None
+    env_file: str | None = None
+    lifespan: str = "auto"
     mounts: list[tuple[str, Path]] = field(default_factory=list)
     reload: bool = False
+    # --reload: also watch these folders' files matching reload_include, never reload_exclude
+    reload_dir: list[str] = field(default_factory=list)
+    reload_include: list[str] = field(default_factory=list)
+    reload_exclude: list[str] = field(default_factory=list)
     max_body: int = 1 << 30
     max_request_line: int = 8192
     max_head: int = 16384
@@ -64,8 +74,12 @@ class ServeConfig:
     io_note: str | None = None
     host: str = "127.0.0.1"
     port: int = 8085
-    workers: int | None = None  # None: one per CPU in the affinity mask
-    pin: bool = True
+    backlog: int = 4096
+    # None: one per CPU vw may use (the affinity mask, capped by the cgroup's CPU quota), or
+    # WEB_CONCURRENCY; pin None: pinned when the workers get the whole mask (see vw.cpus)
+    workers: int | None = None
+    pin: bool | None = None
+    pin_note: str | None = None
     realtime: bool = False
     shutdown_timeout: int = 4
     # worker recycling (0: off): after this many requests (plus a random 0..jitter), or past
@@ -162,6 +176,10 @@ class ServeConfig:
             raise ConfigError(f"--inline-max must be between 0 and 1 GiB, not {self.inline_max}", "inline_max")
         if self.cache_max_bytes < 0:
             raise ConfigError(f"--cache-max-bytes must be 0 or more, not {self.cache_max_bytes}", "cache_max_bytes")
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ConfigError(f"--lifespan must be auto, on or off, not {self.lifespan!r}", "lifespan")
+        if self.app_dir is not None and not Path(self.app_dir).is_dir():
+            raise ConfigError(f"--app-dir {self.app_dir!r} is not a directory", "app_dir")
         if self.request_body not in ("stream", "spool"):
             raise ConfigError(f"--request-body must be stream or spool, not {self.request_body!r}", "request_body")
         if self.max_body < 0:
@@ -197,16 +215,25 @@ class ServeConfig:
                 raise ConfigError(f"--tls-key {str(key)!r} is not a file", "tls_key")
         if self.tls_client_ca is not None and not Path(self.tls_client_ca).is_file():
             raise ConfigError(f"--tls-client-ca {str(self.tls_client_ca)!r} is not a file", "tls_client_ca")
+        if not 1 <= self.backlog <= 1 << 20:
+            raise ConfigError(f"--backlog must be between 1 and {1 << 20}, not {self.backlog}", "backlog")
+        for d in self.reload_dir:
+            if not Path(d).is_dir():
+                raise ConfigError(f"--reload-dir {d!r} is not a directory", "reload_dir")
+        if (self.reload_dir or self.reload_include or self.reload_exclude) and not self.reload:
+            raise ConfigError("--reload-dir, --reload-include and --reload-exclude need --reload", "reload_dir")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, not {self.port}", "port")
-        if self.workers is None:
-            self.workers = len(self.cpus)
+        if not self.cpus:
+            raise ConfigError("no CPU in this process's affinity mask")
+        from vw import cpus
+
+        plan = cpus.plan(self.cpus, self.workers, self.pin, cpus.quota())
+        self.workers, self.pin, self.pin_note = plan.workers, plan.pin, plan.why
         if self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, not {self.workers}", "workers")
         if self.workers > 1024:
             raise ConfigError(f"--workers {self.workers} is more than 1024", "workers")
-        if not self.cpus:
-            raise ConfigError("no CPU in this process's affinity mask")
         return self
 
     @property

@@ -33,7 +33,9 @@ from vw.config import ConfigError
 
 # key: the type TOML must give it
 KEYS: dict[str, type] = {
-    "docroot": str, "app": str, "interface": str, "host": str, "port": int, "workers": int,
+    "docroot": str, "app": str, "interface": str, "factory": bool, "app_dir": str, "env_file": str, "lifespan": str,
+    "host": str, "port": int, "backlog": int, "workers": int,
+    "reload_dir": list, "reload_include": list, "reload_exclude": list,
     "pin": bool, "realtime": bool, "reload": bool, "static": dict,
     "max_request_line": int, "max_head": int, "max_headers": int, "max_body": int, "max_connections": int,
     "threads": int, "request_body": str,

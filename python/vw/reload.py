@@ -4,6 +4,7 @@ listeners and running workers to the new supervisor, which drains the old worker
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import subprocess
 import sys
@@ -29,16 +30,45 @@ def _watched() -> dict[str, float]:
     return files
 
 
+def _in_dirs(dirs: list[str], include: list[str], exclude: list[str]) -> dict[str, float]:
+    """Files under `dirs` matching an `include` glob (default *.py) and no `exclude` glob (default
+    hidden files and editors' backups), by name or by path relative to their folder."""
+    include, exclude = include or ["*.py"], exclude or [".*", "*~"]
+    files: dict[str, float] = {}
+    for top in dirs:
+        for folder, subdirs, names in os.walk(top):
+            subdirs[:] = [d for d in subdirs if not any(fnmatch.fnmatch(d, g) for g in exclude)]
+            for name in names:
+                path = os.path.join(folder, name)
+                rel = os.path.relpath(path, top)
+                if any(fnmatch.fnmatch(name, g) or fnmatch.fnmatch(rel, g) for g in exclude):
+                    continue
+                if any(fnmatch.fnmatch(name, g) or fnmatch.fnmatch(rel, g) for g in include):
+                    try:
+                        files[os.path.abspath(path)] = os.stat(path).st_mtime
+                    except OSError:
+                        pass
+    return files
+
+
 class Watcher:
-    def __init__(self, interval: float = 0.5):
+    def __init__(self, interval: float = 0.5, dirs: list[str] | None = None, include: list[str] | None = None,
+                 exclude: list[str] | None = None):
         self.interval = interval
-        self.files = _watched()
+        self.dirs, self.include, self.exclude = dirs or [], include or [], exclude or []
+        self.files = {**_watched(), **_in_dirs(self.dirs, self.include, self.exclude)}
+        if self.exclude:
+            self.files = {p: m for p, m in self.files.items()
+                          if not any(fnmatch.fnmatch(os.path.basename(p), g) or fnmatch.fnmatch(p, g) for g in self.exclude)}
         self.next_check = time.monotonic() + interval
 
     def changed(self) -> bool:
         if time.monotonic() < self.next_check:
             return False
         self.next_check = time.monotonic() + self.interval
+        if self.dirs:  # a file added to a watched folder is a change too
+            for path in _in_dirs(self.dirs, self.include, self.exclude).keys() - self.files.keys():
+                self.files[path] = -2
         for path, mtime in self.files.items():
             try:
                 now = os.stat(path).st_mtime
@@ -51,11 +81,12 @@ class Watcher:
         return False
 
 
-def app_imports(spec: str | None) -> bool:
+def app_imports(spec: str | None, app_dir: str | None = None) -> bool:
     """Import the application in a fresh interpreter; keep the running version if it fails."""
     if spec is None:
         return True
-    r = subprocess.run([sys.executable, "-c", "import sys; from vw.loader import load; load(sys.argv[1])", spec],
+    r = subprocess.run([sys.executable, "-c", "import sys; from vw.loader import load; load(sys.argv[1], sys.argv[2] or None)",
+                        spec, app_dir or ""],
                        capture_output=True, text=True, cwd=os.getcwd())
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["it does not import"])[-1]

@@ -60,13 +60,13 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     return holder, port
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
+def listen_socket(host: str, port: int, backlog: int = 4096) -> socket.socket:
     family, sockaddr = _addr(host, port)
     s = socket.socket(family, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     s.bind(sockaddr)
-    s.listen(4096)
+    s.listen(backlog)
     return s
 
 

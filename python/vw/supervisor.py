@@ -72,6 +72,7 @@ class Supervisor:
             self.mounts.append((prefix, str(root), paths))
             self.indexed += len(paths)
         self.app = None
+        self.factory = None  # (callable, (args, kwargs)): --factory, called in each worker
         self.interface: str | None = None
         self.watcher: reload.Watcher | None = None  # made once the application is imported
         from vw import admin
@@ -89,10 +90,19 @@ class Supervisor:
         if self.cfg.app is not None:
             from vw import loader
 
-            self.app = loader.load(self.cfg.app)
-            self.interface = loader.detect(self.app, self.cfg.interface)
+            obj, call = loader.load_target(self.cfg.app, self.cfg.app_dir)
+            if self.cfg.factory and call is None:
+                call = ((), {})
+            if call is not None:  # each worker calls it (its own application, connections and all)
+                self.factory, self.interface = (obj, call), "factory, called in each worker"
+            else:
+                self.app = obj
+                self.interface = loader.detect(obj, self.cfg.interface)
+                loader.check_shape(obj, self.interface, self.cfg.app)
         if self.cfg.reload:
-            self.watcher = reload.Watcher()  # watches the modules imported so far
+            # the modules imported so far, and the files of --reload-dir
+            self.watcher = reload.Watcher(dirs=self.cfg.reload_dir, include=self.cfg.reload_include,
+                                          exclude=self.cfg.reload_exclude)
     def spawn(self, index: int, fast_deaths: int = 0) -> None:
         cpu = self.cfg.cpu_for(index)
         pid = os.fork()
@@ -105,7 +115,7 @@ class Supervisor:
                 if self.admin is not None:  # nor the admin listener (a reload must be able to bind it)
                     self.admin.close()
                 code = worker_main(self.cfg, index, self.mime, self.mounts, fd, self.app, self.interface,
-                                   self.stats.address(index), self.tls)
+                                   self.stats.address(index), self.tls, self.factory)
             finally:
                 sys.stderr.flush()
                 os._exit(code)
@@ -185,7 +195,7 @@ class Supervisor:
                 if i < len(inherited):
                     self.listeners.append(inherited[i])
                 else:
-                    self.listeners.append(listen_socket(cfg.host, cfg.port))
+                    self.listeners.append(listen_socket(cfg.host, cfg.port, cfg.backlog))
             extra = inherited[cfg.workers:]
             if not inherited:
                 holder.close()
@@ -208,12 +218,12 @@ class Supervisor:
         # Signals are taken synchronously with sigtimedwait; workers inherit the mask and the
         # Rust loop reads the stop signals from a signalfd.
         signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
-        pin = "pinned" if cfg.pin else "not pinned"
+        pin = "pinned" if cfg.pin else f"unpinned: {cfg.pin_note}" if cfg.pin_note else "not pinned"
         rt = ", SCHED_RR" if cfg.realtime else ""
         what = f"{cfg.app} ({self.interface})" if cfg.app else str(cfg.docroot)
         scheme = "https" if cfg.tls else "http"
         log(f"vw serving {what} on {scheme}://{_fmt_host(cfg.host)}:{cfg.port} "
-            f"({cfg.workers} workers, {pin}{rt}, {'io_uring' if cfg.io == 'uring' else 'epoll'}; "
+            f"({cfg.workers} worker{'s' if cfg.workers != 1 else ''}, {pin}{rt}, {'io_uring' if cfg.io == 'uring' else 'epoll'}; "
             f"{self.indexed} files indexed)")
         if cfg.io_note:
             log(f"vw {cfg.io_note}")
@@ -269,7 +279,7 @@ class Supervisor:
         """Start vw again in this process (exec) with new code and config. The listeners and the
         running workers are handed over: the new supervisor starts its workers on the same
         sockets, then tells these to drain. If the new code does not import, nothing changes."""
-        if check and not reload.app_imports(self.cfg.app):
+        if check and not reload.app_imports(self.cfg.app, self.cfg.app_dir):
             return
         if self.cfg.tls:
             # the new supervisor reads the certificates again: they must load, or nothing changes
