@@ -4,7 +4,7 @@
 PY ?= python3
 ARGS ?=
 
-.PHONY: serve test install deps rust-test py-test py-test-uring fuzz-smoke fuzz bench wheel wheel-native
+.PHONY: serve test install deps autobahn conformance rust-test py-test py-test-uring fuzz-smoke fuzz bench wheel wheel-native
 
 install:
 	$(PY) -m pip install -q -e '.[test]'
@@ -23,6 +23,22 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			wrk nginx-light curl chromium nghttp2-client liburing-dev >/dev/null; \
 	fi
+
+# Autobahn|Testsuite (tests/conformance) runs on Python 2.7: pyenv's, on this kind of machine.
+WSTEST = $(firstword $(wildcard $(HOME)/.pyenv/versions/2.7*/bin/wstest))
+PY27 = $(firstword $(wildcard $(HOME)/.pyenv/versions/2.7*/bin/python))
+autobahn:
+	@if [ -z "$(WSTEST)" ]; then \
+		if [ -z "$(PY27)" ]; then echo "Autobahn|Testsuite needs Python 2.7 (pyenv's): none found" >&2; exit 1; fi; \
+		echo "installing autobahntestsuite into $(PY27)"; \
+		$(PY27) -m pip install -q --disable-pip-version-check autobahntestsuite 2>&1 | grep -v DEPRECATION || true; \
+		test -n "$$(ls $(HOME)/.pyenv/versions/2.7*/bin/wstest 2>/dev/null)"; \
+	fi
+
+# Every Autobahn case but the performance group 9, against both WebSocket interfaces (about 18
+# minutes); `make test` runs a chosen subset of them.
+conformance: deps autobahn install
+	VW_AUTOBAHN=all $(PY) -m pytest -s tests/conformance
 
 rust-test:
 	cargo test --profile test-fast
@@ -65,7 +81,7 @@ fuzz:
 	cd fuzz && cargo fuzz run -s none h2 -- -max_total_time=$(FUZZ_SECONDS)
 	cd fuzz && cargo fuzz run -s none ring -- -max_total_time=$(FUZZ_SECONDS)
 
-test: deps install rust-test fuzz-smoke wheel-native py-test
+test: deps autobahn install rust-test fuzz-smoke wheel-native py-test
 
 bench: deps install
 	$(PY) bench/run.py $(ARGS)

@@ -53,3 +53,11 @@ async def flood(ws):
 @app.get("/ended")
 def get_ended(request):
     return ended
+
+
+@app.websocket("/raw-echo")
+async def raw_echo(ws):
+    """Every message back as it came (Autobahn|Testsuite's fuzzingclient drives it)."""
+    await ws.accept()
+    async for message in ws:
+        await ws.send(message)
