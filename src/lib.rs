@@ -47,6 +47,8 @@ struct Options {
     http2_cleartext: bool,
     /// Run on an io_uring (`io="uring"`), not epoll.
     uring: bool,
+    /// The peers whose forwarding fields are believed (None: `--no-proxy-headers`).
+    trust: Option<service::proxy::Trust>,
 }
 
 /// TLS settings from Python: ([(certificate PEM, key PEM, label)], client CA PEM or None,
@@ -85,6 +87,7 @@ impl Options {
             tls: None,
             http2_cleartext: false,
             uring: false,
+            trust: None,
         };
         let Some(kwargs) = kwargs else { return Ok(o) };
         for (key, value) in kwargs.iter() {
@@ -106,6 +109,12 @@ impl Options {
                 "ws_max_message" => o.ws_max_message = value.extract()?,
                 "tls" => o.tls = value.extract::<Option<TlsArg>>()?.map(tls_settings),
                 "http2_cleartext" => o.http2_cleartext = value.extract()?,
+                "forwarded_allow_ips" => {
+                    o.trust = match value.extract::<Option<Vec<String>>>()? {
+                        None => None,
+                        Some(items) => Some(service::proxy::Trust::parse(&items).map_err(PyValueError::new_err)?),
+                    }
+                }
                 "io" => {
                     o.uring = match value.extract::<String>()?.as_str() {
                         "uring" => true,
@@ -196,6 +205,7 @@ impl Options {
             tls,
             h2c: self.http2_cleartext,
             uring: self.uring,
+            trust: self.trust,
         })
     }
 }

@@ -41,7 +41,11 @@ class Server:
         self._cond = threading.Condition()
         self._eof = False
         threading.Thread(target=self._pump, daemon=True).start()
-        self.port = int(self.wait_for(LISTEN_RE, timeout).group(1))
+        if any(a == "--uds" or a.startswith("unix:") for a in args):
+            self.wait_for(re.compile(r" on unix:"), timeout)  # no port: a Unix socket
+            self.port = None
+        else:
+            self.port = int(self.wait_for(LISTEN_RE, timeout).group(1))
         self.workers: dict[int, tuple[int, int]] = {}  # index -> (pid, cpu)
         for _ in range(workers):
             self.wait_worker_lines(workers, timeout)

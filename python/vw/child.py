@@ -51,6 +51,7 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
                        not_found_page=static.page(cfg.not_found_page, mime), stats_addr=stats_addr)
         if tls is not None:
             options["tls"] = tls
+        options["forwarded_allow_ips"] = cfg.forwarded_allow_ips if cfg.proxy_headers else None
         if cfg.http2_cleartext:
             options["http2_cleartext"] = True
         if cfg.io == "uring":
@@ -61,7 +62,8 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
             from vw import asgi
 
             log(f"worker {index} pid {os.getpid()} cpu {_core.current_cpu()}")
-            asgi.serve(sock.detach(), mounts, mime, app, (cfg.host, cfg.port), lifespan_mode=cfg.lifespan, **options)
+            server = (cfg.listen[1], None) if cfg.listen[0] == "unix" else (cfg.host, cfg.port)  # asgiref's spec
+            asgi.serve(sock.detach(), mounts, mime, app, server, lifespan_mode=cfg.lifespan, **options)
             return 0
         if interface in ("wsgi", "native"):
             options["threads"] = cfg.threads
@@ -83,8 +85,8 @@ def wsgi_environ(cfg: ServeConfig) -> dict:
     tls = {"HTTPS": "on"} if cfg.tls else {}
     return {
         **tls,
-        "SERVER_NAME": cfg.host,
-        "SERVER_PORT": str(cfg.port),
+        "SERVER_NAME": cfg.listen[1] if cfg.listen[0] == "unix" else cfg.host,
+        "SERVER_PORT": "" if cfg.listen[0] == "unix" else str(cfg.port),
         "SCRIPT_NAME": "",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "https" if cfg.tls else "http",

@@ -26,6 +26,13 @@ def _int(name: str):
     return parse
 
 
+def _octal(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--uds-mode takes an octal mode like 660, not {text!r}") from None
+
+
 SUPPRESS = argparse.SUPPRESS  # an option not given is absent, so the config file can supply it
 
 
@@ -35,6 +42,21 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="read options from a TOML file (vw.toml); flags given here win")
     p.add_argument("--host", default=SUPPRESS, metavar="H", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_int("--port"), default=SUPPRESS, metavar="P", help="port (default 8085; 0 picks a free one)")
+    p.add_argument("--bind", action="append", default=SUPPRESS, metavar="ADDR",
+                   help="where to listen, instead of --host/--port: HOST:PORT, [::1]:PORT, unix:PATH (a Unix "
+                        "socket every worker serves) or fd://N (a listening socket vw was given)")
+    p.add_argument("--uds", default=SUPPRESS, metavar="PATH", help="listen on the Unix socket PATH (as --bind unix:PATH)")
+    p.add_argument("--uds-mode", type=_octal, default=SUPPRESS, metavar="MODE",
+                   help="the Unix socket's permissions (default 660: its owner and group, so a proxy "
+                        "such as nginx may share it through the group)")
+    p.add_argument("--proxy-headers", dest="proxy_headers", action="store_true", default=SUPPRESS,
+                   help="believe X-Forwarded-For, X-Forwarded-Proto and Forwarded from --forwarded-allow-ips "
+                        "peers: the client's address and scheme for the application and the access log (default)")
+    p.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false", default=SUPPRESS,
+                   help="never: every request's client is its connection's peer")
+    p.add_argument("--forwarded-allow-ips", default=SUPPRESS, metavar="LIST",
+                   help="comma-separated IPs and CIDRs of the proxies to believe, * for any, unix for a Unix "
+                        "socket's peers (default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1,unix)")
     p.add_argument("--backlog", type=_int("--backlog"), default=SUPPRESS, metavar="N",
                    help="connections the kernel queues on each worker's listener before vw accepts them "
                         "(default 4096; the kernel caps it at net.core.somaxconn)")

@@ -74,7 +74,17 @@ class ServeConfig:
     io_note: str | None = None
     host: str = "127.0.0.1"
     port: int = 8085
+    # behind a proxy: the peers whose X-Forwarded-For/-Proto and Forwarded fields say who the
+    # client is (IPs, CIDRs, * or unix; None: FORWARDED_ALLOW_IPS, else 127.0.0.1,::1,unix)
+    proxy_headers: bool = True
+    forwarded_allow_ips: str | list[str] | None = None
     backlog: int = 4096
+    # --bind (gunicorn's form) and --uds (uvicorn's): a Unix socket (all workers serve it) or a
+    # descriptor given to vw, instead of --host/--port
+    bind: list[str] = field(default_factory=list)
+    uds: str | None = None
+    uds_mode: int = 0o660
+    listen: tuple = ()  # what validate() made of them: ("tcp", host, port), ("unix", path) or ("fd", n)
     # None: one per CPU vw may use (the affinity mask, capped by the cgroup's CPU quota), or
     # WEB_CONCURRENCY; pin None: pinned when the workers get the whole mask (see vw.cpus)
     workers: int | None = None
@@ -215,6 +225,17 @@ class ServeConfig:
                 raise ConfigError(f"--tls-key {str(key)!r} is not a file", "tls_key")
         if self.tls_client_ca is not None and not Path(self.tls_client_ca).is_file():
             raise ConfigError(f"--tls-client-ca {str(self.tls_client_ca)!r} is not a file", "tls_client_ca")
+        self.forwarded_allow_ips = _trusted(self.forwarded_allow_ips)
+        from vw.sockets import parse_bind
+
+        binds = [parse_bind(b) for b in self.bind] + ([("unix", self.uds)] if self.uds else [])
+        if len(binds) > 1:
+            raise ConfigError("vw listens on one address for now: give one --bind or --uds (several are not supported yet)", "bind")
+        if binds and binds[0][0] == "tcp":
+            self.host, self.port = binds[0][1], binds[0][2]
+        self.listen = binds[0] if binds and binds[0][0] != "tcp" else ("tcp", self.host, self.port)
+        if not 0 <= self.uds_mode <= 0o777:
+            raise ConfigError(f"--uds-mode must be an octal mode like 660, not {oct(self.uds_mode)}", "uds_mode")
         if not 1 <= self.backlog <= 1 << 20:
             raise ConfigError(f"--backlog must be between 1 and {1 << 20}, not {self.backlog}", "backlog")
         for d in self.reload_dir:
@@ -247,6 +268,28 @@ class ServeConfig:
     def cpu_for(self, worker: int) -> int:
         """Worker n runs on the n-th CPU of the mask (wrapping when there are more workers)."""
         return self.cpus[worker % len(self.cpus)]
+
+
+def _trusted(value) -> list[str]:
+    """--forwarded-allow-ips: a comma-separated list (or a config file's list) of IPs, CIDRs, `*`
+    and `unix`, checked here so that a typo is one line at start."""
+    import ipaddress
+
+    if value is None:
+        value = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1,unix"
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        if item not in ("*", "unix"):
+            try:
+                ipaddress.ip_network(item.strip("[]"), strict=False)
+            except ValueError:
+                raise ConfigError(f"--forwarded-allow-ips: {item!r} is not an IP address, a CIDR, * or unix",
+                                  "forwarded_allow_ips") from None
+        out.append(item.strip("[]") if "/" not in item else item)
+    return out
 
 
 def _folder(path, what: str) -> Path:

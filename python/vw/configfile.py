@@ -34,7 +34,8 @@ from vw.config import ConfigError
 # key: the type TOML must give it
 KEYS: dict[str, type] = {
     "docroot": str, "app": str, "interface": str, "factory": bool, "app_dir": str, "env_file": str, "lifespan": str,
-    "host": str, "port": int, "backlog": int, "workers": int,
+    "host": str, "port": int, "backlog": int, "workers": int, "proxy_headers": bool, "forwarded_allow_ips": list,
+    "bind": list, "uds": str, "uds_mode": int,
     "reload_dir": list, "reload_include": list, "reload_exclude": list,
     "pin": bool, "realtime": bool, "reload": bool, "static": dict,
     "max_request_line": int, "max_head": int, "max_headers": int, "max_body": int, "max_connections": int,
@@ -75,11 +76,12 @@ def load(path: str) -> tuple[dict, dict[str, str]]:
         if key not in KEYS:
             raise ConfigError(f"{where(key)}: unknown key {key!r}")
         want = KEYS[key]
-        if key in ("tls_cert", "tls_key") and isinstance(value, str):
-            value = [value]  # one file, or a list of them
+        if key in ("tls_cert", "tls_key", "forwarded_allow_ips", "bind", "reload_dir", "reload_include", "reload_exclude") \
+                and isinstance(value, str):
+            value = [value]  # one, or a list of them
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             kind = {int: "a whole number", str: "a string", bool: "true or false", dict: "a table",
-                    list: "a file name or a list of them"}[want]
+                    list: "a string or a list of them"}[want]
             raise ConfigError(f"{where(key)}: {key} takes {kind}, not {value!r}")
         if key == "static":
             mounts = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 
 from vw.config import ConfigError
 
@@ -67,6 +68,64 @@ def listen_socket(host: str, port: int, backlog: int = 4096) -> socket.socket:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     s.bind(sockaddr)
     s.listen(backlog)
+    return s
+
+
+def parse_bind(text: str) -> tuple:
+    """`--bind` as gunicorn and hypercorn write it: `HOST:PORT`, `[::1]:PORT`, `unix:PATH` or
+    `fd://N`: ("tcp", host, port), ("unix", path) or ("fd", n)."""
+    if text.startswith("unix:"):
+        path = text[5:]
+        if not path:
+            raise ConfigError(f"--bind {text!r}: unix: needs a path", "bind")
+        return ("unix", path)
+    if text.startswith("fd://"):
+        if not text[5:].isdigit():
+            raise ConfigError(f"--bind {text!r}: fd:// needs a descriptor number", "bind")
+        return ("fd", int(text[5:]))
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535 or ("]" in host or "[" in host):
+        raise ConfigError(f"--bind {text!r} is not HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N", "bind")
+    return ("tcp", host, int(port))
+
+
+def unix_listener(path: str, mode: int, backlog: int) -> socket.socket:
+    """A listening Unix socket at `path`, mode `mode`. A socket file left by a server that is gone
+    is replaced; one a live server listens on is a one-line error (nothing is taken from it)."""
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise ConfigError(f"cannot listen on unix:{path}: it exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+            raise ConfigError(f"cannot listen on unix:{path}: a server is listening there")
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)  # stale: nobody answers on it
+        finally:
+            probe.close()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(path)
+    except OSError as e:
+        s.close()
+        raise ConfigError(f"cannot listen on unix:{path}: {e.strerror}") from None
+    os.chmod(path, mode)
+    s.listen(backlog)
+    return s
+
+
+def inherited_fd(fd: int) -> socket.socket:
+    """`--bind fd://N`: a listening stream socket this process was given."""
+    try:
+        s = socket.socket(fileno=fd)
+    except OSError as e:
+        raise ConfigError(f"--bind fd://{fd}: {e.strerror}") from None
+    if s.type != socket.SOCK_STREAM or s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) != 1:
+        raise ConfigError(f"--bind fd://{fd} is not a listening stream socket")
+    os.set_inheritable(fd, False)
+    s.setblocking(True)
     return s
 
 

@@ -22,7 +22,8 @@ from vw.child import worker_main
 from vw.config import ConfigError, ServeConfig
 from vw.console import log
 from vw.privileges import check_realtime, drop_privileges, lookup_user, raise_fd_limit
-from vw.sockets import ENV_FDS, _inherited_listeners, listen_socket, reserve_port, systemd_listeners
+from vw.sockets import (ENV_FDS, _inherited_listeners, inherited_fd, listen_socket, reserve_port, systemd_listeners,
+                        unix_listener)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 WAITED = (signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, *STOP_SIGNALS)
@@ -73,6 +74,7 @@ class Supervisor:
             self.indexed += len(paths)
         self.app = None
         self.factory = None  # (callable, (args, kwargs)): --factory, called in each worker
+        self.unix_path: str | None = None  # the Unix socket this supervisor made (removed at exit)
         self.interface: str | None = None
         self.watcher: reload.Watcher | None = None  # made once the application is imported
         from vw import admin
@@ -186,6 +188,18 @@ class Supervisor:
                                   f"(--workers {len(activated)}), each serves one")
             self.listeners = [activated[i % len(activated)] for i in range(cfg.workers)]
             cfg.host, cfg.port = activated[0].getsockname()[:2]
+        elif cfg.listen[0] != "tcp":
+            # A Unix socket, or one vw was given: one socket that every worker accepts on.
+            if inherited:
+                shared = inherited[0]
+            elif cfg.listen[0] == "unix":
+                shared = unix_listener(cfg.listen[1], cfg.uds_mode, cfg.backlog)
+                self.unix_path = cfg.listen[1]
+            else:
+                shared = inherited_fd(cfg.listen[1])
+            self.listeners = [shared] * cfg.workers
+            if cfg.listen[0] == "unix" and inherited:
+                self.unix_path = cfg.listen[1]  # ours still: removed when this supervisor exits
         else:
             if not inherited:
                 holder, cfg.port = reserve_port(cfg.host, cfg.port)
@@ -222,7 +236,9 @@ class Supervisor:
         rt = ", SCHED_RR" if cfg.realtime else ""
         what = f"{cfg.app} ({self.interface})" if cfg.app else str(cfg.docroot)
         scheme = "https" if cfg.tls else "http"
-        log(f"vw serving {what} on {scheme}://{_fmt_host(cfg.host)}:{cfg.port} "
+        where = {"unix": lambda: f"unix:{cfg.listen[1]}", "fd": lambda: f"fd://{cfg.listen[1]}"}.get(
+            cfg.listen[0], lambda: f"{scheme}://{_fmt_host(cfg.host)}:{cfg.port}")()
+        log(f"vw serving {what} on {where} "
             f"({cfg.workers} worker{'s' if cfg.workers != 1 else ''}, {pin}{rt}, {'io_uring' if cfg.io == 'uring' else 'epoll'}; "
             f"{self.indexed} files indexed)")
         if cfg.io_note:
@@ -267,6 +283,11 @@ class Supervisor:
                 self.deadline = time.monotonic() + 5
         for listener in self.listeners + extra:
             listener.close()
+        if self.unix_path is not None:
+            try:
+                os.unlink(self.unix_path)  # at exit; a reload execs before this and keeps it
+            except OSError:
+                pass
         if cfg.pid_file is not None:
             try:
                 if Path(cfg.pid_file).read_text().strip() == str(os.getpid()):

@@ -645,8 +645,15 @@ impl Asgi {
             scope.set_item(intern!(py, "client"), (host, p.port()))?;
         }
         scope.set_item(intern!(py, "state"), self.state.bind(py).copy()?)?;
+        match req.https {
+            Some(true) => scope.set_item(intern!(py, "scheme"), intern!(py, "https"))?,
+            Some(false) if req.tls.is_some() => scope.set_item(intern!(py, "scheme"), intern!(py, "http"))?,
+            _ => {}
+        }
         if let Some(tls) = &req.tls {
-            scope.set_item(intern!(py, "scheme"), intern!(py, "https"))?;
+            if req.https.is_none() {
+                scope.set_item(intern!(py, "scheme"), intern!(py, "https"))?;
+            }
             let ext = self.extensions.bind(py).copy()?;
             ext.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
             scope.set_item(intern!(py, "extensions"), ext)?;
@@ -672,7 +679,7 @@ impl Asgi {
     fn ws_scope<'py>(&mut self, py: Python<'py>, req: &AppRequest, offer: &super::ws::Offer) -> PyResult<Bound<'py, PyDict>> {
         let (scope, _) = self.scope(py, req)?;
         scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
-        scope.set_item(intern!(py, "scheme"), if req.tls.is_some() { intern!(py, "wss") } else { intern!(py, "ws") })?;
+        scope.set_item(intern!(py, "scheme"), if req.https.unwrap_or(req.tls.is_some()) { intern!(py, "wss") } else { intern!(py, "ws") })?;
         scope.del_item(intern!(py, "method"))?;
         scope.set_item(intern!(py, "subprotocols"), PyList::new(py, &offer.protocols)?)?;
         match &req.tls {

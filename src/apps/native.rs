@@ -24,6 +24,9 @@ pub struct Request {
     params: Vec<(Py<PyString>, Vec<u8>)>,
     params_dict: Option<Py<PyDict>>,
     headers: Option<Py<PyDict>>,
+    /// The client (behind a trusted proxy: the one it named) and whether it used https.
+    client: Option<std::net::SocketAddr>,
+    https: bool,
 }
 
 #[pymethods]
@@ -90,6 +93,22 @@ impl Request {
             Some(b) => b.bind(py).clone(),
             None => PyBytes::new(py, b""),
         }
+    }
+
+    /// The client as (host, port), or None (a Unix socket's peer); behind a proxy vw trusts,
+    /// the client the proxy named (port 0 when it did not say).
+    #[getter]
+    fn client<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.client {
+            Some(a) => Ok((a.ip().to_string(), a.port()).into_pyobject(py)?.into_any()),
+            None => Ok(py.None().into_bound(py)),
+        }
+    }
+
+    /// "https" or "http": the connection's, or what a proxy vw trusts said the client used.
+    #[getter]
+    fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
     }
 
     /// The body parsed as JSON.
@@ -269,6 +288,8 @@ impl Native {
             params: named,
             params_dict: None,
             headers: None,
+            client: job.peer,
+            https: job.https.unwrap_or(job.tls.is_some()),
         })
     }
 

@@ -14,7 +14,11 @@ pub struct AppRequest<'a> {
     pub method: &'a [u8],
     pub target: &'a [u8],
     pub minor: u8,
+    /// The client: the connection's peer, or the one a trusted proxy named (`service::proxy`).
     pub peer: Option<SocketAddr>,
+    /// The scheme a trusted proxy said the client used (true: https or wss); None: the
+    /// connection's own (https with TLS).
+    pub https: Option<bool>,
     pub local_port: u16,
     /// The connection's TLS (None: plain TCP).
     pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
@@ -305,7 +309,7 @@ mod tests {
         let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-A: 2\r\n\r\n";
         let mut fields = Vec::new();
         crate::h1::parse::parse_head(head, &crate::h1::parse::Limits::default(), &mut fields).unwrap().unwrap();
-        let r = AppRequest { head, fields: &fields, method: b"GET", target: b"/", minor: 1, peer: None, local_port: 80, tls: None, http2: false, conn_id: (0, 0) };
+        let r = AppRequest { head, fields: &fields, method: b"GET", target: b"/", minor: 1, peer: None, https: None, local_port: 80, tls: None, http2: false, conn_id: (0, 0) };
         let h: Vec<_> = r.headers().collect();
         assert_eq!(h, vec![(&b"Host"[..], &b"a"[..]), (b"X-A", b"1"), (b"X-A", b"2")]);
     }

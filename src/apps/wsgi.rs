@@ -248,6 +248,20 @@ impl Wsgi {
             env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
             env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
         }
+        match req.https {
+            // A trusted proxy said which scheme the client used (the base environ has the port's).
+            Some(true) => {
+                env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+                env.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
+            }
+            Some(false) => {
+                env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
+                if env.contains(intern!(py, "HTTPS"))? {
+                    env.del_item(intern!(py, "HTTPS"))?;
+                }
+            }
+            None => {}
+        }
         // Held with the GIL: never waited for (a thread that waits here holding the GIL could
         // block one that holds the map and needs the GIL back); without it keys are made anew.
         let mut keys = self.keys.try_lock().ok();

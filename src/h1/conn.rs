@@ -52,6 +52,8 @@ pub struct Ctx {
     pub log: Option<AccessLog>,
     /// WebSocket messages longer than this end their connection with 1009.
     pub ws_max_message: u64,
+    /// The peers whose forwarding fields say who the client is (None: proxy headers off).
+    pub trust: Option<crate::service::proxy::Trust>,
     /// The worker's permessage-deflate compressor and decompressor (see `ws::deflate`).
     pub codec: Codec,
     /// What a WebSocket's input gave, kept to be reused (empty between uses).
@@ -65,7 +67,7 @@ impl Ctx {
     pub fn new(clock: Clock, mounts: Vec<Mount>, app: Option<Box<dyn App>>) -> Self {
         let mut mounts = mounts;
         mounts.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-        Ctx { clock, mounts, app, fields: Vec::with_capacity(32), limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, stream_bodies: true, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None, ws_max_message: 16 << 20, codec: Codec::default(), ws_events: Vec::new(), generation: 0 }
+        Ctx { clock, mounts, app, fields: Vec::with_capacity(32), limits: Limits::default(), max_body: 1 << 30, spool_over: 1 << 20, stream_bodies: true, local_port: 0, stopping: false, not_found_page: None, stats: Counters::local(), log: None, ws_max_message: 16 << 20, trust: None, codec: Codec::default(), ws_events: Vec::new(), generation: 0 }
     }
 
     /// A generation no connection or stream of this worker had before.
@@ -86,6 +88,14 @@ enum Route<'a> {
 }
 
 /// The request target goes to the application (not to a static mount, and not refused).
+/// Who the client is, as a trusted proxy's fields say (nothing with proxy headers off).
+pub fn forwarded(ctx: &Ctx, peer: Option<SocketAddr>, head: FieldIndex<'_>) -> crate::service::proxy::Forwarded {
+    match &ctx.trust {
+        Some(t) => crate::service::proxy::resolve(t, peer, head.iter()),
+        None => Default::default(),
+    }
+}
+
 pub fn routes_to_app(ctx: &Ctx, target: &[u8]) -> bool {
     let path = request_path(target);
     (path.first() == Some(&b'/') || path == b"*") && matches!(route(ctx, path), Route::App)
@@ -215,6 +225,8 @@ pub struct Watch {
     start_ns: u64,
     status: u16,
     req: Option<Box<OwnedRequest>>,
+    /// The client the access log names (behind a trusted proxy, the one it named).
+    client: Option<SocketAddr>,
 }
 
 /// Seconds a connection may spend in each phase before it is closed (slow or absent clients).
@@ -617,12 +629,17 @@ impl Proto {
         if self.http2 {
             ctx.stats.h2_response();
         }
-        if let Some(log) = &mut ctx.log {
+        if ctx.log.is_some() {
+            let client = match req {
+                Some((head, _, fields)) => forwarded(ctx, self.peer, FieldIndex { head, fields }).client.or(self.peer),
+                None => self.peer,
+            };
+            let Some(log) = &mut ctx.log else { unreachable!() };
             let entry = match req {
                 Some((head, parsed, fields)) => {
                     let (referer, user_agent) = referer_and_agent(FieldIndex { head, fields }.iter());
                     Entry {
-                        peer: self.peer,
+                        peer: client,
                         method: &head[parsed.method_range.clone()],
                         target: &head[parsed.target.clone()],
                         minor: if self.http2 { 2 } else { parsed.minor },
@@ -795,13 +812,15 @@ impl Proto {
     }
 
     fn app_req<'a>(&self, req: &'a [u8], head: &Head, fields: &'a [Field], ctx: &Ctx) -> AppRequest<'a> {
+        let fwd = forwarded(ctx, self.peer, FieldIndex { head: req, fields });
         AppRequest {
             head: req,
             method: &req[head.method_range.clone()],
             target: &req[head.target.clone()],
             fields,
             minor: head.minor,
-            peer: self.peer,
+            peer: fwd.client.or(self.peer),
+            https: fwd.https,
             local_port: ctx.local_port,
             tls: self.tls.clone(),
             http2: false,
@@ -836,7 +855,8 @@ impl Proto {
         // A denial is an HTTP response that ends the connection.
         self.answer = Answer { conn: Some(CLOSE), head_only: false, minor: 1, status: 0, body: None };
         let owned = ctx.log.as_ref().map(|_| Box::new(OwnedRequest::from_head(FieldIndex { head: req, fields }, &req[head.method_range.clone()], &req[head.target.clone()], head.minor)));
-        self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned }));
+        let client = if owned.is_some() { areq.peer } else { None };
+        self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned, client }));
         self.read = ReadState::WsOpening(Box::new(Opening { ex, mailbox, accept, deflate }));
         self.take_app_output(ctx);
     }
@@ -940,7 +960,8 @@ impl Proto {
                 let owned = ctx.log.as_ref().map(|_| {
                     Box::new(OwnedRequest::from_head(FieldIndex { head: req, fields }, &req[head.method_range.clone()], &req[head.target.clone()], head.minor))
                 });
-                self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned }));
+                let client = if owned.is_some() { forwarded(ctx, self.peer, FieldIndex { head: req, fields }).client.or(self.peer) } else { None };
+                self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned, client }));
                 self.read = ReadState::Waiting(ex, close);
                 self.take_app_output(ctx);
             }
@@ -1188,7 +1209,7 @@ impl Proto {
         let micros = now_ns().saturating_sub(w.start_ns) / 1000;
         ctx.stats.response(status, bytes, micros);
         if let (Some(log), Some(req)) = (&mut ctx.log, &w.req) {
-            log.record(&req.entry(self.peer, status, bytes, micros), ctx.clock.sec);
+            log.record(&req.entry(w.client, status, bytes, micros), ctx.clock.sec);
         }
     }
 

@@ -75,6 +75,8 @@ pub struct AppStream {
     status: u16,
     start_ns: u64,
     log: Option<Box<OwnedRequest>>,
+    /// The client the access log names (behind a trusted proxy, the one it named).
+    client: Option<std::net::SocketAddr>,
     /// The application is finished with it (counted and logged).
     pub done: bool,
     /// Memory body queued when last told to the application (for its backpressure).
@@ -102,6 +104,7 @@ impl AppStream {
             status: 0,
             start_ns: now_ns(),
             log: None,
+            client: origin.peer,
             done: false,
             told: 0,
         });
@@ -115,6 +118,7 @@ impl AppStream {
         if ctx.log.is_some() {
             let index = FieldIndex { head: &head, fields: &fields };
             s.log = Some(Box::new(OwnedRequest::from_head(index, &head[parsed.method_range.clone()], &head[parsed.target.clone()], 2)));
+            s.client = crate::h1::conn::forwarded(ctx, origin.peer, index).client.or(origin.peer);
         }
         if matches!(parsed.body, Body::Length(n) if n > ctx.max_body) {
             return s.refused(413, ctx, origin);
@@ -180,13 +184,15 @@ impl AppStream {
     }
 
     fn call(&mut self, req: &Request, body: ReqBody, ctx: &mut Ctx, origin: &Origin) {
+        let fwd = crate::h1::conn::forwarded(ctx, origin.peer, FieldIndex { head: &req.head, fields: &req.fields });
         let areq = AppRequest {
             head: &req.head,
             fields: &req.fields,
             method: &req.head[req.parsed.method_range.clone()],
             target: &req.head[req.parsed.target.clone()],
             minor: 1,
-            peer: origin.peer,
+            peer: fwd.client.or(origin.peer),
+            https: fwd.https,
             local_port: ctx.local_port,
             tls: origin.tls.clone(),
             http2: true,
@@ -301,7 +307,7 @@ impl AppStream {
 
     /// The application is finished: complete what it left open, count and log the response.
     /// `cut`: it could not complete its response (the stream is reset after what went out).
-    fn finish(&mut self, cut: bool, ctx: &mut Ctx, origin: &Origin) {
+    fn finish(&mut self, cut: bool, ctx: &mut Ctx, _origin: &Origin) {
         if self.done {
             return;
         }
@@ -315,15 +321,15 @@ impl AppStream {
         }
         self.done = true;
         self.drop_body(); // answered before the whole body came: nobody reads the rest
-        self.count(self.status, ctx, origin);
+        self.count(self.status, ctx);
     }
 
-    fn count(&mut self, status: u16, ctx: &mut Ctx, origin: &Origin) {
+    fn count(&mut self, status: u16, ctx: &mut Ctx) {
         let micros = now_ns().saturating_sub(self.start_ns) / 1000;
         ctx.stats.response(status, self.sent, micros);
         ctx.stats.h2_response();
         if let (Some(log), Some(req)) = (&mut ctx.log, &self.log) {
-            log.record(&req.entry(origin.peer, status, self.sent, micros), ctx.clock.sec);
+            log.record(&req.entry(self.client, status, self.sent, micros), ctx.clock.sec);
         }
     }
 
@@ -341,7 +347,7 @@ impl AppStream {
     /// The client reset the stream or the connection went: the application is told, and the
     /// response counted as far as it got (499 when nothing was answered yet, as nginx does).
     /// The stream stays (its parts dropped) until the application has finished.
-    pub fn gone(&mut self, ctx: &mut Ctx, origin: &Origin) {
+    pub fn gone(&mut self, ctx: &mut Ctx, _origin: &Origin) {
         if self.gone {
             return;
         }
@@ -354,7 +360,7 @@ impl AppStream {
         if !self.done {
             self.done = true;
             let status = if self.status == 0 { 499 } else { self.status };
-            self.count(status, ctx, origin);
+            self.count(status, ctx);
         }
         if let Some(ex) = &self.ex {
             ex.borrow_mut().gone = true;

@@ -32,6 +32,8 @@ pub struct WorkerConfig {
     pub stream_bodies: bool,
     /// WebSocket messages longer than this end the connection with 1009.
     pub ws_max_message: u64,
+    /// The peers whose forwarding fields are believed (None: proxy headers off).
+    pub trust: Option<crate::service::proxy::Trust>,
     /// Connections beyond this many are answered 503 and closed at once.
     pub max_connections: usize,
     /// Seconds a graceful stop waits for responses in flight.
@@ -246,6 +248,7 @@ impl Worker {
         ctx.limits = cfg.limits;
         ctx.max_body = cfg.max_body;
         ctx.ws_max_message = cfg.ws_max_message;
+        ctx.trust = cfg.trust;
         ctx.stream_bodies = cfg.stream_bodies;
         ctx.not_found_page = cfg.not_found_page.map(|(body, ctype)| (ctype.into_bytes(), body.into()));
         ctx.stats = cfg.stats;

@@ -35,7 +35,7 @@ async def app(scope, receive, send):
         out = {k: scope[k] for k in ("http_version", "method", "scheme", "path", "root_path")}
         out.update(raw_path=scope["raw_path"].decode(), query_string=scope["query_string"].decode(),
                    headers=[[k.decode(), v.decode()] for k, v in scope["headers"]],
-                   client_host=scope["client"][0], server=list(scope["server"]), state=scope["state"].get("greeting"),
+                   client_host=scope["client"][0] if scope["client"] else None, server=list(scope["server"]), state=scope["state"].get("greeting"),
                    body=body.decode())
         data = json.dumps(out).encode()
         await send({"type": "http.response.start", "status": 200,

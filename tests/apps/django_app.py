@@ -38,7 +38,13 @@ def stream(request):
     return StreamingHttpResponse(rows(), content_type="text/plain")
 
 
-urlpatterns = [path("", index), path("echo/<str:name>/", echo), path("stream/", stream)]
+def whoami(request):
+    """Who Django thinks the client is (behind a proxy: tests/python/test_proxy.py)."""
+    return JsonResponse({"secure": request.is_secure(), "absolute": request.build_absolute_uri("/x/"),
+                         "remote": request.META.get("REMOTE_ADDR"), "xff": request.META.get("HTTP_X_FORWARDED_FOR")})
+
+
+urlpatterns = [path("", index), path("echo/<str:name>/", echo), path("stream/", stream), path("whoami/", whoami)]
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 

@@ -18,6 +18,11 @@ async def index():
     return {"hello": "fastapi"}
 
 
+@app.get("/whoami")
+async def whoami(request: Request):
+    return {"client": request.client.host, "scheme": request.url.scheme, "url": str(request.url_for("index"))}
+
+
 @app.get("/items/{item_id}")
 def read_item(item_id: int, q: str | None = None):  # a sync endpoint: FastAPI runs it in a thread
     return {"item_id": item_id, "q": q}

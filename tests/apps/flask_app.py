@@ -12,6 +12,13 @@ def index():
     return "Hello from Flask"
 
 
+@app.route("/whoami")
+def whoami():
+    from flask import url_for
+
+    return jsonify(remote=request.remote_addr, external=url_for("index", _external=True), scheme=request.scheme)
+
+
 @app.route("/items/<int:item_id>")
 def item(item_id):
     return jsonify(id=item_id, q=request.args.get("q"))

@@ -14,6 +14,11 @@ def index(req):
     return "Hello, world!"
 
 
+@app.get("/whoami")
+def whoami(request):
+    return {"client": list(request.client) if request.client else None, "scheme": request.scheme}
+
+
 @app.get("/bytes")
 def raw(req):
     return b"\x00\x01binary"

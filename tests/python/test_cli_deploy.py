@@ -64,3 +64,10 @@ def test_reload_dir_watches_templates_by_glob(tmp_path):
         assert not any("notes.txt" in line for line in srv.lines[mark:])
     finally:
         assert srv.stop() == 0
+
+
+def test_a_bad_trust_list_is_one_line():
+    from conftest import vw_cmd
+
+    r = vw_cmd("serve", "--forwarded-allow-ips", "127.0.0.1,banana", "--port", "0")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "'banana' is not an IP address" in r.stderr, r.stderr
