@@ -52,20 +52,23 @@ py-test-uring:
 	VW_TEST_IO=uring $(PY) -m pytest tests/apps tests/ws tests/python tests/tls --deselect tests/python/test_wheel.py
 
 # A short run of each fuzz target (4 s; libFuzzer via cargo-fuzz, on stable Rust, no sanitizer):
-# the corpora replay and a few million new inputs. The long runs are `make fuzz`.
+# every target's past findings (fuzz/regressions/TARGET/) replayed, its committed corpus, then new
+# inputs from a seed that changes each run (printed: `make fuzz-smoke FUZZ_SEED=N` repeats one).
+# The long runs are `make fuzz`.
 SMOKE_SECONDS ?= 4
+FUZZ_SEED ?= $(shell date +%s)
+FUZZ_TARGETS = parse conn negotiate stream ws wsconn tls h2 ring
 fuzz-smoke:
 	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
-	cd fuzz && cargo fuzz run -s none conn regressions/*
-	cd fuzz && cargo fuzz run -s none parse -- -max_total_time=$(SMOKE_SECONDS) -seed=1
-	cd fuzz && cargo fuzz run -s none conn -- -max_total_time=$(SMOKE_SECONDS) -seed=1
-	cd fuzz && cargo fuzz run -s none negotiate -- -max_total_time=$(SMOKE_SECONDS) -seed=1
-	cd fuzz && cargo fuzz run -s none stream -- -max_total_time=$(SMOKE_SECONDS) -seed=1
-	cd fuzz && cargo fuzz run -s none ws -- -max_total_time=$(SMOKE_SECONDS) -seed=1
-	cd fuzz && cargo fuzz run -s none wsconn -- -max_total_time=$(SMOKE_SECONDS) -seed=1
-	cd fuzz && cargo fuzz run -s none tls -- -max_total_time=$(SMOKE_SECONDS) -seed=1
-	cd fuzz && cargo fuzz run -s none h2 -- -max_total_time=$(SMOKE_SECONDS) -seed=1
-	cd fuzz && cargo fuzz run -s none ring -- -max_total_time=$(SMOKE_SECONDS) -seed=1
+	@echo "fuzz-smoke: seed $(FUZZ_SEED) (make fuzz-smoke FUZZ_SEED=$(FUZZ_SEED) repeats this run)"
+	@for t in $(FUZZ_TARGETS); do \
+		if ls fuzz/regressions/$$t/* >/dev/null 2>&1; then \
+			(cd fuzz && cargo fuzz run -s none $$t regressions/$$t/*) || exit 1; \
+		fi; \
+	done
+	@for t in $(FUZZ_TARGETS); do \
+		(cd fuzz && cargo fuzz run -s none $$t -- -max_total_time=$(SMOKE_SECONDS) -seed=$(FUZZ_SEED)) || { echo "fuzz-smoke: $$t failed with seed $(FUZZ_SEED)"; exit 1; }; \
+	done
 
 # Long runs, for a developer: make fuzz FUZZ_SECONDS=1800
 FUZZ_SECONDS ?= 600
