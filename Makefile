@@ -56,7 +56,9 @@ py-test-uring:
 # inputs from a seed that changes each run (printed: `make fuzz-smoke FUZZ_SEED=N` repeats one).
 # The long runs are `make fuzz`.
 SMOKE_SECONDS ?= 4
-FUZZ_SEED ?= $(shell date +%s)
+ifndef FUZZ_SEED
+FUZZ_SEED := $(shell date +%s)
+endif
 FUZZ_TARGETS = parse conn negotiate stream ws wsconn tls h2 ring
 fuzz-smoke:
 	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz

@@ -109,6 +109,12 @@ impl Options {
                 "ws_max_message" => o.ws_max_message = value.extract()?,
                 "tls" => o.tls = value.extract::<Option<TlsArg>>()?.map(tls_settings),
                 "http2_cleartext" => o.http2_cleartext = value.extract()?,
+                "default_headers" => {
+                    let (server, extra): (bool, Vec<(Vec<u8>, Vec<u8>)>) = value.extract()?;
+                    if !h1::encode::set_defaults(server, &extra) && (!server || !extra.is_empty()) {
+                        return Err(PyValueError::new_err("the default response fields were set already in this process"));
+                    }
+                }
                 "forwarded_allow_ips" => {
                     o.trust = match value.extract::<Option<Vec<String>>>()? {
                         None => None,

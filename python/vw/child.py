@@ -52,6 +52,10 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
         if tls is not None:
             options["tls"] = tls
         options["forwarded_allow_ips"] = cfg.forwarded_allow_ips if cfg.proxy_headers else None
+        if cfg.default_headers or not cfg.server_header:
+            # a --header Server: X replaces vw's own
+            server = cfg.server_header and not any(n.lower() == b"server" for n, _ in cfg.default_headers)
+            options["default_headers"] = (server, cfg.default_headers)
         if cfg.http2_cleartext:
             options["http2_cleartext"] = True
         if cfg.io == "uring":

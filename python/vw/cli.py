@@ -49,6 +49,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uds-mode", type=_octal, default=SUPPRESS, metavar="MODE",
                    help="the Unix socket's permissions (default 660: its owner and group, so a proxy "
                         "such as nginx may share it through the group)")
+    p.add_argument("--header", action="append", default=SUPPRESS, metavar="NAME:VALUE",
+                   help="add this field to every response, static or application (repeatable; a field the "
+                        "application sets itself wins), e.g. --header 'X-Frame-Options: DENY'")
+    p.add_argument("--no-server-header", dest="server_header", action="store_false", default=SUPPRESS,
+                   help="send no Server field (vw sends `Server: vw` unless the application sets one)")
     p.add_argument("--proxy-headers", dest="proxy_headers", action="store_true", default=SUPPRESS,
                    help="believe X-Forwarded-For, X-Forwarded-Proto and Forwarded from --forwarded-allow-ips "
                         "peers: the client's address and scheme for the application and the access log (default)")

@@ -79,6 +79,10 @@ class ServeConfig:
     proxy_headers: bool = True
     forwarded_allow_ips: str | list[str] | None = None
     backlog: int = 4096
+    # response fields: `Server: vw` (--no-server-header drops it) and each --header NAME:VALUE
+    server_header: bool = True
+    header: list[str] = field(default_factory=list)
+    default_headers: list = field(default_factory=list)  # what validate() made of `header`
     # --bind (gunicorn's form) and --uds (uvicorn's): a Unix socket (all workers serve it) or a
     # descriptor given to vw, instead of --host/--port
     bind: list[str] = field(default_factory=list)
@@ -226,6 +230,9 @@ class ServeConfig:
         if self.tls_client_ca is not None and not Path(self.tls_client_ca).is_file():
             raise ConfigError(f"--tls-client-ca {str(self.tls_client_ca)!r} is not a file", "tls_client_ca")
         self.forwarded_allow_ips = _trusted(self.forwarded_allow_ips)
+        self.default_headers = [_header(h) for h in self.header]
+        if len(self.default_headers) > 32:
+            raise ConfigError("at most 32 --header", "header")
         from vw.sockets import parse_bind
 
         binds = [parse_bind(b) for b in self.bind] + ([("unix", self.uds)] if self.uds else [])
@@ -268,6 +275,22 @@ class ServeConfig:
     def cpu_for(self, worker: int) -> int:
         """Worker n runs on the n-th CPU of the mask (wrapping when there are more workers)."""
         return self.cpus[worker % len(self.cpus)]
+
+
+_TCHAR = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _header(text: str) -> tuple[bytes, bytes]:
+    """--header NAME:VALUE: a field vw adds to every response (the application's own wins)."""
+    name, sep, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not name or not set(name) <= _TCHAR:
+        raise ConfigError(f"--header takes NAME:VALUE with a field name of letters, digits and -, not {text!r}", "header")
+    if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in value) or not value.isascii():
+        raise ConfigError(f"--header {name}: the value must be one line of ASCII text", "header")
+    if name.lower() in ("content-length", "transfer-encoding", "connection", "keep-alive", "date", "upgrade", "trailer"):
+        raise ConfigError(f"--header {name}: vw writes that field itself", "header")
+    return name.encode(), value.encode()
 
 
 def _trusted(value) -> list[str]:

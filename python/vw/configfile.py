@@ -35,7 +35,7 @@ from vw.config import ConfigError
 KEYS: dict[str, type] = {
     "docroot": str, "app": str, "interface": str, "factory": bool, "app_dir": str, "env_file": str, "lifespan": str,
     "host": str, "port": int, "backlog": int, "workers": int, "proxy_headers": bool, "forwarded_allow_ips": list,
-    "bind": list, "uds": str, "uds_mode": int,
+    "bind": list, "uds": str, "uds_mode": int, "header": list, "server_header": bool,
     "reload_dir": list, "reload_include": list, "reload_exclude": list,
     "pin": bool, "realtime": bool, "reload": bool, "static": dict,
     "max_request_line": int, "max_head": int, "max_headers": int, "max_body": int, "max_connections": int,
@@ -76,7 +76,7 @@ def load(path: str) -> tuple[dict, dict[str, str]]:
         if key not in KEYS:
             raise ConfigError(f"{where(key)}: unknown key {key!r}")
         want = KEYS[key]
-        if key in ("tls_cert", "tls_key", "forwarded_allow_ips", "bind", "reload_dir", "reload_include", "reload_exclude") \
+        if key in ("tls_cert", "tls_key", "forwarded_allow_ips", "bind", "header", "reload_dir", "reload_include", "reload_exclude") \
                 and isinstance(value, str):
             value = [value]  # one, or a list of them
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):

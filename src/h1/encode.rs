@@ -157,6 +157,35 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// The fields vw adds to every response head (`Server: vw` unless `--no-server-header`, then
+/// each `--header`), as one block and one by one; set once per worker, before anything is
+/// served or prepared (a kept static head holds them).
+struct Defaults {
+    block: Vec<u8>,
+    fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+static DEFAULTS: std::sync::OnceLock<Defaults> = std::sync::OnceLock::new();
+
+fn defaults() -> &'static Defaults {
+    DEFAULTS.get_or_init(|| Defaults { block: b"Server: vw\r\n".to_vec(), fields: vec![(b"Server".to_vec(), b"vw".to_vec())] })
+}
+
+/// Set the default fields of this process's responses (names and values checked by the caller);
+/// at most 32 extra. False when they were set already (or a response was made first).
+pub fn set_defaults(server: bool, extra: &[(Vec<u8>, Vec<u8>)]) -> bool {
+    let mut fields: Vec<(Vec<u8>, Vec<u8>)> = if server { vec![(b"Server".to_vec(), b"vw".to_vec())] } else { Vec::new() };
+    fields.extend(extra.iter().take(32).cloned());
+    let mut block = Vec::new();
+    for (n, v) in &fields {
+        block.extend_from_slice(n);
+        block.extend_from_slice(b": ");
+        block.extend_from_slice(v);
+        block.extend_from_slice(b"\r\n");
+    }
+    DEFAULTS.set(Defaults { block, fields }).is_ok()
+}
+
 /// Write an application's header fields, leaving out those whose job is framing (vw frames the
 /// body itself), then `Server` and `Date` unless the application gave them. Returns the value of
 /// the application's Content-Length, if it gave one (the caller decides what to make of it).
@@ -173,7 +202,9 @@ pub fn app_headers<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(out: &mut Vec<u8>, header
 /// each given to `emit` (an HTTP/2 stream puts them in its HEADERS, less the other fields
 /// HTTP/2 has no place for).
 pub fn app_fields<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &'h [(N, V)], date: &[u8], mut emit: impl FnMut(&[u8], &[u8])) -> Option<&'h [u8]> {
-    let (mut server, mut has_date, mut length) = (false, false, None);
+    let d = defaults();
+    // Which default fields the application gave itself (its own wins): a bit each.
+    let (mut given, mut has_date, mut length) = (0u64, false, None);
     for (name, value) in headers {
         let (name, value) = (name.as_ref(), value.as_ref());
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -183,12 +214,18 @@ pub fn app_fields<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &'h [(N, V)], dat
         if name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"transfer-encoding") || name.eq_ignore_ascii_case(b"keep-alive") {
             continue;
         }
-        server |= name.eq_ignore_ascii_case(b"server");
+        for (i, (n, _)) in d.fields.iter().enumerate() {
+            if name.eq_ignore_ascii_case(n) {
+                given |= 1 << i;
+            }
+        }
         has_date |= name.eq_ignore_ascii_case(b"date");
         emit(name, value);
     }
-    if !server {
-        emit(b"Server", b"vw");
+    for (i, (n, v)) in d.fields.iter().enumerate() {
+        if given & (1 << i) == 0 {
+            emit(n, v);
+        }
     }
     if !has_date {
         emit(b"Date", date);
@@ -201,7 +238,9 @@ pub fn app_fields<'h, N: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &'h [(N, V)], dat
 pub fn head_start(out: &mut Vec<u8>, status_line: &[u8], date: &[u8]) -> usize {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status_line);
-    out.extend_from_slice(b"\r\nServer: vw\r\nDate: ");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&defaults().block);
+    out.extend_from_slice(b"Date: ");
     let at = out.len();
     out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");

@@ -71,3 +71,28 @@ def test_a_bad_trust_list_is_one_line():
 
     r = vw_cmd("serve", "--forwarded-allow-ips", "127.0.0.1,banana", "--port", "0")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "'banana' is not an IP address" in r.stderr, r.stderr
+
+
+def test_header_and_no_server_header_on_static_and_application_responses(docroot):
+    from conftest import run_app, vw_cmd
+
+    srv = Server([str(docroot), "--header", "X-Frame-Options: DENY", "--header", "Strict-Transport-Security:max-age=60",
+                  "--no-server-header"])
+    try:
+        for path in ("/1b", "/missing"):  # a kept static head, an error page
+            r = get(srv.port, path)
+            assert r.header("X-Frame-Options") == "DENY" and r.header("Strict-Transport-Security") == "max-age=60", r
+            assert r.header("Server") is None
+    finally:
+        assert srv.stop() == 0
+    srv = run_app("wsgi_app:app", "--header", "X-Frame-Options: DENY", "--header", "Server: edge")
+    try:
+        r = get(srv.port, "/environ")
+        assert (r.header("X-Frame-Options"), r.header("Server")) == ("DENY", "edge"), r
+        assert [k.lower() for k, _ in r.headers].count("server") == 1, r.headers
+    finally:
+        assert srv.stop() == 0
+    r = vw_cmd("serve", "--header", "Content-Length: 5", "--port", "0")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "vw writes that field itself" in r.stderr, r.stderr
+    r = vw_cmd("serve", "--header", "no colon", "--port", "0")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "NAME:VALUE" in r.stderr, r.stderr
