@@ -335,6 +335,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("STATS_CLASSES", service::observe::slot::CLASSES)?;
     m.add("STATS_BYTES", service::observe::slot::BYTES)?;
     m.add("STATS_OPEN", service::observe::slot::OPEN)?;
+    m.add("STATS_HEARTBEAT_MS", service::observe::slot::HEARTBEAT_MS)?;
     m.add("STATS_H2", service::observe::slot::H2)?;
     m.add("STATS_TLS", service::observe::slot::TLS)?;
     m.add("STATS_ACCEPTED", service::observe::slot::ACCEPTED)?;

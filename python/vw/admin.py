@@ -38,6 +38,11 @@ class Stats:
     def reset(self, index: int) -> None:
         """A fresh slot for a new worker in `index`, except the totals, which go on counting."""
         self.words[index * WORDS + _core.STATS_OPEN] = 0
+        self.words[index * WORDS + _core.STATS_HEARTBEAT_MS] = 0  # judged from its first turn
+
+    def heartbeat_ms(self, index: int) -> int:
+        """When worker `index`'s loop last turned (CLOCK_MONOTONIC ms; 0: not yet)."""
+        return self.words[index * WORDS + _core.STATS_HEARTBEAT_MS]
 
     def requests(self, index: int) -> int:
         """Responses counted in worker `index`'s slot so far (every status class)."""

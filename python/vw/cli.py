@@ -112,6 +112,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                      help="write the supervisor's PID to FILE (removed on exit)")
     ops.add_argument("--shutdown-timeout", type=_int("--shutdown-timeout"), default=SUPPRESS, metavar="S",
                      help="on SIGTERM, seconds the workers have to finish what is in flight (default 4)")
+    ops.add_argument("--worker-timeout", type=_int("--worker-timeout"), default=SUPPRESS, metavar="S",
+                     help="kill and replace a worker whose event loop has not turned for S seconds (a C "
+                          "extension holding the GIL, a deadlock; handlers that wait on their threads do not "
+                          "count); default 30, 0: never. /readyz is 503 while a worker's loop stalls past 2 s")
     ops.add_argument("--max-requests", type=_int("--max-requests"), default=SUPPRESS, metavar="N",
                      help="replace a worker after N requests: a new one starts on its CPU and socket, "
                           "then the old one drains (default 0: never)")

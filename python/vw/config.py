@@ -96,6 +96,8 @@ class ServeConfig:
     pin_note: str | None = None
     realtime: bool = False
     shutdown_timeout: int = 4
+    # a worker whose loop has not turned for this many seconds is killed and replaced (0: never)
+    worker_timeout: int = 30
     # worker recycling (0: off): after this many requests (plus a random 0..jitter), or past
     # this resident memory in MiB, a worker is replaced (the new one starts, then the old drains)
     max_requests: int = 0
@@ -176,6 +178,9 @@ class ServeConfig:
             if not pid_path.parent.is_dir():
                 raise ConfigError(f"--pid-file {self.pid_file!r}: no folder {str(pid_path.parent)!r}", "pid_file")
             self.pid_file = str(pid_path)
+        if not 0 <= self.worker_timeout <= 86400:
+            raise ConfigError(f"--worker-timeout must be between 0 (off) and 86400 seconds, not {self.worker_timeout}",
+                              "worker_timeout")
         if not 0 <= self.shutdown_timeout <= 3600:
             raise ConfigError(f"--shutdown-timeout must be between 0 and 3600 seconds, not {self.shutdown_timeout}",
                               "shutdown_timeout")

@@ -35,7 +35,7 @@ from vw.config import ConfigError
 KEYS: dict[str, type] = {
     "docroot": str, "app": str, "interface": str, "factory": bool, "app_dir": str, "env_file": str, "lifespan": str,
     "host": str, "port": int, "backlog": int, "workers": int, "proxy_headers": bool, "forwarded_allow_ips": list,
-    "bind": list, "uds": str, "uds_mode": int, "header": list, "server_header": bool,
+    "bind": list, "uds": str, "uds_mode": int, "header": list, "server_header": bool, "worker_timeout": int,
     "reload_dir": list, "reload_include": list, "reload_exclude": list,
     "pin": bool, "realtime": bool, "reload": bool, "static": dict,
     "max_request_line": int, "max_head": int, "max_headers": int, "max_body": int, "max_connections": int,

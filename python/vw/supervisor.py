@@ -36,7 +36,10 @@ FAST_DEATH_LIMIT = 5
 
 
 # Why a worker was replaced (the `reason` of vw_worker_restarts_total).
-REASONS = ("crash", "max_requests", "max_rss")
+REASONS = ("crash", "max_requests", "max_rss", "hung")
+# A worker whose loop has not turned for this long is not ready (/readyz 503); it turns at
+# least once a second, idle or not.
+STALL_SECONDS = 2.0
 # How often a worker's resident memory is read for --max-rss.
 RSS_EVERY = 2.0
 # A replacement gets this long to reach its event loop before the worker it replaces drains.
@@ -162,7 +165,37 @@ class Supervisor:
                       key=lambda w: w.index)
 
     def ready(self) -> bool:
-        return not self.stopping and len(self.workers) == self.cfg.workers
+        return not self.stopping and len(self.workers) == self.cfg.workers and not self.stalled(STALL_SECONDS)
+
+    def stalled(self, seconds: float) -> list:
+        """The workers whose loop has not turned for `seconds` (since their first turn: a
+        worker starting, its lifespan startup included, is not judged)."""
+        now_ms = time.monotonic_ns() // 1_000_000
+        out = []
+        for w in list(self.workers.values()):
+            beat = self.stats.heartbeat_ms(w.index)
+            if beat and now_ms - beat > seconds * 1000:
+                out.append((w, (now_ms - beat) / 1000))
+        return out
+
+    def check_hung(self) -> None:
+        """--worker-timeout: a worker whose loop has not turned for that long (a C extension
+        holding the GIL, a deadlock) is killed and replaced. Handler threads that wait are not
+        the loop: they never make a worker hung."""
+        if not self.cfg.worker_timeout or self.stopping:
+            return
+        for w, idle in self.stalled(self.cfg.worker_timeout):
+            log(f"vw: worker {w.index} pid {w.pid} hung: its loop has not turned for {idle:.0f} s "
+                f"(--worker-timeout {self.cfg.worker_timeout}); killing it and starting a new one")
+            self.workers.pop(w.pid, None)
+            self.retiring.add(w.pid)  # reaped there, without counting it as a crash
+            self.restarts[w.index]["hung"] += 1
+            try:
+                os.kill(w.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.stats.reset(w.index)
+            self.spawn(w.index)
 
     def bind_admin(self) -> None:
         from vw.admin import AdminServer
@@ -276,6 +309,7 @@ class Supervisor:
                     self.stop()
             self.reap()
             self.check_recycling()
+            self.check_hung()
             if self.watcher is not None and not self.stopping and self.watcher.changed():
                 self.reload_now(check=True)
             if self.deadline is not None and time.monotonic() > self.deadline:

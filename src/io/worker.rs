@@ -377,6 +377,7 @@ impl Worker {
         self.process_wakeups();
         if self.ctx.clock.sec != self.last_sec {
             self.last_sec = self.ctx.clock.sec;
+            self.ctx.stats.heartbeat();
             self.on_second();
         }
         if let Some(deadline) = self.stop_deadline {

@@ -25,6 +25,9 @@ pub mod slot {
     pub const H2: usize = 20;
     /// TLS handshakes completed.
     pub const TLS: usize = 21;
+    /// The worker's heartbeat: CLOCK_MONOTONIC in ms at its loop's last turn over a second
+    /// (the supervisor replaces a worker whose loop stopped turning: `--worker-timeout`).
+    pub const HEARTBEAT_MS: usize = 22;
     pub const WORDS: usize = 32;
 }
 
@@ -76,6 +79,12 @@ impl Counters {
         self.add(slot::LATENCY_SUM_US, micros);
         let b = BUCKETS_US.iter().position(|&ub| micros <= ub).unwrap_or(BUCKETS_US.len());
         self.add(slot::LATENCY_BUCKETS + b, 1);
+    }
+
+    /// The loop turned (at least once a second, even idle).
+    pub fn heartbeat(&self) {
+        let w = unsafe { &*self.words.add(slot::HEARTBEAT_MS) };
+        w.store(now_ns() / 1_000_000, Relaxed);
     }
 
     pub fn h2_response(&self) {
