@@ -68,11 +68,9 @@ async def _pump(items, out) -> None:
     if failed is None:
         out.end()
     else:
-        import sys
-        import traceback
+        from vw.console import app_exception
 
-        print("vw: a handler's streamed body raised an exception; closing the connection", file=sys.stderr, flush=True)
-        traceback.print_exception(failed)
+        app_exception("vw: a handler's streamed body raised an exception; closing the connection", failed)
         out.abort()
 
 

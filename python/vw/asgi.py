@@ -58,8 +58,10 @@ class Lifespan:
                 if self.mode == "on":
                     self.failure = f"{type(e).__name__}: {e}"
                 else:  # auto: whatever it raised, it is served without lifespan (as uvicorn does)
-                    print(f"vw: the ASGI application does not support lifespan ({type(e).__name__}: {e}); "
-                          f"serving it without (--lifespan on makes this an error)", file=sys.stderr, flush=True)
+                    from vw.console import log
+
+                    log(f"vw: the ASGI application does not support lifespan ({type(e).__name__}: {e}); "
+                        f"serving it without (--lifespan on makes this an error)")
         finally:
             self.started.set()
             self.stopped.set()
@@ -91,7 +93,9 @@ class Lifespan:
         try:
             await asyncio.wait_for(self.stopped.wait(), timeout)
         except asyncio.TimeoutError:
-            print("vw: lifespan shutdown did not finish in time", file=sys.stderr, flush=True)
+            from vw.console import warn
+
+            warn("vw: lifespan shutdown did not finish in time")
 
 
 def serve(listen_fd: int, mounts: list, mime: dict, app, server: tuple, lifespan_mode: str = "auto", **options) -> None:

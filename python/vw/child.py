@@ -9,7 +9,7 @@ import sys
 
 from vw import static
 from vw.config import ServeConfig
-from vw.console import log
+from vw.console import log, warn
 from vw.privileges import drop_privileges
 from vw.runtime import settle_gc
 
@@ -80,7 +80,7 @@ def worker_main(cfg: ServeConfig, index: int, mime: dict, mounts: list, listen_f
         _core.run_worker(sock.detach(), mounts, mime, **kwargs, **options)
         return 0
     except Exception as e:  # one line in the log; the supervisor decides what happens next
-        log(f"vw: worker {index}: {type(e).__name__}: {e}")
+        log(f"vw: worker {index}: {type(e).__name__}: {e}", 40)
         return EXIT_WORKER_START_FAILED
 
 

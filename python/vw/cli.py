@@ -101,6 +101,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     ops.add_argument("--access-log-format", choices=("common", "combined", "json"), default=SUPPRESS,
                      help="common or combined (Apache's, then the response time in seconds), or json "
                           "(one object per line); default combined")
+    ops.add_argument("--log-level", default=SUPPRESS, choices=("critical", "error", "warning", "info", "debug"),
+                     help="the level of vw's own messages (the logger vw.error; default info)")
+    ops.add_argument("--log-config", default=SUPPRESS, metavar="FILE",
+                     help="configure Python's logging with this dictConfig (JSON, TOML, or YAML with PyYAML): "
+                          "vw's messages and the applications' tracebacks go to the logger vw.error")
     ops.add_argument("--admin-port", type=_int("--admin-port"), default=SUPPRESS, metavar="P",
                      help="serve /metrics (Prometheus), /healthz and /readyz on this port; off by default")
     ops.add_argument("--admin-host", default=SUPPRESS, metavar="H",
@@ -349,9 +354,12 @@ def _start(args: argparse.Namespace, raw: list[str]) -> int:
             what += f", TLS with {len(identities)} certificate{'s' if len(identities) != 1 else ''}"
         print(f"{args.file}: OK ({what} on {cfg.host}:{cfg.port}, {cfg.workers} worker{'s' if cfg.workers != 1 else ''})")
         return 0
+    from vw import console
     from vw.supervisor import Supervisor
 
-    return Supervisor(settings(args.command, given), argv=raw).run()
+    cfg = settings(args.command, given)
+    console.setup(cfg.log_level, cfg.log_config)
+    return Supervisor(cfg, argv=raw).run()
 
 
 if __name__ == "__main__":

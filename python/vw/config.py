@@ -112,6 +112,9 @@ class ServeConfig:
     # operations: access log (path or "-"), admin listener for /metrics, /healthz, /readyz
     access_log: str | None = None
     access_log_format: str = "combined"
+    # vw's own messages (logger vw.error): a level, or a whole logging.config.dictConfig file
+    log_level: str | None = None
+    log_config: str | None = None
     admin_host: str = "127.0.0.1"
     admin_port: int | None = None
     user: str | None = None  # workers run as this user (after pinning); the supervisor keeps its rights
@@ -195,6 +198,10 @@ class ServeConfig:
             raise ConfigError(f"--inline-max must be between 0 and 1 GiB, not {self.inline_max}", "inline_max")
         if self.cache_max_bytes < 0:
             raise ConfigError(f"--cache-max-bytes must be 0 or more, not {self.cache_max_bytes}", "cache_max_bytes")
+        if self.log_level is not None and self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
+            raise ConfigError(f"--log-level must be critical, error, warning, info or debug, not {self.log_level!r}", "log_level")
+        if self.log_config is not None and not Path(self.log_config).is_file():
+            raise ConfigError(f"--log-config {self.log_config!r} is not a file", "log_config")
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"--lifespan must be auto, on or off, not {self.lifespan!r}", "lifespan")
         if self.app_dir is not None and not Path(self.app_dir).is_dir():

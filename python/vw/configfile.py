@@ -36,6 +36,7 @@ KEYS: dict[str, type] = {
     "docroot": str, "app": str, "interface": str, "factory": bool, "app_dir": str, "env_file": str, "lifespan": str,
     "host": str, "port": int, "backlog": int, "workers": int, "proxy_headers": bool, "forwarded_allow_ips": list,
     "bind": list, "uds": str, "uds_mode": int, "header": list, "server_header": bool, "worker_timeout": int,
+    "log_level": str, "log_config": str,
     "reload_dir": list, "reload_include": list, "reload_exclude": list,
     "pin": bool, "realtime": bool, "reload": bool, "static": dict,
     "max_request_line": int, "max_head": int, "max_headers": int, "max_body": int, "max_connections": int,
@@ -105,7 +106,7 @@ def load(path: str) -> tuple[dict, dict[str, str]]:
             if not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where(key)}: {key} takes a file name or a list of them")
             value = [Path(v) if Path(v).is_absolute() else p.parent / v for v in value]
-        if key in ("docroot", "not_found_page", "pid_file", "tls_client_ca") or (key == "access_log" and value != "-"):
+        if key in ("docroot", "not_found_page", "pid_file", "tls_client_ca", "log_config") or (key == "access_log" and value != "-"):
             folder = Path(value)
             value = folder if folder.is_absolute() else p.parent / folder
         values[key] = value

@@ -76,7 +76,9 @@ class Watcher:
                 now = -1
             if now != mtime:
                 self.files[path] = now
-                print(f"vw: {os.path.relpath(path)} changed; checking the new code", file=sys.stderr, flush=True)
+                from vw.console import log
+
+                log(f"vw: {os.path.relpath(path)} changed; checking the new code")
                 return True
         return False
 
@@ -90,7 +92,9 @@ def app_imports(spec: str | None, app_dir: str | None = None) -> bool:
                        capture_output=True, text=True, cwd=os.getcwd())
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["it does not import"])[-1]
-        print(f"vw: not reloading: {last}", file=sys.stderr, flush=True)
+        from vw.console import warn
+
+        warn(f"vw: not reloading: {last}")
         return False
     return True
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from vw import reload, static, tls
 from vw.child import worker_main
 from vw.config import ConfigError, ServeConfig
-from vw.console import log
+from vw.console import log, warn
 from vw.privileges import check_realtime, drop_privileges, lookup_user, raise_fd_limit
 from vw.sockets import (ENV_FDS, _inherited_listeners, inherited_fd, listen_socket, reserve_port, systemd_listeners,
                         unix_listener)
@@ -185,7 +185,7 @@ class Supervisor:
         if not self.cfg.worker_timeout or self.stopping:
             return
         for w, idle in self.stalled(self.cfg.worker_timeout):
-            log(f"vw: worker {w.index} pid {w.pid} hung: its loop has not turned for {idle:.0f} s "
+            warn(f"vw: worker {w.index} pid {w.pid} hung: its loop has not turned for {idle:.0f} s "
                 f"(--worker-timeout {self.cfg.worker_timeout}); killing it and starting a new one")
             self.workers.pop(w.pid, None)
             self.retiring.add(w.pid)  # reaped there, without counting it as a crash
@@ -342,7 +342,7 @@ class Supervisor:
                 identities, ca = tls.load(self.cfg.tls_cert, self.cfg.tls_key, self.cfg.tls_client_ca)
                 tls.check(identities, ca, self.tls[2])
             except ConfigError as e:
-                log(f"vw: not reloading: {e}")
+                warn(f"vw: not reloading: {e}")
                 return
         log("vw: reloading")
         for listener in self.listeners:
@@ -400,11 +400,11 @@ class Supervisor:
             fast = time.monotonic() - w.started < FAST_DEATH_SECONDS
             deaths = w.fast_deaths + 1 if fast else 0
             if deaths >= FAST_DEATH_LIMIT:
-                log(f"vw: worker {w.index} pid {pid} {why}; it failed {deaths} times at start, giving up")
+                log(f"vw: worker {w.index} pid {pid} {why}; it failed {deaths} times at start, giving up", 40)
                 self.exit_code = 1
                 self.stop()
                 continue
-            log(f"vw: worker {w.index} pid {pid} {why}; starting a new one")
+            warn(f"vw: worker {w.index} pid {pid} {why}; starting a new one")
             self.restarts[w.index]["crash"] += 1
             self.stats.reset(w.index)
             self.spawn(w.index, deaths)

@@ -17,7 +17,6 @@ that returns closes with 1000, one that raises with 1011 (before an accept: 403,
 from __future__ import annotations
 
 import sys
-import traceback
 
 
 class WebSocketClosed(Exception):
@@ -115,9 +114,10 @@ async def _session(handler, handle, request) -> None:
         await handler(ws)
     except WebSocketClosed:
         pass  # the client left: the usual end
-    except Exception:  # noqa: BLE001 (reported; the client gets 1011, or 500 before an accept)
+    except Exception as e:  # noqa: BLE001 (reported; the client gets 1011, or 500 before an accept)
         failed = True
-        print("vw: a WebSocket handler raised an exception", file=sys.stderr, flush=True)
-        traceback.print_exc()
+        from vw.console import app_exception
+
+        app_exception("vw: a WebSocket handler raised an exception", e)
     finally:
         handle.finish(ws._accepted, failed)

@@ -206,13 +206,12 @@ impl Channel {
     fn ended(&mut self, py: Python<'_>, error: Option<PyErr>) {
         if self.ex.borrow().finished {
             if let Some(e) = error {
-                e.print(py);
+                super::reply::log_exception(py, "vw: the ASGI application raised an exception after its response", e);
             }
             return;
         }
         if let Some(e) = &error {
-            eprintln!("vw: the ASGI application raised an exception; answering 500");
-            e.print(py);
+            super::reply::log_exception(py, "vw: the ASGI application raised an exception; answering 500", e.clone_ref(py));
         } else {
             eprintln!("vw: the ASGI application returned without completing its response");
         }
@@ -728,8 +727,7 @@ impl App for Asgi {
         });
         if let Err(e) = result {
             Python::attach(|py| {
-                eprintln!("vw: calling the ASGI application failed; answering 500");
-                e.print(py);
+                super::reply::log_exception(py, "vw: calling the ASGI application failed; answering 500", e);
             });
             let mut x = ex.borrow_mut();
             server_error().into_exchange(false, &mut x);
@@ -800,8 +798,7 @@ impl App for Asgi {
         });
         if let Err(e) = result {
             Python::attach(|py| {
-                eprintln!("vw: calling the ASGI application failed; answering 500");
-                e.print(py);
+                super::reply::log_exception(py, "vw: calling the ASGI application failed; answering 500", e);
             });
             let mut x = ex.borrow_mut();
             server_error().into_exchange(head_only, &mut x);

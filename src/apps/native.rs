@@ -501,8 +501,7 @@ fn stream(py: Python<'_>, head: Reply, items: &Bound<'_, PyAny>, out: &mut Respo
     }
     match failed {
         Some(e) => {
-            eprintln!("vw: a handler's streamed body raised an exception; closing the connection");
-            e.print(py);
+            super::reply::log_exception(py, "vw: a handler's streamed body raised an exception; closing the connection", e);
             out.abort();
         }
         None => out.end(),

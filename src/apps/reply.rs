@@ -101,9 +101,20 @@ pub const TEXT_PLAIN: Cow<'static, [u8]> = Cow::Borrowed(b"text/plain; charset=u
 
 /// A 500, after logging the exception with its traceback.
 pub fn internal_error(py: Python<'_>, err: PyErr, what: &str) -> Reply {
-    eprintln!("vw: {what} raised an exception; answering 500");
-    err.print(py);
+    log_exception(py, &format!("vw: {what} raised an exception; answering 500"), err);
     server_error()
+}
+
+/// An application's exception and its traceback, through Python's `logging` (the logger
+/// `vw.error`: `vw.console.app_exception`), so a JSON log pipeline gets it whole; printed raw
+/// only if that fails.
+pub fn log_exception(py: Python<'_>, message: &str, err: PyErr) {
+    let value = err.clone_ref(py).into_value(py);
+    let logged = py.import("vw.console").and_then(|m| m.call_method1("app_exception", (message, value)));
+    if logged.is_err() {
+        eprintln!("{message}");
+        err.print(py);
+    }
 }
 
 /// The 500 vw answers for an application that failed.

@@ -224,8 +224,7 @@ impl Shared {
             let _ = std::thread::Builder::new().name("vw-async".into()).spawn(move || {
                 Python::attach(|py| {
                     if let Err(e) = me.run_lane(py) {
-                        eprintln!("vw: the event loop of async handlers stopped");
-                        e.print(py);
+                        super::reply::log_exception(py, "vw: the event loop of async handlers stopped", e);
                     }
                 })
             });

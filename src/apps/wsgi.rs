@@ -590,8 +590,7 @@ impl SyncApp for Wsgi {
         let body = std::mem::replace(&mut job.body, ReqBody::Empty);
         if let Err(e) = self.respond(py, &job.request(), body, job.head_only, out) {
             if out.started() {
-                eprintln!("vw: the WSGI application raised an exception mid-response; closing the connection");
-                e.print(py);
+                super::reply::log_exception(py, "vw: the WSGI application raised an exception mid-response; closing the connection", e);
                 out.abort();
             } else {
                 out.complete(internal_error(py, e, "the WSGI application"), job.head_only);
