@@ -128,24 +128,51 @@ def test_continuation_flood_is_cut_short(srv):
     still_serves(srv.port)
 
 
-def test_hpack_bomb_is_refused_and_the_connection_serves_on(srv):
-    """One 4 KiB header in the dynamic table, referenced 100 times: 400 KiB of header list from
-    a block of a few hundred bytes, past the 16 KiB the server accepts."""
-    c = Raw(srv.port)
+def _oversized(port: int, copies: int) -> tuple[Raw, list]:
+    """Stream 1 puts one 4 KiB header in the dynamic table; stream 3 references it `copies`
+    times (a header list of copies × 4 KiB from a block of a few hundred bytes)."""
+    c = Raw(port)
     enc = hpack.Encoder()
     base = [(":method", "GET"), (":scheme", "http"), (":path", "/1b"), (":authority", "t")]
     first = enc.encode(base + [("x-bomb", "b" * 4000)])  # enters the table
-    block = enc.encode(base + [("x-bomb", "b" * 4000)] * 100)  # each now one byte
-    assert len(block) < 4000  # against 400 KiB decoded
+    block = enc.encode(base + [("x-bomb", "b" * 4000)] * copies)  # each now one byte
+    assert len(block) < 4000
     c.enc = enc
     c.send(HeadersFrame(1, first, flags=["END_HEADERS", "END_STREAM"]).serialize())
     c.send(HeadersFrame(3, block, flags=["END_HEADERS", "END_STREAM"]).serialize())
-    got = c.frames(timeout=3, until=lambda f: (isinstance(f, RstStreamFrame) and f.stream_id == 3) or isinstance(f, GoAwayFrame))
-    refused = [f for f in got if (isinstance(f, RstStreamFrame) and f.stream_id == 3) or isinstance(f, GoAwayFrame)]
-    answered_3 = [f for f in got if isinstance(f, HeadersFrame) and f.stream_id == 3]
-    assert refused or answered_3, got
+    got = c.frames(timeout=3, until=lambda f: (isinstance(f, RstStreamFrame) and f.stream_id == 3) or isinstance(f, GoAwayFrame)
+                   or (isinstance(f, HeadersFrame) and f.stream_id == 3))
+    dec = hpack.Decoder()
+    for f in got:  # the answers' header blocks, in order (the decoder's table follows them)
+        if isinstance(f, HeadersFrame):
+            status = dict(dec.decode(f.data)).get(":status")
+            assert f.stream_id != 3 or status == "431", f"the oversized header list was answered {status}"
+    assert not any(isinstance(f, DataFrame) and f.stream_id == 3 and f.data for f in got), "never the body"
+    return c, got
+
+
+def test_hpack_bomb_is_refused_and_the_server_serves_on(srv):
+    """100 references: 400 KiB of header list, 25 times the 16 KiB the server accepts. h2 ends
+    the connection with ENHANCE_YOUR_CALM before decoding it all (a bomb's cost is bounded);
+    nothing of stream 3 is answered, and a new connection is served."""
+    c, got = _oversized(srv.port, 100)
+    assert [f.error_code for f in got if isinstance(f, GoAwayFrame)] == [ENHANCE_YOUR_CALM], got
+    assert not any(f.stream_id == 3 and not isinstance(f, RstStreamFrame) for f in got), got
     c.close()
     still_serves(srv.port)
+
+
+def test_a_header_list_just_over_the_limit_is_431_and_the_connection_serves_on(srv):
+    """5 references: 20 KiB, just over the 16 KiB limit: a 431 (or a reset) for that stream
+    alone, and the next stream on the same connection is served."""
+    c, got = _oversized(srv.port, 5)
+    on_3 = [f for f in got if f.stream_id == 3]
+    assert on_3 and isinstance(on_3[0], (RstStreamFrame, HeadersFrame)), got
+    assert not any(isinstance(f, GoAwayFrame) for f in got), got
+    c.send(c.headers(5))
+    got = c.frames(timeout=5, until=lambda f: isinstance(f, DataFrame) and f.stream_id == 5)
+    assert any(isinstance(f, DataFrame) and f.stream_id == 5 and f.data == b"x" for f in got), got
+    c.close()
 
 
 def test_too_many_streams_are_refused(srv):
