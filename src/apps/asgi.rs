@@ -644,15 +644,11 @@ impl Asgi {
             scope.set_item(intern!(py, "client"), (host, p.port()))?;
         }
         scope.set_item(intern!(py, "state"), self.state.bind(py).copy()?)?;
-        match req.https {
-            Some(true) => scope.set_item(intern!(py, "scheme"), intern!(py, "https"))?,
-            Some(false) if req.tls.is_some() => scope.set_item(intern!(py, "scheme"), intern!(py, "http"))?,
-            _ => {}
+        // The base scope says http; a trusted proxy's word wins over the connection's TLS.
+        if req.https.unwrap_or(req.tls.is_some()) {
+            scope.set_item(intern!(py, "scheme"), intern!(py, "https"))?;
         }
         if let Some(tls) = &req.tls {
-            if req.https.is_none() {
-                scope.set_item(intern!(py, "scheme"), intern!(py, "https"))?;
-            }
             let ext = self.extensions.bind(py).copy()?;
             ext.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
             scope.set_item(intern!(py, "extensions"), ext)?;

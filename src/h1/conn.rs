@@ -87,7 +87,6 @@ enum Route<'a> {
     Nowhere,
 }
 
-/// The request target goes to the application (not to a static mount, and not refused).
 /// Who the client is, as a trusted proxy's fields say (nothing with proxy headers off).
 pub fn forwarded(ctx: &Ctx, peer: Option<SocketAddr>, head: FieldIndex<'_>) -> crate::service::proxy::Forwarded {
     match &ctx.trust {
@@ -96,6 +95,7 @@ pub fn forwarded(ctx: &Ctx, peer: Option<SocketAddr>, head: FieldIndex<'_>) -> c
     }
 }
 
+/// The request target goes to the application (not to a static mount, and not refused).
 pub fn routes_to_app(ctx: &Ctx, target: &[u8]) -> bool {
     let path = request_path(target);
     (path.first() == Some(&b'/') || path == b"*") && matches!(route(ctx, path), Route::App)
@@ -623,18 +623,23 @@ impl Proto {
 
     /// `observed`, with the status known.
     fn counted(&mut self, ctx: &mut Ctx, mark: u64, start_ns: u64, req: Option<(&[u8], &Head, &[Field])>, status: u16) {
+        let client = match req {
+            Some((head, _, fields)) if ctx.log.is_some() => forwarded(ctx, self.peer, FieldIndex { head, fields }).client.or(self.peer),
+            _ => self.peer,
+        };
+        self.counted_for(ctx, mark, start_ns, req, status, client);
+    }
+
+    /// `counted`, with the client the access log names already known (an application's
+    /// request has it: `app_req`).
+    fn counted_for(&mut self, ctx: &mut Ctx, mark: u64, start_ns: u64, req: Option<(&[u8], &Head, &[Field])>, status: u16, client: Option<SocketAddr>) {
         let bytes = self.out.position() - mark;
         let micros = if start_ns == 0 { 0 } else { now_ns().saturating_sub(start_ns) / 1000 };
         ctx.stats.response(status, bytes, micros);
         if self.http2 {
             ctx.stats.h2_response();
         }
-        if ctx.log.is_some() {
-            let client = match req {
-                Some((head, _, fields)) => forwarded(ctx, self.peer, FieldIndex { head, fields }).client.or(self.peer),
-                None => self.peer,
-            };
-            let Some(log) = &mut ctx.log else { unreachable!() };
+        if let Some(log) = &mut ctx.log {
             let entry = match req {
                 Some((head, parsed, fields)) => {
                     let (referer, user_agent) = referer_and_agent(FieldIndex { head, fields }.iter());
@@ -650,7 +655,7 @@ impl Proto {
                         user_agent,
                     }
                 }
-                None => Entry { peer: self.peer, method: b"", target: b"", minor: 1, status, bytes, micros, referer: b"", user_agent: b"" },
+                None => Entry { peer: client, method: b"", target: b"", minor: 1, status, bytes, micros, referer: b"", user_agent: b"" },
             };
             log.record(&entry, ctx.clock.sec);
         }
@@ -855,8 +860,7 @@ impl Proto {
         // A denial is an HTTP response that ends the connection.
         self.answer = Answer { conn: Some(CLOSE), head_only: false, minor: 1, status: 0, body: None };
         let owned = ctx.log.as_ref().map(|_| Box::new(OwnedRequest::from_head(FieldIndex { head: req, fields }, &req[head.method_range.clone()], &req[head.target.clone()], head.minor)));
-        let client = if owned.is_some() { areq.peer } else { None };
-        self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned, client }));
+        self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned, client: areq.peer }));
         self.read = ReadState::WsOpening(Box::new(Opening { ex, mailbox, accept, deflate }));
         self.take_app_output(ctx);
     }
@@ -945,13 +949,14 @@ impl Proto {
         let head_only = head.method == Method::Head;
         self.answer = Answer { conn, head_only, minor: head.minor, status: 0, body: None };
         let areq = self.app_req(req, head, fields, ctx);
+        let client = areq.peer; // the client as the proxy named it: for the access log
         let app = ctx.app.as_mut().expect("routed to the app");
         let (mark, start) = (self.out.position(), now_ns());
         match app.call(&areq, body, head_only) {
             AppCall::Answer(parts) => {
                 self.frame(parts, &ctx.clock.date);
                 let status = self.answer.status;
-                self.counted(ctx, mark, start, Some((req, head, fields)), status);
+                self.counted_for(ctx, mark, start, Some((req, head, fields)), status, client);
                 if self.answer.closes() {
                     self.finish();
                 }
@@ -960,7 +965,6 @@ impl Proto {
                 let owned = ctx.log.as_ref().map(|_| {
                     Box::new(OwnedRequest::from_head(FieldIndex { head: req, fields }, &req[head.method_range.clone()], &req[head.target.clone()], head.minor))
                 });
-                let client = if owned.is_some() { forwarded(ctx, self.peer, FieldIndex { head: req, fields }).client.or(self.peer) } else { None };
                 self.watch = Some(Box::new(Watch { mark, start_ns: start, status: 0, req: owned, client }));
                 self.read = ReadState::Waiting(ex, close);
                 self.take_app_output(ctx);

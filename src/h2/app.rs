@@ -75,8 +75,10 @@ pub struct AppStream {
     status: u16,
     start_ns: u64,
     log: Option<Box<OwnedRequest>>,
-    /// The client the access log names (behind a trusted proxy, the one it named).
+    /// The client (behind a trusted proxy, the one it named) and the scheme the proxy said it
+    /// used: read once from the head, for the application and the access log.
     client: Option<std::net::SocketAddr>,
+    https: Option<bool>,
     /// The application is finished with it (counted and logged).
     pub done: bool,
     /// Memory body queued when last told to the application (for its backpressure).
@@ -105,6 +107,7 @@ impl AppStream {
             start_ns: now_ns(),
             log: None,
             client: origin.peer,
+            https: None,
             done: false,
             told: 0,
         });
@@ -112,16 +115,17 @@ impl AppStream {
         let mut fields = Vec::new();
         let parsed = match parse_head(&head, &ctx.limits, &mut fields) {
             Ok(Some(h)) => h,
-            Ok(None) => return s.refused(400, ctx, origin),
-            Err(reject) => return s.refused(reject.status(), ctx, origin),
+            Ok(None) => return s.refused(400, ctx),
+            Err(reject) => return s.refused(reject.status(), ctx),
         };
+        let index = FieldIndex { head: &head, fields: &fields };
+        let fwd = crate::h1::conn::forwarded(ctx, origin.peer, index);
+        (s.client, s.https) = (fwd.client.or(origin.peer), fwd.https);
         if ctx.log.is_some() {
-            let index = FieldIndex { head: &head, fields: &fields };
             s.log = Some(Box::new(OwnedRequest::from_head(index, &head[parsed.method_range.clone()], &head[parsed.target.clone()], 2)));
-            s.client = crate::h1::conn::forwarded(ctx, origin.peer, index).client.or(origin.peer);
         }
         if matches!(parsed.body, Body::Length(n) if n > ctx.max_body) {
-            return s.refused(413, ctx, origin);
+            return s.refused(413, ctx);
         }
         let req = Request { head, fields, parsed };
         if recv.is_end_stream() {
@@ -176,23 +180,22 @@ impl AppStream {
     }
 
     /// Answer with a bare status (the request was refused before the application saw it).
-    fn refused(mut self: Box<Self>, status: u16, ctx: &mut Ctx, origin: &Origin) -> Box<AppStream> {
+    fn refused(mut self: Box<Self>, status: u16, ctx: &mut Ctx) -> Box<AppStream> {
         let reply = crate::apps::reply::Reply::new(status);
         self.apply(reply.parts(), &ctx.clock.date);
-        self.finish(false, ctx, origin);
+        self.finish(false, ctx);
         self
     }
 
     fn call(&mut self, req: &Request, body: ReqBody, ctx: &mut Ctx, origin: &Origin) {
-        let fwd = crate::h1::conn::forwarded(ctx, origin.peer, FieldIndex { head: &req.head, fields: &req.fields });
         let areq = AppRequest {
             head: &req.head,
             fields: &req.fields,
             method: &req.head[req.parsed.method_range.clone()],
             target: &req.head[req.parsed.target.clone()],
             minor: 1,
-            peer: fwd.client.or(origin.peer),
-            https: fwd.https,
+            peer: self.client,
+            https: self.https,
             local_port: ctx.local_port,
             tls: origin.tls.clone(),
             http2: true,
@@ -202,18 +205,18 @@ impl AppStream {
         match app.call(&areq, body, self.head_only) {
             AppCall::Answer(parts) => {
                 self.apply(parts, &ctx.clock.date);
-                self.finish(false, ctx, origin);
+                self.finish(false, ctx);
             }
             AppCall::Pending(ex) => {
                 self.ex = Some(ex);
-                self.take(ctx, origin);
+                self.take(ctx);
             }
         }
     }
 
     /// Move what the application produced to the stream (or drop it, when the client is gone);
     /// true if there was any.
-    fn take(&mut self, ctx: &mut Ctx, origin: &Origin) -> bool {
+    fn take(&mut self, ctx: &mut Ctx) -> bool {
         let Some(ex) = self.ex.as_ref() else { return false };
         let (parts, finished, close) = {
             let mut e = ex.borrow_mut();
@@ -225,7 +228,7 @@ impl AppStream {
             self.told = usize::MAX; // its backpressure learns what moved (see `tell_backlog`)
         }
         if finished {
-            self.finish(close, ctx, origin);
+            self.finish(close, ctx);
             self.ex = None;
         }
         any
@@ -307,7 +310,7 @@ impl AppStream {
 
     /// The application is finished: complete what it left open, count and log the response.
     /// `cut`: it could not complete its response (the stream is reset after what went out).
-    fn finish(&mut self, cut: bool, ctx: &mut Ctx, _origin: &Origin) {
+    fn finish(&mut self, cut: bool, ctx: &mut Ctx) {
         if self.done {
             return;
         }
@@ -347,7 +350,7 @@ impl AppStream {
     /// The client reset the stream or the connection went: the application is told, and the
     /// response counted as far as it got (499 when nothing was answered yet, as nginx does).
     /// The stream stays (its parts dropped) until the application has finished.
-    pub fn gone(&mut self, ctx: &mut Ctx, _origin: &Origin) {
+    pub fn gone(&mut self, ctx: &mut Ctx) {
         if self.gone {
             return;
         }
@@ -384,11 +387,11 @@ impl AppStream {
                 // Was it h2's own, for the body's framing? Then the body says so (a 400).
                 self.poll_body(cx, ctx, origin);
             }
-            self.gone(ctx, origin);
+            self.gone(ctx);
             return true;
         }
         let moved = self.poll_body(cx, ctx, origin);
-        self.take(ctx, origin) || moved
+        self.take(ctx) || moved
     }
 
     /// Move request body that arrived to the application (or to its spool); true if any moved.
@@ -460,7 +463,7 @@ impl AppStream {
                             if self.received > max_body {
                                 self.incoming = Incoming::Done;
                                 self.apply(crate::apps::reply::Reply::new(413).parts(), &ctx.clock.date);
-                                self.finish(false, ctx, origin);
+                                self.finish(false, ctx);
                                 return true;
                             }
                             sink.push(&data);
@@ -472,14 +475,14 @@ impl AppStream {
                                 self.status = 400;
                             }
                             self.incoming = Incoming::Done;
-                            self.gone(ctx, origin);
+                            self.gone(ctx);
                             return true;
                         }
                         Poll::Ready(None) => {
                             let Incoming::Spooled { sink, req, .. } = std::mem::replace(&mut self.incoming, Incoming::Done) else { unreachable!() };
                             if sink.failed {
                                 self.apply(crate::apps::reply::Reply::new(500).parts(), &ctx.clock.date);
-                                self.finish(false, ctx, origin);
+                                self.finish(false, ctx);
                             } else {
                                 self.call(&req, sink.finish(), ctx, origin);
                             }

@@ -194,7 +194,7 @@ impl H2 {
     pub fn abandon(&mut self, ctx: &mut Ctx) {
         for s in self.streams.iter_mut() {
             if let Stream::App(a) = s {
-                a.gone(ctx, &self.origin);
+                a.gone(ctx);
             }
         }
         self.streams.clear();
