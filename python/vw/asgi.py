@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
-import sys
 
 from vw import _core
 

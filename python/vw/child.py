@@ -9,7 +9,7 @@ import sys
 
 from vw import static
 from vw.config import ServeConfig
-from vw.console import log, warn
+from vw.console import log
 from vw.privileges import drop_privileges
 from vw.runtime import settle_gc
 

@@ -15,7 +15,6 @@ import os
 import sys
 
 ERROR = logging.getLogger("vw.error")
-LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 class LineHandler(logging.Handler):

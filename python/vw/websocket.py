@@ -16,7 +16,6 @@ that returns closes with 1000, one that raises with 1011 (before an accept: 403,
 
 from __future__ import annotations
 
-import sys
 
 
 class WebSocketClosed(Exception):

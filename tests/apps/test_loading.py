@@ -5,7 +5,6 @@ a callable of the wrong shape refused at start in one line, and --lifespan."""
 from __future__ import annotations
 
 import re
-import sys
 
 from conftest import APPS, Server, get, run_app, vw_cmd
 

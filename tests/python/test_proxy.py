@@ -69,7 +69,7 @@ def test_django_behind_nginx_is_secure_and_builds_https_urls(proxied):
     srv, front = proxied("django_app:application")
     status, got = fetch(front.port, "/whoami/", src="127.0.0.5")
     assert status == 200, got
-    assert got["secure"] is True and got["absolute"] == f"https://localhost/x/", got
+    assert got["secure"] is True and got["absolute"] == "https://localhost/x/", got
     assert got["remote"] == "127.0.0.5" and got["xff"] == "127.0.0.5", got
     assert logged_remotes(srv, 1) == ["127.0.0.5"], "the access log names the client, not the proxy"
 
